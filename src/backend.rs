@@ -1,0 +1,226 @@
+//! Which backend runs: the `Backend` type, `RINGLOOP_BACKEND` parsing, and the io_uring probe that
+//! decides whether `auto` can pick io_uring (and, if not, why).
+
+use std::fmt;
+use std::io;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use io_uring::{IoUring, Probe, opcode};
+
+/// The environment variable that picks the backend: `auto` (default), `uring` or `epoll`.
+pub const BACKEND_ENV: &str = "RINGLOOP_BACKEND";
+
+/// The I/O backend an [`EventLoop`](crate::EventLoop) runs on.
+///
+/// Parses from `uring` (also `io_uring`, `proactor`) and `epoll` (also `selector`), ignoring case;
+/// displays as `uring` or `epoll`.
+///
+/// # Examples
+///
+/// ```
+/// use ringloop::Backend;
+/// assert_eq!("proactor".parse::<Backend>().unwrap(), Backend::Uring);
+/// assert_eq!("selector".parse::<Backend>().unwrap(), Backend::Epoll);
+/// assert_eq!(Backend::Uring.to_string(), "uring");
+/// assert!("kqueue".parse::<Backend>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// io_uring, the completion ("proactor") backend: ops are submitted and a completion wakes the
+    /// future.
+    Uring,
+    /// epoll, the readiness ("selector") backend: the syscall is tried, and on `EAGAIN` the loop
+    /// waits for readiness and retries.
+    Epoll,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Uring => "uring",
+            Backend::Epoll => "epoll",
+        })
+    }
+}
+
+/// The error for a string that names no backend; its message lists the accepted names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseBackendError {
+    value: String,
+}
+
+impl fmt::Display for ParseBackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown backend {:?}: accepted values are auto, uring (or io_uring, proactor) \
+             and epoll (or selector)",
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for ParseBackendError {}
+
+impl FromStr for Backend {
+    type Err = ParseBackendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uring" | "io_uring" | "io-uring" | "proactor" => Ok(Backend::Uring),
+            "epoll" | "selector" => Ok(Backend::Epoll),
+            _ => Err(ParseBackendError {
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// What the caller asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Choice {
+    Auto,
+    Forced(Backend),
+}
+
+/// Reads `RINGLOOP_BACKEND`. Unset or empty means `auto`.
+pub(crate) fn choice_from_env() -> io::Result<Choice> {
+    let Some(raw) = std::env::var_os(BACKEND_ENV) else {
+        return Ok(Choice::Auto);
+    };
+    let value = raw.to_string_lossy();
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.eq_ignore_ascii_case("auto") {
+        return Ok(Choice::Auto);
+    }
+    trimmed.parse().map(Choice::Forced).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{BACKEND_ENV}={value:?} is not a backend: accepted values are auto, uring \
+                 (or io_uring, proactor) and epoll (or selector)"
+            ),
+        )
+    })
+}
+
+/// Why io_uring cannot be used in this process.
+#[derive(Debug, Clone)]
+pub(crate) struct Unavailable {
+    /// The errno behind it, if the kernel gave one.
+    pub(crate) errno: Option<i32>,
+    /// A sentence for people.
+    pub(crate) reason: String,
+    /// `auto` must fail rather than fall back (ENOMEM: the machine is short of memory, and epoll
+    /// would hide that).
+    pub(crate) fatal: bool,
+}
+
+impl Unavailable {
+    pub(crate) fn to_io_error(&self, context: &str) -> io::Error {
+        let kind = match self.errno {
+            Some(e) => io::Error::from_raw_os_error(e).kind(),
+            None => io::ErrorKind::Unsupported,
+        };
+        io::Error::new(kind, format!("{context}: {}", self.reason))
+    }
+}
+
+/// Every opcode the uring backend submits. A kernel that lacks one of them gets epoll under `auto`.
+pub(crate) const REQUIRED_OPCODES: &[(u8, &str)] = &[
+    (opcode::Nop::CODE, "IORING_OP_NOP"),
+    (opcode::Read::CODE, "IORING_OP_READ"),
+    (opcode::Recv::CODE, "IORING_OP_RECV"),
+    (opcode::Send::CODE, "IORING_OP_SEND"),
+    (opcode::Accept::CODE, "IORING_OP_ACCEPT"),
+    (opcode::Connect::CODE, "IORING_OP_CONNECT"),
+    (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+    (opcode::Timeout::CODE, "IORING_OP_TIMEOUT"),
+];
+
+/// Probes io_uring once per process: a 2-entry ring plus `IORING_REGISTER_PROBE`.
+pub(crate) fn probe() -> Result<(), &'static Unavailable> {
+    static PROBE: OnceLock<Result<(), Unavailable>> = OnceLock::new();
+    PROBE.get_or_init(run_probe).as_ref().map(|_| ())
+}
+
+fn run_probe() -> Result<(), Unavailable> {
+    let ring = IoUring::new(2).map_err(|e| describe_setup_error(&e))?;
+    let mut probe = Probe::new();
+    if let Err(e) = ring.submitter().register_probe(&mut probe) {
+        return Err(Unavailable {
+            errno: e.raw_os_error(),
+            reason: format!(
+                "IORING_REGISTER_PROBE failed ({e}): the kernel is older than 5.6, which \
+                 ringloop's io_uring backend needs"
+            ),
+            fatal: false,
+        });
+    }
+    let missing: Vec<&str> = REQUIRED_OPCODES
+        .iter()
+        .filter(|(code, _)| !probe.is_supported(*code))
+        .map(|(_, name)| *name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Unavailable {
+            errno: Some(libc::EOPNOTSUPP),
+            reason: format!("the kernel's io_uring lacks {}", missing.join(", ")),
+            fatal: false,
+        });
+    }
+    Ok(())
+}
+
+/// Reads `kernel.io_uring_disabled` (absent before Linux 6.6).
+fn io_uring_disabled_sysctl() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Turns an `io_uring_setup` failure into a reason a person can act on.
+pub(crate) fn describe_setup_error(e: &io::Error) -> Unavailable {
+    let errno = e.raw_os_error();
+    let (reason, fatal) = match errno {
+        Some(libc::ENOSYS) => (
+            "io_uring_setup is not implemented (ENOSYS): the kernel is older than 5.1 or was \
+             built without CONFIG_IO_URING"
+                .to_owned(),
+            false,
+        ),
+        Some(libc::EPERM) => {
+            let why = match io_uring_disabled_sysctl() {
+                Some(2) => {
+                    "kernel.io_uring_disabled = 2 disables io_uring for every process".into()
+                }
+                Some(1) => "kernel.io_uring_disabled = 1 limits io_uring to CAP_SYS_ADMIN and \
+                            the kernel.io_uring_group group"
+                    .into(),
+                _ => "a seccomp filter denies it (Docker's default profile does) or a security \
+                      module forbids it"
+                    .to_owned(),
+            };
+            (
+                format!("io_uring_setup was denied (EPERM, operation not permitted): {why}"),
+                false,
+            )
+        }
+        Some(libc::ENOMEM) => (
+            "io_uring_setup failed with ENOMEM: the ring's memory is charged to RLIMIT_MEMLOCK \
+             (ulimit -l) on kernels before 5.12 and to the memory cgroup on later ones; raise that \
+             limit, build the loop with a smaller Builder::entries, or set RINGLOOP_BACKEND=epoll"
+                .to_owned(),
+            true,
+        ),
+        _ => (format!("io_uring_setup failed: {e}"), false),
+    };
+    Unavailable {
+        errno,
+        reason,
+        fatal,
+    }
+}

@@ -1,0 +1,156 @@
+//! `spawn_blocking`: a thread pool for work that would stall the loop. It grows on demand (up to
+//! 512 threads) and a thread exits after 10 s without work.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::{Poll, Waker};
+use std::thread;
+use std::time::Duration;
+
+use crate::JoinHandle;
+
+const MAX_THREADS: usize = 512;
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+}
+
+#[derive(Default)]
+struct Pool {
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+fn pool() -> &'static Arc<Pool> {
+    static POOL: OnceLock<Arc<Pool>> = OnceLock::new();
+    POOL.get_or_init(|| Arc::new(Pool::default()))
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn execute(self: &Arc<Self>, job: Job) {
+        let mut state = self.lock();
+        state.queue.push_back(job);
+        if state.queue.len() <= state.idle {
+            drop(state);
+            self.cond.notify_one();
+            return;
+        }
+        if state.threads >= MAX_THREADS {
+            return; // a busy thread takes it when it is done
+        }
+        state.threads += 1;
+        drop(state);
+        let pool = self.clone();
+        let spawned = thread::Builder::new()
+            .name("ringloop-blocking".into())
+            .spawn(move || pool.work());
+        if spawned.is_err() {
+            let mut state = self.lock();
+            state.threads -= 1;
+            if state.threads == 0 {
+                // No thread can be made and none exists: run the work here rather than never.
+                let job = state.queue.pop_back();
+                drop(state);
+                if let Some(job) = job {
+                    job();
+                }
+            }
+        }
+    }
+
+    fn work(&self) {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.queue.pop_front() {
+                drop(state);
+                job();
+                state = self.lock();
+                continue;
+            }
+            state.idle += 1;
+            let (next, timeout) = self
+                .cond
+                .wait_timeout(state, KEEP_ALIVE)
+                .unwrap_or_else(|e| e.into_inner());
+            state = next;
+            state.idle -= 1;
+            if timeout.timed_out() && state.queue.is_empty() {
+                state.threads -= 1;
+                return;
+            }
+        }
+    }
+}
+
+/// A one-value channel from a pool thread to the task awaiting it.
+struct Slot<T> {
+    inner: Mutex<(Option<thread::Result<T>>, Option<Waker>)>,
+}
+
+/// Runs `f` on a thread of the blocking pool and returns a handle to its output, for work that
+/// would stall the loop (blocking syscalls, CPU-heavy code, blocking libraries).
+///
+/// The handle gives a [`JoinError`](crate::JoinError) with `is_panic()` if `f` panics. Aborting
+/// the handle does not stop `f` once it has started; its output is then dropped.
+///
+/// # Panics
+///
+/// Panics if no event loop is running on this thread, as [`spawn`](crate::spawn) does.
+///
+/// # Examples
+///
+/// ```
+/// ringloop::run(async {
+///     let sum = ringloop::spawn_blocking(|| (1..=100u64).sum::<u64>()).await.unwrap();
+///     assert_eq!(sum, 5050);
+/// });
+/// ```
+pub fn spawn_blocking<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let slot = Arc::new(Slot {
+        inner: Mutex::new((None, None)),
+    });
+    let sender = slot.clone();
+    let receiver = async move {
+        let result = poll_fn(|cx| {
+            let mut inner = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
+            match inner.0.take() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    inner.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        result.unwrap_or_else(|payload| resume_unwind(payload))
+    };
+    let handle = crate::spawn(receiver);
+    pool().execute(Box::new(move || {
+        let result = catch_unwind(AssertUnwindSafe(f));
+        let waker = {
+            let mut inner = sender.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.0 = Some(result);
+            inner.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }));
+    handle
+}

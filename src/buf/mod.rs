@@ -1,0 +1,191 @@
+//! Owned buffers for completion I/O.
+//!
+//! With io_uring the kernel reads from or writes into a buffer *after* the call that started the
+//! operation has returned, so the loop must own the buffer until the operation completes. Every I/O
+//! method therefore takes its buffer by value and hands it back next to the result:
+//!
+//! ```no_run
+//! # async fn demo(stream: ringloop::net::TcpStream) -> std::io::Result<()> {
+//! let buf = Vec::with_capacity(4096);
+//! let (res, buf) = stream.read(buf).await;
+//! let n = res?;
+//! assert_eq!(buf.len(), n);
+//! # Ok(()) }
+//! ```
+//!
+//! The epoll backend implements the very same API, so code does not change with the backend.
+
+mod slice;
+
+pub use slice::Slice;
+
+use std::io;
+use std::ops::{Bound, RangeBounds};
+
+/// The result of an owned-buffer I/O call: the outcome and the buffer, given back either way.
+pub type BufResult<T, B> = (io::Result<T>, B);
+
+/// A buffer the kernel may read from: its first [`bytes_init`](IoBuf::bytes_init) bytes are sent.
+///
+/// # Safety
+///
+/// Implementors promise that [`stable_ptr`](IoBuf::stable_ptr) points to at least
+/// [`bytes_total`](IoBuf::bytes_total) bytes of which the first [`bytes_init`](IoBuf::bytes_init)
+/// are initialised, and that the pointer stays valid and unchanged while the value is moved
+/// (heap-backed or `'static` storage), until the value is dropped or mutated through `&mut`.
+pub unsafe trait IoBuf: Unpin + 'static {
+    /// A pointer to the first byte; stays put when `self` is moved.
+    fn stable_ptr(&self) -> *const u8;
+
+    /// How many bytes, from the start, are initialised (what a write sends).
+    fn bytes_init(&self) -> usize;
+
+    /// How many bytes the buffer can hold (what a read may fill).
+    fn bytes_total(&self) -> usize;
+
+    /// A view of `range` of this buffer that owns the buffer, for partial writes and reads.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the range is inverted or ends past [`bytes_total`](IoBuf::bytes_total), as slicing
+    /// a std slice does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ringloop::buf::IoBuf;
+    /// let slice = b"hello world".to_vec().slice(6..);
+    /// assert_eq!(&slice[..], b"world");
+    /// assert_eq!(slice.into_inner(), b"hello world");
+    /// ```
+    fn slice(self, range: impl RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        let total = self.bytes_total();
+        let begin = match range.start_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n.checked_add(1).expect("slice start overflows usize"),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&n) => n.checked_add(1).expect("slice end overflows usize"),
+            Bound::Excluded(&n) => n,
+            Bound::Unbounded => total,
+        };
+        assert!(begin <= end, "slice start {begin} is past its end {end}");
+        assert!(
+            end <= total,
+            "slice end {end} is past the buffer's capacity {total}"
+        );
+        Slice::new(self, begin, end)
+    }
+}
+
+/// A buffer the kernel may write into: a read fills it from its start up to
+/// [`bytes_total`](IoBuf::bytes_total).
+///
+/// # Safety
+///
+/// As for [`IoBuf`]; in addition [`stable_mut_ptr`](IoBufMut::stable_mut_ptr) is valid for writes
+/// of [`bytes_total`](IoBuf::bytes_total) bytes.
+pub unsafe trait IoBufMut: IoBuf {
+    /// A writable pointer to the first byte; stays put when `self` is moved.
+    fn stable_mut_ptr(&mut self) -> *mut u8;
+
+    /// Records that the first `pos` bytes are now initialised (a read filled them).
+    ///
+    /// For `Vec<u8>` this sets the length to `pos`.
+    ///
+    /// # Safety
+    ///
+    /// The first `pos` bytes must really be initialised and `pos <= bytes_total()`.
+    unsafe fn set_init(&mut self, pos: usize);
+}
+
+// SAFETY: a Vec's heap pointer does not move when the Vec is moved; `len` bytes are initialised
+// out of `capacity`.
+unsafe impl IoBuf for Vec<u8> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.capacity()
+    }
+}
+
+// SAFETY: as for IoBuf; the whole capacity is writable.
+unsafe impl IoBufMut for Vec<u8> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised.
+        unsafe { self.set_len(pos) }
+    }
+}
+
+// SAFETY: a boxed slice's heap pointer does not move with the box; all of it is initialised.
+unsafe impl IoBuf for Box<[u8]> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: as for IoBuf; every byte is writable.
+unsafe impl IoBufMut for Box<[u8]> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, _pos: usize) {
+        // A boxed slice is always fully initialised; its length is fixed.
+    }
+}
+
+// SAFETY: 'static data never moves and is fully initialised.
+unsafe impl IoBuf for &'static [u8] {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: 'static data never moves and is fully initialised.
+unsafe impl IoBuf for &'static str {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: a String's heap pointer does not move with the String; `len` bytes are initialised.
+unsafe impl IoBuf for String {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.capacity()
+    }
+}

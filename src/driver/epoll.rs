@@ -1,0 +1,229 @@
+//! The epoll driver: edge-triggered, one registration per fd for its life (added the first time an
+//! op on it would block), per-direction readiness flags and wakers, timers through the wait timeout.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::Duration;
+
+use slab::Slab;
+
+use super::Shared;
+use super::op::Interest;
+use crate::stats::Counters;
+
+/// The token of the wake eventfd.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// One registered fd's readiness.
+#[derive(Default)]
+struct ScheduledIo {
+    generation: u32,
+    readable: bool,
+    writable: bool,
+    readers: Vec<Waker>,
+    writers: Vec<Waker>,
+}
+
+pub(crate) struct EpollDriver {
+    epfd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+    ios: Slab<ScheduledIo>,
+    next_gen: u32,
+    counters: Rc<Counters>,
+}
+
+fn token_parts(token: u64) -> (usize, u32) {
+    ((token & 0xffff_ffff) as usize, (token >> 32) as u32)
+}
+
+fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        // Round up: a timer must never fire before its deadline.
+        Some(t) => {
+            let ms = t.as_nanos().div_ceil(1_000_000);
+            ms.min(i32::MAX as u128) as i32
+        }
+    }
+}
+
+impl EpollDriver {
+    pub(super) fn new(entries: u32, shared: &Shared, counters: Rc<Counters>) -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers; a negative return is an error.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut driver = EpollDriver {
+            // SAFETY: `fd` was just returned by epoll_create1 and nobody else owns it.
+            epfd: unsafe { OwnedFd::from_raw_fd(fd) },
+            events: Vec::with_capacity(entries.clamp(1, 65536) as usize),
+            ios: Slab::new(),
+            next_gen: 0,
+            counters,
+        };
+        driver.ctl(
+            libc::EPOLL_CTL_ADD,
+            shared.eventfd(),
+            libc::EPOLLIN | libc::EPOLLET,
+            WAKE_TOKEN,
+        )?;
+        Ok(driver)
+    }
+
+    fn ctl(&mut self, op: i32, fd: RawFd, events: i32, token: u64) -> io::Result<()> {
+        Counters::bump(&self.counters.epoll_ctls);
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Adds `fd` for both directions, edge-triggered, once for its life. If it is ready already,
+    /// the next wait reports it.
+    pub(super) fn register(&mut self, fd: RawFd) -> io::Result<u64> {
+        let generation = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let key = self.ios.insert(ScheduledIo {
+            generation,
+            ..ScheduledIo::default()
+        });
+        let token = (u64::from(generation) << 32) | key as u64;
+        let events = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, fd, events, token) {
+            self.ios.remove(key);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// Forgets a registration. Closing the fd removes it from epoll, so `EPOLL_CTL_DEL` is only
+    /// sent when the fd stays open (`still_open`).
+    pub(super) fn deregister(&mut self, fd: RawFd, token: u64, still_open: bool) {
+        let (key, generation) = token_parts(token);
+        if matches!(self.ios.get(key), Some(io) if io.generation == generation) {
+            self.ios.remove(key);
+            if still_open {
+                let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+            }
+        }
+    }
+
+    /// The syscall said `EAGAIN`: not ready in this direction until the next edge; wake `waker` then.
+    pub(super) fn arm(&mut self, token: u64, interest: Interest, waker: &Waker) {
+        let (key, generation) = token_parts(token);
+        let Some(io) = self
+            .ios
+            .get_mut(key)
+            .filter(|io| io.generation == generation)
+        else {
+            waker.wake_by_ref(); // stale registration: let the op retry and re-register
+            return;
+        };
+        let (ready, wakers) = match interest {
+            Interest::Read => (&mut io.readable, &mut io.readers),
+            Interest::Write => (&mut io.writable, &mut io.writers),
+        };
+        *ready = false;
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
+    /// For an armed op polled again: true if an edge came since (retry the syscall); otherwise the
+    /// waker is kept and the op stays pending.
+    pub(super) fn poll_ready(&mut self, token: u64, interest: Interest, waker: &Waker) -> bool {
+        let (key, generation) = token_parts(token);
+        let Some(io) = self
+            .ios
+            .get_mut(key)
+            .filter(|io| io.generation == generation)
+        else {
+            return true;
+        };
+        let (ready, wakers) = match interest {
+            Interest::Read => (io.readable, &mut io.readers),
+            Interest::Write => (io.writable, &mut io.writers),
+        };
+        if !ready && !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        ready
+    }
+
+    /// One `epoll_wait` for up to `timeout`, then wakes whatever became ready.
+    pub(super) fn park(&mut self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
+        let mut block = timeout != Some(Duration::ZERO);
+        if block && !shared.prepare_sleep() {
+            block = false;
+        }
+        let ms = if block { timeout_ms(timeout) } else { 0 };
+        Counters::bump(&self.counters.epoll_waits);
+        // SAFETY: `events` has room for `capacity()` entries; the kernel writes at most that many
+        // and we set the length to what it reports.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.capacity() as i32,
+                ms,
+            )
+        };
+        if block {
+            shared.finish_sleep();
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: the kernel initialised the first `n` entries.
+        unsafe { self.events.set_len(n as usize) };
+        for i in 0..self.events.len() {
+            let ev = self.events[i];
+            let (token, bits) = (ev.u64, ev.events as i32);
+            Counters::bump(&self.counters.completions);
+            if token == WAKE_TOKEN {
+                shared.drain_eventfd();
+                continue;
+            }
+            let (key, generation) = token_parts(token);
+            let Some(io) = self
+                .ios
+                .get_mut(key)
+                .filter(|io| io.generation == generation)
+            else {
+                continue; // the fd was closed since
+            };
+            let hangup = bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0;
+            if hangup || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0 {
+                io.readable = true;
+                io.readers.drain(..).for_each(Waker::wake);
+            }
+            if hangup || bits & libc::EPOLLOUT != 0 {
+                io.writable = true;
+                io.writers.drain(..).for_each(Waker::wake);
+            }
+        }
+        self.events.clear();
+        Ok(())
+    }
+
+    /// Drops every stored waker (the loop is closing). Registrations go with their fds.
+    pub(super) fn shutdown(&mut self) {
+        for (_, io) in self.ios.iter_mut() {
+            io.readers.clear();
+            io.writers.clear();
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The driver: `enum Driver { Uring, Epoll }`. This is the only place that matches on the backend;
+//! everything above it (`op`, `net`, the loop) calls the same methods whichever runs.
+
+mod epoll;
+pub(crate) mod fd;
+pub(crate) mod op;
+mod uring;
+mod wake;
+
+pub(crate) use wake::Shared;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::Backend;
+use crate::stats::Counters;
+use epoll::EpollDriver;
+use fd::SharedFd;
+use op::{OpCore, Operation, Orphan, Slot};
+use uring::UringDriver;
+
+enum Driver {
+    Uring(UringDriver),
+    Epoll(EpollDriver),
+    /// The loop was closed: every CQE came in and the ring or epoll fd is gone.
+    Closed,
+}
+
+/// The driver of one loop, shared by the loop, its ops and its registered fds.
+pub(crate) struct DriverCell {
+    driver: RefCell<Driver>,
+    backend: Backend,
+    counters: Rc<Counters>,
+}
+
+impl fmt::Debug for DriverCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriverCell")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+fn closed_error() -> io::Error {
+    io::Error::other("the ringloop event loop this I/O belongs to was closed")
+}
+
+impl DriverCell {
+    pub(crate) fn new(
+        backend: Backend,
+        entries: u32,
+        shared: &Shared,
+        counters: Rc<Counters>,
+    ) -> io::Result<Rc<Self>> {
+        let driver = match backend {
+            Backend::Uring => Driver::Uring(UringDriver::new(entries, shared, counters.clone())?),
+            Backend::Epoll => Driver::Epoll(EpollDriver::new(entries, shared, counters.clone())?),
+        };
+        Ok(Rc::new(DriverCell {
+            driver: RefCell::new(driver),
+            backend,
+            counters,
+        }))
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The io_uring setup flags in use, for diagnostics.
+    pub(crate) fn uring_setup(&self) -> Option<&'static str> {
+        match &*self.driver.borrow() {
+            Driver::Uring(u) => Some(u.setup),
+            _ => None,
+        }
+    }
+
+    /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
+    pub(crate) fn park(&self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
+        let mut driver = self.driver.borrow_mut();
+        let (res, orphans) = match &mut *driver {
+            Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans()),
+            Driver::Epoll(e) => (e.park(timeout, shared), Vec::new()),
+            Driver::Closed => (Ok(()), Vec::new()),
+        };
+        drop(driver);
+        release_orphans(orphans);
+        res
+    }
+
+    /// Cancels everything in flight, waits until the kernel is done with every buffer, releases
+    /// the orphans, and closes the ring or epoll fd.
+    pub(crate) fn shutdown(&self) {
+        let mut driver = self.driver.borrow_mut();
+        let orphans = match &mut *driver {
+            Driver::Uring(u) => {
+                u.shutdown();
+                u.take_orphans()
+            }
+            Driver::Epoll(e) => {
+                e.shutdown();
+                Vec::new()
+            }
+            Driver::Closed => Vec::new(),
+        };
+        let old = std::mem::replace(&mut *driver, Driver::Closed);
+        drop(driver);
+        release_orphans(orphans);
+        drop(old);
+    }
+
+    /// Drives one op on this loop's backend.
+    pub(crate) fn poll_op<T: Operation>(
+        self: &Rc<Self>,
+        op: &mut OpCore<T>,
+        cx: &mut Context<'_>,
+    ) -> Poll<T::Output> {
+        let mut driver = self.driver.borrow_mut();
+        match &mut *driver {
+            Driver::Uring(u) => {
+                let res = match op.slot {
+                    Slot::Idle => match u.submit_op(op.data_mut().sqe(), cx.waker()) {
+                        Ok(key) => {
+                            op.slot = Slot::Submitted(key);
+                            return Poll::Pending;
+                        }
+                        Err(e) => Err(e),
+                    },
+                    Slot::Submitted(key) => match u.poll_op(key, cx) {
+                        Poll::Ready(res) => res,
+                        Poll::Pending => return Poll::Pending,
+                    },
+                    Slot::Armed(..) | Slot::Done => {
+                        unreachable!("a uring op in state {:?} was polled", op.slot)
+                    }
+                };
+                drop(driver);
+                Poll::Ready(op.finish(res))
+            }
+            Driver::Epoll(_) => {
+                drop(driver);
+                self.poll_epoll_op(op, cx)
+            }
+            Driver::Closed => {
+                drop(driver);
+                Poll::Ready(op.finish(Err(closed_error())))
+            }
+        }
+    }
+
+    /// The epoll half: try the syscall; on `EAGAIN` wait for the fd's next edge and retry.
+    fn poll_epoll_op<T: Operation>(
+        self: &Rc<Self>,
+        op: &mut OpCore<T>,
+        cx: &mut Context<'_>,
+    ) -> Poll<T::Output> {
+        match op.slot {
+            Slot::Idle => Counters::bump(&self.counters.ops_submitted),
+            Slot::Armed(token, interest) => {
+                if !self.with_epoll(|e| e.poll_ready(token, interest, cx.waker())) {
+                    return Poll::Pending;
+                }
+            }
+            Slot::Submitted(_) | Slot::Done => {
+                unreachable!("an epoll op in state {:?} was polled", op.slot)
+            }
+        }
+        loop {
+            Counters::bump(&self.counters.io_syscalls);
+            match op.data_mut().try_syscall() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let Some((fd, interest)) = op.data_mut().readiness() else {
+                        return Poll::Ready(op.finish(Err(e)));
+                    };
+                    let token = match self.epoll_token(fd) {
+                        Ok(t) => t,
+                        Err(e) => return Poll::Ready(op.finish(Err(e))),
+                    };
+                    self.with_epoll(|e| e.arm(token, interest, cx.waker()));
+                    op.slot = Slot::Armed(token, interest);
+                    return Poll::Pending;
+                }
+                res => return Poll::Ready(op.finish(res)),
+            }
+        }
+    }
+
+    /// The fd's registration with this loop's epoll, added on first need.
+    fn epoll_token(self: &Rc<Self>, fd: &SharedFd) -> io::Result<u64> {
+        if let Some(token) = fd.registration(self) {
+            return Ok(token);
+        }
+        let token = self.with_epoll(|e| e.register(fd.raw()))?;
+        if let Some((old_driver, old_token)) = fd.set_registration(self.clone(), token) {
+            // The fd moved here from another loop: release it there.
+            old_driver.deregister(fd.raw(), old_token, true);
+        }
+        Ok(token)
+    }
+
+    fn with_epoll<R>(&self, f: impl FnOnce(&mut EpollDriver) -> R) -> R {
+        match &mut *self.driver.borrow_mut() {
+            Driver::Epoll(e) => f(e),
+            _ => unreachable!("epoll op on a loop that is not running epoll"),
+        }
+    }
+
+    /// An op's future is being dropped.
+    pub(crate) fn drop_op<T: Operation>(&self, op: &mut OpCore<T>) {
+        let Slot::Submitted(key) = op.slot else {
+            return; // epoll ops and unstarted ops hold nothing the kernel uses
+        };
+        let Some(data) = op.data.take() else { return };
+        let mut driver = self.driver.borrow_mut();
+        let done = match &mut *driver {
+            Driver::Uring(u) => u.abandon(key, data),
+            // Closed: every CQE came in before the ring went away.
+            _ => None,
+        };
+        drop(driver);
+        if let Some((data, res)) = done {
+            data.orphaned(res);
+        }
+    }
+
+    /// Forgets an fd's epoll registration (called when the fd closes or moves to another loop).
+    pub(crate) fn deregister(&self, fd: RawFd, token: u64, still_open: bool) {
+        if let Ok(mut driver) = self.driver.try_borrow_mut()
+            && let Driver::Epoll(e) = &mut *driver
+        {
+            e.deregister(fd, token, still_open);
+        }
+    }
+}
+
+fn release_orphans(orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>) {
+    for (data, res) in orphans {
+        data.orphaned(res);
+    }
+}

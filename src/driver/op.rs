@@ -1,0 +1,145 @@
+//! The `Op<T>` future, its lifecycle, and the per-op trait that every op in `op/` implements for
+//! both backends side by side.
+//!
+//! Lifecycle on uring: `Idle` -> `Submitted(key)` (an SQE pushed, its memory owned by the op's
+//! heap allocation) -> completed. Dropped while submitted, the op's allocation moves into the
+//! driver, an `ASYNC_CANCEL` is pushed, and the allocation is freed only when the op's CQE arrives.
+//! On epoll: `Idle` -> try the syscall -> on `EAGAIN`, `Armed` until readiness -> retry.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::DriverCell;
+use super::fd::SharedFd;
+
+/// Which readiness an epoll op waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// One kind of I/O operation, both halves side by side.
+///
+/// # Safety
+///
+/// Every pointer the SQE from [`sqe`](Operation::sqe) carries must point into `self` (which lives
+/// in a `Box` that does not move) or into memory `self` owns and keeps alive and unaliased until
+/// [`complete`](Operation::complete) or [`orphaned`](Operation::orphaned) consumes it.
+pub(crate) unsafe trait Operation: Sized + 'static {
+    type Output;
+
+    /// uring half: the SQE to submit (user_data is set by the driver).
+    fn sqe(&mut self) -> io_uring::squeue::Entry;
+
+    /// epoll half: the fd and direction to wait on after `EAGAIN`; `None` for ops that never block.
+    fn readiness(&self) -> Option<(&SharedFd, Interest)>;
+
+    /// epoll half: the nonblocking syscall, its result as a CQE would carry it.
+    fn try_syscall(&mut self) -> io::Result<u32>;
+
+    /// Both halves: turns the kernel's result into the output.
+    fn complete(self, res: io::Result<u32>) -> Self::Output;
+
+    /// The future was dropped but the kernel completed the op anyway (uring): release what the
+    /// result holds (close an accepted fd, keep received bytes for the next read).
+    fn orphaned(self, res: io::Result<u32>) {
+        let _ = res;
+    }
+}
+
+/// An op whose future is gone, kept by the driver until its CQE arrives.
+pub(crate) trait Orphan {
+    fn orphaned(self: Box<Self>, res: io::Result<u32>);
+}
+
+impl<T: Operation> Orphan for T {
+    fn orphaned(self: Box<Self>, res: io::Result<u32>) {
+        Operation::orphaned(*self, res);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Not started yet.
+    Idle,
+    /// uring: an SQE is in flight with this user_data.
+    Submitted(usize),
+    /// epoll: waiting for this registration to become ready in this direction.
+    Armed(u64, Interest),
+    /// The output was returned.
+    Done,
+}
+
+/// The op's data and where it is in its life.
+pub(crate) struct OpCore<T> {
+    pub(super) data: Option<Box<T>>,
+    pub(super) slot: Slot,
+}
+
+impl<T: Operation> OpCore<T> {
+    pub(super) fn data_mut(&mut self) -> &mut T {
+        self.data
+            .as_mut()
+            .expect("an op was polled after it completed")
+    }
+
+    pub(super) fn finish(&mut self, res: io::Result<u32>) -> T::Output {
+        self.slot = Slot::Done;
+        let data = self
+            .data
+            .take()
+            .expect("an op was polled after it completed");
+        data.complete(res)
+    }
+}
+
+/// The future of one I/O operation on whichever backend the current loop runs.
+pub(crate) struct Op<T: Operation> {
+    driver: Option<Rc<DriverCell>>,
+    core: OpCore<T>,
+}
+
+impl<T: Operation> Op<T> {
+    pub(crate) fn new(data: T) -> Self {
+        Op {
+            driver: None,
+            core: OpCore {
+                data: Some(Box::new(data)),
+                slot: Slot::Idle,
+            },
+        }
+    }
+}
+
+impl<T: Operation> Future for Op<T> {
+    type Output = T::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let this = self.get_mut();
+        if this.driver.is_none() {
+            match crate::event_loop::current_driver() {
+                Some(d) => this.driver = Some(d),
+                None => {
+                    return Poll::Ready(this.core.finish(Err(io::Error::other(
+                        "ringloop I/O was polled outside a running event loop: await it inside \
+                         EventLoop::run_until_complete or ringloop::run",
+                    ))));
+                }
+            }
+        }
+        let driver = this.driver.as_ref().expect("set just above");
+        driver.poll_op(&mut this.core, cx)
+    }
+}
+
+impl<T: Operation> Drop for Op<T> {
+    fn drop(&mut self) {
+        if let Some(driver) = &self.driver {
+            driver.drop_op(&mut self.core);
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The io_uring driver: ring setup and flags, batched submission, user_data <-> slab slot, CQE
+//! dispatch, and drain-on-drop.
+
+use std::io;
+use std::mem;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, opcode, squeue};
+use slab::Slab;
+
+use super::Shared;
+use super::op::Orphan;
+use crate::stats::Counters;
+
+/// user_data of the eventfd read that wakes the loop from other threads.
+const WAKE_TAG: u64 = u64::MAX;
+/// user_data of `ASYNC_CANCEL` requests (their own CQEs need no handling).
+const CANCEL_TAG: u64 = u64::MAX - 1;
+/// user_data of `TIMEOUT` ops, used to bound a wait on kernels without `EXT_ARG`.
+const TIMEOUT_TAG: u64 = u64::MAX - 2;
+
+const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+
+/// Where one submitted op is.
+enum Lifecycle {
+    /// In flight; wake this when the CQE arrives.
+    Waiting(Waker),
+    /// The CQE arrived; the op's future has not seen it yet.
+    Completed(io::Result<u32>),
+    /// The op's future was dropped; its data waits here for the CQE.
+    Ignored(Box<dyn Orphan>),
+}
+
+pub(crate) struct UringDriver {
+    ring: IoUring,
+    ops: Slab<Lifecycle>,
+    /// SQEs pushed whose CQE has not arrived yet (ops, wake read, cancels, timeouts).
+    in_flight: usize,
+    timeouts_in_flight: usize,
+    ext_arg: bool,
+    defer_taskrun: bool,
+    /// Which setup flags the ring got, for `EventLoop`'s debug output.
+    pub(super) setup: &'static str,
+    wake_fd: RawFd,
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    closing: bool,
+    /// Kept alive for the `TIMEOUT` fallback; the kernel copies it at submission.
+    timeout_ts: Box<Timespec>,
+    orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>,
+    counters: Rc<Counters>,
+}
+
+/// Builds a ring with the fastest flags the kernel accepts, dropping them one by one on `EINVAL`.
+fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
+    type Setup = fn(&mut io_uring::Builder) -> &mut io_uring::Builder;
+    let attempts: [(&str, Setup); 4] = [
+        ("SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN", |b| {
+            b.setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_coop_taskrun()
+        }),
+        ("SINGLE_ISSUER|COOP_TASKRUN", |b| {
+            b.setup_single_issuer().setup_coop_taskrun()
+        }),
+        ("COOP_TASKRUN", |b| b.setup_coop_taskrun()),
+        ("none", |b| b),
+    ];
+    let mut last = None;
+    for (name, setup) in attempts {
+        let mut builder = IoUring::builder();
+        builder
+            .setup_clamp()
+            .setup_cqsize(entries.saturating_mul(4));
+        setup(&mut builder);
+        match builder.build(entries) {
+            Ok(ring) => return Ok((ring, name)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
+}
+
+fn cqe_result(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as u32)
+    }
+}
+
+impl UringDriver {
+    pub(super) fn new(entries: u32, shared: &Shared, counters: Rc<Counters>) -> io::Result<Self> {
+        let (ring, setup) = build_ring(entries)?;
+        let params = ring.params();
+        let mut driver = UringDriver {
+            ext_arg: params.is_feature_ext_arg(),
+            defer_taskrun: setup.contains("DEFER_TASKRUN"),
+            ring,
+            ops: Slab::with_capacity(entries as usize),
+            in_flight: 0,
+            timeouts_in_flight: 0,
+            setup,
+            wake_fd: shared.eventfd(),
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            closing: false,
+            timeout_ts: Box::new(Timespec::new()),
+            orphans: Vec::new(),
+            counters,
+        };
+        driver.arm_wake()?;
+        Ok(driver)
+    }
+
+    /// Queues an SQE. Pushing never enters the kernel unless the SQ is full, in which case what is
+    /// queued is submitted first.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `entry` must stay valid until its CQE is reaped (see `Operation`).
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the caller keeps the entry's memory alive until its CQE arrives.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                self.in_flight += 1;
+                return Ok(());
+            }
+            self.submit_queued()?;
+        }
+    }
+
+    /// Hands the queued SQEs to the kernel without waiting (the SQ was full).
+    fn submit_queued(&mut self) -> io::Result<()> {
+        Counters::bump(&self.counters.uring_enters);
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) => Ok(()),
+                // The kernel is short of room for completions: reap, then try again.
+                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    self.enter(0, Some(Duration::ZERO))?;
+                    self.reap();
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Starts an op: a slab slot for its state, its SQE queued with the slot as user_data.
+    pub(super) fn submit_op(&mut self, entry: squeue::Entry, waker: &Waker) -> io::Result<usize> {
+        let key = self.ops.insert(Lifecycle::Waiting(waker.clone()));
+        let entry = entry.user_data(key as u64);
+        // SAFETY: the entry's memory belongs to an op whose data stays boxed in its `Op` or, if
+        // the future is dropped, in `Lifecycle::Ignored`, until this slot's CQE arrives.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.ops.remove(key);
+            return Err(e);
+        }
+        Counters::bump(&self.counters.ops_submitted);
+        Ok(key)
+    }
+
+    /// Checks an op's slot: its result if the CQE came, else remembers the waker.
+    pub(super) fn poll_op(&mut self, key: usize, cx: &Context<'_>) -> Poll<io::Result<u32>> {
+        match &mut self.ops[key] {
+            Lifecycle::Waiting(w) => {
+                if !w.will_wake(cx.waker()) {
+                    *w = cx.waker().clone();
+                }
+                Poll::Pending
+            }
+            Lifecycle::Completed(_) => match self.ops.remove(key) {
+                Lifecycle::Completed(res) => Poll::Ready(res),
+                _ => unreachable!("slot {key} was Completed a moment ago"),
+            },
+            Lifecycle::Ignored(_) => unreachable!("an abandoned op was polled"),
+        }
+    }
+
+    /// The op's future was dropped. If its CQE already came, the data and result are handed back
+    /// to be released by the caller; otherwise the data is parked until the CQE and a cancel is
+    /// pushed.
+    pub(super) fn abandon(
+        &mut self,
+        key: usize,
+        data: Box<dyn Orphan>,
+    ) -> Option<(Box<dyn Orphan>, io::Result<u32>)> {
+        if let Lifecycle::Completed(_) = &self.ops[key] {
+            return match self.ops.remove(key) {
+                Lifecycle::Completed(res) => Some((data, res)),
+                _ => unreachable!("slot {key} was Completed a moment ago"),
+            };
+        }
+        self.ops[key] = Lifecycle::Ignored(data);
+        let cancel = opcode::AsyncCancel::new(key as u64)
+            .build()
+            .user_data(CANCEL_TAG);
+        // SAFETY: ASYNC_CANCEL carries no pointers. If the push fails the op still completes on
+        // its own and its data is freed then.
+        let _ = unsafe { self.push(&cancel) };
+        None
+    }
+
+    /// Keeps a read of the wake eventfd in flight so other threads can wake a blocked loop.
+    fn arm_wake(&mut self) -> io::Result<()> {
+        if self.wake_armed || self.closing {
+            return Ok(());
+        }
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let entry = opcode::Read::new(Fd(self.wake_fd), buf.cast(), 8)
+            .build()
+            .user_data(WAKE_TAG);
+        // SAFETY: `wake_buf` is boxed in the driver, which waits for every CQE (this one included)
+        // before it is dropped; the eventfd is owned by `Shared`, which outlives the driver.
+        unsafe { self.push(&entry)? };
+        self.wake_armed = true;
+        Ok(())
+    }
+
+    /// One `io_uring_enter`: submits what is queued and waits for `want` completions or `timeout`.
+    fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
+        Counters::bump(&self.counters.uring_enters);
+        let res = match timeout {
+            Some(t) if self.ext_arg => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                let to_submit = self.ring.submission().len() as u32;
+                // SAFETY: `args` is a valid `io_uring_getevents_arg` for this call (EXT_ARG); we
+                // always pass GETEVENTS, so a `min_complete` of 0 still runs deferred task work
+                // and posts completions, as DEFER_TASKRUN requires.
+                unsafe {
+                    self.ring.submitter().enter(
+                        to_submit,
+                        want,
+                        IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                        Some(&args),
+                    )
+                }
+            }
+            Some(t) if want > 0 => {
+                *self.timeout_ts = Timespec::from(t);
+                let ts: *const Timespec = &*self.timeout_ts;
+                let entry = opcode::Timeout::new(ts).build().user_data(TIMEOUT_TAG);
+                // SAFETY: the timespec is boxed in the driver for its whole life.
+                unsafe { self.push(&entry)? };
+                self.timeouts_in_flight += 1;
+                self.ring.submit_and_wait(want as usize)
+            }
+            _ => self.ring.submit_and_wait(want as usize),
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// One loop turn's trip to the kernel: submit, then wait up to `timeout` (`None` = until a
+    /// completion), then dispatch every completion.
+    pub(super) fn park(&mut self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
+        self.arm_wake()?;
+        let mut block = timeout != Some(Duration::ZERO);
+        if block && !shared.prepare_sleep() {
+            block = false;
+        }
+        let res = if block {
+            let r = self.enter(1, timeout);
+            shared.finish_sleep();
+            r
+        } else {
+            let queued = !self.ring.submission().is_empty();
+            // Without DEFER_TASKRUN the kernel posts completions by itself and reaping needs no
+            // syscall; with it, completions are only posted inside an enter with GETEVENTS.
+            let ops_in_flight = self.in_flight > usize::from(self.wake_armed);
+            if queued || (self.defer_taskrun && ops_in_flight) {
+                self.enter(0, Some(Duration::ZERO))
+            } else {
+                Ok(())
+            }
+        };
+        self.reap();
+        res
+    }
+
+    /// Dispatches every CQE, flushing the kernel's overflow list if the CQ overflowed.
+    fn reap(&mut self) {
+        loop {
+            let mut cq = self.ring.completion();
+            cq.sync();
+            for cqe in &mut cq {
+                self.in_flight -= 1;
+                Counters::bump(&self.counters.completions);
+                let res = cqe_result(cqe.result());
+                match cqe.user_data() {
+                    WAKE_TAG => self.wake_armed = false,
+                    CANCEL_TAG => {}
+                    TIMEOUT_TAG => self.timeouts_in_flight -= 1,
+                    key => {
+                        let key = key as usize;
+                        match self.ops.get_mut(key) {
+                            Some(Lifecycle::Waiting(_)) => {
+                                if let Lifecycle::Waiting(w) =
+                                    mem::replace(&mut self.ops[key], Lifecycle::Completed(res))
+                                {
+                                    w.wake();
+                                }
+                            }
+                            Some(Lifecycle::Ignored(_)) => {
+                                if let Lifecycle::Ignored(data) = self.ops.remove(key) {
+                                    self.orphans.push((data, res));
+                                }
+                            }
+                            Some(Lifecycle::Completed(_)) | None => {
+                                unreachable!(
+                                    "a CQE arrived for op slot {key}, which has none in flight"
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+            drop(cq);
+            // With IORING_FEAT_NODROP an overflowing CQ parks completions in the kernel; an enter
+            // with GETEVENTS moves them to the CQ once it has room.
+            if !self.ring.submission().cq_overflow() {
+                break;
+            }
+            Counters::bump(&self.counters.uring_enters);
+            let _ = self.ring.submit_and_wait(0);
+        }
+    }
+
+    /// Orphaned ops whose CQE arrived, to be released outside the driver's borrow.
+    pub(super) fn take_orphans(&mut self) -> Vec<(Box<dyn Orphan>, io::Result<u32>)> {
+        mem::take(&mut self.orphans)
+    }
+
+    /// Cancels everything in flight and waits for every CQE, so no memory the kernel may write is
+    /// freed. Waiting ops get their result (usually `ECANCELED`) in their slot.
+    pub(super) fn shutdown(&mut self) {
+        self.closing = true;
+        if self.in_flight == 0 {
+            return;
+        }
+        let keys: Vec<u64> = self
+            .ops
+            .iter()
+            .filter(|(_, l)| !matches!(l, Lifecycle::Completed(_)))
+            .map(|(k, _)| k as u64)
+            .collect();
+        let timeouts = self.timeouts_in_flight;
+        let targets = keys
+            .into_iter()
+            .chain(self.wake_armed.then_some(WAKE_TAG))
+            .chain(std::iter::repeat_n(TIMEOUT_TAG, timeouts));
+        for target in targets {
+            let cancel = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(CANCEL_TAG);
+            // SAFETY: ASYNC_CANCEL carries no pointers.
+            let _ = unsafe { self.push(&cancel) };
+        }
+        while self.in_flight > 0 {
+            if self.enter(1, Some(Duration::from_millis(100))).is_err() {
+                // The ring itself failed; nothing more can be reaped from it.
+                break;
+            }
+            self.reap();
+        }
+        if self.in_flight > 0 {
+            // The kernel may still write into these: leak them rather than free them.
+            mem::forget(mem::take(&mut self.ops));
+            mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
+    }
+}
+
+impl Drop for UringDriver {
+    fn drop(&mut self) {
+        // Normally `shutdown` ran already; this covers a driver dropped during a panic.
+        self.shutdown();
+        // Orphans left here are released with the driver, after every CQE came.
+    }
+}

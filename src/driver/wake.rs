@@ -1,0 +1,106 @@
+//! Wakes from other threads: a remote queue of task ids, an eventfd, and an "asleep" flag so the
+//! eventfd is written only when the loop is really blocked in the kernel.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::{fmt, io};
+
+/// The part of a loop other threads may touch. Owned by the loop and by every waker, so the
+/// eventfd stays open as long as anyone could write to it.
+pub(crate) struct Shared {
+    remote: Mutex<Vec<u64>>,
+    has_remote: AtomicBool,
+    sleeping: AtomicBool,
+    eventfd: OwnedFd,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("eventfd", &self.eventfd.as_raw_fd())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers; a negative return is an error, checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Shared {
+            remote: Mutex::new(Vec::new()),
+            has_remote: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+            eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub(crate) fn eventfd(&self) -> RawFd {
+        self.eventfd.as_raw_fd()
+    }
+
+    /// Queues a task woken from outside the loop's thread, and wakes the loop if it sleeps.
+    pub(crate) fn push_remote(&self, id: u64) {
+        self.remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+        self.has_remote.store(true, Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our own eventfd. A failure can only be
+            // EAGAIN (counter saturated), in which case the loop is already due to wake.
+            unsafe {
+                libc::write(
+                    self.eventfd.as_raw_fd(),
+                    (&one as *const u64).cast(),
+                    std::mem::size_of::<u64>(),
+                );
+            }
+        }
+    }
+
+    /// Moves the remotely woken ids into `out`.
+    pub(crate) fn take_remote(&self, out: &mut Vec<u64>) {
+        if !self.has_remote.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut q = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        self.has_remote.store(false, Ordering::SeqCst);
+        out.append(&mut q);
+    }
+
+    /// Announces that the loop is about to block. False if a remote wake is already pending, in
+    /// which case the loop must not block. Pairs with `push_remote`: with both sides SeqCst, either
+    /// the loop sees the queued id here or the waker sees `sleeping` and writes the eventfd.
+    pub(crate) fn prepare_sleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if self.has_remote.load(Ordering::SeqCst) {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn finish_sleep(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Resets the eventfd counter (epoll backend; the uring backend reads it through the ring).
+    pub(crate) fn drain_eventfd(&self) {
+        let mut buf = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64; the fd is nonblocking, so this never
+        // blocks, and EAGAIN just means it was already drained.
+        unsafe {
+            libc::read(
+                self.eventfd.as_raw_fd(),
+                (&mut buf as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! `EventLoop`, its `Builder`, `run`, `spawn`, and the thread-local "current loop" context.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, Backend, Choice};
+use crate::driver::{DriverCell, Shared};
+use crate::executor::waker::{MAIN_ID, TaskWaker};
+use crate::executor::{Executor, JoinHandle};
+use crate::stats::{Counters, Stats};
+use crate::time::TimerStore;
+
+/// The default ring size (and epoll event batch).
+const DEFAULT_ENTRIES: u32 = 256;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<LoopInner>>> = const { RefCell::new(None) };
+}
+
+/// Everything a running loop's futures reach through the thread-local context.
+pub(crate) struct LoopInner {
+    executor: Executor,
+    timers: Rc<RefCell<TimerStore>>,
+    driver: Rc<DriverCell>,
+    shared: Arc<Shared>,
+    counters: Rc<Counters>,
+    scratch_wakers: RefCell<Vec<Waker>>,
+    scratch_ids: RefCell<Vec<u64>>,
+}
+
+impl LoopInner {
+    fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.executor.spawn(future, &self.shared, &self.counters)
+    }
+
+    /// One loop turn: run ready tasks, then one trip to the kernel (not blocking if there is more
+    /// to run), then timers and wakes from other threads.
+    fn turn(&self) {
+        self.executor.run_ready(&self.counters);
+        self.collect_remote();
+        self.fire_timers();
+        let timeout = if self.executor.has_work() {
+            Some(Duration::ZERO)
+        } else {
+            self.timers
+                .borrow()
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        if let Err(e) = self.driver.park(timeout, &self.shared) {
+            panic!(
+                "ringloop: the {} backend failed to wait for I/O: {e}",
+                self.driver.backend()
+            );
+        }
+        self.collect_remote();
+        self.fire_timers();
+    }
+
+    fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let mut fired = self.scratch_wakers.borrow_mut();
+        self.timers.borrow_mut().fire(Instant::now(), &mut fired);
+        for w in fired.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn collect_remote(&self) {
+        let mut ids = self.scratch_ids.borrow_mut();
+        self.shared.take_remote(&mut ids);
+        for id in ids.drain(..) {
+            self.executor.schedule(id);
+        }
+    }
+}
+
+fn current() -> Option<Rc<LoopInner>> {
+    CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+        .ok()
+        .flatten()
+}
+
+/// Queues task `id` on the running loop if it is the loop `shared` belongs to; false otherwise
+/// (the caller then goes through the remote queue).
+pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64) -> bool {
+    CURRENT
+        .try_with(|c| match c.try_borrow() {
+            Ok(cur) => match &*cur {
+                Some(inner) if Arc::ptr_eq(&inner.shared, shared) => {
+                    inner.executor.schedule(id);
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        })
+        .unwrap_or(false)
+}
+
+pub(crate) fn current_driver() -> Option<Rc<DriverCell>> {
+    current().map(|inner| inner.driver.clone())
+}
+
+pub(crate) fn current_timers() -> Option<Rc<RefCell<TimerStore>>> {
+    current().map(|inner| inner.timers.clone())
+}
+
+/// Marks a loop as running on this thread for as long as it lives.
+struct Enter;
+
+impl Enter {
+    fn new(inner: &Rc<LoopInner>) -> Enter {
+        CURRENT.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_some() {
+                drop(c);
+                panic!(
+                    "ringloop: cannot run an event loop: an event loop is already running on this \
+                     thread (nested run_until_complete or run). Spawn the future with \
+                     ringloop::spawn and await its JoinHandle instead"
+                );
+            }
+            *c = Some(inner.clone());
+        });
+        Enter
+    }
+
+    /// Like `new`, but if another loop is running just returns `None`.
+    fn try_new(inner: &Rc<LoopInner>) -> Option<Enter> {
+        CURRENT
+            .try_with(|c| {
+                let mut c = c.try_borrow_mut().ok()?;
+                if c.is_some() {
+                    return None;
+                }
+                *c = Some(inner.clone());
+                Some(Enter)
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = None);
+    }
+}
+
+/// A single-threaded event loop on the io_uring or the epoll backend.
+///
+/// Build one with [`EventLoop::new`] (backend from `RINGLOOP_BACKEND`, default `auto`) or
+/// [`EventLoop::builder`], run futures with [`run_until_complete`](EventLoop::run_until_complete),
+/// and close it with [`close`](EventLoop::close) or by dropping it. An `EventLoop` stays on the
+/// thread that made it (it is `!Send`), which lets the ring use `SINGLE_ISSUER`.
+///
+/// # Examples
+///
+/// ```
+/// let mut lp = ringloop::EventLoop::new().expect("no event loop");
+/// eprintln!("running on {}", lp.backend());
+/// let answer = lp.run_until_complete(async { 42 });
+/// assert_eq!(answer, 42);
+/// lp.close();
+/// ```
+pub struct EventLoop {
+    inner: Rc<LoopInner>,
+    main: Arc<TaskWaker>,
+    backend: Backend,
+    fallback_reason: Option<String>,
+    entries: u32,
+    closed: bool,
+}
+
+impl EventLoop {
+    /// Builds a loop on the backend `RINGLOOP_BACKEND` names (`auto` when unset).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn new() -> io::Result<EventLoop> {
+        Builder::default().build()
+    }
+
+    /// A builder to choose the backend and the ring size in code.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The backend this loop runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Why `auto` did not pick io_uring (`None` if it did, or if a backend was forced).
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    /// The loop's counters: ops, completions, syscalls, polls, spawns.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Runs `future` to completion on this loop, running spawned tasks, I/O and timers meanwhile,
+    /// and returns its output (asyncio's `run_until_complete`). Tasks still pending when it returns
+    /// stay on the loop and run again during the next call.
+    ///
+    /// # Panics
+    ///
+    /// Panics with a message containing "already running" if an event loop is already running on
+    /// this thread. A panic of `future` itself propagates to the caller; the loop stays usable.
+    pub fn run_until_complete<F: Future>(&mut self, future: F) -> F::Output {
+        let _enter = Enter::new(&self.inner);
+        let mut future = std::pin::pin!(future);
+        let waker = Waker::from(self.main.clone());
+        let mut cx = Context::from_waker(&waker);
+        self.inner.executor.schedule(MAIN_ID);
+        loop {
+            if self.inner.executor.take_main_woken() {
+                self.main.clear_scheduled();
+                Counters::bump(&self.inner.counters.task_polls);
+                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    return out;
+                }
+            }
+            self.inner.turn();
+        }
+    }
+
+    /// Spawns a task on this loop; it starts running at the next `run_until_complete`.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.inner.spawn(future)
+    }
+
+    /// Closes the loop: cancels every task and every in-flight op, waits until the kernel has
+    /// finished with every buffer, and frees everything. Dropping the loop does the same.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let _enter = Enter::try_new(&self.inner);
+        // Dropping the futures cancels their ops (on uring the data waits in the driver for its
+        // CQE); a dropped future may wake or spawn, so clear twice.
+        self.inner.executor.cancel_all();
+        self.inner.timers.borrow_mut().clear();
+        self.inner.driver.shutdown();
+        self.inner.executor.cancel_all();
+        self.inner.timers.borrow_mut().clear();
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("backend", &self.backend)
+            .field("fallback_reason", &self.fallback_reason)
+            .field("entries", &self.entries)
+            .field("uring_setup", &self.inner.driver.uring_setup())
+            .field("tasks", &self.inner.executor.task_count())
+            .field("timers", &self.inner.timers.borrow().len())
+            .finish()
+    }
+}
+
+/// Configures an [`EventLoop`].
+///
+/// # Examples
+///
+/// ```
+/// use ringloop::{Backend, EventLoop};
+/// let lp = EventLoop::builder().backend(Backend::Epoll).entries(512).build().unwrap();
+/// assert_eq!(lp.backend(), Backend::Epoll);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    backend: Option<Backend>,
+    entries: u32,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            backend: None,
+            entries: DEFAULT_ENTRIES,
+        }
+    }
+}
+
+impl Builder {
+    /// Forces a backend; this wins over `RINGLOOP_BACKEND`.
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// The io_uring submission queue size (rounded up to a power of two, capped by the kernel;
+    /// the completion queue is four times larger) and the epoll event batch. Default 256.
+    pub fn entries(mut self, entries: u32) -> Builder {
+        self.entries = entries;
+        self
+    }
+
+    /// Builds the loop.
+    ///
+    /// Without [`backend`](Builder::backend), `RINGLOOP_BACKEND` decides: `auto` (or unset)
+    /// picks io_uring when the kernel allows it and falls back to epoll otherwise, keeping the
+    /// reason for [`EventLoop::fallback_reason`].
+    ///
+    /// # Errors
+    ///
+    /// - `InvalidInput` if `RINGLOOP_BACKEND` names no backend (the message lists the accepted
+    ///   values) or `entries` is 0;
+    /// - the kernel's error if io_uring was asked for and cannot run (e.g. `PermissionDenied` for
+    ///   `EPERM` under a seccomp filter), never a silent fallback;
+    /// - `OutOfMemory` (`ENOMEM`) at ring setup, with what to raise;
+    /// - errors creating the eventfd or epoll fd (e.g. `EMFILE`).
+    pub fn build(self) -> io::Result<EventLoop> {
+        if self.entries == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Builder::entries must be at least 1",
+            ));
+        }
+        let choice = match self.backend {
+            Some(b) => Choice::Forced(b),
+            None => backend::choice_from_env()?,
+        };
+        let (backend, fallback_reason) = match choice {
+            Choice::Forced(Backend::Epoll) => (Backend::Epoll, None),
+            Choice::Forced(Backend::Uring) => match backend::probe() {
+                Ok(()) => (Backend::Uring, None),
+                Err(why) => {
+                    return Err(why.to_io_error(
+                        "the io_uring backend was requested (RINGLOOP_BACKEND=uring or \
+                         Builder::backend) but cannot run here; use RINGLOOP_BACKEND=epoll or auto",
+                    ));
+                }
+            },
+            Choice::Auto => match backend::probe() {
+                Ok(()) => (Backend::Uring, None),
+                Err(why) if why.fatal => return Err(why.to_io_error("cannot set up io_uring")),
+                Err(why) => (Backend::Epoll, Some(why.reason.clone())),
+            },
+        };
+        let shared = Arc::new(Shared::new()?);
+        let counters = Rc::new(Counters::default());
+        let driver =
+            DriverCell::new(backend, self.entries, &shared, counters.clone()).map_err(|e| {
+                match backend {
+                    Backend::Uring => backend::describe_setup_error(&e)
+                        .to_io_error("cannot set up the io_uring ring"),
+                    Backend::Epoll => e,
+                }
+            })?;
+        let main = Arc::new(TaskWaker::new(MAIN_ID, shared.clone(), false));
+        Ok(EventLoop {
+            inner: Rc::new(LoopInner {
+                executor: Executor::default(),
+                timers: Rc::new(RefCell::new(TimerStore::default())),
+                driver,
+                shared,
+                counters,
+                scratch_wakers: RefCell::new(Vec::new()),
+                scratch_ids: RefCell::new(Vec::new()),
+            }),
+            main,
+            backend,
+            fallback_reason,
+            entries: self.entries,
+            closed: false,
+        })
+    }
+}
+
+/// Spawns a task on the loop running on this thread and returns its [`JoinHandle`]. The future
+/// need not be `Send`. Dropping the handle detaches the task; it keeps running.
+///
+/// # Panics
+///
+/// Panics if no event loop is running on this thread.
+///
+/// # Examples
+///
+/// ```
+/// ringloop::run(async {
+///     let a = ringloop::spawn(async { 1 });
+///     let b = ringloop::spawn(async { 2 });
+///     assert_eq!(a.await.unwrap() + b.await.unwrap(), 3);
+/// });
+/// ```
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    match current() {
+        Some(inner) => inner.spawn(future),
+        None => panic!(
+            "ringloop::spawn was called with no event loop running on this thread: call it from a \
+             future run by EventLoop::run_until_complete or ringloop::run, or use EventLoop::spawn"
+        ),
+    }
+}
+
+/// Runs `future` on a new event loop and closes the loop (asyncio's `run`): the backend comes from
+/// `RINGLOOP_BACKEND`, default `auto`.
+///
+/// # Panics
+///
+/// Panics with the setup error's message if no loop can be built (say, a bad `RINGLOOP_BACKEND`),
+/// and with "already running" if a loop already runs on this thread.
+///
+/// # Examples
+///
+/// ```
+/// let out = ringloop::run(async { "done" });
+/// assert_eq!(out, "done");
+/// ```
+pub fn run<F: Future>(future: F) -> F::Output {
+    let mut lp = EventLoop::new()
+        .unwrap_or_else(|e| panic!("ringloop::run: cannot build an event loop: {e}"));
+    let out = lp.run_until_complete(future);
+    lp.close();
+    out
+}

@@ -1,0 +1,128 @@
+//! The executor: spawned tasks in a slab, a local ready queue, and the helpers built on them
+//! (`spawn`, `yield_now`, `wait`, `gather`). It makes no syscalls.
+
+mod join;
+mod task;
+mod wait;
+pub(crate) mod waker;
+
+pub use join::{JoinError, JoinHandle};
+pub use wait::{ReturnWhen, gather, wait, yield_now};
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use slab::Slab;
+
+use crate::driver::Shared;
+use crate::stats::Counters;
+use task::{Runnable, Task};
+use waker::{MAIN_ID, TaskWaker};
+
+/// Tasks and the ready queue of one loop.
+#[derive(Default)]
+pub(crate) struct Executor {
+    tasks: RefCell<Slab<(u32, Rc<dyn Runnable>)>>,
+    next_gen: Cell<u32>,
+    ready: RefCell<VecDeque<u64>>,
+    main_woken: Cell<bool>,
+}
+
+fn split_id(id: u64) -> (usize, u32) {
+    ((id & 0xffff_ffff) as usize, (id >> 32) as u32)
+}
+
+impl Executor {
+    pub(crate) fn spawn<F>(
+        &self,
+        future: F,
+        shared: &Arc<Shared>,
+        counters: &Counters,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let mut tasks = self.tasks.borrow_mut();
+        let entry = tasks.vacant_entry();
+        let key = entry.key();
+        assert!(
+            key < u32::MAX as usize,
+            "ringloop: more than 2^32 live tasks"
+        );
+        let generation = self.next_gen.get();
+        self.next_gen.set(generation.wrapping_add(1));
+        let id = (u64::from(generation) << 32) | key as u64;
+        let header = Arc::new(TaskWaker::new(id, shared.clone(), true));
+        let task = Rc::new(Task::new(future, header));
+        entry.insert((generation, task.clone()));
+        drop(tasks);
+        self.ready.borrow_mut().push_back(id);
+        Counters::bump(&counters.tasks_spawned);
+        JoinHandle::new(task)
+    }
+
+    /// Queues a woken task (or the main future).
+    pub(crate) fn schedule(&self, id: u64) {
+        if id == MAIN_ID {
+            self.main_woken.set(true);
+        } else {
+            self.ready.borrow_mut().push_back(id);
+        }
+    }
+
+    /// Clears and returns whether the main future was woken.
+    pub(crate) fn take_main_woken(&self) -> bool {
+        self.main_woken.replace(false)
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        self.main_woken.get() || !self.ready.borrow().is_empty()
+    }
+
+    /// Polls the tasks that were ready when the call began (tasks they wake run next turn, so I/O
+    /// and timers get their turn too).
+    pub(crate) fn run_ready(&self, counters: &Counters) {
+        let n = self.ready.borrow().len();
+        for _ in 0..n {
+            let Some(id) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            let (key, generation) = split_id(id);
+            let task = match self.tasks.borrow().get(key) {
+                Some((g, t)) if *g == generation => t.clone(),
+                _ => continue, // finished since it was woken
+            };
+            Counters::bump(&counters.task_polls);
+            if task.run() {
+                let mut tasks = self.tasks.borrow_mut();
+                if matches!(tasks.get(key), Some((g, _)) if *g == generation) {
+                    tasks.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Cancels every task (dropping its future) and forgets the ready queue.
+    pub(crate) fn cancel_all(&self) {
+        // Dropping a future may spawn or wake; repeat until nothing is left.
+        loop {
+            let tasks: Vec<_> = self.tasks.borrow_mut().drain().collect();
+            if tasks.is_empty() {
+                break;
+            }
+            for (_, task) in tasks {
+                task.cancel();
+            }
+        }
+        self.ready.borrow_mut().clear();
+        self.main_woken.set(false);
+    }
+
+    pub(crate) fn task_count(&self) -> usize {
+        self.tasks.borrow().len()
+    }
+}

@@ -1,0 +1,137 @@
+//! One spawned task: its future, its output slot and its join waker, in one allocation.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use super::join::{JoinError, JoinSide};
+use super::waker::TaskWaker;
+
+/// The side of a task the executor sees.
+pub(crate) trait Runnable {
+    /// Polls the task once; true when it has finished.
+    fn run(&self) -> bool;
+    /// Drops the future (the loop is closing).
+    fn cancel(&self);
+}
+
+enum Stage<F: Future> {
+    Running(F),
+    Finished(Result<F::Output, JoinError>),
+    Consumed,
+}
+
+pub(crate) struct Task<F: Future> {
+    header: Arc<TaskWaker>,
+    waker: Waker,
+    stage: RefCell<Stage<F>>,
+    join_waker: RefCell<Option<Waker>>,
+    aborted: Cell<bool>,
+}
+
+impl<F: Future> Task<F> {
+    pub(crate) fn new(future: F, header: Arc<TaskWaker>) -> Self {
+        Task {
+            waker: Waker::from(header.clone()),
+            header,
+            stage: RefCell::new(Stage::Running(future)),
+            join_waker: RefCell::new(None),
+            aborted: Cell::new(false),
+        }
+    }
+
+    /// Stores the result and wakes whoever awaits the handle. The assignment drops the future in
+    /// place, which keeps the pinning promise made in `run`.
+    fn finish(&self, stage: &mut Stage<F>, result: Result<F::Output, JoinError>) {
+        *stage = Stage::Finished(result);
+        if let Some(w) = self.join_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+impl<F: Future> Runnable for Task<F> {
+    fn run(&self) -> bool {
+        self.header.clear_scheduled();
+        let mut stage = self.stage.borrow_mut();
+        let Stage::Running(future) = &mut *stage else {
+            return true;
+        };
+        if self.aborted.get() {
+            self.finish(&mut stage, Err(JoinError::cancelled()));
+            return true;
+        }
+        // SAFETY: the task lives in an `Rc` allocation that never moves, and the future inside
+        // `Stage::Running` is never moved out: it is only ever dropped in place, by assigning a new
+        // stage (`finish`, `cancel`).
+        let future = unsafe { Pin::new_unchecked(future) };
+        let mut cx = Context::from_waker(&self.waker);
+        match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
+            Ok(Poll::Pending) => false,
+            Ok(Poll::Ready(v)) => {
+                self.finish(&mut stage, Ok(v));
+                true
+            }
+            Err(payload) => {
+                self.finish(&mut stage, Err(JoinError::panic(payload)));
+                true
+            }
+        }
+    }
+
+    fn cancel(&self) {
+        // A task being polled right now cannot be cancelled from inside itself; that only happens
+        // when a future's drop closes a loop, and the task is then cancelled by its own loop.
+        let Ok(mut stage) = self.stage.try_borrow_mut() else {
+            return;
+        };
+        if matches!(&*stage, Stage::Running(_)) {
+            self.finish(&mut stage, Err(JoinError::cancelled()));
+        }
+    }
+}
+
+impl<F: Future> JoinSide<F::Output> for Task<F> {
+    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
+        let mut stage = self.stage.borrow_mut();
+        match &*stage {
+            Stage::Running(_) => {
+                *self.join_waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Stage::Finished(_) => match std::mem::replace(&mut *stage, Stage::Consumed) {
+                Stage::Finished(result) => Poll::Ready(result),
+                _ => unreachable!("the stage was Finished a moment ago"),
+            },
+            Stage::Consumed => {
+                panic!("a ringloop JoinHandle was polled after returning its output")
+            }
+        }
+    }
+
+    fn poll_finished(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_finished() {
+            return Poll::Ready(());
+        }
+        *self.join_waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn is_finished(&self) -> bool {
+        // A task being polled is running, so a failed borrow means "not finished".
+        self.stage
+            .try_borrow()
+            .map(|s| !matches!(&*s, Stage::Running(_)))
+            .unwrap_or(false)
+    }
+
+    fn abort(&self) {
+        if !self.is_finished() {
+            self.aborted.set(true);
+            self.waker.wake_by_ref();
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `yield_now`, `wait` (asyncio.wait) and `gather` (asyncio.gather).
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::Poll;
+
+use super::JoinHandle;
+
+/// Yields to the loop once: other ready tasks, I/O and timers run before this task resumes.
+///
+/// # Examples
+///
+/// ```
+/// ringloop::run(async {
+///     ringloop::yield_now().await;
+/// });
+/// ```
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// When [`wait`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// As soon as at least one task has finished.
+    FirstCompleted,
+    /// When every task has finished.
+    AllCompleted,
+}
+
+/// Waits for spawned tasks, as asyncio's `wait`: returns `(done, pending)`, where every handle in
+/// `done` has finished (awaiting it returns at once) and the rest are still running. Handles keep
+/// their input order within each vector. With no handles it returns two empty vectors at once.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ringloop::{ReturnWhen, spawn, time::sleep};
+/// ringloop::run(async {
+///     let fast = spawn(async { 1 });
+///     let slow = spawn(async { sleep(Duration::from_secs(5)).await; 2 });
+///     let (done, pending) = ringloop::wait(vec![fast, slow], ReturnWhen::FirstCompleted).await;
+///     assert_eq!((done.len(), pending.len()), (1, 1));
+///     for h in pending { h.abort(); }
+/// });
+/// ```
+pub async fn wait<T>(
+    handles: impl IntoIterator<Item = JoinHandle<T>>,
+    return_when: ReturnWhen,
+) -> (Vec<JoinHandle<T>>, Vec<JoinHandle<T>>) {
+    let handles: Vec<JoinHandle<T>> = handles.into_iter().collect();
+    poll_fn(|cx| {
+        let mut finished = 0;
+        for h in &handles {
+            if h.poll_finished(cx).is_ready() {
+                finished += 1;
+            }
+        }
+        let enough = match return_when {
+            ReturnWhen::FirstCompleted => finished > 0 || handles.is_empty(),
+            ReturnWhen::AllCompleted => finished == handles.len(),
+        };
+        if enough {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    handles.into_iter().partition(JoinHandle::is_finished)
+}
+
+/// Runs the futures concurrently on the current task and returns their outputs in input order, as
+/// asyncio's `gather`.
+///
+/// # Examples
+///
+/// ```
+/// ringloop::run(async {
+///     let out = ringloop::gather((1..=3).map(|i| async move { i * 10 })).await;
+///     assert_eq!(out, vec![10, 20, 30]);
+/// });
+/// ```
+pub async fn gather<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut slots: Vec<(Option<Pin<Box<F>>>, Option<F::Output>)> = futures
+        .into_iter()
+        .map(|f| (Some(Box::pin(f)), None))
+        .collect();
+    poll_fn(|cx| {
+        let mut all_done = true;
+        for (future, output) in slots.iter_mut() {
+            if let Some(f) = future {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *output = Some(v);
+                        *future = None;
+                    }
+                    Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    slots
+        .into_iter()
+        .map(|(_, out)| out.expect("every gathered future finished"))
+        .collect()
+}

@@ -1,0 +1,52 @@
+//! Task wakers. A waker is `Send + Sync`: on the loop's own thread it pushes the task straight onto
+//! the local ready queue; from any other thread it goes through the loop's remote queue and, if the
+//! loop is asleep, its eventfd.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Wake;
+
+use crate::driver::Shared;
+
+/// The id reserved for the future given to `run_until_complete`.
+pub(crate) const MAIN_ID: u64 = u64::MAX;
+
+/// What a task's waker points at.
+#[derive(Debug)]
+pub(crate) struct TaskWaker {
+    /// Slab key in the low 32 bits, generation in the high 32, or [`MAIN_ID`].
+    pub(crate) id: u64,
+    /// Set while the task sits in a ready queue, so repeated wakes queue it once.
+    scheduled: AtomicBool,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl TaskWaker {
+    pub(crate) fn new(id: u64, shared: Arc<Shared>, scheduled: bool) -> Self {
+        TaskWaker {
+            id,
+            scheduled: AtomicBool::new(scheduled),
+            shared,
+        }
+    }
+
+    /// Called right before the task is polled: a wake from now on queues it again.
+    pub(crate) fn clear_scheduled(&self) {
+        self.scheduled.store(false, Ordering::Release);
+    }
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if !crate::event_loop::schedule_local(&self.shared, self.id) {
+            self.shared.push_remote(self.id);
+        }
+    }
+}

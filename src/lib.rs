@@ -1,0 +1,69 @@
+//! ringloop: a single-threaded async event loop for Linux servers, with two interchangeable
+//! backends behind one API.
+//!
+//! | backend | model | how it does I/O |
+//! |---|---|---|
+//! | [`Backend::Uring`] | completion ("proactor") | submits ops to io_uring; a completion wakes the future |
+//! | [`Backend::Epoll`] | readiness ("selector") | tries the syscall; on `EAGAIN` waits for epoll readiness, then retries |
+//!
+//! A future is the coroutine; [`EventLoop::run_until_complete`] runs it, [`spawn`] makes a task,
+//! [`wait`] returns done and pending tasks, [`gather`] collects outputs in order, and
+//! [`run`] builds a loop, runs a future and closes the loop.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let mut lp = ringloop::EventLoop::new().expect("cannot build a loop");
+//! let out = lp.run_until_complete(async {
+//!     let task = ringloop::spawn(async {
+//!         ringloop::time::sleep(Duration::from_millis(1)).await;
+//!         "in coroutine"
+//!     });
+//!     task.await.unwrap()
+//! });
+//! assert_eq!(out, "in coroutine");
+//! lp.close();
+//! ```
+//!
+//! # Choosing the backend
+//!
+//! 1. [`Builder::backend`] wins.
+//! 2. Else `RINGLOOP_BACKEND`: `auto` (default), `uring` (also `io_uring`, `proactor`), `epoll`
+//!    (also `selector`). Any other value is an error that names the accepted values.
+//! 3. `auto` probes io_uring once per process. `ENOSYS`, `EPERM` (seccomp, as under Docker's
+//!    default profile), `kernel.io_uring_disabled` and a missing opcode fall back to epoll;
+//!    [`EventLoop::backend`] says which runs and [`EventLoop::fallback_reason`] says why.
+//! 4. Asking for `uring` where it cannot run is an error with the kernel's reason, never a silent
+//!    fallback. `ENOMEM` at ring setup is an error saying what to raise.
+//!
+//! # Buffers
+//!
+//! The kernel owns a buffer while an io_uring op runs, so I/O methods take buffers by value and
+//! give them back: `let (res, buf) = stream.read(buf).await;`. See [`buf`].
+//!
+//! # Cancellation
+//!
+//! Dropping an I/O future cancels its op. On io_uring the op's memory stays with the loop until
+//! the kernel confirms; an fd a cancelled accept produced is closed; bytes a cancelled stream read
+//! received are returned by the next read on that stream. Closing (or dropping) a loop cancels
+//! every task and op and waits for the kernel before freeing any buffer.
+
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod backend;
+mod blocking;
+pub mod buf;
+mod driver;
+mod event_loop;
+mod executor;
+pub mod net;
+mod op;
+mod stats;
+pub mod time;
+
+pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
+pub use blocking::spawn_blocking;
+pub use event_loop::{Builder, EventLoop, run, spawn};
+pub use executor::{JoinError, JoinHandle, ReturnWhen, gather, wait, yield_now};
+pub use stats::Stats;

@@ -1,0 +1,105 @@
+//! Stream reads and writes: `Recv` and `Send`.
+
+use std::io;
+
+use io_uring::{opcode, squeue, types::Fd};
+
+use super::{clamp_len, cvt};
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::driver::fd::SharedFd;
+use crate::driver::op::{Interest, Operation};
+
+/// Receives into a buffer from its start up to its capacity.
+pub(crate) struct Recv<B> {
+    fd: SharedFd,
+    buf: B,
+}
+
+impl<B: IoBufMut> Recv<B> {
+    pub(crate) fn new(fd: SharedFd, buf: B) -> Self {
+        Recv { fd, buf }
+    }
+}
+
+// SAFETY: the SQE points at `buf`'s storage, which `IoBuf` keeps in place while the op owns it.
+unsafe impl<B: IoBufMut> Operation for Recv<B> {
+    type Output = BufResult<usize, B>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = clamp_len(self.buf.bytes_total());
+        opcode::Recv::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len).build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        Some((&self.fd, Interest::Read))
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        let len = clamp_len(self.buf.bytes_total()) as usize;
+        // SAFETY: the buffer is writable for `len <= bytes_total` bytes.
+        cvt(unsafe { libc::recv(self.fd.raw(), self.buf.stable_mut_ptr().cast(), len, 0) })
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start.
+            unsafe { self.buf.set_init(n as usize) };
+        }
+        (res.map(|n| n as usize), self.buf)
+    }
+
+    fn orphaned(self, res: io::Result<u32>) {
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start, and it
+            // is done with the buffer (this is its completion).
+            let received = unsafe { std::slice::from_raw_parts(self.buf.stable_ptr(), n as usize) };
+            self.fd.stash(received);
+        }
+    }
+}
+
+/// Sends a buffer's initialised bytes.
+pub(crate) struct Send<B> {
+    fd: SharedFd,
+    buf: B,
+}
+
+impl<B: IoBuf> Send<B> {
+    pub(crate) fn new(fd: SharedFd, buf: B) -> Self {
+        Send { fd, buf }
+    }
+}
+
+// SAFETY: the SQE points at `buf`'s storage, which `IoBuf` keeps in place while the op owns it.
+unsafe impl<B: IoBuf> Operation for Send<B> {
+    type Output = BufResult<usize, B>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = clamp_len(self.buf.bytes_init());
+        opcode::Send::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        Some((&self.fd, Interest::Write))
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        let len = clamp_len(self.buf.bytes_init()) as usize;
+        // SAFETY: the buffer holds `len <= bytes_init` initialised bytes. MSG_NOSIGNAL turns a
+        // closed peer into EPIPE instead of SIGPIPE.
+        cvt(unsafe {
+            libc::send(
+                self.fd.raw(),
+                self.buf.stable_ptr().cast(),
+                len,
+                libc::MSG_NOSIGNAL,
+            )
+        })
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        (res.map(|n| n as usize), self.buf)
+    }
+}

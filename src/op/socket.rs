@@ -1,0 +1,141 @@
+//! Socket setup ops: `Accept` and `Connect`.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use io_uring::{opcode, squeue, types::Fd};
+use socket2::{SockAddr, SockAddrStorage, SockRef};
+
+use super::cvt;
+use crate::driver::fd::SharedFd;
+use crate::driver::op::{Interest, Operation};
+
+const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+
+/// Accepts one connection; the new fd is close-on-exec and nonblocking.
+pub(crate) struct Accept {
+    fd: SharedFd,
+    storage: SockAddrStorage,
+    len: libc::socklen_t,
+}
+
+impl Accept {
+    pub(crate) fn new(fd: SharedFd) -> Self {
+        let storage = SockAddrStorage::zeroed();
+        let len = storage.size_of();
+        Accept { fd, storage, len }
+    }
+}
+
+// SAFETY: the SQE points at `storage` and `len`, fields of this op, which lives boxed until its
+// CQE arrives.
+unsafe impl Operation for Accept {
+    type Output = io::Result<(OwnedFd, SockAddr)>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let addr: *mut SockAddrStorage = &mut self.storage;
+        opcode::Accept::new(Fd(self.fd.raw()), addr.cast(), &mut self.len)
+            .flags(ACCEPT_FLAGS)
+            .build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        Some((&self.fd, Interest::Read))
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        self.len = self.storage.size_of();
+        let addr: *mut SockAddrStorage = &mut self.storage;
+        // SAFETY: `addr` and `len` describe this op's storage, large enough for any address.
+        cvt(
+            unsafe { libc::accept4(self.fd.raw(), addr.cast(), &mut self.len, ACCEPT_FLAGS) }
+                as isize,
+        )
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        let fd = res?;
+        // SAFETY: a successful accept returns a new fd that nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: the kernel filled `storage` with an address of `len` bytes.
+        let addr = unsafe { SockAddr::new(self.storage, self.len) };
+        Ok((fd, addr))
+    }
+
+    fn orphaned(self, res: io::Result<u32>) {
+        if let Ok(fd) = res {
+            // SAFETY: the accepted fd is ours alone; nobody will ever see it, so close it.
+            drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+    }
+}
+
+/// Connects a socket to an address.
+pub(crate) struct Connect {
+    fd: SharedFd,
+    addr: SockAddr,
+    started: bool,
+}
+
+impl Connect {
+    pub(crate) fn new(fd: SharedFd, addr: SockAddr) -> Self {
+        Connect {
+            fd,
+            addr,
+            started: false,
+        }
+    }
+}
+
+// SAFETY: the SQE points at `addr`, a field of this op, which lives boxed until its CQE arrives.
+unsafe impl Operation for Connect {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Connect::new(
+            Fd(self.fd.raw()),
+            self.addr.as_ptr().cast(),
+            self.addr.len(),
+        )
+        .build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        Some((&self.fd, Interest::Write))
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        if !self.started {
+            self.started = true;
+            // SAFETY: `addr` is a valid socket address of `len()` bytes.
+            let ret =
+                unsafe { libc::connect(self.fd.raw(), self.addr.as_ptr().cast(), self.addr.len()) };
+            if ret == 0 {
+                return Ok(0);
+            }
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                // In progress: wait until the socket is writable, then read the outcome.
+                Some(libc::EINPROGRESS) | Some(libc::EINTR) => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                _ => Err(e),
+            };
+        }
+        let sock = SockRef::from(&self.fd);
+        if let Some(e) = sock.take_error()? {
+            return Err(e);
+        }
+        match sock.peer_addr() {
+            Ok(_) => Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(|_| ())
+    }
+}

@@ -1,0 +1,78 @@
+//! Counters of what the loop did, for measuring syscalls and work per request.
+
+use std::cell::Cell;
+
+/// A snapshot of a loop's counters, from [`EventLoop::stats`](crate::EventLoop::stats).
+///
+/// Every count starts at zero when the loop is built. Divide a difference of two snapshots by the
+/// number of requests served in between to get the cost per request.
+///
+/// # Examples
+///
+/// ```
+/// let mut lp = ringloop::EventLoop::new().unwrap();
+/// lp.run_until_complete(async { ringloop::spawn(async {}).await.unwrap() });
+/// let stats = lp.stats();
+/// assert_eq!(stats.tasks_spawned, 1);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// I/O operations started (an SQE pushed on uring, a first attempt on epoll).
+    pub ops_submitted: u64,
+    /// Completions reaped (CQEs on uring, including internal ones; readiness events on epoll).
+    pub completions: u64,
+    /// `io_uring_enter` calls (submit and/or wait), uring backend.
+    pub uring_enters: u64,
+    /// `epoll_wait` calls, epoll backend.
+    pub epoll_waits: u64,
+    /// `epoll_ctl` calls, epoll backend.
+    pub epoll_ctls: u64,
+    /// Nonblocking I/O syscalls the epoll backend made itself (`recv`, `send`, `accept4`, ...),
+    /// including those that returned `EAGAIN`.
+    pub io_syscalls: u64,
+    /// Times a task or the main future was polled.
+    pub task_polls: u64,
+    /// Tasks spawned with [`spawn`](crate::spawn) (and [`spawn_blocking`](crate::spawn_blocking)).
+    pub tasks_spawned: u64,
+}
+
+impl Stats {
+    /// Every syscall the loop thread made for I/O and waiting: `io_uring_enter`, `epoll_wait`,
+    /// `epoll_ctl` and the epoll backend's own I/O syscalls.
+    pub fn syscalls(&self) -> u64 {
+        self.uring_enters + self.epoll_waits + self.epoll_ctls + self.io_syscalls
+    }
+}
+
+/// The live counters, shared by the executor and the driver of one loop.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) ops_submitted: Cell<u64>,
+    pub(crate) completions: Cell<u64>,
+    pub(crate) uring_enters: Cell<u64>,
+    pub(crate) epoll_waits: Cell<u64>,
+    pub(crate) epoll_ctls: Cell<u64>,
+    pub(crate) io_syscalls: Cell<u64>,
+    pub(crate) task_polls: Cell<u64>,
+    pub(crate) tasks_spawned: Cell<u64>,
+}
+
+impl Counters {
+    pub(crate) fn bump(cell: &Cell<u64>) {
+        cell.set(cell.get() + 1);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            ops_submitted: self.ops_submitted.get(),
+            completions: self.completions.get(),
+            uring_enters: self.uring_enters.get(),
+            epoll_waits: self.epoll_waits.get(),
+            epoll_ctls: self.epoll_ctls.get(),
+            io_syscalls: self.io_syscalls.get(),
+            task_polls: self.task_polls.get(),
+            tasks_spawned: self.tasks_spawned.get(),
+        }
+    }
+}
