@@ -432,6 +432,21 @@ where
     }
 }
 
+/// The counters of the loop running on this thread, or `None` outside a loop; for tasks that
+/// export metrics.
+///
+/// # Examples
+///
+/// ```
+/// ringloop::run(async {
+///     let stats = ringloop::current_stats().expect("inside a loop");
+///     assert!(stats.task_polls >= 1);
+/// });
+/// ```
+pub fn current_stats() -> Option<Stats> {
+    current().map(|inner| inner.counters.snapshot())
+}
+
 /// Runs `future` on a new event loop and closes the loop (asyncio's `run`): the backend comes from
 /// `RINGLOOP_BACKEND`, default `auto`.
 ///

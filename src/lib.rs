@@ -64,6 +64,6 @@ pub mod time;
 
 pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
 pub use blocking::spawn_blocking;
-pub use event_loop::{Builder, EventLoop, run, spawn};
+pub use event_loop::{Builder, EventLoop, current_stats, run, spawn};
 pub use executor::{JoinError, JoinHandle, ReturnWhen, gather, wait, yield_now};
 pub use stats::Stats;

@@ -30,7 +30,6 @@ pub(crate) trait JoinSide<T> {
 ///     assert_eq!(handle.await.unwrap(), 42);
 /// });
 /// ```
-#[must_use = "dropping a JoinHandle detaches the task; await it to get its output"]
 pub struct JoinHandle<T> {
     task: Rc<dyn JoinSide<T>>,
 }

@@ -93,7 +93,8 @@ pub async fn wait<T>(
 /// });
 /// ```
 pub async fn gather<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut slots: Vec<(Option<Pin<Box<F>>>, Option<F::Output>)> = futures
+    type Slot<F> = (Option<Pin<Box<F>>>, Option<<F as Future>::Output>);
+    let mut slots: Vec<Slot<F>> = futures
         .into_iter()
         .map(|f| (Some(Box::pin(f)), None))
         .collect();
