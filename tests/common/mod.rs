@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests.
+//!
+//! `both_backends!` turns each test body into two tests, `uring::NAME` and `epoll::NAME`, in one
+//! test binary. The uring variant fails (never skips) when io_uring cannot run, so CI notices.
+//!
+//! Tests that count fds or change process-wide state (seccomp, env vars) re-run themselves in a
+//! child process with `run_in_child`, so parallel tests in this process cannot disturb them.
+
+#![allow(dead_code)]
+
+use std::process::Command;
+
+use ringloop::{Backend, EventLoop};
+
+/// Set in a child process started by `run_in_child`.
+pub const CHILD_ENV: &str = "RINGLOOP_TEST_CHILD";
+
+/// A loop on exactly this backend; panics with the reason if it cannot be built.
+pub fn new_loop(backend: Backend) -> EventLoop {
+    EventLoop::builder()
+        .backend(backend)
+        .build()
+        .unwrap_or_else(|e| panic!("the {backend} backend is required here but failed: {e}"))
+}
+
+/// Makes a `uring::NAME` and an `epoll::NAME` test from each `fn NAME(lp: &mut EventLoop) {..}`.
+#[macro_export]
+macro_rules! both_backends {
+    ($(fn $name:ident($lp:ident : &mut EventLoop) $body:block)*) => {
+        $(
+            #[allow(unused_mut, unused_variables)]
+            fn $name($lp: &mut ringloop::EventLoop) $body
+        )*
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    let mut lp = $crate::common::new_loop(ringloop::Backend::Uring);
+                    super::$name(&mut lp);
+                    lp.close();
+                }
+            )*
+        }
+        mod epoll {
+            $(
+                #[test]
+                fn $name() {
+                    let mut lp = $crate::common::new_loop(ringloop::Backend::Epoll);
+                    super::$name(&mut lp);
+                    lp.close();
+                }
+            )*
+        }
+    };
+}
+
+/// True inside a child started by `run_in_child`.
+pub fn in_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// Re-runs the test `name` (its path without the crate, e.g. `uring::no_fd_leak`) alone in a
+/// child process with `envs` set, and returns its combined output. Panics if the child fails.
+pub fn run_in_child(name: &str, envs: &[(&str, &str)]) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .env_remove("RINGLOOP_BACKEND");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawning the child test process");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child test {name} failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "child test {name} ran no test (wrong name?):\n{text}"
+    );
+    text
+}
+
+/// The test path of a test function made by `both_backends!`: `uring::NAME` or `epoll::NAME`.
+pub fn test_path(backend: Backend, name: &str) -> String {
+    format!("{backend}::{name}")
+}
+
+/// How many fds this process has open.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("reading /proc/self/fd")
+        .count()
+}
+
+/// A deterministic byte pattern, so a transfer can be checked byte for byte.
+pub fn pattern(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
+        .collect()
+}
