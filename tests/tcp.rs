@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{in_child, open_fds, pattern, run_in_child, test_path};
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::time::{sleep, timeout};
-use ringloop::{EventLoop, spawn, yield_now};
+use ringloop::{spawn, yield_now};
 
 /// Polls `fut` exactly once (starting its op), returning it for later.
 async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
@@ -229,7 +229,7 @@ both_backends! {
                     c.write_all(&data[off..off + n]).unwrap();
                     off += n;
                     step = step.wrapping_mul(7).wrapping_add(13);
-                    if step % 5 == 0 {
+                    if step.is_multiple_of(5) {
                         std::thread::sleep(Duration::from_micros(step as u64 % 400));
                     }
                 }
