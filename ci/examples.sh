@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs each example on both backends, and checks a bad RINGLOOP_BACKEND is refused clearly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --examples
+bin=target/debug/examples
+expected=$'starting coroutine\nentering event loop\nin coroutine\nclosing event loop'
+
+for backend in uring epoll; do
+    echo "== hello on $backend"
+    out=$(RINGLOOP_BACKEND=$backend "$bin/hello" 2>/tmp/ringloop-hello.err)
+    cat /tmp/ringloop-hello.err
+    if [ "$out" != "$expected" ]; then
+        echo "hello printed, on $backend:"; echo "$out"; exit 1
+    fi
+    grep -q "backend: $backend" /tmp/ringloop-hello.err || { echo "hello did not report $backend"; exit 1; }
+
+    echo "== echo on $backend"
+    RINGLOOP_BACKEND=$backend "$bin/echo" 127.0.0.1:0 2>/tmp/ringloop-echo.err &
+    pid=$!
+    port=""
+    for _ in $(seq 1 50); do
+        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' /tmp/ringloop-echo.err)
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { echo "echo did not start:"; cat /tmp/ringloop-echo.err; kill $pid; exit 1; }
+    grep -q "backend: $backend" /tmp/ringloop-echo.err || { echo "echo did not report $backend"; kill $pid; exit 1; }
+    for i in 1 2 3; do
+        exec 3<>"/dev/tcp/127.0.0.1/$port"
+        msg="ping-$backend-$i"
+        printf '%s' "$msg" >&3
+        reply=""
+        IFS= read -r -t 5 -N ${#msg} reply <&3 || true
+        exec 3<&-
+        [ "$reply" = "$msg" ] || { echo "echo on $backend answered '$reply' to '$msg'"; kill $pid; exit 1; }
+    done
+    kill $pid
+    wait $pid 2>/dev/null || true
+    echo "echo on $backend: ok"
+done
+
+echo "== a bad RINGLOOP_BACKEND is refused"
+if RINGLOOP_BACKEND=bogus "$bin/hello" >/dev/null 2>/tmp/ringloop-bad.err; then
+    echo "hello accepted RINGLOOP_BACKEND=bogus"; exit 1
+fi
+for word in auto uring epoll; do
+    grep -q "$word" /tmp/ringloop-bad.err || { echo "the error does not name $word:"; cat /tmp/ringloop-bad.err; exit 1; }
+done
+cat /tmp/ringloop-bad.err
+echo "examples: ok"
