@@ -234,6 +234,7 @@ impl EventLoop {
             if self.inner.executor.take_main_woken() {
                 self.main.clear_scheduled();
                 Counters::bump(&self.inner.counters.task_polls);
+                crate::executor::coop::reset();
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
                 }

@@ -161,6 +161,11 @@ impl DriverCell {
         op: &mut OpCore<T>,
         cx: &mut Context<'_>,
     ) -> Poll<T::Output> {
+        if !crate::executor::coop::proceed() {
+            // This task has completed many ops in one poll: let the others run first.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         match op.slot {
             Slot::Idle => Counters::bump(&self.counters.ops_submitted),
             Slot::Armed(token, interest) => {

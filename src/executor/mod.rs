@@ -1,6 +1,7 @@
 //! The executor: spawned tasks in a slab, a local ready queue, and the helpers built on them
 //! (`spawn`, `yield_now`, `wait`, `gather`). It makes no syscalls.
 
+pub(crate) mod coop;
 mod join;
 mod task;
 mod wait;
@@ -97,6 +98,7 @@ impl Executor {
                 _ => continue, // finished since it was woken
             };
             Counters::bump(&counters.task_polls);
+            coop::reset();
             if task.run() {
                 let mut tasks = self.tasks.borrow_mut();
                 if matches!(tasks.get(key), Some((g, _)) if *g == generation) {

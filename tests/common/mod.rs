@@ -26,8 +26,9 @@ pub fn new_loop(backend: Backend) -> EventLoop {
 /// Makes a `uring::NAME` and an `epoll::NAME` test from each `fn NAME(lp: &mut EventLoop) {..}`.
 #[macro_export]
 macro_rules! both_backends {
-    ($(fn $name:ident($lp:ident : &mut EventLoop) $body:block)*) => {
+    ($($(#[$meta:meta])* fn $name:ident($lp:ident : &mut EventLoop) $body:block)*) => {
         $(
+            $(#[$meta])*
             #[allow(unused_mut, unused_variables)]
             fn $name($lp: &mut ringloop::EventLoop) $body
         )*
