@@ -328,4 +328,39 @@ both_backends! {
         drop(peers);
         assert_eq!(open_fds(), before, "closing the loop leaked fds");
     }
+
+    fn a_tiny_ring_completes_every_op(lp: &mut EventLoop) {
+        // A 2-entry ring (8 CQEs) with 300 connections echoing at once: pushes find the SQ full
+        // and completions overflow the CQ; every op must still complete.
+        let mut tiny = ringloop::EventLoop::builder()
+            .backend(lp.backend())
+            .entries(2)
+            .build()
+            .unwrap();
+        tiny.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            spawn(async move {
+                loop {
+                    let (s, _) = listener.accept().await.unwrap();
+                    spawn(echo(s));
+                }
+            });
+            let clients: Vec<_> = (0..300usize)
+                .map(|c| spawn(async move {
+                    let s = TcpStream::connect(addr).await.unwrap();
+                    for round in 0..5 {
+                        let msg = pattern(c * 10 + round, 100 + c % 700);
+                        let (res, _) = s.write_all(msg.clone()).await;
+                        res.unwrap();
+                        assert_eq!(read_exact(&s, msg.len()).await.unwrap(), msg);
+                    }
+                }))
+                .collect();
+            for c in clients {
+                c.await.unwrap();
+            }
+        });
+        tiny.close();
+    }
 }
