@@ -52,6 +52,20 @@ async fn read_exact(stream: &TcpStream, len: usize) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Client `c` sends `rounds` messages (of `len(c, round)` bytes) and checks each echo.
+async fn echo_rounds(s: &TcpStream, c: usize, rounds: usize, len: impl Fn(usize, usize) -> usize) {
+    for round in 0..rounds {
+        let msg = pattern(c * 1000 + round, len(c, round));
+        let (res, _) = s.write_all(msg.clone()).await;
+        res.unwrap();
+        assert_eq!(
+            read_exact(s, msg.len()).await.unwrap(),
+            msg,
+            "client {c} round {round}"
+        );
+    }
+}
+
 fn free_port_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
@@ -74,12 +88,7 @@ both_backends! {
                 .map(|c| spawn(async move {
                     let s = TcpStream::connect(addr).await.unwrap();
                     assert_eq!(s.peer_addr().unwrap(), addr);
-                    for round in 0..10 {
-                        let msg = pattern(c * 1000 + round, 1 + (c * 37 + round * 101) % 3000);
-                        let (res, _) = s.write_all(msg.clone()).await;
-                        res.unwrap();
-                        assert_eq!(read_exact(&s, msg.len()).await.unwrap(), msg);
-                    }
+                    echo_rounds(&s, c, 10, |c, round| 1 + (c * 37 + round * 101) % 3000).await;
                 }))
                 .collect();
             for c in clients {
@@ -349,12 +358,7 @@ both_backends! {
             let clients: Vec<_> = (0..300usize)
                 .map(|c| spawn(async move {
                     let s = TcpStream::connect(addr).await.unwrap();
-                    for round in 0..5 {
-                        let msg = pattern(c * 10 + round, 100 + c % 700);
-                        let (res, _) = s.write_all(msg.clone()).await;
-                        res.unwrap();
-                        assert_eq!(read_exact(&s, msg.len()).await.unwrap(), msg);
-                    }
+                    echo_rounds(&s, c, 5, |c, _| 100 + c % 700).await;
                 }))
                 .collect();
             for c in clients {

@@ -103,19 +103,33 @@ pub unsafe trait IoBufMut: IoBuf {
     unsafe fn set_init(&mut self, pos: usize);
 }
 
-// SAFETY: a Vec's heap pointer does not move when the Vec is moved; `len` bytes are initialised
-// out of `capacity`.
-unsafe impl IoBuf for Vec<u8> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.capacity()
-    }
+/// `IoBuf` for a type whose `as_ptr()` stays put when moved, whose `len()` bytes are initialised
+/// out of `$total`.
+macro_rules! io_buf {
+    ($($t:ty => $total:ident),* $(,)?) => {$(
+        // SAFETY: heap-backed (`Vec`, `String`, `Box`) or `'static` storage does not move when the
+        // value is moved; `len()` bytes are initialised and `$total()` bytes are allocated.
+        unsafe impl IoBuf for $t {
+            fn stable_ptr(&self) -> *const u8 {
+                self.as_ptr()
+            }
+            fn bytes_init(&self) -> usize {
+                self.len()
+            }
+            fn bytes_total(&self) -> usize {
+                self.$total()
+            }
+        }
+    )*};
 }
+
+io_buf!(
+    Vec<u8> => capacity,
+    String => capacity,
+    Box<[u8]> => len,
+    &'static [u8] => len,
+    &'static str => len,
+);
 
 // SAFETY: as for IoBuf; the whole capacity is writable.
 unsafe impl IoBufMut for Vec<u8> {
@@ -128,19 +142,6 @@ unsafe impl IoBufMut for Vec<u8> {
     }
 }
 
-// SAFETY: a boxed slice's heap pointer does not move with the box; all of it is initialised.
-unsafe impl IoBuf for Box<[u8]> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
-
 // SAFETY: as for IoBuf; every byte is writable.
 unsafe impl IoBufMut for Box<[u8]> {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
@@ -148,44 +149,5 @@ unsafe impl IoBufMut for Box<[u8]> {
     }
     unsafe fn set_init(&mut self, _pos: usize) {
         // A boxed slice is always fully initialised; its length is fixed.
-    }
-}
-
-// SAFETY: 'static data never moves and is fully initialised.
-unsafe impl IoBuf for &'static [u8] {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
-
-// SAFETY: 'static data never moves and is fully initialised.
-unsafe impl IoBuf for &'static str {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
-
-// SAFETY: a String's heap pointer does not move with the String; `len` bytes are initialised.
-unsafe impl IoBuf for String {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.capacity()
     }
 }

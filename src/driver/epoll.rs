@@ -49,6 +49,13 @@ fn timeout_ms(timeout: Option<Duration>) -> i32 {
     }
 }
 
+/// Adds `waker` unless an equivalent one is there already.
+fn remember(wakers: &mut Vec<Waker>, waker: &Waker) {
+    if !wakers.iter().any(|w| w.will_wake(waker)) {
+        wakers.push(waker.clone());
+    }
+}
+
 impl EpollDriver {
     pub(super) fn new(entries: u32, shared: &Shared, counters: Rc<Counters>) -> io::Result<Self> {
         // SAFETY: epoll_create1 takes no pointers; a negative return is an error.
@@ -116,46 +123,43 @@ impl EpollDriver {
         }
     }
 
-    /// The syscall said `EAGAIN`: not ready in this direction until the next edge; wake `waker` then.
-    pub(super) fn arm(&mut self, token: u64, interest: Interest, waker: &Waker) {
+    /// The readiness flag and wakers of one direction of a live registration.
+    fn direction(
+        &mut self,
+        token: u64,
+        interest: Interest,
+    ) -> Option<(&mut bool, &mut Vec<Waker>)> {
         let (key, generation) = token_parts(token);
-        let Some(io) = self
+        let io = self
             .ios
             .get_mut(key)
-            .filter(|io| io.generation == generation)
-        else {
+            .filter(|io| io.generation == generation)?;
+        Some(match interest {
+            Interest::Read => (&mut io.readable, &mut io.readers),
+            Interest::Write => (&mut io.writable, &mut io.writers),
+        })
+    }
+
+    /// The syscall said `EAGAIN`: not ready in this direction until the next edge; wake `waker` then.
+    pub(super) fn arm(&mut self, token: u64, interest: Interest, waker: &Waker) {
+        let Some((ready, wakers)) = self.direction(token, interest) else {
             waker.wake_by_ref(); // stale registration: let the op retry and re-register
             return;
         };
-        let (ready, wakers) = match interest {
-            Interest::Read => (&mut io.readable, &mut io.readers),
-            Interest::Write => (&mut io.writable, &mut io.writers),
-        };
         *ready = false;
-        if !wakers.iter().any(|w| w.will_wake(waker)) {
-            wakers.push(waker.clone());
-        }
+        remember(wakers, waker);
     }
 
     /// For an armed op polled again: true if an edge came since (retry the syscall); otherwise the
     /// waker is kept and the op stays pending.
     pub(super) fn poll_ready(&mut self, token: u64, interest: Interest, waker: &Waker) -> bool {
-        let (key, generation) = token_parts(token);
-        let Some(io) = self
-            .ios
-            .get_mut(key)
-            .filter(|io| io.generation == generation)
-        else {
+        let Some((ready, wakers)) = self.direction(token, interest) else {
             return true;
         };
-        let (ready, wakers) = match interest {
-            Interest::Read => (io.readable, &mut io.readers),
-            Interest::Write => (io.writable, &mut io.writers),
-        };
-        if !ready && !wakers.iter().any(|w| w.will_wake(waker)) {
-            wakers.push(waker.clone());
+        if !*ready {
+            remember(wakers, waker);
         }
-        ready
+        *ready
     }
 
     /// One `epoll_wait` for up to `timeout`, then wakes whatever became ready.
