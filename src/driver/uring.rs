@@ -246,6 +246,15 @@ impl UringDriver {
                 }
             }
             Some(t) if want > 0 => {
+                if self.timeouts_in_flight > 0 {
+                    // The previous wait ended early: retire its timeout rather than let them pile
+                    // up. The cancel is queued before the new timeout, so it cannot match it.
+                    let cancel = opcode::AsyncCancel::new(TIMEOUT_TAG)
+                        .build()
+                        .user_data(CANCEL_TAG);
+                    // SAFETY: ASYNC_CANCEL carries no pointers.
+                    unsafe { self.push(&cancel)? };
+                }
                 *self.timeout_ts = Timespec::from(t);
                 let ts: *const Timespec = &*self.timeout_ts;
                 let entry = opcode::Timeout::new(ts).build().user_data(TIMEOUT_TAG);
@@ -372,8 +381,10 @@ impl UringDriver {
             // SAFETY: ASYNC_CANCEL carries no pointers.
             let _ = unsafe { self.push(&cancel) };
         }
+        // Every op was cancelled, so each CQE comes soon; wait without a timeout (on kernels
+        // without EXT_ARG a timeout would be one more op in flight).
         while self.in_flight > 0 {
-            if self.enter(1, Some(Duration::from_millis(100))).is_err() {
+            if self.enter(1, None).is_err() {
                 // The ring itself failed; nothing more can be reaped from it.
                 break;
             }
@@ -392,5 +403,88 @@ impl Drop for UringDriver {
         // Normally `shutdown` ran already; this covers a driver dropped during a panic.
         self.shutdown();
         // Orphans left here are released with the driver, after every CQE came.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn driver(shared: &Shared) -> UringDriver {
+        UringDriver::new(8, shared, Rc::new(Counters::default())).expect("io_uring is required")
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_timeout_with_ext_arg() {
+        let shared = Shared::new().unwrap();
+        let mut d = driver(&shared);
+        assert!(d.ext_arg, "kernels 5.11+ have EXT_ARG");
+        let start = Instant::now();
+        d.park(Some(Duration::from_millis(20)), &shared).unwrap();
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(20),
+            "woke early: {waited:?}"
+        );
+        assert!(waited < Duration::from_secs(5), "overslept: {waited:?}");
+    }
+
+    /// Kernels before 5.11 have no EXT_ARG: a TIMEOUT op bounds the wait instead.
+    #[test]
+    fn a_wait_ends_at_its_timeout_through_a_timeout_op_without_ext_arg() {
+        let shared = Shared::new().unwrap();
+        let mut d = driver(&shared);
+        d.ext_arg = false;
+        for _ in 0..3 {
+            let start = Instant::now();
+            d.park(Some(Duration::from_millis(20)), &shared).unwrap();
+            let waited = start.elapsed();
+            assert!(
+                waited >= Duration::from_millis(20),
+                "woke early: {waited:?}"
+            );
+            assert!(waited < Duration::from_secs(5), "overslept: {waited:?}");
+        }
+        // A wait ended early by a remote wake leaves its hour-long timeout in flight; the next
+        // wait retires it, and shutdown cancels the last one instead of waiting an hour.
+        let shared = std::sync::Arc::new(shared);
+        for _ in 0..3 {
+            let s = shared.clone();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(10));
+                s.push_remote(1);
+            });
+            d.park(Some(Duration::from_secs(3600)), &shared).unwrap();
+            t.join().unwrap();
+            shared.take_remote(&mut Vec::new());
+            assert!(
+                d.timeouts_in_flight <= 1,
+                "{} timeouts pile up",
+                d.timeouts_in_flight
+            );
+        }
+        let start = Instant::now();
+        d.shutdown();
+        assert_eq!(d.in_flight, 0);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_remote_wake_ends_a_blocking_wait() {
+        let shared = std::sync::Arc::new(Shared::new().unwrap());
+        let mut d = driver(&shared);
+        let s = shared.clone();
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            s.push_remote(1);
+        });
+        let start = Instant::now();
+        d.park(None, &shared).unwrap(); // no timeout: only the eventfd can end it
+        assert!(start.elapsed() < Duration::from_secs(5));
+        waker.join().unwrap();
+        let mut ids = Vec::new();
+        shared.take_remote(&mut ids);
+        assert_eq!(ids, vec![1]);
     }
 }

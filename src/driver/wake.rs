@@ -104,3 +104,46 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eventfd_count(s: &Shared) -> u64 {
+        let mut buf = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64 from our nonblocking eventfd.
+        let n = unsafe { libc::read(s.eventfd(), (&mut buf as *mut u64).cast(), 8) };
+        if n == 8 { buf } else { 0 }
+    }
+
+    #[test]
+    fn the_eventfd_is_written_only_while_the_loop_sleeps() {
+        let s = Shared::new().unwrap();
+        s.push_remote(1);
+        s.push_remote(2);
+        assert_eq!(eventfd_count(&s), 0, "an awake loop needs no eventfd write");
+        let mut ids = Vec::new();
+        s.take_remote(&mut ids);
+        assert_eq!(ids, vec![1, 2]);
+
+        assert!(s.prepare_sleep());
+        s.push_remote(3);
+        s.push_remote(4);
+        assert_eq!(
+            eventfd_count(&s),
+            1,
+            "one write wakes a sleeping loop, once"
+        );
+        s.finish_sleep();
+    }
+
+    #[test]
+    fn a_pending_remote_wake_forbids_sleeping() {
+        let s = Shared::new().unwrap();
+        s.push_remote(9);
+        assert!(
+            !s.prepare_sleep(),
+            "the loop must not block with a wake queued"
+        );
+    }
+}
