@@ -6,8 +6,11 @@ use std::cell::Cell;
 use std::io::Write;
 use std::rc::Rc;
 
+use std::time::Duration;
+
 use ringloop::net::TcpListener;
 use ringloop::spawn;
+use ringloop::time::timeout;
 
 both_backends! {
     /// On epoll an op whose data is already there completes inside the poll that started it, so a
@@ -40,5 +43,43 @@ both_backends! {
             let at = seen_at.expect("the other task never ran while the reader was busy");
             assert!(at <= 256, "the other task waited {at} reads");
         });
+    }
+
+    /// On uring a read dropped by a timeout can lose its cancel race and still take bytes, which
+    /// the next read returns first. A read issued before that orphan's completion came in could
+    /// take later bytes meanwhile, so the stream came out reordered (about one run in 15 of
+    /// tcp.rs's timeout test). Reads now wait for dropped reads on the stream to settle.
+    fn a_new_read_cannot_overtake_a_dropped_read_still_in_the_kernel(lp: &mut EventLoop) {
+        const TOTAL: usize = 50_000;
+        for run in 0..10 {
+            lp.run_until_complete(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let writer = std::thread::spawn(move || {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    c.set_nodelay(true).unwrap();
+                    let data = common::pattern(run, TOTAL);
+                    for (i, chunk) in data.chunks(97).enumerate() {
+                        c.write_all(chunk).unwrap();
+                        if i % 3 == 0 {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                    }
+                });
+                let (s, _) = listener.accept().await.unwrap();
+                let mut got = Vec::with_capacity(TOTAL);
+                while got.len() < TOTAL {
+                    if let Ok((res, b)) =
+                        timeout(Duration::from_micros(40), s.read(Vec::with_capacity(300))).await
+                    {
+                        let n = res.unwrap();
+                        assert!(n > 0, "unexpected EOF");
+                        got.extend_from_slice(&b[..n]);
+                    }
+                }
+                writer.join().unwrap();
+                assert!(got == common::pattern(run, TOTAL), "run {run}: the stream was reordered");
+            });
+        }
     }
 }

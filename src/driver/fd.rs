@@ -6,7 +6,11 @@ use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
 use super::DriverCell;
+use super::op::Interest;
 
 /// A reference-counted fd. Ops hold a clone while the kernel may use the fd, so closing a socket
 /// with an op in flight never closes (or reuses) the fd under the kernel.
@@ -23,6 +27,11 @@ struct FdInner {
     /// Bytes a cancelled read received; the next read returns them first.
     stash: RefCell<Vec<u8>>,
     has_stash: Cell<bool>,
+    /// Dropped ops still in the kernel, per direction (read, write); a new op in that direction
+    /// waits for them so the byte stream keeps its order.
+    orphans: [Cell<u32>; 2],
+    /// Woken when a direction's last orphan completes.
+    settle_wakers: RefCell<Vec<Waker>>,
 }
 
 impl SharedFd {
@@ -33,6 +42,8 @@ impl SharedFd {
                 registration: RefCell::new(None),
                 stash: RefCell::new(Vec::new()),
                 has_stash: Cell::new(false),
+                orphans: [Cell::new(0), Cell::new(0)],
+                settle_wakers: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -83,6 +94,42 @@ impl SharedFd {
         stash.drain(..n);
         self.inner.has_stash.set(!stash.is_empty());
         Some(n)
+    }
+
+    /// A dropped op in direction `dir` is still in the kernel.
+    pub(crate) fn orphan_started(&self, dir: Interest) {
+        let c = &self.inner.orphans[dir as usize];
+        c.set(c.get() + 1);
+    }
+
+    /// A dropped op in direction `dir` completed; wakes ops waiting to go next.
+    pub(crate) fn orphan_finished(&self, dir: Interest) {
+        let c = &self.inner.orphans[dir as usize];
+        c.set(c.get().saturating_sub(1));
+        if c.get() == 0 {
+            self.inner
+                .settle_wakers
+                .borrow_mut()
+                .drain(..)
+                .for_each(Waker::wake);
+        }
+    }
+
+    /// Waits until no dropped op in direction `dir` is still in the kernel, so that the next op
+    /// cannot overtake it (on uring two ops on one socket may run in either order).
+    pub(crate) async fn settled(&self, dir: Interest) {
+        poll_fn(|cx| {
+            if self.inner.orphans[dir as usize].get() == 0 {
+                Poll::Ready(())
+            } else {
+                self.inner
+                    .settle_wakers
+                    .borrow_mut()
+                    .push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     pub(crate) fn has_stash(&self) -> bool {

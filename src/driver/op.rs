@@ -44,6 +44,10 @@ pub(crate) unsafe trait Operation: Sized + 'static {
     /// Both halves: turns the kernel's result into the output.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
 
+    /// The future was dropped while the op is still in the kernel (uring); `orphaned` follows
+    /// when its CQE arrives.
+    fn abandoned(&mut self) {}
+
     /// The future was dropped but the kernel completed the op anyway (uring): release what the
     /// result holds (close an accepted fd, keep received bytes for the next read).
     fn orphaned(self, res: io::Result<u32>) {
@@ -53,10 +57,15 @@ pub(crate) unsafe trait Operation: Sized + 'static {
 
 /// An op whose future is gone, kept by the driver until its CQE arrives.
 pub(crate) trait Orphan {
+    fn abandoned(&mut self);
     fn orphaned(self: Box<Self>, res: io::Result<u32>);
 }
 
 impl<T: Operation> Orphan for T {
+    fn abandoned(&mut self) {
+        Operation::abandoned(self);
+    }
+
     fn orphaned(self: Box<Self>, res: io::Result<u32>) {
         Operation::orphaned(*self, res);
     }

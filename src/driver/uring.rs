@@ -191,8 +191,9 @@ impl UringDriver {
     pub(super) fn abandon(
         &mut self,
         key: usize,
-        data: Box<dyn Orphan>,
+        mut data: Box<dyn Orphan>,
     ) -> Option<(Box<dyn Orphan>, io::Result<u32>)> {
+        data.abandoned();
         if let Lifecycle::Completed(_) = &self.ops[key] {
             return match self.ops.remove(key) {
                 Lifecycle::Completed(res) => Some((data, res)),

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 use super::addr::{ToSocketAddrs, resolve};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::fd::SharedFd;
-use crate::driver::op::Op;
+use crate::driver::op::{Interest, Op};
 use crate::op::rw::{Recv, Send};
 use crate::op::socket::{Accept, Connect};
 
@@ -193,6 +193,7 @@ impl TcpStream {
     ///
     /// The kernel's error, e.g. `ConnectionReset` when the peer reset the connection.
     pub async fn read<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
+        self.fd.settled(Interest::Read).await;
         if self.fd.has_stash() {
             let cap = buf.bytes_total();
             // SAFETY: the buffer is writable for `bytes_total` bytes.
@@ -212,6 +213,7 @@ impl TcpStream {
     /// The kernel's error, e.g. `BrokenPipe` or `ConnectionReset` when the peer is gone (never a
     /// `SIGPIPE`).
     pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.fd.settled(Interest::Write).await;
         Op::new(Send::new(self.fd.clone(), buf)).await
     }
 

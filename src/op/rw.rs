@@ -48,7 +48,12 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
         (res.map(|n| n as usize), self.buf)
     }
 
+    fn abandoned(&mut self) {
+        self.fd.orphan_started(Interest::Read);
+    }
+
     fn orphaned(self, res: io::Result<u32>) {
+        self.fd.orphan_finished(Interest::Read);
         if let Ok(n) = res {
             // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start, and it
             // is done with the buffer (this is its completion).
@@ -101,5 +106,13 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (res.map(|n| n as usize), self.buf)
+    }
+
+    fn abandoned(&mut self) {
+        self.fd.orphan_started(Interest::Write);
+    }
+
+    fn orphaned(self, _res: io::Result<u32>) {
+        self.fd.orphan_finished(Interest::Write);
     }
 }
