@@ -133,6 +133,8 @@ pub(crate) const REQUIRED_OPCODES: &[(u8, &str)] = &[
     (opcode::Read::CODE, "IORING_OP_READ"),
     (opcode::Recv::CODE, "IORING_OP_RECV"),
     (opcode::Send::CODE, "IORING_OP_SEND"),
+    (opcode::SendMsg::CODE, "IORING_OP_SENDMSG"),
+    (opcode::RecvMsg::CODE, "IORING_OP_RECVMSG"),
     (opcode::Accept::CODE, "IORING_OP_ACCEPT"),
     (opcode::Connect::CODE, "IORING_OP_CONNECT"),
     (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),

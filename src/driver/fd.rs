@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use std::future::poll_fn;
+use std::io;
 use std::task::{Poll, Waker};
 
 use super::DriverCell;
@@ -21,7 +22,8 @@ pub(crate) struct SharedFd {
 
 #[derive(Debug)]
 struct FdInner {
-    fd: OwnedFd,
+    /// `None` only after `into_owned` took it.
+    fd: Option<OwnedFd>,
     /// The epoll registration: the driver it is registered with and its token.
     registration: RefCell<Option<(Rc<DriverCell>, u64)>>,
     /// Bytes a cancelled read received; the next read returns them first.
@@ -38,7 +40,7 @@ impl SharedFd {
     pub(crate) fn new(fd: OwnedFd) -> Self {
         SharedFd {
             inner: Rc::new(FdInner {
-                fd,
+                fd: Some(fd),
                 registration: RefCell::new(None),
                 stash: RefCell::new(Vec::new()),
                 has_stash: Cell::new(false),
@@ -49,7 +51,32 @@ impl SharedFd {
     }
 
     pub(crate) fn raw(&self) -> RawFd {
-        self.inner.fd.as_raw_fd()
+        self.as_fd().as_raw_fd()
+    }
+
+    /// Takes the fd back out (for `into_std`), leaving epoll if it was registered.
+    ///
+    /// # Errors
+    ///
+    /// If an op dropped earlier is still in the kernel, or bytes a dropped read received are still
+    /// unread (they would be lost).
+    pub(crate) fn into_owned(self) -> io::Result<OwnedFd> {
+        if self.has_stash() {
+            return Err(io::Error::other(
+                "the socket holds bytes a cancelled read received; read them before into_std",
+            ));
+        }
+        let mut inner = Rc::try_unwrap(self.inner).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "an operation on this socket is still in flight; try into_std again later",
+            )
+        })?;
+        let fd = inner.fd.take().expect("the fd is present until into_owned");
+        if let Some((driver, token)) = inner.registration.get_mut().take() {
+            driver.deregister(fd.as_raw_fd(), token, true);
+        }
+        Ok(fd)
     }
 
     /// The epoll token of this fd with `driver`, if registered there.
@@ -139,14 +166,20 @@ impl SharedFd {
 
 impl AsFd for SharedFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.fd.as_fd()
+        self.inner
+            .fd
+            .as_ref()
+            .expect("the fd is present until into_owned")
+            .as_fd()
     }
 }
 
 impl Drop for FdInner {
     fn drop(&mut self) {
-        if let Some((driver, token)) = self.registration.get_mut().take() {
-            driver.deregister(self.fd.as_raw_fd(), token, false);
+        if let Some((driver, token)) = self.registration.get_mut().take()
+            && let Some(fd) = &self.fd
+        {
+            driver.deregister(fd.as_raw_fd(), token, false);
         }
         // `fd` closes itself after this.
     }

@@ -1,7 +1,15 @@
-//! Networking: TCP listeners and streams, on whichever backend the loop runs.
+//! Networking on whichever backend the loop runs: TCP, UDP and Unix-domain sockets.
+//!
+//! Every I/O method takes an owned buffer and gives it back (`(io::Result<T>, buf)`); every
+//! operation is cancel-safe when its future is dropped.
 
 mod addr;
+mod stream;
 mod tcp;
+mod udp;
+mod unix;
 
 pub use addr::ToSocketAddrs;
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{ListenerBuilder, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixListener, UnixStream};

@@ -1,33 +1,32 @@
-//! `TcpListener` and `TcpStream`.
+//! `TcpListener` (and its builder) and `TcpStream`.
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use super::addr::{ToSocketAddrs, resolve};
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use super::stream::{Stream, stream_methods};
 use crate::driver::fd::SharedFd;
-use crate::driver::op::{Interest, Op};
-use crate::op::rw::{Recv, Send};
+use crate::driver::op::Op;
 use crate::op::socket::{Accept, Connect};
 
-/// The listen backlog; the kernel caps it at `net.core.somaxconn`.
-const BACKLOG: i32 = 4096;
+/// The default listen backlog; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
 
-fn to_std_addr(addr: &SockAddr) -> io::Result<SocketAddr> {
+pub(crate) fn to_std_addr(addr: &SockAddr) -> io::Result<SocketAddr> {
     addr.as_socket().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            "the kernel returned a non-IP address for a TCP socket",
+            "the kernel returned a non-IP address for an IP socket",
         )
     })
 }
 
 /// Tries `f` on each address in turn; the last error if none works.
-fn first_ok<T>(
+pub(crate) fn first_ok<T>(
     addrs: impl IntoIterator<Item = SocketAddr>,
     mut f: impl FnMut(SocketAddr) -> io::Result<T>,
 ) -> io::Result<T> {
@@ -40,6 +39,76 @@ fn first_ok<T>(
     }
     Err(last
         .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no socket address to use")))
+}
+
+/// Makes a std socket nonblocking for the loop (`from_std`).
+pub(crate) fn adopt(fd: OwnedFd) -> io::Result<SharedFd> {
+    SockRef::from(&fd).set_nonblocking(true)?;
+    Ok(SharedFd::new(fd))
+}
+
+/// Gives the fd back in blocking mode, as std's types expect (`into_std`).
+pub(crate) fn release(fd: SharedFd) -> io::Result<OwnedFd> {
+    let fd = fd.into_owned()?;
+    SockRef::from(&fd).set_nonblocking(false)?;
+    Ok(fd)
+}
+
+/// Options for a [`TcpListener`]: `SO_REUSEPORT` (so N loops on N threads can share one port,
+/// the kernel spreading connections between them) and the listen backlog.
+///
+/// # Examples
+///
+/// ```
+/// use ringloop::net::TcpListener;
+/// let a = TcpListener::builder().reuse_port(true).backlog(1024).bind("127.0.0.1:0").unwrap();
+/// let port = a.local_addr().unwrap().port();
+/// // A second listener on the same port, for a second loop on another thread.
+/// let b = TcpListener::builder().reuse_port(true).bind(("127.0.0.1", port)).unwrap();
+/// assert_eq!(b.local_addr().unwrap().port(), port);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ListenerBuilder {
+    reuse_port: bool,
+    backlog: u32,
+}
+
+impl ListenerBuilder {
+    /// Sets `SO_REUSEPORT` (default off). Every listener sharing the port must set it.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// The listen backlog (default 4096; the kernel caps it at `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Binds and listens, as [`TcpListener::bind`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::bind`].
+    pub fn bind(self, addr: impl std::net::ToSocketAddrs) -> io::Result<TcpListener> {
+        first_ok(addr.to_socket_addrs()?, |addr| {
+            let socket = Socket::new(
+                Domain::for_address(addr),
+                Type::STREAM.nonblocking(),
+                Some(Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            if self.reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            socket.bind(&addr.into())?;
+            socket.listen(self.backlog.min(i32::MAX as u32) as i32)?;
+            Ok(TcpListener {
+                fd: SharedFd::new(socket.into()),
+            })
+        })
+    }
 }
 
 /// A TCP socket server, listening for connections.
@@ -63,27 +132,44 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` and starts listening (`SO_REUSEADDR`, backlog up to `somaxconn`), as std's
-    /// `TcpListener::bind`: synchronous, and usable before a loop runs. With several addresses the
-    /// first that binds wins.
+    /// Binds to `addr` and starts listening (`SO_REUSEADDR`, backlog 4096 capped by
+    /// `somaxconn`), as std's `TcpListener::bind`: synchronous, and usable before a loop runs.
+    /// With several addresses the first that binds wins. See [`builder`](Self::builder) for
+    /// `SO_REUSEPORT` and the backlog.
     ///
     /// # Errors
     ///
     /// Resolution or socket errors, e.g. `AddrInUse` or `PermissionDenied` for a privileged port.
     pub fn bind(addr: impl std::net::ToSocketAddrs) -> io::Result<TcpListener> {
-        first_ok(addr.to_socket_addrs()?, |addr| {
-            let socket = Socket::new(
-                Domain::for_address(addr),
-                Type::STREAM.nonblocking(),
-                Some(Protocol::TCP),
-            )?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&addr.into())?;
-            socket.listen(BACKLOG)?;
-            Ok(TcpListener {
-                fd: SharedFd::new(socket.into()),
-            })
+        Self::builder().bind(addr)
+    }
+
+    /// Options for binding: `SO_REUSEPORT` and the backlog.
+    pub fn builder() -> ListenerBuilder {
+        ListenerBuilder {
+            reuse_port: false,
+            backlog: BACKLOG,
+        }
+    }
+
+    /// Takes over a listening std socket (made nonblocking).
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `fcntl`.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            fd: adopt(listener.into())?,
         })
+    }
+
+    /// Gives the socket back as a std listener (in blocking mode).
+    ///
+    /// # Errors
+    ///
+    /// `ResourceBusy` if a cancelled accept on it is still in the kernel.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        release(self.fd).map(Into::into)
     }
 
     /// Waits for a connection and returns it with the peer's address.
@@ -97,12 +183,10 @@ impl TcpListener {
     /// listener stays usable and a later `accept` succeeds once fds are freed.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (fd, addr) = Op::new(Accept::new(self.fd.clone())).await?;
-        Ok((
-            TcpStream {
-                fd: SharedFd::new(fd),
-            },
-            to_std_addr(&addr)?,
-        ))
+        let stream = TcpStream {
+            io: Stream::new(SharedFd::new(fd)),
+        };
+        Ok((stream, to_std_addr(&addr)?))
     }
 
     /// The address this listener is bound to (with the real port after binding port 0).
@@ -148,7 +232,7 @@ impl fmt::Debug for TcpListener {
 /// }).unwrap();
 /// ```
 pub struct TcpStream {
-    fd: SharedFd,
+    io: Stream,
 }
 
 impl TcpStream {
@@ -180,83 +264,33 @@ impl TcpStream {
         )?;
         let fd = SharedFd::new(socket.into());
         Op::new(Connect::new(fd.clone(), addr.into())).await?;
-        Ok(TcpStream { fd })
+        Ok(TcpStream {
+            io: Stream::new(fd),
+        })
     }
 
-    /// Reads into `buf` from its start up to its capacity and sets its length to the bytes read.
-    /// `Ok(0)` means the peer closed its side (or `buf` has no capacity).
-    ///
-    /// Cancel-safe: if the future is dropped (say, by a timeout) after the kernel received data
-    /// into it, those bytes are returned first by the next read on this stream.
+    /// Takes over a connected std stream (made nonblocking).
     ///
     /// # Errors
     ///
-    /// The kernel's error, e.g. `ConnectionReset` when the peer reset the connection.
-    pub async fn read<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
-        self.fd.settled(Interest::Read).await;
-        if self.fd.has_stash() {
-            let cap = buf.bytes_total();
-            // SAFETY: the buffer is writable for `bytes_total` bytes.
-            if let Some(n) = unsafe { self.fd.take_stash(buf.stable_mut_ptr(), cap) } {
-                // SAFETY: `take_stash` initialised the first `n <= cap` bytes.
-                unsafe { buf.set_init(n) };
-                return (Ok(n), buf);
-            }
-        }
-        Op::new(Recv::new(self.fd.clone(), buf)).await
+    /// The kernel's error from `fcntl`.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            io: Stream::new(adopt(stream.into())?),
+        })
     }
 
-    /// Writes some of `buf`'s initialised bytes; returns how many.
+    /// Gives the connection back as a std stream (in blocking mode).
     ///
     /// # Errors
     ///
-    /// The kernel's error, e.g. `BrokenPipe` or `ConnectionReset` when the peer is gone (never a
-    /// `SIGPIPE`).
-    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        self.fd.settled(Interest::Write).await;
-        Op::new(Send::new(self.fd.clone(), buf)).await
+    /// `ResourceBusy` if a cancelled op on it is still in the kernel, or an error if bytes a
+    /// cancelled read received are still unread (they would be lost).
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        release(self.io.fd).map(Into::into)
     }
 
-    /// Writes all of `buf`'s initialised bytes.
-    ///
-    /// # Errors
-    ///
-    /// As [`write`](TcpStream::write); `WriteZero` if the kernel accepted no bytes. On error, an
-    /// unknown prefix of the bytes may have been sent.
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let mut buf = buf;
-        let mut written = 0;
-        while written < total {
-            let (res, slice) = self.write(buf.slice(written..total)).await;
-            buf = slice.into_inner();
-            match res {
-                Ok(0) => {
-                    return (
-                        Err(io::Error::new(
-                            io::ErrorKind::WriteZero,
-                            "the socket accepted no more bytes",
-                        )),
-                        buf,
-                    );
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
-    }
-
-    /// Shuts down the read half, the write half, or both (the peer reads end-of-stream after a
-    /// write shutdown).
-    ///
-    /// # Errors
-    ///
-    /// `NotConnected` if the connection is gone.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        SockRef::from(&self.fd).shutdown(how)
-    }
+    stream_methods!();
 
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     ///
@@ -264,7 +298,7 @@ impl TcpStream {
     ///
     /// The kernel's error from `setsockopt`.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        SockRef::from(&self.fd).set_tcp_nodelay(nodelay)
+        SockRef::from(&self.io.fd).set_tcp_nodelay(nodelay)
     }
 
     /// Whether `TCP_NODELAY` is set.
@@ -273,7 +307,7 @@ impl TcpStream {
     ///
     /// The kernel's error from `getsockopt`.
     pub fn nodelay(&self) -> io::Result<bool> {
-        SockRef::from(&self.fd).tcp_nodelay()
+        SockRef::from(&self.io.fd).tcp_nodelay()
     }
 
     /// This end's address.
@@ -282,7 +316,7 @@ impl TcpStream {
     ///
     /// The kernel's error from `getsockname`.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        to_std_addr(&SockRef::from(&self.fd).local_addr()?)
+        to_std_addr(&SockRef::from(&self.io.fd).local_addr()?)
     }
 
     /// The peer's address.
@@ -291,20 +325,20 @@ impl TcpStream {
     ///
     /// `NotConnected` if the connection is gone.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        to_std_addr(&SockRef::from(&self.fd).peer_addr()?)
+        to_std_addr(&SockRef::from(&self.io.fd).peer_addr()?)
     }
 }
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw()
+        self.io.fd.raw()
     }
 }
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpStream")
-            .field("fd", &self.fd.raw())
+            .field("fd", &self.io.fd.raw())
             .field("local_addr", &self.local_addr().ok())
             .field("peer_addr", &self.peer_addr().ok())
             .finish()

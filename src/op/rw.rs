@@ -13,11 +13,14 @@ use crate::driver::op::{Interest, Operation};
 pub(crate) struct Recv<B> {
     fd: SharedFd,
     buf: B,
+    /// Stream bytes of a dropped read are kept for the next read; a datagram is not (see
+    /// `RecvMsg`).
+    stream: bool,
 }
 
 impl<B: IoBufMut> Recv<B> {
-    pub(crate) fn new(fd: SharedFd, buf: B) -> Self {
-        Recv { fd, buf }
+    pub(crate) fn new(fd: SharedFd, buf: B, stream: bool) -> Self {
+        Recv { fd, buf, stream }
     }
 }
 
@@ -54,7 +57,9 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
 
     fn orphaned(self, res: io::Result<u32>) {
         self.fd.orphan_finished(Interest::Read);
-        if let Ok(n) = res {
+        if let Ok(n) = res
+            && self.stream
+        {
             // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start, and it
             // is done with the buffer (this is its completion).
             let received = unsafe { std::slice::from_raw_parts(self.buf.stable_ptr(), n as usize) };

@@ -119,6 +119,11 @@ unsafe impl Operation for Connect {
                 Some(libc::EINPROGRESS) | Some(libc::EINTR) => {
                     Err(io::ErrorKind::WouldBlock.into())
                 }
+                // A Unix listener whose backlog is full: nothing will signal when it has room.
+                Some(libc::EAGAIN) => Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    "connect: the listening socket's backlog is full (EAGAIN); try again later",
+                )),
                 _ => Err(e),
             };
         }

@@ -1,0 +1,183 @@
+//! `UdpSocket`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use super::addr::{ToSocketAddrs, resolve};
+use super::tcp::{adopt, first_ok, release, to_std_addr};
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::driver::fd::SharedFd;
+use crate::driver::op::Op;
+use crate::op::msg::{RecvMsg, SendMsg};
+use crate::op::rw::{Recv, Send};
+
+/// A UDP socket.
+///
+/// # Examples
+///
+/// ```
+/// use ringloop::net::UdpSocket;
+/// ringloop::run(async {
+///     let a = UdpSocket::bind("127.0.0.1:0")?;
+///     let b = UdpSocket::bind("127.0.0.1:0")?;
+///     let (res, _) = a.send_to(b"hi".to_vec(), b.local_addr()?).await;
+///     res?;
+///     let (res, buf) = b.recv_from(Vec::with_capacity(64)).await;
+///     let (n, from) = res?;
+///     assert_eq!((&buf[..n], from), (&b"hi"[..], a.local_addr()?));
+///     std::io::Result::Ok(())
+/// }).unwrap();
+/// ```
+pub struct UdpSocket {
+    fd: SharedFd,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (synchronous, as std's). With several addresses the first that binds wins.
+    ///
+    /// # Errors
+    ///
+    /// Resolution or socket errors, e.g. `AddrInUse`.
+    pub fn bind(addr: impl std::net::ToSocketAddrs) -> io::Result<UdpSocket> {
+        first_ok(addr.to_socket_addrs()?, |addr| {
+            let socket = Socket::new(
+                Domain::for_address(addr),
+                Type::DGRAM.nonblocking(),
+                Some(Protocol::UDP),
+            )?;
+            socket.bind(&addr.into())?;
+            Ok(UdpSocket {
+                fd: SharedFd::new(socket.into()),
+            })
+        })
+    }
+
+    /// Sets the default peer (synchronous, as std's): [`send`](Self::send) goes there and
+    /// [`recv`](Self::recv) only takes its datagrams.
+    ///
+    /// # Errors
+    ///
+    /// Resolution or socket errors.
+    pub fn connect(&self, addr: impl std::net::ToSocketAddrs) -> io::Result<()> {
+        first_ok(addr.to_socket_addrs()?, |addr| {
+            SockRef::from(&self.fd).connect(&addr.into())
+        })
+    }
+
+    /// Takes over a std socket (made nonblocking).
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `fcntl`.
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            fd: adopt(socket.into())?,
+        })
+    }
+
+    /// Gives the socket back as a std socket (in blocking mode).
+    ///
+    /// # Errors
+    ///
+    /// `ResourceBusy` if a cancelled op on it is still in the kernel.
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        release(self.fd).map(Into::into)
+    }
+
+    /// Sends `buf`'s initialised bytes as one datagram to the connected peer.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` without [`connect`](Self::connect); `ConnectionRefused` after an ICMP port
+    /// unreachable from the peer.
+    pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        Op::new(Send::new(self.fd.clone(), buf)).await
+    }
+
+    /// Receives one datagram from the connected peer into `buf` (from its start up to its
+    /// capacity; a longer datagram is truncated). A dropped `recv` may lose the datagram it was
+    /// receiving, as with any datagram socket.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error, e.g. `ConnectionRefused`.
+    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        Op::new(Recv::new(self.fd.clone(), buf, false)).await
+    }
+
+    /// Sends `buf`'s initialised bytes as one datagram to `addr` (host names resolve on the
+    /// blocking pool; the first address is used).
+    ///
+    /// # Errors
+    ///
+    /// Resolution or socket errors.
+    pub async fn send_to<B: IoBuf>(&self, buf: B, addr: impl ToSocketAddrs) -> BufResult<usize, B> {
+        let addr = match resolve(&addr).await {
+            Ok(addrs) => addrs[0],
+            Err(e) => return (Err(e), buf),
+        };
+        let (res, mut bufs) =
+            Op::new(SendMsg::new(self.fd.clone(), vec![buf], Some(addr.into()))).await;
+        (res, bufs.pop().expect("one buffer in, one out"))
+    }
+
+    /// Receives one datagram into `buf` and says who sent it.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error.
+    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
+        let (res, mut bufs) = Op::new(RecvMsg::new(self.fd.clone(), vec![buf], false)).await;
+        let buf = bufs.pop().expect("one buffer in, one out");
+        match res {
+            Ok((n, addr)) => (to_std_addr(&addr).map(|a| (n, a)), buf),
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// This socket's address.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `getsockname`.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        to_std_addr(&SockRef::from(&self.fd).local_addr()?)
+    }
+
+    /// The connected peer's address.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` without [`connect`](Self::connect).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        to_std_addr(&SockRef::from(&self.fd).peer_addr()?)
+    }
+
+    /// Sets `SO_BROADCAST`.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `setsockopt`.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        SockRef::from(&self.fd).set_broadcast(on)
+    }
+}
+
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.raw()
+    }
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("fd", &self.fd.raw())
+            .field("local_addr", &self.local_addr().ok())
+            .finish()
+    }
+}
