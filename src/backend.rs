@@ -139,6 +139,14 @@ pub(crate) const REQUIRED_OPCODES: &[(u8, &str)] = &[
     (opcode::Connect::CODE, "IORING_OP_CONNECT"),
     (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
     (opcode::Timeout::CODE, "IORING_OP_TIMEOUT"),
+    (opcode::Write::CODE, "IORING_OP_WRITE"),
+    (opcode::OpenAt::CODE, "IORING_OP_OPENAT"),
+    (opcode::Close::CODE, "IORING_OP_CLOSE"),
+    (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
+    (opcode::Statx::CODE, "IORING_OP_STATX"),
+    (opcode::UnlinkAt::CODE, "IORING_OP_UNLINKAT"),
+    (opcode::RenameAt::CODE, "IORING_OP_RENAMEAT"),
+    (opcode::MkDirAt::CODE, "IORING_OP_MKDIRAT"),
 ];
 
 /// Probes io_uring once per process: a 2-entry ring plus `IORING_REGISTER_PROBE`.

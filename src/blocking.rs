@@ -14,7 +14,7 @@ use crate::JoinHandle;
 const MAX_THREADS: usize = 512;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 #[derive(Default)]
 struct State {
@@ -27,6 +27,11 @@ struct State {
 struct Pool {
     state: Mutex<State>,
     cond: Condvar,
+}
+
+/// Runs `job` on a pool thread.
+pub(crate) fn execute(job: Job) {
+    pool().execute(job);
 }
 
 fn pool() -> &'static Arc<Pool> {

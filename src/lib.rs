@@ -57,6 +57,7 @@ pub mod buf;
 mod driver;
 mod event_loop;
 mod executor;
+pub mod fs;
 pub mod net;
 mod op;
 mod stats;

@@ -98,8 +98,8 @@ both_backends! {
         });
     }
 
-    fn sixteen_mib_transfer_is_byte_exact(lp: &mut EventLoop) {
-        const TOTAL: usize = 16 << 20;
+    fn sixty_four_mib_transfer_is_byte_exact(lp: &mut EventLoop) {
+        const TOTAL: usize = 64 << 20;
         lp.run_until_complete(async {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
@@ -277,7 +277,7 @@ both_backends! {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let before = open_fds();
-            for _ in 0..200 {
+            for _ in 0..500 {
                 // A connection waits in the backlog, so the accept completes in the kernel...
                 let mut client = std::net::TcpStream::connect(addr).unwrap();
                 let mut accept = Box::pin(listener.accept());
@@ -296,7 +296,7 @@ both_backends! {
                 }
             }
             // Accepts cancelled while still waiting in the kernel.
-            for _ in 0..200 {
+            for _ in 0..500 {
                 assert!(timeout(Duration::from_micros(50), listener.accept()).await.is_err());
             }
             sleep(Duration::from_millis(20)).await;

@@ -74,6 +74,12 @@ impl DriverCell {
         self.backend
     }
 
+    /// Whether file ops run on the blocking pool (epoll: a regular file is always "ready") rather
+    /// than as ring ops.
+    pub(crate) fn files_on_pool(&self) -> bool {
+        matches!(self.backend, Backend::Epoll)
+    }
+
     /// The io_uring setup flags in use, for diagnostics.
     pub(crate) fn uring_setup(&self) -> Option<&'static str> {
         match &*self.driver.borrow() {

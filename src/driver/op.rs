@@ -114,10 +114,14 @@ pub(crate) struct Op<T: Operation> {
 
 impl<T: Operation> Op<T> {
     pub(crate) fn new(data: T) -> Self {
+        Self::new_boxed(Box::new(data))
+    }
+
+    pub(crate) fn new_boxed(data: Box<T>) -> Self {
         Op {
             driver: None,
             core: OpCore {
-                data: Some(Box::new(data)),
+                data: Some(data),
                 slot: Slot::Idle,
             },
         }
@@ -149,6 +153,126 @@ impl<T: Operation> Drop for Op<T> {
     fn drop(&mut self) {
         if let Some(driver) = &self.driver {
             driver.drop_op(&mut self.core);
+        }
+    }
+}
+
+/// Where a file op's pool job leaves its result; whichever side comes second releases it.
+struct PoolSlot<T> {
+    result: Option<(Box<T>, io::Result<u32>)>,
+    waker: Option<std::task::Waker>,
+    abandoned: bool,
+}
+
+type SharedSlot<T> = std::sync::Arc<std::sync::Mutex<PoolSlot<T>>>;
+
+fn lock<T>(slot: &SharedSlot<T>) -> std::sync::MutexGuard<'_, PoolSlot<T>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum FileState<T: Operation> {
+    Start(Option<Box<T>>),
+    Ring(Op<T>),
+    Pool(SharedSlot<T>),
+    Done,
+}
+
+/// The future of a file op: a ring op on uring; the syscall on the blocking pool on epoll. If it
+/// is dropped while the pool runs it, the pool thread releases the result (closing an opened fd).
+pub(crate) struct FileOp<T: Operation + Send> {
+    state: FileState<T>,
+}
+
+impl<T: Operation + Send> FileOp<T> {
+    pub(crate) fn new(data: T) -> Self {
+        FileOp {
+            state: FileState::Start(Some(Box::new(data))),
+        }
+    }
+}
+
+fn run_on_pool<T: Operation + Send>(mut data: Box<T>, slot: SharedSlot<T>) {
+    crate::blocking::execute(Box::new(move || {
+        let res = loop {
+            match data.try_syscall() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let mut guard = lock(&slot);
+        if guard.abandoned {
+            drop(guard);
+            data.orphaned(res);
+            return;
+        }
+        guard.result = Some((data, res));
+        let waker = guard.waker.take();
+        drop(guard);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }));
+}
+
+impl<T: Operation + Send> Future for FileOp<T> {
+    type Output = T::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let this = self.get_mut();
+        match &mut this.state {
+            FileState::Start(data) => {
+                let data = data.take().expect("a file op starts once");
+                match crate::event_loop::current_driver() {
+                    Some(d) if d.files_on_pool() => {
+                        let slot = std::sync::Arc::new(std::sync::Mutex::new(PoolSlot {
+                            result: None,
+                            waker: Some(cx.waker().clone()),
+                            abandoned: false,
+                        }));
+                        run_on_pool(data, slot.clone());
+                        this.state = FileState::Pool(slot);
+                        Poll::Pending
+                    }
+                    _ => {
+                        // A ring op (or, outside a loop, `Op` reports the error).
+                        let mut op = Op::new_boxed(data);
+                        let poll = Pin::new(&mut op).poll(cx);
+                        this.state = FileState::Ring(op);
+                        poll
+                    }
+                }
+            }
+            FileState::Ring(op) => Pin::new(op).poll(cx),
+            FileState::Pool(slot) => {
+                let mut guard = lock(slot);
+                match guard.result.take() {
+                    Some((data, res)) => {
+                        drop(guard);
+                        this.state = FileState::Done;
+                        Poll::Ready(data.complete(res))
+                    }
+                    None => {
+                        guard.waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+            }
+            FileState::Done => panic!("a file op was polled after it completed"),
+        }
+    }
+}
+
+impl<T: Operation + Send> Drop for FileOp<T> {
+    fn drop(&mut self) {
+        if let FileState::Pool(slot) = &self.state {
+            let mut guard = lock(slot);
+            match guard.result.take() {
+                Some((data, res)) => {
+                    drop(guard);
+                    data.orphaned(res);
+                }
+                None => guard.abandoned = true,
+            }
         }
     }
 }

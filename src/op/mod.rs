@@ -1,6 +1,7 @@
 //! One file per op family; each op implements both the uring and the epoll half of
 //! [`Operation`](crate::driver::op::Operation) side by side.
 
+pub(crate) mod fs;
 pub(crate) mod msg;
 pub(crate) mod rw;
 pub(crate) mod socket;

@@ -1,0 +1,347 @@
+//! File and path ops. The uring half is a ring op; the epoll half is the plain syscall, which the
+//! driver runs on the blocking pool (a regular file is always "ready", so epoll cannot wait on it).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{clamp_len, cvt};
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::driver::fd::SharedFd;
+use crate::driver::op::{Interest, Operation};
+
+/// A file's fd, shared with its in-flight ops (which may run on a pool thread) so it is closed
+/// only after the last of them.
+pub(crate) type FileFd = Arc<OwnedFd>;
+
+fn fd_of(fd: &FileFd) -> types::Fd {
+    types::Fd(fd.as_raw_fd())
+}
+
+/// Opens (or creates) a path.
+pub(crate) struct OpenAt {
+    path: CString,
+    flags: i32,
+    mode: libc::mode_t,
+}
+
+impl OpenAt {
+    pub(crate) fn new(path: CString, flags: i32, mode: libc::mode_t) -> Self {
+        OpenAt {
+            path,
+            flags: flags | libc::O_CLOEXEC,
+            mode,
+        }
+    }
+}
+
+// SAFETY: the SQE points at `path`, a CString owned by the op (its heap storage does not move).
+unsafe impl Operation for OpenAt {
+    type Output = io::Result<OwnedFd>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
+            .flags(self.flags)
+            .mode(self.mode)
+            .build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        None
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        // SAFETY: `path` is a valid NUL-terminated string.
+        cvt(
+            unsafe { libc::open(self.path.as_ptr(), self.flags, self.mode as libc::c_uint) }
+                as isize,
+        )
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        // SAFETY: a successful open returns a new fd that nobody else owns.
+        res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    fn orphaned(self, res: io::Result<u32>) {
+        drop(self.complete(res)); // closes the fd nobody will see
+    }
+}
+
+/// Reads at an offset into a buffer, from its start up to its capacity.
+pub(crate) struct ReadAt<B> {
+    fd: FileFd,
+    buf: B,
+    pos: u64,
+}
+
+impl<B> ReadAt<B> {
+    pub(crate) fn new(fd: FileFd, buf: B, pos: u64) -> Self {
+        ReadAt { fd, buf, pos }
+    }
+}
+
+// SAFETY: the SQE points at `buf`'s stable storage, owned by the op.
+unsafe impl<B: IoBufMut> Operation for ReadAt<B> {
+    type Output = BufResult<usize, B>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = clamp_len(self.buf.bytes_total());
+        opcode::Read::new(fd_of(&self.fd), self.buf.stable_mut_ptr(), len)
+            .offset(self.pos)
+            .build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        None
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        let len = clamp_len(self.buf.bytes_total()) as usize;
+        // SAFETY: the buffer is writable for `len <= bytes_total` bytes.
+        cvt(unsafe {
+            libc::pread(
+                self.fd.as_raw_fd(),
+                self.buf.stable_mut_ptr().cast(),
+                len,
+                self.pos as libc::off_t,
+            )
+        })
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start.
+            unsafe { self.buf.set_init(n as usize) };
+        }
+        (res.map(|n| n as usize), self.buf)
+    }
+}
+
+/// Writes a buffer's initialised bytes at an offset.
+pub(crate) struct WriteAt<B> {
+    fd: FileFd,
+    buf: B,
+    pos: u64,
+}
+
+impl<B> WriteAt<B> {
+    pub(crate) fn new(fd: FileFd, buf: B, pos: u64) -> Self {
+        WriteAt { fd, buf, pos }
+    }
+}
+
+// SAFETY: the SQE points at `buf`'s stable storage, owned by the op.
+unsafe impl<B: IoBuf> Operation for WriteAt<B> {
+    type Output = BufResult<usize, B>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = clamp_len(self.buf.bytes_init());
+        opcode::Write::new(fd_of(&self.fd), self.buf.stable_ptr(), len)
+            .offset(self.pos)
+            .build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        None
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        let len = clamp_len(self.buf.bytes_init()) as usize;
+        // SAFETY: the buffer holds `len <= bytes_init` initialised bytes.
+        cvt(unsafe {
+            libc::pwrite(
+                self.fd.as_raw_fd(),
+                self.buf.stable_ptr().cast(),
+                len,
+                self.pos as libc::off_t,
+            )
+        })
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        (res.map(|n| n as usize), self.buf)
+    }
+}
+
+/// `fsync` or `fdatasync`.
+pub(crate) struct Fsync {
+    fd: FileFd,
+    data_only: bool,
+}
+
+impl Fsync {
+    pub(crate) fn new(fd: FileFd, data_only: bool) -> Self {
+        Fsync { fd, data_only }
+    }
+}
+
+// SAFETY: FSYNC carries no pointers.
+unsafe impl Operation for Fsync {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let flags = if self.data_only {
+            types::FsyncFlags::DATASYNC
+        } else {
+            types::FsyncFlags::empty()
+        };
+        opcode::Fsync::new(fd_of(&self.fd)).flags(flags).build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        None
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: plain syscalls on a live fd.
+        let ret = unsafe {
+            if self.data_only {
+                libc::fdatasync(fd)
+            } else {
+                libc::fsync(fd)
+            }
+        };
+        cvt(ret as isize)
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(|_| ())
+    }
+}
+
+/// The file's size (`statx` on uring, `fstat` on the pool).
+pub(crate) struct Size {
+    fd: FileFd,
+    statx: libc::statx,
+}
+
+impl Size {
+    pub(crate) fn new(fd: FileFd) -> Self {
+        Size {
+            fd,
+            // SAFETY: statx is plain data; all-zero is a valid value.
+            statx: unsafe { std::mem::zeroed() },
+        }
+    }
+}
+
+// SAFETY: the SQE points at `statx`, a field of the boxed op, and at a static empty string.
+unsafe impl Operation for Size {
+    type Output = io::Result<u64>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let buf: *mut libc::statx = &mut self.statx;
+        opcode::Statx::new(fd_of(&self.fd), c"".as_ptr(), buf.cast())
+            .flags(libc::AT_EMPTY_PATH)
+            .mask(libc::STATX_SIZE)
+            .build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        None
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        // SAFETY: stat is plain data; fstat fills it for a live fd.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is a valid, writable stat buffer.
+        cvt(unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } as isize)?;
+        // Leave the answer where the kernel's statx puts it on uring.
+        self.statx.stx_size = st.st_size as u64;
+        Ok(0)
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(|_| self.statx.stx_size)
+    }
+}
+
+/// Closes an fd the op owns.
+pub(crate) struct Close {
+    fd: Option<OwnedFd>,
+}
+
+impl Close {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        Close { fd: Some(fd) }
+    }
+
+    fn take_raw(&mut self) -> RawFd {
+        use std::os::fd::IntoRawFd;
+        self.fd
+            .take()
+            .map(IntoRawFd::into_raw_fd)
+            .expect("a Close op closes its fd once")
+    }
+}
+
+// SAFETY: CLOSE carries no pointers; the fd is handed to the kernel exactly once.
+unsafe impl Operation for Close {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Close::new(types::Fd(self.take_raw())).build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        None
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        let fd = self.take_raw();
+        // SAFETY: the op owned `fd`; after this call nobody uses it.
+        cvt(unsafe { libc::close(fd) } as isize)
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(|_| ())
+    }
+}
+
+/// Path ops without an fd: unlink, rename, mkdir.
+pub(crate) enum PathOp {
+    Unlink(CString),
+    Rename(CString, CString),
+    MkDir(CString, libc::mode_t),
+}
+
+// SAFETY: the SQE points at the CStrings owned by the op.
+unsafe impl Operation for PathOp {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let cwd = types::Fd(libc::AT_FDCWD);
+        match self {
+            PathOp::Unlink(p) => opcode::UnlinkAt::new(cwd, p.as_ptr()).build(),
+            PathOp::Rename(from, to) => {
+                opcode::RenameAt::new(cwd, from.as_ptr(), cwd, to.as_ptr()).build()
+            }
+            PathOp::MkDir(p, mode) => opcode::MkDirAt::new(cwd, p.as_ptr()).mode(*mode).build(),
+        }
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        None
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        // SAFETY: every path is a valid NUL-terminated string.
+        let ret = unsafe {
+            match self {
+                PathOp::Unlink(p) => libc::unlink(p.as_ptr()),
+                PathOp::Rename(from, to) => libc::rename(from.as_ptr(), to.as_ptr()),
+                PathOp::MkDir(p, mode) => libc::mkdir(p.as_ptr(), *mode),
+            }
+        };
+        cvt(ret as isize)
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(|_| ())
+    }
+}
