@@ -8,3 +8,6 @@ unset RINGLOOP_BACKEND
 echo "== kernel $(uname -r); kernel.io_uring_disabled=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo absent)"
 echo "== cargo test"
 cargo test
+
+echo "== cargo test --features bytes --test bytes_buf"
+cargo test --features bytes --test bytes_buf

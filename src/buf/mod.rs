@@ -151,3 +151,19 @@ unsafe impl IoBufMut for Box<[u8]> {
         // A boxed slice is always fully initialised; its length is fixed.
     }
 }
+
+#[cfg(feature = "bytes")]
+io_buf!(bytes::Bytes => len, bytes::BytesMut => capacity);
+
+// SAFETY: a BytesMut's storage is on the heap and does not move with the handle; all of its
+// capacity is writable by its unique owner.
+#[cfg(feature = "bytes")]
+unsafe impl IoBufMut for bytes::BytesMut {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised.
+        unsafe { self.set_len(pos) }
+    }
+}
