@@ -39,6 +39,21 @@ for backend in uring epoll; do
     kill $pid
     wait $pid 2>/dev/null || true
     echo "echo on $backend: ok"
+
+    echo "== download on $backend (built-in server, five files)"
+    out_dir=$(mktemp -d)
+    RINGLOOP_BACKEND=$backend "$bin/download" --out "$out_dir" > /tmp/ringloop-download.out
+    cat /tmp/ringloop-download.out
+    [ "$(grep -c '^Finish downloading ' /tmp/ringloop-download.out)" = 5 ] || { echo "download did not finish five files"; exit 1; }
+    [ "$(grep -c "matches the server's" /tmp/ringloop-download.out)" = 5 ] || { echo "download checksums did not all match"; exit 1; }
+    grep -q "backend: $backend" /tmp/ringloop-download.out || { echo "download did not report $backend"; exit 1; }
+
+    echo "== cat on $backend"
+    RINGLOOP_BACKEND=$backend "$bin/cat" "$out_dir/f1040sb.pdf" "$out_dir/copy.pdf"
+    cmp "$out_dir/f1040sb.pdf" "$out_dir/copy.pdf"
+    [ "$(RINGLOOP_BACKEND=$backend "$bin/cat" "$out_dir/f1040.pdf" | wc -c)" = "$(stat -c %s "$out_dir/f1040.pdf")" ]
+    if RINGLOOP_BACKEND=$backend "$bin/cat" "$out_dir/missing" 2>/dev/null; then echo "cat of a missing file succeeded"; exit 1; fi
+    rm -rf "$out_dir"
 done
 
 echo "== a bad RINGLOOP_BACKEND is refused"
