@@ -54,6 +54,10 @@ for backend in uring epoll; do
     [ "$(RINGLOOP_BACKEND=$backend "$bin/cat" "$out_dir/f1040.pdf" | wc -c)" = "$(stat -c %s "$out_dir/f1040.pdf")" ]
     if RINGLOOP_BACKEND=$backend "$bin/cat" "$out_dir/missing" 2>/dev/null; then echo "cat of a missing file succeeded"; exit 1; fi
     rm -rf "$out_dir"
+
+    echo "== throughput on $backend (small sizes: this checks it runs, not how fast)"
+    RINGLOOP_BACKEND=$backend "$bin/throughput" tcp --mib 16 | grep -q "tcp on $backend"
+    RINGLOOP_BACKEND=$backend "$bin/throughput" randread --file-mib 8 --reads 2000 --in-flight 4 | grep -q "randread on $backend"
 done
 
 echo "== a bad RINGLOOP_BACKEND is refused"

@@ -280,4 +280,29 @@ both_backends! {
             assert_eq!(accepted[0] + accepted[1], 40);
         });
     }
+
+    fn a_dropped_in_flight_write_keeps_the_stream_in_order(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let (s, mut peer) = tcp_pair_with_std_peer().await;
+            // The peer does not read yet, so a large write cannot finish and is dropped by the
+            // timeout while in flight.
+            let big = vec![b'a'; 32 << 20];
+            let r = timeout(Duration::from_millis(50), s.write_all(big)).await;
+            assert!(r.is_err(), "the write should still be in flight");
+            // A later write must arrive whole, after whatever part of the dropped one went out.
+            let tail = pattern(1, 100_000);
+            let reader = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).unwrap();
+                got
+            });
+            let (res, _) = s.write_all(tail.clone()).await;
+            res.unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let got = reader.join().unwrap();
+            let prefix = got.len() - tail.len();
+            assert!(got[..prefix].iter().all(|&b| b == b'a'), "the dropped write's bytes come first");
+            assert!(got[prefix..] == tail[..], "the later write arrives whole and in order");
+        });
+    }
 }
