@@ -22,6 +22,38 @@ pub use slice::Slice;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 
+/// Writes all of `buf`'s initialised bytes through `write(slice, offset)` (called again with the
+/// rest after a short write); `WriteZero` if a write takes nothing.
+pub(crate) async fn write_all_with<B, F, Fut>(buf: B, mut write: F) -> BufResult<(), B>
+where
+    B: IoBuf,
+    F: FnMut(Slice<B>, usize) -> Fut,
+    Fut: std::future::Future<Output = BufResult<usize, Slice<B>>>,
+{
+    let total = buf.bytes_init();
+    let mut buf = buf;
+    let mut written = 0;
+    while written < total {
+        let (res, slice) = write(buf.slice(written..total), written).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => {
+                return (
+                    Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the kernel accepted no more bytes",
+                    )),
+                    buf,
+                );
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
 /// The result of an owned-buffer I/O call: the outcome and the buffer, given back either way.
 pub type BufResult<T, B> = (io::Result<T>, B);
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::OpenOptions;
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{BufResult, IoBuf, IoBufMut, write_all_with};
 use crate::driver::op::FileOp;
 use crate::op::fs::{Close, FileFd, Fsync, ReadAt, Size, WriteAt};
 
@@ -143,30 +143,7 @@ impl File {
     ///
     /// As [`write_at`](File::write_at); `WriteZero` if the kernel accepted no bytes.
     pub async fn write_all_at<B: IoBuf + Send>(&self, buf: B, pos: u64) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let mut buf = buf;
-        let mut written = 0;
-        while written < total {
-            let (res, slice) = self
-                .write_at(buf.slice(written..total), pos + written as u64)
-                .await;
-            buf = slice.into_inner();
-            match res {
-                Ok(0) => {
-                    return (
-                        Err(io::Error::new(
-                            io::ErrorKind::WriteZero,
-                            "the file took no more bytes",
-                        )),
-                        buf,
-                    );
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        write_all_with(buf, |slice, done| self.write_at(slice, pos + done as u64)).await
     }
 
     /// Flushes data and metadata to the device (`fsync`).

@@ -5,7 +5,7 @@ use std::net::Shutdown;
 
 use socket2::SockRef;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{BufResult, IoBuf, IoBufMut, write_all_with};
 use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Op};
 use crate::op::msg::{RecvMsg, SendMsg};
@@ -69,28 +69,7 @@ impl Stream {
     }
 
     pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let mut buf = buf;
-        let mut written = 0;
-        while written < total {
-            let (res, slice) = self.write(buf.slice(written..total)).await;
-            buf = slice.into_inner();
-            match res {
-                Ok(0) => {
-                    return (
-                        Err(io::Error::new(
-                            io::ErrorKind::WriteZero,
-                            "the socket accepted no more bytes",
-                        )),
-                        buf,
-                    );
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        write_all_with(buf, |slice, _| self.write(slice)).await
     }
 
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
