@@ -1,5 +1,4 @@
-//! `Bytes` and `BytesMut` as owned buffers (feature `bytes`), on both backends.
-#![cfg(feature = "bytes")]
+//! `Bytes` and `BytesMut` as owned buffers (feature `bytes`, see Cargo.toml), on both backends.
 
 mod common;
 
