@@ -25,7 +25,10 @@ fn scaled(n: usize) -> usize {
 
 /// Raises the soft fd limit to the hard one (20,000 on these machines).
 fn raise_nofile() -> u64 {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit on a valid rlimit struct.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut r), 0);

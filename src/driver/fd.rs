@@ -149,10 +149,10 @@ impl SharedFd {
             if self.inner.orphans[dir as usize].get() == 0 {
                 Poll::Ready(())
             } else {
-                self.inner
-                    .settle_wakers
-                    .borrow_mut()
-                    .push(cx.waker().clone());
+                let mut wakers = self.inner.settle_wakers.borrow_mut();
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
