@@ -140,3 +140,72 @@ both_backends! {
         assert_eq!(open_fds(), before, "fds leaked");
     }
 }
+
+/// A memory limit at ring setup: the child moves itself into a fresh memory cgroup (v1) with
+/// 256 KiB of headroom, then asks for a ring far bigger than that. Ring memory is charged to the
+/// memory cgroup (RLIMIT_MEMLOCK before Linux 5.12), so io_uring_setup fails with ENOMEM, and the
+/// error must say what to raise.
+#[test]
+fn a_memory_limit_at_ring_setup_gives_an_error_that_says_what_to_do() {
+    const CGROUP_ROOT: &str = "/sys/fs/cgroup/memory";
+    if in_child() {
+        let cg = std::env::var("CGROUP_DIR").unwrap();
+        std::fs::write(format!("{cg}/cgroup.procs"), std::process::id().to_string()).unwrap();
+        let usage: u64 = std::fs::read_to_string(format!("{cg}/memory.usage_in_bytes"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::write(
+            format!("{cg}/memory.limit_in_bytes"),
+            (usage + (256 << 10)).to_string(),
+        )
+        .unwrap();
+        let err = EventLoop::builder()
+            .backend(ringloop::Backend::Uring)
+            .entries(32768)
+            .build()
+            .unwrap_err();
+        println!("ring setup under the limit: {err}");
+        assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory, "{err}");
+        let msg = err.to_string();
+        for hint in [
+            "ENOMEM",
+            "ulimit -l",
+            "memory cgroup",
+            "entries",
+            "RINGLOOP_BACKEND=epoll",
+        ] {
+            assert!(
+                msg.contains(hint),
+                "the message does not mention {hint}: {msg}"
+            );
+        }
+        // A small ring still fits, and epoll is unaffected.
+        assert!(
+            EventLoop::builder()
+                .backend(ringloop::Backend::Epoll)
+                .build()
+                .is_ok()
+        );
+        return;
+    }
+    assert!(
+        std::path::Path::new(CGROUP_ROOT)
+            .join("memory.limit_in_bytes")
+            .exists(),
+        "this test needs the cgroup v1 memory controller at {CGROUP_ROOT}"
+    );
+    let cg = format!("{CGROUP_ROOT}/ringloop-test-{}", std::process::id());
+    std::fs::create_dir(&cg).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        run_in_child(
+            "a_memory_limit_at_ring_setup_gives_an_error_that_says_what_to_do",
+            &[("CGROUP_DIR", &cg)],
+        )
+    });
+    // The child has exited, so the group is empty and can go.
+    let _ = std::fs::remove_dir(&cg);
+    let out = result.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert!(out.contains("ring setup under the limit"), "{out}");
+}
