@@ -135,32 +135,23 @@ async fn pair(unix: bool) -> (Box<dyn AnyStream>, Box<dyn AnyStream>) {
     }
 }
 
+type ReadFuture<'a> = std::pin::Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + 'a>>;
+type WriteFuture<'a> = std::pin::Pin<Box<dyn Future<Output = (io::Result<()>, Vec<u8>)> + 'a>>;
+
 /// The stream operations the programs use, over both stream types.
 trait AnyStream {
-    fn read<'a>(
-        &'a self,
-        buf: Vec<u8>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + 'a>>;
-    fn write_all<'a>(
-        &'a self,
-        buf: Vec<u8>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = (io::Result<()>, Vec<u8>)> + 'a>>;
+    fn read<'a>(&'a self, buf: Vec<u8>) -> ReadFuture<'a>;
+    fn write_all<'a>(&'a self, buf: Vec<u8>) -> WriteFuture<'a>;
     fn shutdown_write(&self);
 }
 
 macro_rules! any_stream {
     ($t:ty) => {
         impl AnyStream for $t {
-            fn read<'a>(
-                &'a self,
-                buf: Vec<u8>,
-            ) -> std::pin::Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)> + 'a>> {
+            fn read<'a>(&'a self, buf: Vec<u8>) -> ReadFuture<'a> {
                 Box::pin(<$t>::read(self, buf))
             }
-            fn write_all<'a>(
-                &'a self,
-                buf: Vec<u8>,
-            ) -> std::pin::Pin<Box<dyn Future<Output = (io::Result<()>, Vec<u8>)> + 'a>> {
+            fn write_all<'a>(&'a self, buf: Vec<u8>) -> WriteFuture<'a> {
                 Box::pin(<$t>::write_all(self, buf))
             }
             fn shutdown_write(&self) {
