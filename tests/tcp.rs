@@ -338,12 +338,13 @@ both_backends! {
         assert_eq!(open_fds(), before, "closing the loop leaked fds");
     }
 
-    fn a_tiny_ring_completes_every_op(lp: &mut EventLoop) {
-        // A 2-entry ring (8 CQEs) with 300 connections echoing at once: pushes find the SQ full
-        // and completions overflow the CQ; every op must still complete.
+    fn a_four_entry_ring_completes_thousands_of_concurrent_ops(lp: &mut EventLoop) {
+        // A 4-entry ring (16 CQEs) with 1,000 connections echoing at once (about 2,000 reads in
+        // flight): pushes find the SQ full and completions overflow the CQ; every op must still
+        // complete.
         let mut tiny = ringloop::EventLoop::builder()
             .backend(lp.backend())
-            .entries(2)
+            .entries(4)
             .build()
             .unwrap();
         tiny.run_until_complete(async {
@@ -355,10 +356,10 @@ both_backends! {
                     spawn(echo(s));
                 }
             });
-            let clients: Vec<_> = (0..300usize)
+            let clients: Vec<_> = (0..1000usize)
                 .map(|c| spawn(async move {
                     let s = TcpStream::connect(addr).await.unwrap();
-                    echo_rounds(&s, c, 5, |c, _| 100 + c % 700).await;
+                    echo_rounds(&s, c, 3, |c, _| 100 + c % 700).await;
                 }))
                 .collect();
             for c in clients {
