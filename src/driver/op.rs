@@ -44,10 +44,6 @@ pub(crate) unsafe trait Operation: Sized + 'static {
     /// Both halves: turns the kernel's result into the output.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
 
-    /// The future was dropped while the op is still in the kernel (uring); `orphaned` follows
-    /// when its CQE arrives.
-    fn abandoned(&mut self) {}
-
     /// The future was dropped but the kernel completed the op anyway (uring): release what the
     /// result holds (close an accepted fd, keep received bytes for the next read).
     fn orphaned(self, res: io::Result<u32>) {
@@ -56,18 +52,30 @@ pub(crate) unsafe trait Operation: Sized + 'static {
 }
 
 /// An op whose future is gone, kept by the driver until its CQE arrives.
+///
+/// While it is in the kernel it counts as an orphan on the fd and direction it uses (its
+/// `readiness`), so a new stream op in that direction waits for it and cannot overtake it.
 pub(crate) trait Orphan {
+    /// The future was dropped while the op is still in the kernel.
     fn abandoned(&mut self);
+    /// Its completion came: release what it holds, then stop counting it.
     fn orphaned(self: Box<Self>, res: io::Result<u32>);
 }
 
 impl<T: Operation> Orphan for T {
     fn abandoned(&mut self) {
-        Operation::abandoned(self);
+        if let Some((fd, dir)) = self.readiness() {
+            fd.orphan_started(dir);
+        }
     }
 
     fn orphaned(self: Box<Self>, res: io::Result<u32>) {
+        let counted = self.readiness().map(|(fd, dir)| (fd.clone(), dir));
+        // Release first (a read's bytes go to the stash), so a waiting op finds them.
         Operation::orphaned(*self, res);
+        if let Some((fd, dir)) = counted {
+            fd.orphan_finished(dir);
+        }
     }
 }
 

@@ -80,14 +80,6 @@ unsafe impl<B: IoBuf> Operation for SendMsg<B> {
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (res.map(|n| n as usize), self.bufs)
     }
-
-    fn abandoned(&mut self) {
-        self.fd.orphan_started(Interest::Write);
-    }
-
-    fn orphaned(self, _res: io::Result<u32>) {
-        self.fd.orphan_finished(Interest::Write);
-    }
 }
 
 /// Receives into several buffers in order (each from its start up to its capacity), and the
@@ -189,12 +181,7 @@ unsafe impl<B: IoBufMut> Operation for RecvMsg<B> {
         }
     }
 
-    fn abandoned(&mut self) {
-        self.fd.orphan_started(Interest::Read);
-    }
-
     fn orphaned(self, res: io::Result<u32>) {
-        self.fd.orphan_finished(Interest::Read);
         if let Ok(n) = res
             && self.stream
         {

@@ -51,12 +51,7 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
         (res.map(|n| n as usize), self.buf)
     }
 
-    fn abandoned(&mut self) {
-        self.fd.orphan_started(Interest::Read);
-    }
-
     fn orphaned(self, res: io::Result<u32>) {
-        self.fd.orphan_finished(Interest::Read);
         if let Ok(n) = res
             && self.stream
         {
@@ -111,13 +106,5 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (res.map(|n| n as usize), self.buf)
-    }
-
-    fn abandoned(&mut self) {
-        self.fd.orphan_started(Interest::Write);
-    }
-
-    fn orphaned(self, _res: io::Result<u32>) {
-        self.fd.orphan_finished(Interest::Write);
     }
 }
