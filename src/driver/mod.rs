@@ -167,6 +167,11 @@ impl DriverCell {
         op: &mut OpCore<T>,
         cx: &mut Context<'_>,
     ) -> Poll<T::Output> {
+        if let Slot::Armed(token, interest) = op.slot
+            && !self.with_epoll(|e| e.poll_ready(token, interest, cx.waker()))
+        {
+            return Poll::Pending; // no edge since EAGAIN: nothing to try yet
+        }
         if !crate::executor::coop::proceed() {
             // This task has completed many ops in one poll: let the others run first.
             cx.waker().wake_by_ref();
@@ -174,11 +179,7 @@ impl DriverCell {
         }
         match op.slot {
             Slot::Idle => Counters::bump(&self.counters.ops_submitted),
-            Slot::Armed(token, interest) => {
-                if !self.with_epoll(|e| e.poll_ready(token, interest, cx.waker())) {
-                    return Poll::Pending;
-                }
-            }
+            Slot::Armed(..) => {}
             Slot::Submitted(_) | Slot::Done => {
                 unreachable!("an epoll op in state {:?} was polled", op.slot)
             }
