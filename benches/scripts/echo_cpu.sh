@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Server CPU time per echoed message: examples/echo.rs on each backend and examples/tokio_echo.rs,
+# pinned to core 0, driven by examples/loadgen.rs pinned to core 1. Full load, then a fixed rate.
+#
+#   bash benches/scripts/echo_cpu.sh [ROUNDS] [SECONDS]
+#
+# Env: CONNS (64), SIZE (64), INFLIGHT (full load, 4), RATE (fixed rate, 100000),
+#      LOADGEN_BACKEND (the generator's own backend, uring).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+secs=${2:-10}
+conns=${CONNS:-64}
+size=${SIZE:-64}
+inflight=${INFLIGHT:-4}
+rate=${RATE:-100000}
+cargo build --release --example echo --example tokio_echo --example loadgen >/dev/null 2>&1
+bin=target/release/examples
+port=7310
+
+start_server() { # name -> sets pid
+    case $1 in
+        uring|epoll) RINGLOOP_BACKEND=$1 taskset -c 0 "$bin/echo" "$port" 2>/dev/null & ;;
+        tokio) taskset -c 0 "$bin/tokio_echo" "$port" 2>/dev/null & ;;
+    esac
+    for _ in $(seq 1 50); do
+        pid=$(pgrep -f "examples/(echo|tokio_echo) $port\$" | head -1 || true)
+        if [ -n "$pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
+        sleep 0.1
+    done
+    echo "server $1 did not start" >&2; exit 1
+}
+stop_server() { kill "$pid"; wait 2>/dev/null || true; sleep 0.3; }
+
+for mode in full fixed; do
+    for r in $(seq 1 "$rounds"); do
+        for server in uring epoll tokio; do
+            start_server "$server"
+            if [ "$mode" = full ]; then extra=(--inflight "$inflight"); else extra=(--rate "$rate"); fi
+            out=$(RINGLOOP_BACKEND=${LOADGEN_BACKEND:-uring} taskset -c 1 "$bin/loadgen" "127.0.0.1:$port" \
+                --conns "$conns" --size "$size" --duration "$secs" --pid "$pid" "${extra[@]}")
+            rts=$(sed -n 's/.*s: \([0-9]*\) round trips\/s.*/\1/p' <<<"$out")
+            ns=$(sed -n 's/.* \([0-9]*\) ns CPU per message.*/\1/p' <<<"$out")
+            p99=$(sed -n 's/.*p99 \([0-9.]*\) us.*/\1/p' <<<"$out")
+            printf '%-5s round %d  %-5s %8s rt/s  %6s ns CPU/msg  p99 %s us\n' "$mode" "$r" "$server" "$rts" "$ns" "$p99"
+            stop_server
+        done
+    done
+done
