@@ -149,13 +149,32 @@ pub(crate) const REQUIRED_OPCODES: &[(u8, &str)] = &[
     (opcode::MkDirAt::CODE, "IORING_OP_MKDIRAT"),
 ];
 
+/// What the probe found beyond the required opcodes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UringFeatures {
+    /// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19, like `IORING_OP_SOCKET`): a receive may skip its
+    /// first attempt and wait for data straight away.
+    pub(crate) recv_poll_first: bool,
+}
+
+static PROBE: OnceLock<Result<UringFeatures, Unavailable>> = OnceLock::new();
+
 /// Probes io_uring once per process: a 2-entry ring plus `IORING_REGISTER_PROBE`.
 pub(crate) fn probe() -> Result<(), &'static Unavailable> {
-    static PROBE: OnceLock<Result<(), Unavailable>> = OnceLock::new();
     PROBE.get_or_init(run_probe).as_ref().map(|_| ())
 }
 
-fn run_probe() -> Result<(), Unavailable> {
+/// The optional features the probe found; all off if io_uring is unusable.
+pub(crate) fn uring_features() -> UringFeatures {
+    match PROBE.get_or_init(run_probe) {
+        Ok(f) => *f,
+        Err(_) => UringFeatures {
+            recv_poll_first: false,
+        },
+    }
+}
+
+fn run_probe() -> Result<UringFeatures, Unavailable> {
     let ring = IoUring::new(2).map_err(|e| describe_setup_error(&e))?;
     let mut probe = Probe::new();
     if let Err(e) = ring.submitter().register_probe(&mut probe) {
@@ -180,7 +199,9 @@ fn run_probe() -> Result<(), Unavailable> {
             fatal: false,
         });
     }
-    Ok(())
+    Ok(UringFeatures {
+        recv_poll_first: probe.is_supported(opcode::Socket::CODE),
+    })
 }
 
 /// Reads `kernel.io_uring_disabled` (absent before Linux 6.6).

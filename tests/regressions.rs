@@ -13,6 +13,39 @@ use ringloop::spawn;
 use ringloop::time::timeout;
 
 both_backends! {
+    /// On epoll a short read marks the socket not ready until its next edge, to skip the read
+    /// that would only say EAGAIN. When the data and the peer's FIN came in one edge, the read
+    /// after the short one waited for an edge that never comes, and the EOF was never seen (the
+    /// epoll cancellation storm hung). A closed peer now keeps the socket readable.
+    fn eof_that_came_with_the_last_data_is_seen_after_a_short_read(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut peer = std::net::TcpStream::connect(addr).unwrap();
+            let (s, _) = listener.accept().await.unwrap();
+            // A read that waits, so the socket is registered and armed; its result is short.
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                peer.write_all(b"hello").unwrap();
+                peer
+            });
+            let (res, _) = s.read(Vec::with_capacity(4096)).await;
+            assert_eq!(res.unwrap(), 5);
+            // Data and FIN both arrive before the loop next looks at epoll: one edge for both.
+            let mut peer = writer.join().unwrap();
+            peer.write_all(b"world").unwrap();
+            drop(peer);
+            std::thread::sleep(Duration::from_millis(20));
+            let (res, buf) = s.read(Vec::with_capacity(4096)).await;
+            assert_eq!(res.unwrap(), 5);
+            assert_eq!(buf, b"world");
+            let (res, _) = timeout(Duration::from_secs(5), s.read(Vec::with_capacity(4096)))
+                .await
+                .expect("the EOF that came with the last data was never seen");
+            assert_eq!(res.unwrap(), 0);
+        });
+    }
+
     /// On epoll an op whose data is already there completes inside the poll that started it, so a
     /// task reading from a peer that is always ahead never returned `Pending` and starved every
     /// other task (seen as a 1.3 s p99 on the echo server under strace). The cooperative budget

@@ -22,6 +22,11 @@ struct ScheduledIo {
     generation: u32,
     readable: bool,
     writable: bool,
+    /// The peer closed its side (RDHUP) or the fd hung up: reads stay ready for good, whatever a
+    /// short read suggests.
+    read_closed: bool,
+    /// The fd hung up or has an error: writes stay ready for good.
+    write_closed: bool,
     readers: Vec<Waker>,
     writers: Vec<Waker>,
 }
@@ -140,6 +145,18 @@ impl EpollDriver {
         })
     }
 
+    /// Whether the fd's peer closed (reads) or the fd hung up (either direction).
+    fn closed(&self, token: u64, interest: Interest) -> bool {
+        let (key, generation) = token_parts(token);
+        match self.ios.get(key).filter(|io| io.generation == generation) {
+            Some(io) => match interest {
+                Interest::Read => io.read_closed,
+                Interest::Write => io.write_closed,
+            },
+            None => false,
+        }
+    }
+
     /// The syscall said `EAGAIN`: not ready in this direction until the next edge; wake `waker` then.
     pub(super) fn arm(&mut self, token: u64, interest: Interest, waker: &Waker) {
         let Some((ready, wakers)) = self.direction(token, interest) else {
@@ -148,6 +165,36 @@ impl EpollDriver {
         };
         *ready = false;
         remember(wakers, waker);
+    }
+
+    /// For a new op on a registered fd: if the fd is known not ready in this direction, keeps the
+    /// waker and returns true (the op waits for the next edge without trying its syscall).
+    pub(super) fn arm_unless_ready(
+        &mut self,
+        token: u64,
+        interest: Interest,
+        waker: &Waker,
+    ) -> bool {
+        if self.closed(token, interest) {
+            return false;
+        }
+        match self.direction(token, interest) {
+            Some((ready, wakers)) if !*ready => {
+                remember(wakers, waker);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A short transfer emptied the socket (or filled its buffer): not ready until the next edge.
+    pub(super) fn clear_ready(&mut self, token: u64, interest: Interest) {
+        if self.closed(token, interest) {
+            return; // EOF or an error is pending: the next op must see it, and no edge will come
+        }
+        if let Some((ready, _)) = self.direction(token, interest) {
+            *ready = false;
+        }
     }
 
     /// For an armed op polled again: true if an edge came since (retry the syscall); otherwise the
@@ -210,6 +257,12 @@ impl EpollDriver {
                 continue; // the fd was closed since
             };
             let hangup = bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0;
+            if hangup || bits & libc::EPOLLRDHUP != 0 {
+                io.read_closed = true;
+            }
+            if hangup {
+                io.write_closed = true;
+            }
             if hangup || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0 {
                 io.readable = true;
                 io.readers.drain(..).for_each(Waker::wake);

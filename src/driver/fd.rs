@@ -34,6 +34,9 @@ struct FdInner {
     orphans: [Cell<u32>; 2],
     /// Woken when a direction's last orphan completes.
     settle_wakers: RefCell<Vec<Waker>>,
+    /// The last stream read came back short: the socket had no more data then, so the next read
+    /// most likely waits (uring asks the kernel to poll first instead of trying the receive).
+    read_drained: Cell<bool>,
 }
 
 impl SharedFd {
@@ -46,6 +49,7 @@ impl SharedFd {
                 has_stash: Cell::new(false),
                 orphans: [Cell::new(0), Cell::new(0)],
                 settle_wakers: RefCell::new(Vec::new()),
+                read_drained: Cell::new(false),
             }),
         }
     }
@@ -94,6 +98,15 @@ impl SharedFd {
         token: u64,
     ) -> Option<(Rc<DriverCell>, u64)> {
         self.inner.registration.replace(Some((driver, token)))
+    }
+
+    /// Whether the last stream read on this fd came back short (see `read_drained`).
+    pub(crate) fn read_drained(&self) -> bool {
+        self.inner.read_drained.get()
+    }
+
+    pub(crate) fn set_read_drained(&self, drained: bool) {
+        self.inner.read_drained.set(drained);
     }
 
     /// Keeps bytes a dropped read received, for the next read.

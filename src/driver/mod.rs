@@ -178,7 +178,18 @@ impl DriverCell {
             return Poll::Pending;
         }
         match op.slot {
-            Slot::Idle => Counters::bump(&self.counters.ops_submitted),
+            Slot::Idle => {
+                Counters::bump(&self.counters.ops_submitted);
+                // Known not ready (EAGAIN or a short transfer since the last edge): wait for the
+                // edge rather than make a syscall that can only say EAGAIN.
+                if let Some((fd, interest)) = op.data_mut().readiness()
+                    && let Some(token) = fd.registration(self)
+                    && self.with_epoll(|e| e.arm_unless_ready(token, interest, cx.waker()))
+                {
+                    op.slot = Slot::Armed(token, interest);
+                    return Poll::Pending;
+                }
+            }
             Slot::Armed(..) => {}
             Slot::Submitted(_) | Slot::Done => {
                 unreachable!("an epoll op in state {:?} was polled", op.slot)
@@ -200,7 +211,18 @@ impl DriverCell {
                     op.slot = Slot::Armed(token, interest);
                     return Poll::Pending;
                 }
-                res => return Poll::Ready(op.finish(res)),
+                res => {
+                    if let Ok(n) = res
+                        && op.data_mut().drained(n)
+                        && let Some((fd, interest)) = op.data_mut().readiness()
+                        && let Some(token) = fd.registration(self)
+                    {
+                        // A short transfer emptied (or filled) the socket: not ready until the
+                        // next edge.
+                        self.with_epoll(|e| e.clear_ready(token, interest));
+                    }
+                    return Poll::Ready(op.finish(res));
+                }
             }
         }
     }

@@ -41,6 +41,14 @@ pub(crate) unsafe trait Operation: Sized + 'static {
     /// epoll half: the nonblocking syscall, its result as a CQE would carry it.
     fn try_syscall(&mut self) -> io::Result<u32>;
 
+    /// Whether a successful result of `n` shows the fd has nothing more in the op's direction
+    /// right now (a short stream read or write). epoll then treats the fd as not ready until its
+    /// next edge, and skips the syscall that would only say `EAGAIN`.
+    fn drained(&self, n: u32) -> bool {
+        let _ = n;
+        false
+    }
+
     /// Both halves: turns the kernel's result into the output.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
 

@@ -5,9 +5,13 @@ use std::io;
 use io_uring::{opcode, squeue, types::Fd};
 
 use super::{clamp_len, cvt};
+use crate::backend::uring_features;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Operation};
+
+/// `IORING_RECVSEND_POLL_FIRST`, in the SQE's ioprio field of a receive (Linux 5.19).
+const RECVSEND_POLL_FIRST: u16 = 1;
 
 /// Receives into a buffer from its start up to its capacity.
 pub(crate) struct Recv<B> {
@@ -30,7 +34,13 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = clamp_len(self.buf.bytes_total());
-        opcode::Recv::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len).build()
+        let mut recv = opcode::Recv::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len);
+        if self.stream && self.fd.read_drained() && uring_features().recv_poll_first {
+            // The last read emptied the socket: wait for data rather than try a receive that
+            // would only find nothing and then arm the same poll.
+            recv = recv.ioprio(RECVSEND_POLL_FIRST);
+        }
+        recv.build()
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
@@ -43,7 +53,15 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
         cvt(unsafe { libc::recv(self.fd.raw(), self.buf.stable_mut_ptr().cast(), len, 0) })
     }
 
+    fn drained(&self, n: u32) -> bool {
+        self.stream && n > 0 && (n as usize) < self.buf.bytes_total()
+    }
+
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        if self.stream {
+            self.fd
+                .set_read_drained(matches!(res, Ok(n) if self.drained(n)));
+        }
         if let Ok(n) = res {
             // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start.
             unsafe { self.buf.set_init(n as usize) };
@@ -102,6 +120,10 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
                 libc::MSG_NOSIGNAL,
             )
         })
+    }
+
+    fn drained(&self, n: u32) -> bool {
+        (n as usize) < self.buf.bytes_init()
     }
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
