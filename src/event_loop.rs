@@ -1,6 +1,6 @@
 //! `EventLoop`, its `Builder`, `run`, `spawn`, and the thread-local "current loop" context.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{self, Backend, Choice};
 use crate::driver::{DriverCell, Shared};
 use crate::executor::waker::{MAIN_ID, TaskWaker};
-use crate::executor::{Executor, JoinHandle};
+use crate::executor::{Executor, JoinHandle, POLLS_PER_TURN};
 use crate::stats::{Counters, Stats};
 use crate::time::TimerStore;
 
@@ -32,6 +32,8 @@ pub(crate) struct LoopInner {
     counters: Rc<Counters>,
     scratch_wakers: RefCell<Vec<Waker>>,
     scratch_ids: RefCell<Vec<u64>>,
+    /// Task polls since the loop last polled for I/O.
+    polls_since_io: Cell<usize>,
 }
 
 impl LoopInner {
@@ -46,7 +48,14 @@ impl LoopInner {
     /// One loop turn: run ready tasks, then one trip to the kernel (not blocking if there is more
     /// to run), then timers and wakes from other threads.
     fn turn(&self) {
-        self.executor.run_ready(&self.counters);
+        let polled = self.polls_since_io.get() + self.executor.run_ready(&self.counters);
+        if self.executor.main_woken() && polled < POLLS_PER_TURN {
+            // A task woke the main future: poll it straight away, as any other woken task would
+            // be, and look at I/O once the turn's poll budget is spent.
+            self.polls_since_io.set(polled);
+            return;
+        }
+        self.polls_since_io.set(0);
         self.collect_remote();
         self.fire_timers();
         let timeout = if self.executor.has_work() {
@@ -234,6 +243,8 @@ impl EventLoop {
             if self.inner.executor.take_main_woken() {
                 self.main.clear_scheduled();
                 Counters::bump(&self.inner.counters.task_polls);
+                let polls = &self.inner.polls_since_io;
+                polls.set(polls.get() + 1);
                 crate::executor::coop::reset();
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
@@ -393,6 +404,7 @@ impl Builder {
                 counters,
                 scratch_wakers: RefCell::new(Vec::new()),
                 scratch_ids: RefCell::new(Vec::new()),
+                polls_since_io: Cell::new(0),
             }),
             main,
             backend,

@@ -29,6 +29,29 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 both_backends! {
+    /// A task woken by another task runs in the same turn, without an I/O poll between; a main
+    /// future that only ever yields must still let the loop look at I/O and timers.
+    fn a_main_future_that_only_yields_still_lets_io_and_timers_run(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let timer = spawn(sleep(Duration::from_millis(5)));
+            let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let b = ringloop::net::UnixStream::from_std(b).unwrap();
+            let reader = spawn(async move { b.read(Vec::with_capacity(8)).await.0.unwrap() });
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                std::io::Write::write_all(&mut a, b"ping").unwrap();
+                a
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !(timer.is_finished() && reader.is_finished()) {
+                assert!(Instant::now() < deadline, "timers or I/O starved by a yielding main");
+                yield_now().await;
+            }
+            assert_eq!(reader.await.unwrap(), 4);
+            drop(writer.join().unwrap());
+        });
+    }
+
     fn spawn_and_join(lp: &mut EventLoop) {
         let out = lp.run_until_complete(async {
             let handles: Vec<_> = (0..100u64).map(|i| spawn(async move { i * 2 })).collect();

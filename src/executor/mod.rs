@@ -23,6 +23,10 @@ use crate::stats::Counters;
 use task::{Runnable, Task};
 use waker::{MAIN_ID, TaskWaker};
 
+/// The most polls one loop turn runs (beyond the tasks ready when it began) before the loop
+/// polls for I/O and timers again.
+pub(crate) const POLLS_PER_TURN: usize = 64;
+
 /// Tasks and the ready queue of one loop.
 #[derive(Default)]
 pub(crate) struct Executor {
@@ -84,10 +88,14 @@ impl Executor {
         self.main_woken.get() || !self.ready.borrow().is_empty()
     }
 
-    /// Polls the tasks that were ready when the call began (tasks they wake run next turn, so I/O
-    /// and timers get their turn too).
-    pub(crate) fn run_ready(&self, counters: &Counters) {
-        let n = self.ready.borrow().len();
+    /// Polls the tasks that were ready when the call began, and the tasks those polls wake, up to
+    /// `POLLS_PER_TURN` polls in all (or the ready count, if larger). Returns how many it polled.
+    pub(crate) fn run_ready(&self, counters: &Counters) -> usize {
+        // Everything ready now, plus what those polls wake, up to a bound: a task woken by another
+        // task runs in the same turn (no I/O poll between the two), yet I/O is still polled at
+        // least every `POLLS_PER_TURN` polls.
+        let n = self.ready.borrow().len().max(POLLS_PER_TURN);
+        let mut polled = 0;
         for _ in 0..n {
             let Some(id) = self.ready.borrow_mut().pop_front() else {
                 break;
@@ -98,6 +106,7 @@ impl Executor {
                 _ => continue, // finished since it was woken
             };
             Counters::bump(&counters.task_polls);
+            polled += 1;
             coop::reset();
             if task.run() {
                 let mut tasks = self.tasks.borrow_mut();
@@ -106,6 +115,12 @@ impl Executor {
                 }
             }
         }
+        polled
+    }
+
+    /// Whether the main future was woken and waits for its poll.
+    pub(crate) fn main_woken(&self) -> bool {
+        self.main_woken.get()
     }
 
     /// Cancels every task (dropping its future) and forgets the ready queue.
