@@ -1,0 +1,128 @@
+//! What every bench shares: the three runtimes under comparison, criterion's settings, and a
+//! small waker-based flag that works the same on all of them.
+//!
+//! Each scenario runs on ringloop's uring backend, ringloop's epoll backend, and tokio's
+//! current_thread runtime, in that order, inside one criterion group, so the three land in the
+//! same report and the same run.
+
+#![allow(dead_code)] // each bench binary uses part of this module
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use criterion::Criterion;
+use ringloop::{Backend, EventLoop};
+
+/// A runtime under comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rt {
+    Uring,
+    Epoll,
+    Tokio,
+}
+
+pub const ALL: [Rt; 3] = [Rt::Uring, Rt::Epoll, Rt::Tokio];
+
+impl Rt {
+    /// The bench id criterion files the result under (and the chart reads).
+    pub fn id(self) -> &'static str {
+        match self {
+            Rt::Uring => "uring",
+            Rt::Epoll => "epoll",
+            Rt::Tokio => "tokio",
+        }
+    }
+
+    /// ringloop's backend, or `None` for tokio.
+    pub fn backend(self) -> Option<Backend> {
+        match self {
+            Rt::Uring => Some(Backend::Uring),
+            Rt::Epoll => Some(Backend::Epoll),
+            Rt::Tokio => None,
+        }
+    }
+}
+
+/// A ringloop event loop on `backend`. A backend that cannot run fails the bench (a uring result
+/// must never silently be an epoll one).
+pub fn ringloop(backend: Backend) -> EventLoop {
+    let lp = EventLoop::builder()
+        .backend(backend)
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build a ringloop loop on {backend}: {e}"));
+    assert_eq!(lp.backend(), backend);
+    lp
+}
+
+/// tokio's current_thread runtime with I/O and timers: what users would pick instead.
+pub fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot build a tokio runtime")
+}
+
+/// Criterion settings that keep the whole `cargo bench` run within about 15 minutes on 2 cores.
+/// `RINGLOOP_BENCH_QUICK=1` shortens every bench further (for a smoke run).
+pub fn criterion() -> Criterion {
+    let quick = std::env::var_os("RINGLOOP_BENCH_QUICK").is_some();
+    let (warm, measure, samples) = if quick {
+        (Duration::from_millis(100), Duration::from_millis(300), 10)
+    } else {
+        (Duration::from_millis(500), Duration::from_secs(2), 20)
+    };
+    Criterion::default()
+        .warm_up_time(warm)
+        .measurement_time(measure)
+        .sample_size(samples)
+        .configure_from_args()
+}
+
+/// A one-bit signal between two tasks (or a thread and a task): `set` raises it and wakes the
+/// waiter; `wait` returns once it is raised, lowering it. The same code runs on every runtime, so
+/// a wake benchmark measures the runtime's scheduling, not a channel's.
+#[derive(Default)]
+pub struct Flag {
+    raised: AtomicBool,
+    waiter: Mutex<Option<Waker>>,
+}
+
+impl Flag {
+    pub fn set(&self) {
+        self.raised.store(true, Ordering::Release);
+        let waker = self.waiter.lock().unwrap().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.raised.swap(false, Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            *self.waiter.lock().unwrap() = Some(cx.waker().clone());
+            // A `set` between the check and storing the waker would be lost without this.
+            if self.raised.swap(false, Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// A small deterministic generator for random offsets (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}

@@ -1,0 +1,187 @@
+//! Task benches on the uring backend, the epoll backend and tokio current_thread.
+//!
+//! - `tasks_spawn_join_100k`: spawn 100,000 tasks that return at once, then join them all.
+//! - `tasks_wake_pingpong`: two tasks wake each other in turn; one iteration is one round trip
+//!   (two wakes, two polls).
+//! - `tasks_wake_from_thread`: a plain thread wakes a task on the loop and waits for the task to
+//!   answer; one iteration is one round trip across threads (the loop sleeps between them, so
+//!   this measures waking a sleeping loop).
+//!
+//! Both wake benches use the same hand-written flag on every runtime, so they compare the
+//! runtimes' scheduling and wake paths, not their channels.
+//!
+//! ```text
+//! cargo bench --bench tasks
+//! ```
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use support::{ALL, Flag};
+
+const N: u64 = 100_000;
+
+/// Runs `f` to completion on the runtime under test and returns the time it reports.
+enum Runner {
+    Ringloop(ringloop::EventLoop),
+    Tokio(tokio::runtime::Runtime),
+}
+
+fn runner(rt: support::Rt) -> Runner {
+    match rt.backend() {
+        Some(b) => Runner::Ringloop(support::ringloop(b)),
+        None => Runner::Tokio(support::tokio()),
+    }
+}
+
+impl Runner {
+    fn run(&mut self, f: impl Future<Output = Duration>) -> Duration {
+        match self {
+            Runner::Ringloop(lp) => lp.run_until_complete(f),
+            Runner::Tokio(rt) => rt.block_on(f),
+        }
+    }
+}
+
+fn spawn_join(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tasks_spawn_join_100k");
+    g.throughput(Throughput::Elements(N));
+    for rt in ALL {
+        g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
+            match rt.backend() {
+                Some(backend) => {
+                    let mut lp = support::ringloop(backend);
+                    b.iter_custom(|iters| {
+                        lp.run_until_complete(async {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                let handles: Vec<_> =
+                                    (0..N).map(|i| ringloop::spawn(async move { i })).collect();
+                                let mut sum = 0;
+                                for h in handles {
+                                    sum += h.await.unwrap();
+                                }
+                                assert_eq!(sum, N * (N - 1) / 2);
+                            }
+                            start.elapsed()
+                        })
+                    });
+                }
+                None => {
+                    let rt = support::tokio();
+                    b.iter_custom(|iters| {
+                        rt.block_on(async {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                let handles: Vec<_> =
+                                    (0..N).map(|i| tokio::spawn(async move { i })).collect();
+                                let mut sum = 0;
+                                for h in handles {
+                                    sum += h.await.unwrap();
+                                }
+                                assert_eq!(sum, N * (N - 1) / 2);
+                            }
+                            start.elapsed()
+                        })
+                    });
+                }
+            }
+        });
+    }
+    g.finish();
+}
+
+fn wake_pingpong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tasks_wake_pingpong");
+    g.throughput(Throughput::Elements(1));
+    for rt in ALL {
+        let mut r = runner(rt);
+        g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
+            b.iter_custom(|iters| {
+                let ping = Arc::new(Flag::default());
+                let pong = Arc::new(Flag::default());
+                let (ping2, pong2) = (ping.clone(), pong.clone());
+                let echo = async move {
+                    for _ in 0..iters {
+                        ping2.wait().await;
+                        pong2.set();
+                    }
+                };
+                let main = async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        ping.set();
+                        pong.wait().await;
+                    }
+                    start.elapsed()
+                };
+                run_pair(&mut r, echo, main)
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Spawns `other` on the runtime, runs `main` to completion, then joins `other`.
+fn run_pair(
+    r: &mut Runner,
+    other: impl Future<Output = ()> + Send + 'static,
+    main: impl Future<Output = Duration>,
+) -> Duration {
+    match r {
+        Runner::Ringloop(lp) => lp.run_until_complete(async {
+            let h = ringloop::spawn(other);
+            let d = main.await;
+            h.await.unwrap();
+            d
+        }),
+        Runner::Tokio(rt) => rt.block_on(async {
+            let h = tokio::spawn(other);
+            let d = main.await;
+            h.await.unwrap();
+            d
+        }),
+    }
+}
+
+fn wake_from_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tasks_wake_from_thread");
+    g.throughput(Throughput::Elements(1));
+    for rt in ALL {
+        let mut r = runner(rt);
+        g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
+            b.iter_custom(|iters| {
+                let ping = Arc::new(Flag::default());
+                let (answer_tx, answer_rx) = std::sync::mpsc::channel::<()>();
+                let thread_ping = ping.clone();
+                let start = Instant::now();
+                let waker = std::thread::spawn(move || {
+                    for _ in 0..iters {
+                        thread_ping.set();
+                        answer_rx.recv().unwrap();
+                    }
+                });
+                r.run(async move {
+                    for _ in 0..iters {
+                        ping.wait().await;
+                        answer_tx.send(()).unwrap();
+                    }
+                    Duration::ZERO
+                });
+                waker.join().unwrap();
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = support::criterion();
+    targets = spawn_join, wake_pingpong, wake_from_thread
+}
+criterion_main!(benches);
