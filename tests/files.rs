@@ -14,6 +14,38 @@ use ringloop::net::{TcpListener, TcpStream};
 use ringloop::time::sleep;
 
 both_backends! {
+    /// On epoll a read tries `RWF_NOWAIT` on the loop thread and goes to the pool when the range
+    /// is not (all) in the page cache. Both paths, and a read that runs past the end of the
+    /// file, return the file's bytes.
+    fn reads_are_right_whether_the_file_is_cached_or_not(lp: &mut EventLoop) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = pattern(3, 1 << 20);
+        std::fs::write(&path, &data).unwrap();
+        let evict = |path: &std::path::Path| {
+            let f = std::fs::File::open(path).unwrap();
+            f.sync_all().unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: fadvise on an open fd only drops clean cached pages; no memory is passed.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        };
+        lp.run_until_complete(async move {
+            let f = File::open(&path).await.unwrap();
+            for round in 0..3 {
+                if round == 1 {
+                    evict(&path); // nothing cached: every read goes to the pool
+                }
+                for (pos, len) in [(0u64, 4096usize), (12_345, 100_000), ((1 << 20) - 10, 4096)] {
+                    let (res, buf) = f.read_at(Vec::with_capacity(len), pos).await;
+                    let n = res.unwrap();
+                    let end = (pos as usize + len).min(data.len());
+                    assert_eq!(n, end - pos as usize, "round {round}, read at {pos}");
+                    assert_eq!(&buf[..], &data[pos as usize..end], "round {round}, read at {pos}");
+                }
+            }
+        });
+    }
+
     fn read_and_write_at_offsets(lp: &mut EventLoop) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");

@@ -49,6 +49,13 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
+    /// epoll half, file ops: the syscall tried on the loop thread without blocking (a read
+    /// served from the page cache), before the op goes to the blocking pool. `None` sends it to
+    /// the pool.
+    fn try_nowait(&mut self) -> Option<io::Result<u32>> {
+        None
+    }
+
     /// Both halves: turns the kernel's result into the output.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
 
@@ -237,9 +244,13 @@ impl<T: Operation + Send> Future for FileOp<T> {
         let this = self.get_mut();
         match &mut this.state {
             FileState::Start(data) => {
-                let data = data.take().expect("a file op starts once");
+                let mut data = data.take().expect("a file op starts once");
                 match crate::event_loop::current_driver() {
                     Some(d) if d.files_on_pool() => {
+                        if let Some(res) = data.try_nowait() {
+                            this.state = FileState::Done;
+                            return Poll::Ready(data.complete(res));
+                        }
                         let slot = std::sync::Arc::new(std::sync::Mutex::new(PoolSlot {
                             result: None,
                             waker: Some(cx.waker().clone()),

@@ -112,6 +112,34 @@ unsafe impl<B: IoBufMut> Operation for ReadAt<B> {
         })
     }
 
+    fn try_nowait(&mut self) -> Option<io::Result<u32>> {
+        let len = clamp_len(self.buf.bytes_total()) as usize;
+        let iov = libc::iovec {
+            iov_base: self.buf.stable_mut_ptr().cast(),
+            iov_len: len,
+        };
+        // SAFETY: `iov` describes `len <= bytes_total` writable bytes of the op's buffer.
+        // RWF_NOWAIT makes the read fail with EAGAIN rather than wait for the disk.
+        let res = cvt(unsafe {
+            libc::preadv2(
+                self.fd.as_raw_fd(),
+                &iov,
+                1,
+                self.pos as libc::off_t,
+                libc::RWF_NOWAIT,
+            )
+        });
+        match res {
+            // All of it was cached, or the read starts at or past the end of the file.
+            Ok(n) if n as usize == len || n == 0 => Some(Ok(n)),
+            // Part of it was cached: read the whole range on the pool, so a short count still
+            // means the end of the file, as it does for a read that blocks.
+            Ok(_) => None,
+            // Not cached (EAGAIN), or the file system or kernel has no RWF_NOWAIT.
+            Err(_) => None,
+        }
+    }
+
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
         if let Ok(n) = res {
             // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start.
