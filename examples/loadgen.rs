@@ -115,8 +115,8 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
-fn cpu_time(pid: u32) -> Result<Duration, String> {
+/// CPU time a process has used, user and system, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Result<(Duration, Duration), String> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     // The command name (field 2) may hold spaces; the fields we want follow its closing ')'.
@@ -132,11 +132,11 @@ fn cpu_time(pid: u32) -> Result<Duration, String> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| format!("{path}: field {} is not a number", i + 3))
     };
-    let total = ticks(11)? + ticks(12)?;
     // SAFETY: sysconf only reads a configuration value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as u64 } else { 100 };
-    Ok(Duration::from_nanos(total * 1_000_000_000 / hz))
+    let time = |t: u64| Duration::from_nanos(t * 1_000_000_000 / hz);
+    Ok((time(ticks(11)?), time(ticks(12)?)))
 }
 
 /// Resident memory of a process in KiB, from `/proc/PID/status`.
@@ -281,7 +281,8 @@ async fn drive(
 struct Report {
     latencies: Vec<Duration>,
     window: Duration,
-    cpu: Option<Duration>,
+    /// Server CPU time in the window: user, system.
+    cpu: Option<(Duration, Duration)>,
     rss_kib: Option<u64>,
 }
 
@@ -315,7 +316,8 @@ fn run_load(args: &Args) -> Result<Report, String> {
                 let cpu0 = cpu_time(pid)?;
                 ringloop::time::sleep_until(shared.stop_at).await;
                 let cpu1 = cpu_time(pid)?;
-                (Some(cpu1.saturating_sub(cpu0)), Some(rss_kib(pid)?))
+                let cpu = (cpu1.0.saturating_sub(cpu0.0), cpu1.1.saturating_sub(cpu0.1));
+                (Some(cpu), Some(rss_kib(pid)?))
             }
             None => (None, None),
         };
@@ -407,16 +409,23 @@ fn main() -> ExitCode {
             .as_secs_f64()
             * 1e6,
     );
-    if let (Some(cpu), Some(rss)) = (report.cpu, report.rss_kib) {
-        let per_msg = if n > 0 {
-            cpu.as_secs_f64() * 1e9 / n as f64
-        } else {
-            f64::NAN
+    if let (Some((user, sys)), Some(rss)) = (report.cpu, report.rss_kib) {
+        let per_msg = |d: Duration| {
+            if n > 0 {
+                d.as_secs_f64() * 1e9 / n as f64
+            } else {
+                f64::NAN
+            }
         };
+        let cpu = user + sys;
         println!(
-            "server: {:.3} s CPU ({:.0}% of a core), {per_msg:.0} ns CPU per message, RSS {rss} KiB",
+            "server: {:.3} s CPU ({:.0}% of a core), {:.0} ns CPU per message \
+             ({:.0} user + {:.0} system), RSS {rss} KiB",
             cpu.as_secs_f64(),
             cpu.as_secs_f64() / secs * 100.0,
+            per_msg(cpu),
+            per_msg(user),
+            per_msg(sys),
         );
     }
     if n == 0 {

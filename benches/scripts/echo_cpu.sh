@@ -5,7 +5,7 @@
 #   bash benches/scripts/echo_cpu.sh [ROUNDS] [SECONDS]
 #
 # Env: CONNS (64), SIZE (64), INFLIGHT (full load, 4), RATE (fixed rate, 100000),
-#      LOADGEN_BACKEND (the generator's own backend, uring).
+#      LOADGEN_BACKEND (the generator's own backend, uring), MODES ("full fixed").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -32,7 +32,7 @@ start_server() { # name -> sets pid
 }
 stop_server() { kill "$pid"; wait 2>/dev/null || true; sleep 0.3; }
 
-for mode in full fixed; do
+for mode in ${MODES:-full fixed}; do
     for r in $(seq 1 "$rounds"); do
         for server in uring epoll tokio; do
             start_server "$server"
@@ -41,8 +41,10 @@ for mode in full fixed; do
                 --conns "$conns" --size "$size" --duration "$secs" --pid "$pid" "${extra[@]}")
             rts=$(sed -n 's/.*s: \([0-9]*\) round trips\/s.*/\1/p' <<<"$out")
             ns=$(sed -n 's/.* \([0-9]*\) ns CPU per message.*/\1/p' <<<"$out")
+            split=$(sed -n 's/.*(\([0-9]*\) user + \([0-9]*\) system).*/\1 + \2/p' <<<"$out")
             p99=$(sed -n 's/.*p99 \([0-9.]*\) us.*/\1/p' <<<"$out")
-            printf '%-5s round %d  %-5s %8s rt/s  %6s ns CPU/msg  p99 %s us\n' "$mode" "$r" "$server" "$rts" "$ns" "$p99"
+            printf '%-5s round %d  %-5s %8s rt/s  %6s ns CPU/msg (user + sys: %s)  p99 %s us\n' \
+                "$mode" "$r" "$server" "$rts" "$ns" "$split" "$p99"
             stop_server
         done
     done
