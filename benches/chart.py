@@ -16,6 +16,7 @@ Standard library only, so it runs wherever Python 3 does.
 import json
 import math
 import os
+import re
 import sys
 
 RUNTIMES = ["uring", "epoll", "tokio", "std_pread"]
@@ -54,10 +55,12 @@ ORDER = ["echo", "stream", "op_round_trip", "file", "timers", "tasks"]
 
 
 def sort_key(name):
+    """Scenario order of BENCHMARKS.md, then numbers by value (1conn before 64conn before 512conn)."""
+    natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
     for i, prefix in enumerate(ORDER):
         if name.startswith(prefix):
-            return (i, name)
-    return (len(ORDER), name)
+            return (i, natural)
+    return (len(ORDER), natural)
 
 
 def human(v, unit):

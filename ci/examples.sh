@@ -36,6 +36,12 @@ for backend in uring epoll; do
         exec 3<&-
         [ "$reply" = "$msg" ] || { echo "echo on $backend answered '$reply' to '$msg'"; kill $pid; exit 1; }
     done
+    echo "== loadgen on $backend against echo (one second, paced and unpaced)"
+    RINGLOOP_BACKEND=$backend "$bin/loadgen" "127.0.0.1:$port" --conns 8 --inflight 2 --duration 1 --warmup 0.2 --pid $pid > /tmp/ringloop-loadgen.out
+    cat /tmp/ringloop-loadgen.out
+    grep -q "round trips/s" /tmp/ringloop-loadgen.out || { echo "loadgen printed no rate"; kill $pid; exit 1; }
+    grep -q "ns CPU per message" /tmp/ringloop-loadgen.out || { echo "loadgen printed no server CPU"; kill $pid; exit 1; }
+    RINGLOOP_BACKEND=$backend "$bin/loadgen" "127.0.0.1:$port" --conns 4 --rate 2000 --duration 1 --warmup 0.2 | grep -q "round trips/s"
     kill $pid
     wait $pid 2>/dev/null || true
     echo "echo on $backend: ok"
@@ -59,6 +65,27 @@ for backend in uring epoll; do
     RINGLOOP_BACKEND=$backend "$bin/throughput" tcp --mib 16 | grep -q "tcp on $backend"
     RINGLOOP_BACKEND=$backend "$bin/throughput" randread --file-mib 8 --reads 2000 --in-flight 4 | grep -q "randread on $backend"
 done
+
+echo "== tokio_echo (the benchmarks' reference server) under loadgen"
+"$bin/tokio_echo" 127.0.0.1:0 2>/tmp/ringloop-tokio.err &
+pid=$!
+port=""
+for _ in $(seq 1 50); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' /tmp/ringloop-tokio.err)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { echo "tokio_echo did not start:"; cat /tmp/ringloop-tokio.err; kill $pid; exit 1; }
+"$bin/loadgen" "127.0.0.1:$port" --conns 8 --duration 1 --warmup 0.2 | tee /tmp/ringloop-loadgen.out
+grep -q "round trips/s" /tmp/ringloop-loadgen.out || { kill $pid; exit 1; }
+kill $pid
+wait $pid 2>/dev/null || true
+
+echo "== loadgen refuses bad arguments"
+if "$bin/loadgen" --conns zero 2>/tmp/ringloop-loadgen.err; then echo "loadgen accepted --conns zero"; exit 1; fi
+grep -q "conns" /tmp/ringloop-loadgen.err || { cat /tmp/ringloop-loadgen.err; exit 1; }
+if "$bin/loadgen" 127.0.0.1:1 --duration 1 2>/tmp/ringloop-loadgen.err; then echo "loadgen to a closed port succeeded"; exit 1; fi
+grep -qi "refused" /tmp/ringloop-loadgen.err || { cat /tmp/ringloop-loadgen.err; exit 1; }
 
 echo "== a bad RINGLOOP_BACKEND is refused"
 if RINGLOOP_BACKEND=bogus "$bin/hello" >/dev/null 2>/tmp/ringloop-bad.err; then

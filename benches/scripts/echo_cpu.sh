@@ -17,6 +17,7 @@ rate=${RATE:-100000}
 cargo build --release --example echo --example tokio_echo --example loadgen >/dev/null 2>&1
 bin=target/release/examples
 port=7310
+results=$(mktemp)
 
 start_server() { # name -> sets pid
     case $1 in
@@ -45,7 +46,31 @@ for mode in ${MODES:-full fixed}; do
             p99=$(sed -n 's/.*p99 \([0-9.]*\) us.*/\1/p' <<<"$out")
             printf '%-5s round %d  %-5s %8s rt/s  %6s ns CPU/msg (user + sys: %s)  p99 %s us\n' \
                 "$mode" "$r" "$server" "$rts" "$ns" "$split" "$p99"
+            echo "$mode $r $server $ns" >>"$results"
             stop_server
         done
     done
 done
+
+# Medians over the rounds, and the median of each round's ratio to tokio (the rounds alternate
+# servers, so a ratio within one round shares that round's machine noise).
+echo
+echo "summary (ns of server CPU per message; ratio = median over rounds of server/tokio in the same round)"
+python3 - "$results" <<'PY'
+import sys, statistics
+rows = [l.split() for l in open(sys.argv[1])]
+for mode in dict.fromkeys(r[0] for r in rows):
+    by = {}
+    for m, rnd, server, ns in rows:
+        if m == mode and ns.isdigit():
+            by.setdefault(server, {})[rnd] = int(ns)
+    tokio = by.get("tokio", {})
+    for server, vals in by.items():
+        ratios = [vals[r] / tokio[r] for r in vals if r in tokio]
+        spread = f"{min(vals.values())}..{max(vals.values())}"
+        line = f"{mode:5} {server:5} median {statistics.median(vals.values()):7.0f} ns (range {spread})"
+        if server != "tokio" and ratios:
+            line += f"  {statistics.median(ratios):.3f}x tokio (per-round range {min(ratios):.2f}..{max(ratios):.2f})"
+        print(line)
+PY
+rm -f "$results"

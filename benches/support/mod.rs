@@ -71,7 +71,7 @@ pub fn criterion() -> Criterion {
     let (warm, measure, samples) = if quick {
         (Duration::from_millis(100), Duration::from_millis(300), 10)
     } else {
-        (Duration::from_millis(500), Duration::from_secs(2), 20)
+        (Duration::from_secs(1), Duration::from_secs(4), 20)
     };
     Criterion::default()
         .warm_up_time(warm)
