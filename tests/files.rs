@@ -14,6 +14,33 @@ use ringloop::net::{TcpListener, TcpStream};
 use ringloop::time::sleep;
 
 both_backends! {
+    /// A read the page cache serves completes inside the poll that starts it (on epoll always, on
+    /// uring when the SQ is empty), so a task reading a cached file in a loop would never return
+    /// `Pending`. The cooperative budget makes it yield to other tasks.
+    fn a_task_reading_a_cached_file_does_not_starve_others(lp: &mut EventLoop) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, pattern(0, 64 * 1024)).unwrap();
+        lp.run_until_complete(async move {
+            let f = File::open(&path).await.unwrap();
+            let other_ran = std::rc::Rc::new(std::cell::Cell::new(false));
+            let flag = other_ran.clone();
+            ringloop::spawn(async move { flag.set(true) });
+            let mut seen_at = None;
+            let mut buf = Vec::with_capacity(16);
+            for i in 0..4096u64 {
+                let (res, b) = f.read_at(buf, (i * 16) % (64 * 1024)).await;
+                buf = b;
+                assert_eq!(res.unwrap(), 16);
+                if seen_at.is_none() && other_ran.get() {
+                    seen_at = Some(i);
+                }
+            }
+            let at = seen_at.expect("the other task never ran while the reader was busy");
+            assert!(at <= 256, "the other task waited {at} reads");
+        });
+    }
+
     /// On epoll a read tries `RWF_NOWAIT` on the loop thread and goes to the pool when the range
     /// is not (all) in the page cache. Both paths, and a read that runs past the end of the
     /// file, return the file's bytes.

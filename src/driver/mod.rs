@@ -80,6 +80,17 @@ impl DriverCell {
         matches!(self.backend, Backend::Epoll)
     }
 
+    /// Whether a file op should first try its syscall inline without blocking (`try_nowait`):
+    /// always on epoll (the alternative is a pool thread); on uring only while nothing is queued
+    /// in the SQ, since a lone ring op costs a whole ring trip and a batch shares one.
+    pub(crate) fn try_files_inline(&self) -> bool {
+        match &mut *self.driver.borrow_mut() {
+            Driver::Epoll(_) => true,
+            Driver::Uring(u) => u.sq_empty(),
+            Driver::Closed => false,
+        }
+    }
+
     /// The io_uring setup flags in use, for diagnostics.
     pub(crate) fn uring_setup(&self) -> Option<&'static str> {
         match &*self.driver.borrow() {

@@ -244,13 +244,26 @@ impl<T: Operation + Send> Future for FileOp<T> {
         let this = self.get_mut();
         match &mut this.state {
             FileState::Start(data) => {
-                let mut data = data.take().expect("a file op starts once");
-                match crate::event_loop::current_driver() {
+                let driver = crate::event_loop::current_driver();
+                if let Some(d) = &driver
+                    && d.try_files_inline()
+                {
+                    // A read the page cache can serve whole completes here, without the pool or
+                    // a ring trip. It spends cooperative budget like any op that completes at once.
+                    if !crate::executor::coop::proceed() {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    let op = data.as_mut().expect("a file op starts once");
+                    if let Some(res) = op.try_nowait() {
+                        let op = data.take().expect("checked just above");
+                        this.state = FileState::Done;
+                        return Poll::Ready(op.complete(res));
+                    }
+                }
+                let data = data.take().expect("a file op starts once");
+                match driver {
                     Some(d) if d.files_on_pool() => {
-                        if let Some(res) = data.try_nowait() {
-                            this.state = FileState::Done;
-                            return Poll::Ready(data.complete(res));
-                        }
                         let slot = std::sync::Arc::new(std::sync::Mutex::new(PoolSlot {
                             result: None,
                             waker: Some(cx.waker().clone()),

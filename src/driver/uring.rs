@@ -136,6 +136,11 @@ impl UringDriver {
         }
     }
 
+    /// Whether no SQE waits to be submitted.
+    pub(super) fn sq_empty(&mut self) -> bool {
+        self.ring.submission().is_empty()
+    }
+
     /// Hands the queued SQEs to the kernel without waiting (the SQ was full).
     fn submit_queued(&mut self) -> io::Result<()> {
         Counters::bump(&self.counters.uring_enters);
