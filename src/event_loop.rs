@@ -120,6 +120,12 @@ pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the running loop has no task (nor main future) waiting to be polled besides the one
+/// being polled now.
+pub(crate) fn nothing_else_ready() -> bool {
+    current().is_some_and(|l| !l.executor.has_work())
+}
+
 pub(crate) fn current_driver() -> Option<Rc<DriverCell>> {
     current().map(|inner| inner.driver.clone())
 }

@@ -28,8 +28,9 @@ pub struct Stats {
     pub epoll_waits: u64,
     /// `epoll_ctl` calls, epoll backend.
     pub epoll_ctls: u64,
-    /// Nonblocking I/O syscalls the epoll backend made itself (`recv`, `send`, `accept4`, ...),
-    /// including those that returned `EAGAIN`.
+    /// Nonblocking I/O syscalls the loop made itself (`recv`, `send`, `accept4`, ...), including
+    /// those that returned `EAGAIN`: every I/O op on epoll, and on uring the ops tried inline
+    /// because they would have made a ring trip alone.
     pub io_syscalls: u64,
     /// Times a task or the main future was polled.
     pub task_polls: u64,
@@ -39,7 +40,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every syscall the loop thread made for I/O and waiting: `io_uring_enter`, `epoll_wait`,
-    /// `epoll_ctl` and the epoll backend's own I/O syscalls.
+    /// `epoll_ctl` and the I/O syscalls the loop made itself.
     pub fn syscalls(&self) -> u64 {
         self.uring_enters + self.epoll_waits + self.epoll_ctls + self.io_syscalls
     }

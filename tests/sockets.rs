@@ -306,3 +306,44 @@ both_backends! {
         });
     }
 }
+
+/// On uring, an op that would make the ring trip alone (nothing else queued, in flight or ready)
+/// tries its nonblocking syscall first. A send and a read of data already there then cost one
+/// syscall each and no `io_uring_enter`; the bytes are the same either way.
+#[test]
+fn uring_lone_ops_complete_inline_without_entering_the_ring() {
+    let mut lp = common::new_loop(ringloop::Backend::Uring);
+    lp.run_until_complete(async {
+        let (a, b) = ringloop::net::UnixStream::pair().unwrap();
+        let before = ringloop::current_stats().unwrap();
+        let mut out = Vec::with_capacity(8);
+        let mut buf = Vec::with_capacity(8);
+        for i in 0..1000u32 {
+            out.clear();
+            out.extend_from_slice(&i.to_le_bytes());
+            let (res, o) = a.write_all(out).await;
+            res.unwrap();
+            out = o;
+            let (res, b2) = b.read(buf).await;
+            buf = b2;
+            assert_eq!(res.unwrap(), 4);
+            assert_eq!(buf, i.to_le_bytes());
+            // An 8-byte buffer got 4: the read was short, so the next read would go to the ring
+            // (with POLL_FIRST). Reading into exactly 4 bytes keeps the inline path.
+            buf = Vec::with_capacity(4);
+        }
+        let after = ringloop::current_stats().unwrap();
+        let enters = after.uring_enters - before.uring_enters;
+        let direct = after.io_syscalls - before.io_syscalls;
+        // Every 128 ops in one poll the cooperative budget sends one op through the ring.
+        assert!(
+            direct >= 1900,
+            "only {direct} inline syscalls for 2,000 lone ops"
+        );
+        assert!(
+            enters < 100,
+            "{enters} io_uring_enter calls for 2,000 lone ops"
+        );
+    });
+    lp.close();
+}

@@ -49,6 +49,14 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
+    /// uring half: whether this op's nonblocking syscall (`try_syscall`) is worth trying inline
+    /// when the op would otherwise make a ring trip alone (nothing else queued, in flight or
+    /// ready to run). True for ops that usually complete at once: a send, a stream read whose
+    /// last read did not drain the socket.
+    fn inline_first(&self) -> bool {
+        false
+    }
+
     /// epoll half, file ops: the syscall tried on the loop thread without blocking (a read
     /// served from the page cache), before the op goes to the blocking pool. `None` sends it to
     /// the pool.

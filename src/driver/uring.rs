@@ -141,6 +141,12 @@ impl UringDriver {
         self.ring.submission().is_empty()
     }
 
+    /// Whether no op is queued or in the kernel (the loop's own wake read and timeouts aside): a
+    /// new op would make the next ring trip alone.
+    pub(super) fn no_ops(&mut self) -> bool {
+        self.ops.is_empty() && self.sq_empty()
+    }
+
     /// Hands the queued SQEs to the kernel without waiting (the SQ was full).
     fn submit_queued(&mut self) -> io::Result<()> {
         Counters::bump(&self.counters.uring_enters);

@@ -50,11 +50,20 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     fn try_syscall(&mut self) -> io::Result<u32> {
         let len = clamp_len(self.buf.bytes_total()) as usize;
         // SAFETY: the buffer is writable for `len <= bytes_total` bytes.
-        cvt(unsafe { libc::recv(self.fd.raw(), self.buf.stable_mut_ptr().cast(), len, 0) })
+        let res =
+            cvt(unsafe { libc::recv(self.fd.raw(), self.buf.stable_mut_ptr().cast(), len, 0) });
+        if self.stream && matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.fd.set_read_drained(true);
+        }
+        res
     }
 
     fn drained(&self, n: u32) -> bool {
         self.stream && n > 0 && (n as usize) < self.buf.bytes_total()
+    }
+
+    fn inline_first(&self) -> bool {
+        self.stream && !self.fd.read_drained()
     }
 
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
@@ -124,6 +133,10 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
 
     fn drained(&self, n: u32) -> bool {
         (n as usize) < self.buf.bytes_init()
+    }
+
+    fn inline_first(&self) -> bool {
+        true
     }
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
