@@ -37,6 +37,9 @@ struct FdInner {
     /// The last stream read came back short: the socket had no more data then, so the next read
     /// most likely waits (uring asks the kernel to poll first instead of trying the receive).
     read_drained: Cell<bool>,
+    /// A read tried inline on uring once found nothing: reads on this fd usually wait (a
+    /// request-response peer), so they go straight to the ring from then on.
+    read_waits: Cell<bool>,
 }
 
 impl SharedFd {
@@ -50,6 +53,7 @@ impl SharedFd {
                 orphans: [Cell::new(0), Cell::new(0)],
                 settle_wakers: RefCell::new(Vec::new()),
                 read_drained: Cell::new(false),
+                read_waits: Cell::new(false),
             }),
         }
     }
@@ -107,6 +111,15 @@ impl SharedFd {
 
     pub(crate) fn set_read_drained(&self, drained: bool) {
         self.inner.read_drained.set(drained);
+    }
+
+    /// Whether an inline read on this fd ever found nothing (see `read_waits`).
+    pub(crate) fn read_waits(&self) -> bool {
+        self.inner.read_waits.get()
+    }
+
+    pub(crate) fn set_read_waits(&self) {
+        self.inner.read_waits.set(true);
     }
 
     /// Keeps bytes a dropped read received, for the next read.

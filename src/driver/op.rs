@@ -51,8 +51,8 @@ pub(crate) unsafe trait Operation: Sized + 'static {
 
     /// uring half: whether this op's nonblocking syscall (`try_syscall`) is worth trying inline
     /// when the op would otherwise make a ring trip alone (nothing else queued, in flight or
-    /// ready to run). True for ops that usually complete at once: a send, a stream read whose
-    /// last read did not drain the socket.
+    /// ready to run). True for ops that usually complete at once: a send; a stream read whose
+    /// last read did not drain the socket, on a socket where an inline read never found nothing.
     fn inline_first(&self) -> bool {
         false
     }

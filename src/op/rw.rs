@@ -54,6 +54,7 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
             cvt(unsafe { libc::recv(self.fd.raw(), self.buf.stable_mut_ptr().cast(), len, 0) });
         if self.stream && matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             self.fd.set_read_drained(true);
+            self.fd.set_read_waits();
         }
         res
     }
@@ -63,7 +64,7 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     }
 
     fn inline_first(&self) -> bool {
-        self.stream && !self.fd.read_drained()
+        self.stream && !self.fd.read_drained() && !self.fd.read_waits()
     }
 
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
