@@ -193,31 +193,21 @@ impl Client {
         }
     }
 
-    /// Every connection does `rounds` echo round trips of `size` bytes, all connections at once.
-    fn echo(&mut self, rounds: u64, size: usize) -> Duration {
+    /// Runs `work` on every connection at once, each in a task of its own that hands its stream
+    /// back, and returns how long that took.
+    fn each<R, RF, T, TF>(&mut self, ringloop_work: R, tokio_work: T) -> Duration
+    where
+        R: Fn(ringloop::net::TcpStream) -> RF,
+        RF: Future<Output = ringloop::net::TcpStream> + 'static,
+        T: Fn(tokio::net::TcpStream) -> TF,
+        TF: Future<Output = tokio::net::TcpStream> + Send + 'static,
+    {
         match self {
             Client::Ringloop(lp, streams) => lp.run_until_complete(async {
                 let start = Instant::now();
                 let tasks: Vec<_> = streams
                     .drain(..)
-                    .map(|s| {
-                        ringloop::spawn(async move {
-                            let mut msg = vec![7u8; size];
-                            let mut buf = Vec::with_capacity(size);
-                            for _ in 0..rounds {
-                                msg = s.write_all(msg).await.1;
-                                let mut got = 0;
-                                while got < size {
-                                    let (res, b) = s.read(buf).await;
-                                    buf = b;
-                                    let n = res.expect("echo read");
-                                    assert!(n > 0, "the echo server closed");
-                                    got += n;
-                                }
-                            }
-                            s
-                        })
-                    })
+                    .map(|s| ringloop::spawn(ringloop_work(s)))
                     .collect();
                 for t in tasks {
                     streams.push(t.await.unwrap());
@@ -225,21 +215,10 @@ impl Client {
                 start.elapsed()
             }),
             Client::Tokio(rt, streams) => rt.block_on(async {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let start = Instant::now();
                 let tasks: Vec<_> = streams
                     .drain(..)
-                    .map(|mut s| {
-                        tokio::spawn(async move {
-                            let msg = vec![7u8; size];
-                            let mut buf = vec![0u8; size];
-                            for _ in 0..rounds {
-                                s.write_all(&msg).await.unwrap();
-                                s.read_exact(&mut buf).await.expect("echo read");
-                            }
-                            s
-                        })
-                    })
+                    .map(|s| tokio::spawn(tokio_work(s)))
                     .collect();
                 for t in tasks {
                     streams.push(t.await.unwrap());
@@ -249,66 +228,74 @@ impl Client {
         }
     }
 
+    /// Every connection does `rounds` echo round trips of `size` bytes, all connections at once.
+    fn echo(&mut self, rounds: u64, size: usize) -> Duration {
+        self.each(
+            move |s: ringloop::net::TcpStream| async move {
+                let mut msg = vec![7u8; size];
+                let mut buf = Vec::with_capacity(size);
+                for _ in 0..rounds {
+                    msg = s.write_all(msg).await.1;
+                    let mut got = 0;
+                    while got < size {
+                        let (res, b) = s.read(buf).await;
+                        buf = b;
+                        let n = res.expect("echo read");
+                        assert!(n > 0, "the echo server closed");
+                        got += n;
+                    }
+                }
+                s
+            },
+            move |mut s: tokio::net::TcpStream| async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let msg = vec![7u8; size];
+                let mut buf = vec![0u8; size];
+                for _ in 0..rounds {
+                    s.write_all(&msg).await.unwrap();
+                    s.read_exact(&mut buf).await.expect("echo read");
+                }
+                s
+            },
+        )
+    }
+
     /// Every connection writes `chunks` chunks of `CHUNK` bytes to the sink and waits until the
     /// sink has acknowledged them all.
     fn stream(&mut self, chunks: u64) -> Duration {
-        match self {
-            Client::Ringloop(lp, streams) => lp.run_until_complete(async {
-                let start = Instant::now();
-                let tasks: Vec<_> = streams
-                    .drain(..)
-                    .map(|s| {
-                        ringloop::spawn(async move {
-                            let mut chunk = vec![5u8; CHUNK];
-                            for _ in 0..chunks {
-                                chunk = s.write_all(chunk).await.1;
-                            }
-                            let mut acks = 0u64;
-                            let mut buf = Vec::with_capacity(4096);
-                            while acks < chunks {
-                                let (res, b) = s.read(buf).await;
-                                buf = b;
-                                let n = res.expect("ack read");
-                                assert!(n > 0, "the sink closed");
-                                acks += n as u64;
-                            }
-                            s
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    streams.push(t.await.unwrap());
+        self.each(
+            move |s: ringloop::net::TcpStream| async move {
+                let mut chunk = vec![5u8; CHUNK];
+                for _ in 0..chunks {
+                    chunk = s.write_all(chunk).await.1;
                 }
-                start.elapsed()
-            }),
-            Client::Tokio(rt, streams) => rt.block_on(async {
+                let mut acks = 0u64;
+                let mut buf = Vec::with_capacity(4096);
+                while acks < chunks {
+                    let (res, b) = s.read(buf).await;
+                    buf = b;
+                    let n = res.expect("ack read");
+                    assert!(n > 0, "the sink closed");
+                    acks += n as u64;
+                }
+                s
+            },
+            move |mut s: tokio::net::TcpStream| async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let start = Instant::now();
-                let tasks: Vec<_> = streams
-                    .drain(..)
-                    .map(|mut s| {
-                        tokio::spawn(async move {
-                            let chunk = vec![5u8; CHUNK];
-                            for _ in 0..chunks {
-                                s.write_all(&chunk).await.unwrap();
-                            }
-                            let mut acks = 0u64;
-                            let mut buf = vec![0u8; 4096];
-                            while acks < chunks {
-                                let n = s.read(&mut buf).await.expect("ack read");
-                                assert!(n > 0, "the sink closed");
-                                acks += n as u64;
-                            }
-                            s
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    streams.push(t.await.unwrap());
+                let chunk = vec![5u8; CHUNK];
+                for _ in 0..chunks {
+                    s.write_all(&chunk).await.unwrap();
                 }
-                start.elapsed()
-            }),
-        }
+                let mut acks = 0u64;
+                let mut buf = vec![0u8; 4096];
+                while acks < chunks {
+                    let n = s.read(&mut buf).await.expect("ack read");
+                    assert!(n > 0, "the sink closed");
+                    acks += n as u64;
+                }
+                s
+            },
+        )
     }
 }
 

@@ -20,86 +20,71 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use support::{ALL, Flag};
+use support::{ALL, Flag, Rt, Runner};
 
 const N: u64 = 100_000;
-
-/// Runs `f` to completion on the runtime under test and returns the time it reports.
-enum Runner {
-    Ringloop(ringloop::EventLoop),
-    Tokio(tokio::runtime::Runtime),
-}
-
-fn runner(rt: support::Rt) -> Runner {
-    match rt.backend() {
-        Some(b) => Runner::Ringloop(support::ringloop(b)),
-        None => Runner::Tokio(support::tokio()),
-    }
-}
-
-impl Runner {
-    fn run(&mut self, f: impl Future<Output = Duration>) -> Duration {
-        match self {
-            Runner::Ringloop(lp) => lp.run_until_complete(f),
-            Runner::Tokio(rt) => rt.block_on(f),
-        }
-    }
-}
 
 fn spawn_join(c: &mut Criterion) {
     let mut g = c.benchmark_group("tasks_spawn_join_100k");
     g.throughput(Throughput::Elements(N));
     for rt in ALL {
         g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
-            match rt.backend() {
-                Some(backend) => {
-                    let mut lp = support::ringloop(backend);
-                    b.iter_custom(|iters| {
-                        lp.run_until_complete(async {
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                let handles: Vec<_> =
-                                    (0..N).map(|i| ringloop::spawn(async move { i })).collect();
-                                let mut sum = 0;
-                                for h in handles {
-                                    sum += h.await.unwrap();
-                                }
-                                assert_eq!(sum, N * (N - 1) / 2);
+            let mut r = Runner::new(rt);
+            b.iter_custom(|iters| {
+                r.time(iters, async || {
+                    let mut sum = 0;
+                    match rt {
+                        Rt::Tokio => {
+                            let handles: Vec<_> =
+                                (0..N).map(|i| tokio::spawn(async move { i })).collect();
+                            for h in handles {
+                                sum += h.await.unwrap();
                             }
-                            start.elapsed()
-                        })
-                    });
-                }
-                None => {
-                    let rt = support::tokio();
-                    b.iter_custom(|iters| {
-                        rt.block_on(async {
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                let handles: Vec<_> =
-                                    (0..N).map(|i| tokio::spawn(async move { i })).collect();
-                                let mut sum = 0;
-                                for h in handles {
-                                    sum += h.await.unwrap();
-                                }
-                                assert_eq!(sum, N * (N - 1) / 2);
+                        }
+                        _ => {
+                            let handles: Vec<_> =
+                                (0..N).map(|i| ringloop::spawn(async move { i })).collect();
+                            for h in handles {
+                                sum += h.await.unwrap();
                             }
-                            start.elapsed()
-                        })
-                    });
-                }
-            }
+                        }
+                    }
+                    assert_eq!(sum, N * (N - 1) / 2);
+                })
+            })
         });
     }
     g.finish();
+}
+
+/// Spawns `other` on the runtime, runs `main` to completion, then joins `other`.
+fn run_pair(
+    r: &mut Runner,
+    other: impl Future<Output = ()> + Send + 'static,
+    main: impl Future<Output = Duration>,
+) -> Duration {
+    let tokio = matches!(r, Runner::Tokio(_));
+    r.run(async move {
+        if tokio {
+            let h = tokio::spawn(other);
+            let d = main.await;
+            h.await.unwrap();
+            d
+        } else {
+            let h = ringloop::spawn(other);
+            let d = main.await;
+            h.await.unwrap();
+            d
+        }
+    })
 }
 
 fn wake_pingpong(c: &mut Criterion) {
     let mut g = c.benchmark_group("tasks_wake_pingpong");
     g.throughput(Throughput::Elements(1));
     for rt in ALL {
-        let mut r = runner(rt);
         g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
+            let mut r = Runner::new(rt);
             b.iter_custom(|iters| {
                 let ping = Arc::new(Flag::default());
                 let pong = Arc::new(Flag::default());
@@ -125,34 +110,12 @@ fn wake_pingpong(c: &mut Criterion) {
     g.finish();
 }
 
-/// Spawns `other` on the runtime, runs `main` to completion, then joins `other`.
-fn run_pair(
-    r: &mut Runner,
-    other: impl Future<Output = ()> + Send + 'static,
-    main: impl Future<Output = Duration>,
-) -> Duration {
-    match r {
-        Runner::Ringloop(lp) => lp.run_until_complete(async {
-            let h = ringloop::spawn(other);
-            let d = main.await;
-            h.await.unwrap();
-            d
-        }),
-        Runner::Tokio(rt) => rt.block_on(async {
-            let h = tokio::spawn(other);
-            let d = main.await;
-            h.await.unwrap();
-            d
-        }),
-    }
-}
-
 fn wake_from_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("tasks_wake_from_thread");
     g.throughput(Throughput::Elements(1));
     for rt in ALL {
-        let mut r = runner(rt);
         g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
+            let mut r = Runner::new(rt);
             b.iter_custom(|iters| {
                 let ping = Arc::new(Flag::default());
                 let (answer_tx, answer_rx) = std::sync::mpsc::channel::<()>();
@@ -169,7 +132,6 @@ fn wake_from_thread(c: &mut Criterion) {
                         ping.wait().await;
                         answer_tx.send(()).unwrap();
                     }
-                    Duration::ZERO
                 });
                 waker.join().unwrap();
                 start.elapsed()

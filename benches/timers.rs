@@ -10,21 +10,20 @@
 
 mod support;
 
-use std::future::Future;
+use std::future::{Future, pending};
 use std::pin::Pin;
 use std::task::{Context, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use support::ALL;
+use support::{ALL, Rt, Runner};
 
 const N: usize = 100_000;
 
 /// Polls each future once with a waker that does nothing (which arms a timer), then drops them
 /// all (which cancels them).
-fn arm_then_drop<F: Future>(futures: Vec<Pin<Box<F>>>) {
+fn arm_then_drop<F: Future>(mut futures: Vec<Pin<Box<F>>>) {
     let mut cx = Context::from_waker(Waker::noop());
-    let mut futures = futures;
     for f in futures.iter_mut() {
         assert!(f.as_mut().poll(&mut cx).is_pending());
     }
@@ -34,50 +33,24 @@ fn arm_then_drop<F: Future>(futures: Vec<Pin<Box<F>>>) {
 fn arm_cancel(c: &mut Criterion) {
     let mut g = c.benchmark_group("timers_arm_cancel_100k");
     g.throughput(Throughput::Elements(N as u64));
+    let far = Duration::from_secs(60);
     for rt in ALL {
         g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
-            match rt.backend() {
-                Some(backend) => {
-                    let mut lp = support::ringloop(backend);
-                    b.iter_custom(|iters| {
-                        lp.run_until_complete(async {
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                let v: Vec<_> = (0..N)
-                                    .map(|_| {
-                                        Box::pin(ringloop::time::timeout(
-                                            Duration::from_secs(60),
-                                            std::future::pending::<()>(),
-                                        ))
-                                    })
-                                    .collect();
-                                arm_then_drop(v);
-                            }
-                            start.elapsed()
-                        })
-                    });
-                }
-                None => {
-                    let rt = support::tokio();
-                    b.iter_custom(|iters| {
-                        rt.block_on(async {
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                let v: Vec<_> = (0..N)
-                                    .map(|_| {
-                                        Box::pin(tokio::time::timeout(
-                                            Duration::from_secs(60),
-                                            std::future::pending::<()>(),
-                                        ))
-                                    })
-                                    .collect();
-                                arm_then_drop(v);
-                            }
-                            start.elapsed()
-                        })
-                    });
-                }
-            }
+            let mut r = Runner::new(rt);
+            b.iter_custom(|iters| {
+                r.time(iters, async || match rt {
+                    Rt::Tokio => arm_then_drop(
+                        (0..N)
+                            .map(|_| Box::pin(tokio::time::timeout(far, pending::<()>())))
+                            .collect(),
+                    ),
+                    _ => arm_then_drop(
+                        (0..N)
+                            .map(|_| Box::pin(ringloop::time::timeout(far, pending::<()>())))
+                            .collect(),
+                    ),
+                })
+            })
         });
     }
     g.finish();
@@ -86,50 +59,30 @@ fn arm_cancel(c: &mut Criterion) {
 fn fire(c: &mut Criterion) {
     let mut g = c.benchmark_group("timers_fire_100k");
     g.throughput(Throughput::Elements(N as u64));
+    let ms = Duration::from_millis(1);
     for rt in ALL {
         g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
-            match rt.backend() {
-                Some(backend) => {
-                    let mut lp = support::ringloop(backend);
-                    b.iter_custom(|iters| {
-                        lp.run_until_complete(async {
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                let handles: Vec<_> = (0..N)
-                                    .map(|_| {
-                                        ringloop::spawn(ringloop::time::sleep(
-                                            Duration::from_millis(1),
-                                        ))
-                                    })
-                                    .collect();
-                                for h in handles {
-                                    h.await.unwrap();
-                                }
-                            }
-                            start.elapsed()
-                        })
-                    });
-                }
-                None => {
-                    let rt = support::tokio();
-                    b.iter_custom(|iters| {
-                        rt.block_on(async {
-                            let start = Instant::now();
-                            for _ in 0..iters {
-                                let handles: Vec<_> = (0..N)
-                                    .map(|_| {
-                                        tokio::spawn(tokio::time::sleep(Duration::from_millis(1)))
-                                    })
-                                    .collect();
-                                for h in handles {
-                                    h.await.unwrap();
-                                }
-                            }
-                            start.elapsed()
-                        })
-                    });
-                }
-            }
+            let mut r = Runner::new(rt);
+            b.iter_custom(|iters| {
+                r.time(iters, async || match rt {
+                    Rt::Tokio => {
+                        let handles: Vec<_> = (0..N)
+                            .map(|_| tokio::spawn(tokio::time::sleep(ms)))
+                            .collect();
+                        for h in handles {
+                            h.await.unwrap();
+                        }
+                    }
+                    _ => {
+                        let handles: Vec<_> = (0..N)
+                            .map(|_| ringloop::spawn(ringloop::time::sleep(ms)))
+                            .collect();
+                        for h in handles {
+                            h.await.unwrap();
+                        }
+                    }
+                })
+            })
         });
     }
     g.finish();

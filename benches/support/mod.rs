@@ -10,7 +10,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use ringloop::{Backend, EventLoop};
@@ -62,6 +62,41 @@ pub fn tokio() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("cannot build a tokio runtime")
+}
+
+/// A runtime under test, ready to run futures on the bench thread.
+pub enum Runner {
+    Ringloop(EventLoop),
+    Tokio(tokio::runtime::Runtime),
+}
+
+impl Runner {
+    pub fn new(rt: Rt) -> Runner {
+        match rt.backend() {
+            Some(b) => Runner::Ringloop(ringloop(b)),
+            None => Runner::Tokio(tokio()),
+        }
+    }
+
+    /// Runs `f` to completion on this runtime.
+    pub fn run<T>(&mut self, f: impl Future<Output = T>) -> T {
+        match self {
+            Runner::Ringloop(lp) => lp.run_until_complete(f),
+            Runner::Tokio(rt) => rt.block_on(f),
+        }
+    }
+
+    /// Runs `body` `iters` times in a row inside this runtime and returns how long that took:
+    /// what criterion's `iter_custom` wants.
+    pub fn time(&mut self, iters: u64, mut body: impl AsyncFnMut()) -> Duration {
+        self.run(async move {
+            let start = Instant::now();
+            for _ in 0..iters {
+                body().await;
+            }
+            start.elapsed()
+        })
+    }
 }
 
 /// Criterion settings that keep the whole `cargo bench` run within about 15 minutes on 2 cores.
