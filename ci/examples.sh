@@ -7,6 +7,18 @@ cargo build --examples
 bin=target/debug/examples
 expected=$'starting coroutine\nentering event loop\nin coroutine\nclosing event loop'
 
+# wait_port LOG NAME PID: waits for a server to print "listening on 127.0.0.1:PORT" into LOG and
+# sets $port; fails (killing PID) if it does not within 5 seconds.
+wait_port() {
+    port=""
+    for _ in $(seq 1 50); do
+        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1")
+        [ -n "$port" ] && return 0
+        sleep 0.1
+    done
+    echo "$2 did not start:"; cat "$1"; kill "$3"; exit 1
+}
+
 for backend in uring epoll; do
     echo "== hello on $backend"
     out=$(RINGLOOP_BACKEND=$backend "$bin/hello" 2>/tmp/ringloop-hello.err)
@@ -19,13 +31,7 @@ for backend in uring epoll; do
     echo "== echo on $backend"
     RINGLOOP_BACKEND=$backend "$bin/echo" 127.0.0.1:0 2>/tmp/ringloop-echo.err &
     pid=$!
-    port=""
-    for _ in $(seq 1 50); do
-        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' /tmp/ringloop-echo.err)
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    [ -n "$port" ] || { echo "echo did not start:"; cat /tmp/ringloop-echo.err; kill $pid; exit 1; }
+    wait_port /tmp/ringloop-echo.err echo $pid
     grep -q "backend: $backend" /tmp/ringloop-echo.err || { echo "echo did not report $backend"; kill $pid; exit 1; }
     for i in 1 2 3; do
         exec 3<>"/dev/tcp/127.0.0.1/$port"
@@ -69,13 +75,7 @@ done
 echo "== tokio_echo (the benchmarks' reference server) under loadgen"
 "$bin/tokio_echo" 127.0.0.1:0 2>/tmp/ringloop-tokio.err &
 pid=$!
-port=""
-for _ in $(seq 1 50); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' /tmp/ringloop-tokio.err)
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "tokio_echo did not start:"; cat /tmp/ringloop-tokio.err; kill $pid; exit 1; }
+wait_port /tmp/ringloop-tokio.err tokio_echo $pid
 "$bin/loadgen" "127.0.0.1:$port" --conns 8 --duration 1 --warmup 0.2 | tee /tmp/ringloop-loadgen.out
 grep -q "round trips/s" /tmp/ringloop-loadgen.out || { kill $pid; exit 1; }
 kill $pid

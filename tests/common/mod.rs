@@ -103,3 +103,26 @@ pub fn pattern(offset: usize, len: usize) -> Vec<u8> {
         .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
         .collect()
 }
+
+/// Runs `reads` (4,096 reads that always find data at once, so they never return `Pending` by
+/// themselves) next to another task, and checks the other task got to run within the first 256
+/// reads: the cooperative budget must make a busy reader yield.
+#[allow(dead_code)] // not every test binary has a busy-reader test
+pub async fn busy_reader_lets_others_run<F, Fut>(mut read: F)
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let other_ran = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = other_ran.clone();
+    ringloop::spawn(async move { flag.set(true) });
+    let mut seen_at = None;
+    for i in 0..4096u64 {
+        read(i).await;
+        if seen_at.is_none() && other_ran.get() {
+            seen_at = Some(i);
+        }
+    }
+    let at = seen_at.expect("the other task never ran while the reader was busy");
+    assert!(at <= 256, "the other task waited {at} reads");
+}
