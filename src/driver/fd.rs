@@ -37,8 +37,9 @@ struct FdInner {
     /// The last stream read came back short: the socket had no more data then, so the next read
     /// most likely waits (uring asks the kernel to poll first instead of trying the receive).
     read_drained: Cell<bool>,
-    /// A read tried inline on uring once found nothing: reads on this fd usually wait (a
-    /// request-response peer), so they go straight to the ring from then on.
+    /// A nonblocking read on this fd once found nothing: reads here usually wait (a
+    /// request-response peer), so on uring they go straight to the ring from then on instead of
+    /// being tried inline first.
     read_waits: Cell<bool>,
 }
 
@@ -113,7 +114,7 @@ impl SharedFd {
         self.inner.read_drained.set(drained);
     }
 
-    /// Whether an inline read on this fd ever found nothing (see `read_waits`).
+    /// Whether a nonblocking read on this fd ever found nothing (see `read_waits`).
     pub(crate) fn read_waits(&self) -> bool {
         self.inner.read_waits.get()
     }

@@ -57,9 +57,9 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
-    /// epoll half, file ops: the syscall tried on the loop thread without blocking (a read
-    /// served from the page cache), before the op goes to the blocking pool. `None` sends it to
-    /// the pool.
+    /// File ops, both halves: the syscall tried on the loop thread without blocking (a read the
+    /// page cache serves whole), before the op goes to the blocking pool (epoll) or the ring
+    /// (uring, when the SQ is empty). `None` sends it on its way.
     fn try_nowait(&mut self) -> Option<io::Result<u32>> {
         None
     }
