@@ -34,6 +34,9 @@ pub(crate) struct LoopInner {
     scratch_ids: RefCell<Vec<u64>>,
     /// Task polls since the loop last polled for I/O.
     polls_since_io: Cell<usize>,
+    /// Wakers of futures that called `yield_now`: woken after the next look at I/O, timers and
+    /// wakes from other threads, never within the same batch of task polls.
+    yielded: RefCell<Vec<Waker>>,
 }
 
 impl LoopInner {
@@ -49,7 +52,8 @@ impl LoopInner {
     /// to run), then timers and wakes from other threads.
     fn turn(&self) {
         let polled = self.polls_since_io.get() + self.executor.run_ready(&self.counters);
-        if self.executor.main_woken() && polled < POLLS_PER_TURN {
+        let yielded = !self.yielded.borrow().is_empty();
+        if !yielded && self.executor.main_woken() && polled < POLLS_PER_TURN {
             // A task woke the main future: poll it straight away, as any other woken task would
             // be, and look at I/O once the turn's poll budget is spent.
             self.polls_since_io.set(polled);
@@ -58,7 +62,7 @@ impl LoopInner {
         self.polls_since_io.set(0);
         self.collect_remote();
         self.fire_timers();
-        let timeout = if self.executor.has_work() {
+        let timeout = if yielded || self.executor.has_work() {
             Some(Duration::ZERO)
         } else {
             self.timers
@@ -74,6 +78,22 @@ impl LoopInner {
         }
         self.collect_remote();
         self.fire_timers();
+        if yielded {
+            self.wake_yielded();
+        }
+    }
+
+    /// Wakes the futures that yielded, behind every task that the look at I/O, timers and other
+    /// threads just woke. If the main future yielded, those tasks run before it resumes too.
+    fn wake_yielded(&self) {
+        let yielded = std::mem::take(&mut *self.yielded.borrow_mut());
+        for w in yielded {
+            w.wake();
+        }
+        if self.executor.main_woken() && self.executor.has_ready_tasks() {
+            self.polls_since_io
+                .set(self.executor.run_ready(&self.counters));
+        }
     }
 
     fn fire_timers(&self) {
@@ -124,6 +144,18 @@ pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64) -> bool {
 /// being polled now.
 pub(crate) fn nothing_else_ready() -> bool {
     current().is_some_and(|l| !l.executor.has_work())
+}
+
+/// Parks `waker` until the running loop has next looked at I/O, timers and wakes from other
+/// threads (`yield_now`). False outside a loop: the caller then wakes it at once.
+pub(crate) fn defer_yield(waker: &Waker) -> bool {
+    match current() {
+        Some(inner) => {
+            inner.yielded.borrow_mut().push(waker.clone());
+            true
+        }
+        None => false,
+    }
 }
 
 pub(crate) fn current_driver() -> Option<Rc<DriverCell>> {
@@ -288,6 +320,7 @@ impl EventLoop {
         self.inner.driver.shutdown();
         self.inner.executor.cancel_all();
         self.inner.timers.borrow_mut().clear();
+        self.inner.yielded.borrow_mut().clear();
     }
 }
 
@@ -411,6 +444,7 @@ impl Builder {
                 scratch_wakers: RefCell::new(Vec::new()),
                 scratch_ids: RefCell::new(Vec::new()),
                 polls_since_io: Cell::new(0),
+                yielded: RefCell::new(Vec::new()),
             }),
             main,
             backend,

@@ -2,12 +2,66 @@
 
 mod common;
 
+use std::cell::Cell;
+use std::future::Future;
 use std::io::Write;
-
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ringloop::net::TcpListener;
-use ringloop::time::timeout;
+use ringloop::time::{sleep, timeout};
+use ringloop::{spawn, yield_now};
+
+/// Panics when dropped; the panic a destructor of user code may raise.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("PanicOnDrop was dropped");
+    }
+}
+
+/// Sets its flag when dropped.
+struct DropFlag(Rc<Cell<bool>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+/// A future that never finishes and panics when dropped, polled or not.
+fn pending_that_panics_on_drop() -> impl Future<Output = ()> {
+    let guard = PanicOnDrop;
+    async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A future that finishes at its first poll (or panics in it, if `panic_in_poll`) and panics
+/// again when dropped afterwards.
+struct FinishThenPanicOnDrop {
+    panic_in_poll: bool,
+}
+
+impl Future for FinishThenPanicOnDrop {
+    type Output = u32;
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u32> {
+        if self.panic_in_poll {
+            panic!("the poll panicked");
+        }
+        Poll::Ready(7)
+    }
+}
+
+impl Drop for FinishThenPanicOnDrop {
+    fn drop(&mut self) {
+        panic!("FinishThenPanicOnDrop was dropped");
+    }
+}
 
 both_backends! {
     /// On epoll a short read marks the socket not ready until its next edge, to skip the read
@@ -102,5 +156,180 @@ both_backends! {
                 assert!(got == common::pattern(run, TOTAL), "run {run}: the stream was reordered");
             });
         }
+    }
+
+
+
+    /// Aborting a task whose future panicked in its destructor let the panic escape
+    /// `run_until_complete`. The panic is now contained: the handle gives `is_panic()`, the loop
+    /// and the other tasks go on.
+    fn a_panic_while_an_aborted_task_is_dropped_stays_in_its_join_handle(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let other = spawn(async {
+                sleep(Duration::from_millis(5)).await;
+                "other"
+            });
+            // Aborted after its first poll...
+            let polled = spawn(pending_that_panics_on_drop());
+            yield_now().await;
+            polled.abort();
+            let err = polled.await.unwrap_err();
+            assert!(err.is_panic(), "{err:?}");
+            assert!(err.to_string().contains("PanicOnDrop"), "{err}");
+            // ...and before it.
+            let unpolled = spawn(pending_that_panics_on_drop());
+            unpolled.abort();
+            assert!(unpolled.await.unwrap_err().is_panic());
+            assert_eq!(other.await.unwrap(), "other");
+        });
+        // The loop is still usable.
+        assert_eq!(lp.run_until_complete(async { spawn(async { 1 }).await.unwrap() }), 1);
+    }
+
+    /// Closing a loop with a pending task whose future panics when dropped let the panic escape
+    /// `close()`, and the tasks after it were never dropped. `close()` now returns normally and
+    /// drops every task's future.
+    fn closing_a_loop_survives_a_task_whose_drop_panics(lp: &mut EventLoop) {
+        let mut own = common::new_loop(lp.backend());
+        let before = Rc::new(Cell::new(false));
+        let after = Rc::new(Cell::new(false));
+        let (b, a) = (DropFlag(before.clone()), DropFlag(after.clone()));
+        own.run_until_complete(async move {
+            spawn(async move {
+                let _flag = b;
+                std::future::pending::<()>().await;
+            });
+            spawn(pending_that_panics_on_drop());
+            spawn(async move {
+                let _flag = a;
+                sleep(Duration::from_secs(3600)).await;
+            });
+            yield_now().await;
+        });
+        own.close();
+        assert!(before.get(), "the task spawned before the panicking one was not dropped");
+        assert!(after.get(), "the task spawned after the panicking one was not dropped");
+    }
+
+    /// A task's output that panics when dropped because nobody awaited it (its handle was dropped
+    /// before or after it finished) took the loop down. It is now dropped with the panic contained.
+    fn an_unawaited_output_that_panics_when_dropped_does_not_take_the_loop_down(
+        lp: &mut EventLoop
+    ) {
+        let n = lp.run_until_complete(async {
+            // Detached before it finishes: the output is dropped when it is produced.
+            drop(spawn(async { PanicOnDrop }));
+            // Finished, then its handle dropped without taking the output.
+            let kept = spawn(async { PanicOnDrop });
+            while !kept.is_finished() {
+                yield_now().await;
+            }
+            drop(kept);
+            // The loop goes on.
+            spawn(async { 5 }).await.unwrap()
+        });
+        assert_eq!(n, 5);
+    }
+
+    /// A future that returned `Ready` and then panicked in its destructor, or that panicked in
+    /// `poll` and again in its destructor, let the second panic escape the loop.
+    fn a_panic_in_the_destructor_of_a_finished_or_panicked_future_is_contained(
+        lp: &mut EventLoop
+    ) {
+        lp.run_until_complete(async {
+            let err = spawn(FinishThenPanicOnDrop { panic_in_poll: false }).await.unwrap_err();
+            assert!(err.is_panic(), "{err:?}");
+            let twice = spawn(FinishThenPanicOnDrop { panic_in_poll: true });
+            assert!(twice.await.unwrap_err().is_panic());
+        });
+    }
+
+    /// A task that yielded was polled again up to about 64 times before the loop fired due
+    /// timers. After `yield_now` returns, every timer due before the yield has fired and the task
+    /// it woke has run; so for the main future and for a spawned task.
+    fn yield_now_returns_after_due_timers_have_fired(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            for yielder_is_main in [true, false] {
+                let fired = Rc::new(Cell::new(false));
+                let f = fired.clone();
+                let sleeper = spawn(async move {
+                    sleep(Duration::from_millis(1)).await;
+                    f.set(true);
+                });
+                yield_now().await; // the sleeper arms its timer
+                std::thread::sleep(Duration::from_millis(10)); // the timer is now due
+                let check = async move {
+                    yield_now().await;
+                    assert!(fired.get(), "a due timer had not fired when yield_now returned");
+                };
+                if yielder_is_main {
+                    check.await;
+                } else {
+                    spawn(check).await.unwrap();
+                }
+                sleeper.await.unwrap();
+            }
+        });
+    }
+
+    /// A task woken from another thread waited until the loop next looked at its remote queue,
+    /// which a yielding task put off for up to about 64 polls.
+    fn yield_now_returns_after_tasks_woken_from_other_threads_have_run(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            for yielder_is_main in [true, false] {
+                let ran = Rc::new(Cell::new(false));
+                let r = ran.clone();
+                let (tx, rx) = futures_channel::oneshot::channel::<()>();
+                let waiter = spawn(async move {
+                    rx.await.unwrap();
+                    r.set(true);
+                });
+                yield_now().await; // the waiter waits on the channel
+                std::thread::spawn(move || tx.send(()).unwrap()).join().unwrap();
+                let check = async move {
+                    yield_now().await;
+                    assert!(ran.get(), "a task woken from another thread had not run");
+                };
+                if yielder_is_main {
+                    check.await;
+                } else {
+                    spawn(check).await.unwrap();
+                }
+                waiter.await.unwrap();
+            }
+        });
+    }
+
+    /// A yielding task put off the loop's look at I/O for up to about 64 polls, and the backends
+    /// differed: a queued connection was accepted at once on epoll and after about 60 yields on
+    /// uring. After `yield_now` returns, I/O that had completed has been seen on both.
+    fn yield_now_returns_after_completed_io_has_been_seen(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            for yielder_is_main in [true, false] {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let accepted = Rc::new(Cell::new(false));
+                let a = accepted.clone();
+                let server = spawn(async move {
+                    let conn = listener.accept().await.unwrap();
+                    a.set(true);
+                    conn
+                });
+                // The accept is armed (and, on uring, submitted) before the peer connects.
+                yield_now().await;
+                yield_now().await;
+                let _peer = std::net::TcpStream::connect(addr).unwrap();
+                let check = async move {
+                    yield_now().await;
+                    assert!(accepted.get(), "a queued connection was not accepted by the yield");
+                };
+                if yielder_is_main {
+                    check.await;
+                } else {
+                    spawn(check).await.unwrap();
+                }
+                server.await.unwrap();
+            }
+        });
     }
 }

@@ -15,12 +15,20 @@ pub(crate) trait JoinSide<T> {
     fn poll_finished(&self, cx: &mut Context<'_>) -> Poll<()>;
     fn is_finished(&self) -> bool;
     fn abort(&self);
+    /// The handle is being dropped: nobody will take the output.
+    fn detach(&self);
 }
 
 /// An owned permission to await a spawned task's output.
 ///
 /// Awaiting it gives `Ok(output)`, or a [`JoinError`] if the task panicked or was aborted. Dropping
-/// it detaches the task, which keeps running.
+/// it detaches the task, which keeps running; its output is then dropped as soon as it is produced.
+///
+/// A panic while the task's future is dropped (a field's `Drop` that panics, when the task
+/// finishes, is aborted or its loop closes) never escapes the loop: the loop and the other tasks
+/// go on, and awaiting the handle gives a [`JoinError`] with [`is_panic`](JoinError::is_panic)
+/// that carries that panic, even if the task had returned or been aborted. A panic while dropping
+/// an output nobody awaited is contained the same way and discarded.
 ///
 /// # Examples
 ///
@@ -68,6 +76,12 @@ impl<T> Future for JoinHandle<T> {
     }
 }
 
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        self.task.detach();
+    }
+}
+
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
@@ -104,7 +118,7 @@ impl JoinError {
         matches!(self.repr, Repr::Cancelled)
     }
 
-    /// The task panicked.
+    /// The task panicked, while being polled or while its future was being dropped.
     pub fn is_panic(&self) -> bool {
         matches!(self.repr, Repr::Panic(_))
     }

@@ -88,6 +88,11 @@ impl Executor {
         self.main_woken.get() || !self.ready.borrow().is_empty()
     }
 
+    /// Whether a spawned task (not the main future) waits in the ready queue.
+    pub(crate) fn has_ready_tasks(&self) -> bool {
+        !self.ready.borrow().is_empty()
+    }
+
     /// Polls the tasks that were ready when the call began, and the tasks those polls wake, up to
     /// `POLLS_PER_TURN` polls in all (or the ready count, if larger). Returns how many it polled.
     pub(crate) fn run_ready(&self, counters: &Counters) -> usize {

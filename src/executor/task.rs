@@ -30,6 +30,8 @@ pub(crate) struct Task<F: Future> {
     stage: RefCell<Stage<F>>,
     join_waker: RefCell<Option<Waker>>,
     aborted: Cell<bool>,
+    /// False once the `JoinHandle` is gone: nobody can take the output, so it is dropped at once.
+    joinable: Cell<bool>,
 }
 
 impl<F: Future> Task<F> {
@@ -40,15 +42,39 @@ impl<F: Future> Task<F> {
             stage: RefCell::new(Stage::Running(future)),
             join_waker: RefCell::new(None),
             aborted: Cell::new(false),
+            joinable: Cell::new(true),
         }
     }
 
     /// Stores the result and wakes whoever awaits the handle. The assignment drops the future in
     /// place, which keeps the pinning promise made in `run`.
+    ///
+    /// A panic in the future's destructor is contained: the loop and the other tasks go on, and
+    /// the handle gives a `JoinError` with `is_panic()` carrying that panic (it replaces `result`,
+    /// which is dropped). If nobody holds the handle, the output is dropped here, its own panic
+    /// contained too.
     fn finish(&self, stage: &mut Stage<F>, result: Result<F::Output, JoinError>) {
-        *stage = Stage::Finished(result);
+        // An assignment whose drop of the old value unwinds still writes the new value, so
+        // `stage` is `Finished(result)` whichever way this returns.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Finished(result))) {
+            let old = std::mem::replace(stage, Stage::Finished(Err(JoinError::panic(payload))));
+            drop_contained(old);
+        }
+        if !self.joinable.get() {
+            drop_contained(std::mem::replace(stage, Stage::Consumed));
+        }
         if let Some(w) = self.join_waker.borrow_mut().take() {
             w.wake();
+        }
+    }
+}
+
+/// Drops `value`, containing any panic its destructor raises (and the panic's own payload).
+pub(crate) fn drop_contained<T>(value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        // A payload whose own destructor panics is leaked rather than allowed to unwind.
+        if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(inner);
         }
     }
 }
@@ -126,6 +152,19 @@ impl<F: Future> JoinSide<F::Output> for Task<F> {
             .try_borrow()
             .map(|s| !matches!(&*s, Stage::Running(_)))
             .unwrap_or(false)
+    }
+
+    fn detach(&self) {
+        self.joinable.set(false);
+        // An output nobody can take now: drop it here, containing a panic of its destructor. If the
+        // task is being polled (the handle was dropped by the task itself), `finish` drops it.
+        if let Ok(mut stage) = self.stage.try_borrow_mut()
+            && matches!(&*stage, Stage::Finished(_))
+        {
+            let old = std::mem::replace(&mut *stage, Stage::Consumed);
+            drop(stage);
+            drop_contained(old);
+        }
     }
 
     fn abort(&self) {
