@@ -60,6 +60,32 @@ for backend in uring epoll; do
     [ "$(grep -c "matches the server's" /tmp/ringloop-download.out)" = 5 ] || { echo "download checksums did not all match"; exit 1; }
     grep -q "backend: $backend" /tmp/ringloop-download.out || { echo "download did not report $backend"; exit 1; }
 
+    echo "== download on $backend: the temporary directory is removed at exit, kept with --keep"
+    tmp=$(mktemp -d)
+    TMPDIR=$tmp RINGLOOP_BACKEND=$backend "$bin/download" > /dev/null
+    [ -z "$(ls -A "$tmp")" ] || { echo "download left files in the temp dir:"; ls -R "$tmp"; exit 1; }
+    TMPDIR=$tmp RINGLOOP_BACKEND=$backend "$bin/download" --keep > /dev/null
+    [ "$(ls "$tmp"/ringloop-download-*/ | wc -l)" = 5 ] || { echo "--keep did not keep five files"; exit 1; }
+    rm -rf "$tmp"
+    "$bin/download" --help | grep -q -- "--keep" || { echo "download --help does not mention --keep"; exit 1; }
+
+    echo "== download on $backend against a server sending chunked and malformed responses"
+    python3 ci/http_fixture.py > /tmp/ringloop-fixture.log &
+    fixture=$!
+    wait_port /tmp/ringloop-fixture.log http_fixture $fixture
+    RINGLOOP_BACKEND=$backend "$bin/download" --out "$out_dir" "http://127.0.0.1:$port/chunked" > /dev/null
+    [ "$(cat "$out_dir/chunked")" = "hello, chunked world" ] || { echo "chunked body came out wrong"; kill $fixture; exit 1; }
+    # path:words the error must contain (besides the URL)
+    for case in negative:Content-Length huge:Content-Length bad-chunk:chunk short-chunk:closed big-head:64; do
+        path=${case%%:*}; word=${case#*:}; url="http://127.0.0.1:$port/$path"
+        if RINGLOOP_BACKEND=$backend "$bin/download" --out "$out_dir" "$url" > /dev/null 2>/tmp/ringloop-download.err; then
+            echo "download of $path succeeded"; kill $fixture; exit 1
+        fi
+        grep -q "$url: .*$word" /tmp/ringloop-download.err || { echo "the $path error does not name the URL and $word:"; cat /tmp/ringloop-download.err; kill $fixture; exit 1; }
+        cat /tmp/ringloop-download.err
+    done
+    kill $fixture; wait $fixture 2>/dev/null || true
+
     echo "== cat on $backend"
     RINGLOOP_BACKEND=$backend "$bin/cat" "$out_dir/f1040sb.pdf" "$out_dir/copy.pdf"
     cmp "$out_dir/f1040sb.pdf" "$out_dir/copy.pdf"

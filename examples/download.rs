@@ -4,15 +4,21 @@
 //! ```text
 //! cargo run --release --example download                     # built-in server, five files
 //! cargo run --release --example download -- --out ./files    # choose the output directory
+//! cargo run --release --example download -- --keep           # keep the temporary directory
 //! cargo run --release --example download -- http://host:port/a.pdf http://host:port/b.pdf
 //! RINGLOOP_BACKEND=epoll cargo run --release --example download
 //! ```
 //!
 //! With no URLs it starts an HTTP/1.1 file server on 127.0.0.1 (an ephemeral port) on the same
-//! loop, serving five generated files named as in the seed. Every file is downloaded by its own
-//! task; `ringloop::wait` waits for them all. Each body is written with `ringloop::fs` and checked
-//! against the checksum the server sent (`X-Checksum-CRC32`, when present). On a terminal each
-//! file gets a live progress bar; piped, the example prints plain lines.
+//! loop, serving five generated files named as in the seed (two of them with
+//! `Transfer-Encoding: chunked`, as dynamic servers send). Every file is downloaded by its own
+//! task; `ringloop::wait` waits for them all. The client reads bodies framed by `Content-Length`,
+//! by chunked transfer coding, or by the end of the connection; a malformed `Content-Length` or
+//! chunk is an error, and every error names its URL. Each body is written with `ringloop::fs` and
+//! checked against the checksum the server sent (`X-Checksum-CRC32`, when present). Without
+//! `--out`, the files go into a new directory under the system temp dir that is removed at exit
+//! (`--keep` keeps it). On a terminal each file gets a live progress bar; piped, the example
+//! prints plain lines.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -115,18 +121,248 @@ async fn answer(stream: &TcpStream, files: &HashMap<String, (Vec<u8>, u32)>) -> 
             .await;
         return res;
     };
+    // Files at an odd index go out chunked, as dynamic servers send them, in chunks of varying
+    // size; the others with a Content-Length.
+    let index = NAMES
+        .iter()
+        .position(|n| n == &path.trim_start_matches('/'));
+    let chunked = index.is_some_and(|i| i % 2 == 1);
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {}", body.len())
+    };
     let header = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Length: {}\r\n\
-         X-Checksum-CRC32: {crc:08x}\r\nConnection: close\r\n\r\n",
-        body.len()
+        "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n{framing}\r\n\
+         X-Checksum-CRC32: {crc:08x}\r\nConnection: close\r\n\r\n"
     );
     let (res, _) = stream.write_all(header).await;
     res?;
-    for chunk in body.chunks(CHUNK) {
-        let (res, _) = stream.write_all(chunk.to_vec()).await;
+    if !chunked {
+        for chunk in body.chunks(CHUNK) {
+            let (res, _) = stream.write_all(chunk.to_vec()).await;
+            res?;
+        }
+        return Ok(());
+    }
+    let mut rest = &body[..];
+    let mut size = 1000;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
+        size = size * 7 % (CHUNK + 13) + 1;
+        let mut out = format!("{:x};ext=1\r\n", chunk.len()).into_bytes();
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+        let (res, _) = stream.write_all(out).await;
         res?;
     }
-    Ok(())
+    let (res, _) = stream.write_all("0\r\nX-Trailer: done\r\n\r\n").await;
+    res
+}
+
+/// How the body of a response ends (RFC 9112, section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Framing {
+    /// `Content-Length`: exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body runs to the end of the connection.
+    Eof,
+}
+
+/// Reads a response body off the stream, whatever its framing, one piece at a time.
+struct Body<'a> {
+    stream: &'a TcpStream,
+    framing: Framing,
+    /// Bytes read from the stream and not yet handed out or parsed, from `start` on.
+    buf: Vec<u8>,
+    start: usize,
+    /// Body bytes still to come: of the whole body (`Length`) or of the current chunk (`Chunked`).
+    left: u64,
+    /// Chunked: a chunk's data ended and its CRLF is still to be read.
+    chunk_crlf: bool,
+    done: bool,
+}
+
+impl<'a> Body<'a> {
+    fn new(stream: &'a TcpStream, framing: Framing, first: Vec<u8>) -> Self {
+        let left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Body {
+            stream,
+            framing,
+            buf: first,
+            start: 0,
+            left,
+            chunk_crlf: false,
+            done: framing == Framing::Length(0),
+        }
+    }
+
+    /// Reads more from the stream into `buf`; false at end of stream.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let (res, b) = self.stream.read(Vec::with_capacity(CHUNK)).await;
+        let n = res?;
+        self.buf.extend_from_slice(&b[..n]);
+        Ok(n > 0)
+    }
+
+    /// Takes up to `max` buffered bytes.
+    fn take(&mut self, max: u64) -> Vec<u8> {
+        let n = (self.buf.len() - self.start).min(usize::try_from(max).unwrap_or(usize::MAX));
+        let out = self.buf[self.start..self.start + n].to_vec();
+        self.start += n;
+        out
+    }
+
+    /// The next line (without its CRLF), reading more as needed.
+    async fn line(&mut self) -> io::Result<String> {
+        loop {
+            if let Some(i) = self.buf[self.start..].windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[self.start..self.start + i]);
+                let line = line.into_owned();
+                self.start += i + 2;
+                return Ok(line);
+            }
+            if self.buf.len() - self.start > 4096 {
+                return Err(bad_data(
+                    "a chunk-size or trailer line is longer than 4 KiB",
+                ));
+            }
+            if !self.fill().await? {
+                return Err(eof("in the middle of a chunked body"));
+            }
+        }
+    }
+
+    /// The next piece of the body, or `None` at its end.
+    async fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
+        while !self.done {
+            match self.framing {
+                Framing::Length(_) | Framing::Eof => {
+                    if self.start == self.buf.len() {
+                        // Hand the read buffer out as it is: no copy on the common path.
+                        let (res, b) = self.stream.read(Vec::with_capacity(CHUNK)).await;
+                        if res? == 0 {
+                            if self.framing != Framing::Eof {
+                                return Err(eof(&format!("with {} body bytes missing", self.left)));
+                            }
+                            self.done = true;
+                            return Ok(None);
+                        }
+                        self.buf = b;
+                        self.start = 0;
+                    }
+                    let piece = if self.framing == Framing::Eof {
+                        self.take(u64::MAX)
+                    } else {
+                        let piece = self.take(self.left);
+                        self.left -= piece.len() as u64;
+                        self.done = self.left == 0;
+                        piece
+                    };
+                    return Ok(Some(piece));
+                }
+                Framing::Chunked if self.left > 0 => {
+                    if self.start == self.buf.len() && !self.fill().await? {
+                        return Err(eof("in the middle of a chunk"));
+                    }
+                    let piece = self.take(self.left);
+                    self.left -= piece.len() as u64;
+                    self.chunk_crlf = self.left == 0;
+                    return Ok(Some(piece));
+                }
+                Framing::Chunked => {
+                    if std::mem::take(&mut self.chunk_crlf) && !self.line().await?.is_empty() {
+                        return Err(bad_data("a chunk's data is not followed by CRLF"));
+                    }
+                    let line = self.line().await?;
+                    let hex = line.split(';').next().unwrap_or("").trim();
+                    self.left = u64::from_str_radix(hex, 16)
+                        .map_err(|_| bad_data(format!("bad chunk size line {line:?}")))?;
+                    if self.left == 0 {
+                        // The last chunk: skip the trailer fields up to the blank line.
+                        while !self.line().await?.is_empty() {}
+                        self.done = true;
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn eof(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the connection closed {what}"),
+    )
+}
+
+/// The framing a response head announces.
+fn framing(head: &str) -> io::Result<Framing> {
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for line in head.lines().skip(1) {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key.trim().to_ascii_lowercase().as_str() {
+            "content-length" => {
+                // Digits only: no sign, no spaces; and it must fit in a u64.
+                let n = value
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| value.parse::<u64>().ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        bad_data(format!(
+                            "the Content-Length header {value:?} is not a length (digits \
+                             only, at most {})",
+                            u64::MAX
+                        ))
+                    })?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(bad_data(
+                        "the response has two different Content-Length headers",
+                    ));
+                }
+                length = Some(n);
+            }
+            "transfer-encoding" => {
+                let codings: Vec<String> = value
+                    .split(',')
+                    .map(|c| c.trim().to_ascii_lowercase())
+                    .collect();
+                match codings.last().map(String::as_str) {
+                    Some("chunked") => chunked = true,
+                    Some("identity") if codings.len() == 1 => {}
+                    _ => {
+                        return Err(bad_data(format!(
+                            "the Transfer-Encoding header {value:?} is not supported (only \
+                             chunked)"
+                        )));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // Transfer-Encoding overrides Content-Length.
+    Ok(if chunked {
+        Framing::Chunked
+    } else {
+        length.map_or(Framing::Eof, Framing::Length)
+    })
 }
 
 /// `http://host[:port]/path` split into (host:port, path, file name).
@@ -134,7 +370,7 @@ fn parse_url(url: &str) -> io::Result<(String, String, String)> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{url:?}: only http:// URLs are supported"),
+            "only http:// URLs are supported",
         )
     })?;
     let (authority, path) = match rest.find('/') {
@@ -142,10 +378,7 @@ fn parse_url(url: &str) -> io::Result<(String, String, String)> {
         None => (rest, "/"),
     };
     if authority.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{url:?}: no host"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no host"));
     }
     let host_port = if authority.contains(':') {
         authority.to_owned()
@@ -196,12 +429,16 @@ impl Progress {
     }
 }
 
-/// Downloads one URL into `dir`; returns the seed's message.
+/// Downloads one URL into `dir`; returns the seed's message. Every error names the URL.
 async fn download_file(url: String, dir: PathBuf, progress: Progress) -> io::Result<String> {
-    let (host_port, path, name) = parse_url(&url)?;
-    let stream = TcpStream::connect(host_port.as_str())
+    fetch(&url, &dir, &progress)
         .await
-        .map_err(|e| io::Error::new(e.kind(), format!("{url}: {e}")))?;
+        .map_err(|e| io::Error::new(e.kind(), format!("{url}: {e}")))
+}
+
+async fn fetch(url: &str, dir: &Path, progress: &Progress) -> io::Result<String> {
+    let (host_port, path, name) = parse_url(url)?;
+    let stream = TcpStream::connect(host_port.as_str()).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nUser-Agent: ringloop-download\r\n\
          Connection: close\r\n\r\n"
@@ -209,31 +446,20 @@ async fn download_file(url: String, dir: PathBuf, progress: Progress) -> io::Res
     let (res, _) = stream.write_all(request).await;
     res?;
     let (head, first) = read_head(&stream).await?;
-    let mut lines = head.lines();
-    let status = lines.next().unwrap_or_default();
+    let status = head.lines().next().unwrap_or_default();
     if status.split(' ').nth(1) != Some("200") {
-        return Err(bad_data(format!("{url}: the server answered {status:?}")));
+        return Err(bad_data(format!("the server answered {status:?}")));
     }
-    let mut length = None;
-    let mut expected_crc = None;
-    for line in lines {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match key.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.parse::<u64>().ok(),
-            "x-checksum-crc32" => expected_crc = u32::from_str_radix(value, 16).ok(),
-            "transfer-encoding" if !value.eq_ignore_ascii_case("identity") => {
-                return Err(bad_data(format!(
-                    "{url}: {value} transfer encoding is not supported"
-                )));
-            }
-            _ => {}
-        }
-    }
+    let framing = framing(&head)?;
+    let expected_crc = head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case("x-checksum-crc32")
+            .then(|| u32::from_str_radix(value.trim(), 16).ok())
+            .flatten()
+    });
     let bar = progress.bar(&name);
-    if let (Some(bar), Some(len)) = (&bar, length) {
+    if let (Some(bar), Framing::Length(len)) = (&bar, framing) {
         bar.set_length(len);
     }
     let target = dir.join(&name);
@@ -242,44 +468,24 @@ async fn download_file(url: String, dir: PathBuf, progress: Progress) -> io::Res
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", target.display())))?;
     let mut crc = crc32fast::Hasher::new();
     let mut written = 0u64;
-    let mut body = first;
-    let mut buf = Vec::with_capacity(CHUNK);
-    loop {
-        if !body.is_empty() {
-            crc.update(&body);
-            let n = body.len() as u64;
-            let (res, b) = file.write_all_at(body, written).await;
-            res?;
-            body = b;
-            written += n;
-            if let Some(bar) = &bar {
-                bar.set_position(written);
+    let mut body = Body::new(&stream, framing, first);
+    while let Some(piece) = body.next().await? {
+        crc.update(&piece);
+        let n = piece.len() as u64;
+        let (res, _) = file.write_all_at(piece, written).await;
+        res?;
+        written += n;
+        if let Some(bar) = &bar {
+            if !matches!(framing, Framing::Length(_)) {
+                bar.set_length(written); // no length known: the bar grows with the body
             }
+            bar.set_position(written);
         }
-        if length.is_some_and(|l| written >= l) {
-            break;
-        }
-        let (res, b) = stream.read(buf).await;
-        buf = b;
-        if res? == 0 {
-            break;
-        }
-        // Swap so the read buffer and the write buffer alternate without copying. A read fills
-        // up to the buffer's capacity, so make sure the next one has room (a zero-capacity read
-        // returns 0, which would look like end of stream).
-        std::mem::swap(&mut body, &mut buf);
-        buf.clear();
-        buf.reserve(CHUNK);
     }
     file.sync_all().await?;
     file.close().await?;
     if let Some(bar) = &bar {
         bar.finish();
-    }
-    if let Some(len) = length
-        && written != len
-    {
-        return Err(bad_data(format!("{name}: got {written} of {len} bytes")));
     }
     let crc = crc.finalize();
     match expected_crc {
@@ -301,21 +507,34 @@ async fn download_file(url: String, dir: PathBuf, progress: Progress) -> io::Res
 struct Args {
     urls: Vec<String>,
     out: Option<PathBuf>,
+    keep: bool,
 }
+
+const USAGE: &str = "usage: download [--out DIR | --keep] [http://URL ...]
+  With no URLs, a built-in server on 127.0.0.1 serves five generated files (some with a
+  Content-Length, some chunked) and five tasks download them concurrently.
+  --out DIR  write the files into DIR (created if missing) and leave them there
+  --keep     without --out the files go into a new directory under the system temp dir,
+             which is removed at exit; --keep leaves it in place
+  RINGLOOP_BACKEND=auto|uring|epoll picks the event loop's backend.";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         urls: Vec::new(),
         out: None,
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--out" => args.out = Some(it.next().ok_or("--out needs a directory")?.into()),
+            "--keep" => args.keep = true,
             "-h" | "--help" => {
-                return Err("usage: download [--out DIR] [http://URL ...]\n\
-                            with no URLs, a built-in server serves five generated files"
-                    .into());
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            flag if flag.starts_with('-') => {
+                return Err(format!("unknown option {flag:?}\n{USAGE}"));
             }
             url => args.urls.push(url.to_owned()),
         }
@@ -331,6 +550,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Without --out the files go into a temporary directory, removed when `_temp` is dropped at
+    // the end of main unless --keep.
+    let mut _temp = None;
     let dir = match &args.out {
         Some(d) => {
             if let Err(e) = std::fs::create_dir_all(d) {
@@ -343,13 +565,19 @@ fn main() -> ExitCode {
             .prefix("ringloop-download-")
             .tempdir()
         {
-            Ok(t) => t.keep(),
+            Ok(t) if args.keep => t.keep(),
+            Ok(t) => {
+                let path = t.path().to_owned();
+                _temp = Some(t);
+                path
+            }
             Err(e) => {
                 eprintln!("download: cannot create a temporary directory: {e}");
                 return ExitCode::FAILURE;
             }
         },
     };
+    let removed_at_exit = _temp.is_some();
     let mut event_loop = match ringloop::EventLoop::new() {
         Ok(lp) => lp,
         Err(e) => {
@@ -384,9 +612,14 @@ fn main() -> ExitCode {
             args.urls
         };
         progress.line(&format!(
-            "downloading {} files into {} (backend: {backend})",
+            "downloading {} files into {}{} (backend: {backend})",
             urls.len(),
-            dir.display()
+            dir.display(),
+            if removed_at_exit {
+                ", removed at exit (--keep keeps it)"
+            } else {
+                ""
+            }
         ));
         let tasks: Vec<_> = urls
             .into_iter()
