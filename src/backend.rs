@@ -147,6 +147,7 @@ pub(crate) const REQUIRED_OPCODES: &[(u8, &str)] = &[
     (opcode::UnlinkAt::CODE, "IORING_OP_UNLINKAT"),
     (opcode::RenameAt::CODE, "IORING_OP_RENAMEAT"),
     (opcode::MkDirAt::CODE, "IORING_OP_MKDIRAT"),
+    (opcode::PollAdd::CODE, "IORING_OP_POLL_ADD"),
 ];
 
 /// What the probe found beyond the required opcodes.

@@ -54,6 +54,7 @@
 mod backend;
 mod blocking;
 pub mod buf;
+pub mod compat;
 mod driver;
 mod event_loop;
 mod executor;

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use std::future::poll_fn;
 use std::io;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use super::DriverCell;
 use super::op::Interest;
@@ -172,18 +172,20 @@ impl SharedFd {
     /// Waits until no dropped op in direction `dir` is still in the kernel, so that the next op
     /// cannot overtake it (on uring two ops on one socket may run in either order).
     pub(crate) async fn settled(&self, dir: Interest) {
-        poll_fn(|cx| {
-            if self.inner.orphans[dir as usize].get() == 0 {
-                Poll::Ready(())
-            } else {
-                let mut wakers = self.inner.settle_wakers.borrow_mut();
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
+        poll_fn(|cx| self.poll_settled(dir, cx)).await
+    }
+
+    /// `settled` for a caller that polls.
+    pub(crate) fn poll_settled(&self, dir: Interest, cx: &mut Context<'_>) -> Poll<()> {
+        if self.inner.orphans[dir as usize].get() == 0 {
+            Poll::Ready(())
+        } else {
+            let mut wakers = self.inner.settle_wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
             }
-        })
-        .await
+            Poll::Pending
+        }
     }
 
     pub(crate) fn has_stash(&self) -> bool {

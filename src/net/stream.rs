@@ -80,6 +80,12 @@ impl Stream {
 /// The public I/O methods of a stream type with a field `io: Stream`.
 macro_rules! stream_methods {
     () => {
+        /// The shared fd, for poll-based I/O (`compat`).
+        #[allow(dead_code)]
+        pub(crate) fn shared_fd(&self) -> &$crate::driver::fd::SharedFd {
+            &self.io.fd
+        }
+
         /// Reads into `buf` from its start up to its capacity and sets its length to the bytes
         /// read. `Ok(0)` means the peer closed its side (or `buf` has no capacity).
         ///

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 
@@ -121,6 +121,13 @@ impl AsRawFd for UnixListener {
     }
 }
 
+/// Borrows the socket's fd, e.g. for `socket2::SockRef` to set options ringloop has no method for.
+impl AsFd for UnixListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnixListener")
@@ -210,6 +217,13 @@ impl UnixStream {
 impl AsRawFd for UnixStream {
     fn as_raw_fd(&self) -> RawFd {
         self.io.fd.raw()
+    }
+}
+
+/// Borrows the socket's fd, e.g. for `socket2::SockRef` to set options ringloop has no method for.
+impl AsFd for UnixStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.fd.as_fd()
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod store;
 
-pub(crate) use store::TimerStore;
+pub(crate) use store::{TimerKey, TimerStore};
 
 use std::cell::RefCell;
 use std::fmt;
@@ -16,8 +16,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-use store::TimerKey;
 
 /// Waits until `duration` has passed.
 ///

@@ -1,6 +1,7 @@
 //! The timer store: deadlines and the wakers to call when they pass. Pure data, no syscalls.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -8,13 +9,32 @@ use std::time::Instant;
 pub(crate) type TimerKey = (Instant, u64);
 
 /// Armed timers ordered by deadline, ties broken by arming order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TimerStore {
     timers: BTreeMap<TimerKey, Waker>,
     next_id: u64,
+    /// Unique in the process: a timer armed from a `Send` handle finds its own store by it.
+    store_id: u64,
+}
+
+impl Default for TimerStore {
+    fn default() -> Self {
+        static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
+        TimerStore {
+            timers: BTreeMap::new(),
+            next_id: 0,
+            store_id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl TimerStore {
+    /// This store's id, unique in the process.
+    #[allow(dead_code)]
+    pub(crate) fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
     /// Arms a timer; `waker` is woken once `deadline` has passed.
     pub(crate) fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerKey {
         let key = (deadline, self.next_id);

@@ -1,0 +1,169 @@
+//! Readiness: `PollAdd` (a one-shot `IORING_OP_POLL_ADD`) and `ReadyWait`, which waits for an fd to
+//! become readable or writable on either backend. Poll-based I/O (`compat`) uses it: no kernel op
+//! ever holds the caller's memory, only the fd.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use io_uring::{opcode, squeue, types::Fd};
+
+use super::cvt;
+use crate::driver::DriverCell;
+use crate::driver::fd::SharedFd;
+use crate::driver::op::{Interest, Op, Operation};
+
+fn poll_events(dir: Interest) -> i16 {
+    match dir {
+        // POLLRDHUP: a peer's FIN wakes a reader too (it reads 0).
+        Interest::Read => libc::POLLIN | libc::POLLRDHUP,
+        Interest::Write => libc::POLLOUT,
+    }
+}
+
+/// Waits until `fd` is ready in one direction (errors and hang-ups count as ready: the syscall
+/// that follows reports them).
+pub(crate) struct PollAdd {
+    fd: SharedFd,
+    dir: Interest,
+}
+
+impl PollAdd {
+    pub(crate) fn new(fd: SharedFd, dir: Interest) -> Self {
+        PollAdd { fd, dir }
+    }
+}
+
+// SAFETY: the SQE carries no pointer, only the fd, which `self.fd` keeps open until the CQE.
+unsafe impl Operation for PollAdd {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::PollAdd::new(Fd(self.fd.raw()), poll_events(self.dir) as u32).build()
+    }
+
+    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
+        Some((&self.fd, self.dir))
+    }
+
+    fn try_syscall(&mut self) -> io::Result<u32> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.raw(),
+            events: poll_events(self.dir),
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+        let n = cvt(unsafe { libc::poll(&mut pfd, 1, 0) } as isize)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(pfd.revents as u16 as u32)
+    }
+
+    fn complete(self, res: io::Result<u32>) -> io::Result<()> {
+        res.map(|_| ())
+    }
+}
+
+enum WaitState {
+    Idle,
+    /// uring: a one-shot poll in the ring.
+    Ring(Op<PollAdd>),
+    /// epoll: the fd's registration is armed in this direction.
+    Armed(u64),
+}
+
+/// One direction's wait for readiness, for a caller that polls (the `compat` streams).
+pub(crate) struct ReadyWait {
+    dir: Interest,
+    state: WaitState,
+}
+
+impl std::fmt::Debug for ReadyWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            WaitState::Idle => "idle",
+            WaitState::Ring(_) => "poll in the ring",
+            WaitState::Armed(_) => "armed",
+        };
+        f.debug_struct("ReadyWait")
+            .field("dir", &self.dir)
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl ReadyWait {
+    pub(crate) fn new(dir: Interest) -> Self {
+        ReadyWait {
+            dir,
+            state: WaitState::Idle,
+        }
+    }
+
+    /// Before a syscall: `Ready` when it is worth trying (no wait outstanding, or the wait is
+    /// over); `Pending`, with the waker kept, while a wait is outstanding, or when epoll knows the
+    /// fd is not ready since the last short transfer (a syscall could only say `EAGAIN`).
+    pub(crate) fn poll_ready(
+        &mut self,
+        driver: &Rc<DriverCell>,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.state {
+            WaitState::Idle => {
+                if let Some(token) = driver.arm_if_known_not_ready(fd, self.dir, cx.waker()) {
+                    self.state = WaitState::Armed(token);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(()))
+            }
+            WaitState::Ring(op) => {
+                let res = std::task::ready!(Pin::new(op).poll(cx));
+                self.state = WaitState::Idle;
+                Poll::Ready(res)
+            }
+            WaitState::Armed(token) => {
+                if driver.poll_armed(*token, self.dir, cx.waker()) {
+                    self.state = WaitState::Idle;
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    /// The syscall said `EAGAIN`: starts waiting. `Ready` if readiness came at once (try again).
+    pub(crate) fn poll_begin(
+        &mut self,
+        driver: &Rc<DriverCell>,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if driver.readiness_in_ring() {
+            let mut op = Op::new(PollAdd::new(fd.clone(), self.dir));
+            match Pin::new(&mut op).poll(cx) {
+                Poll::Pending => {
+                    self.state = WaitState::Ring(op);
+                    Poll::Pending
+                }
+                ready => ready,
+            }
+        } else {
+            let token = driver.arm_readiness(fd, self.dir, cx.waker())?;
+            self.state = WaitState::Armed(token);
+            Poll::Pending
+        }
+    }
+
+    /// A transfer of `n` bytes of the `len` asked for went through: a short one means the socket
+    /// is drained (reads) or full (writes) until its next edge (epoll skips the syscall then).
+    pub(crate) fn transferred(&self, driver: &Rc<DriverCell>, fd: &SharedFd, n: usize, len: usize) {
+        if n > 0 && n < len {
+            driver.note_drained(fd, self.dir);
+        }
+    }
+}
