@@ -79,6 +79,9 @@ enum WaitState {
 pub(crate) struct ReadyWait {
     dir: Interest,
     state: WaitState,
+    /// The last transfer was short: the socket was drained (or full) then, so the next syscall
+    /// would most likely say `EAGAIN`. uring polls first instead (epoll knows from its flags).
+    drained: bool,
 }
 
 impl std::fmt::Debug for ReadyWait {
@@ -100,6 +103,7 @@ impl ReadyWait {
         ReadyWait {
             dir,
             state: WaitState::Idle,
+            drained: false,
         }
     }
 
@@ -114,6 +118,11 @@ impl ReadyWait {
     ) -> Poll<io::Result<()>> {
         match &mut self.state {
             WaitState::Idle => {
+                if std::mem::take(&mut self.drained) && driver.readiness_in_ring() {
+                    // A poll in the ring completes at once if data came meanwhile; it saves the
+                    // syscall that would most likely only say EAGAIN.
+                    return self.poll_begin(driver, fd, cx);
+                }
                 if let Some(token) = driver.arm_if_known_not_ready(fd, self.dir, cx.waker()) {
                     self.state = WaitState::Armed(token);
                     return Poll::Pending;
@@ -161,8 +170,15 @@ impl ReadyWait {
 
     /// A transfer of `n` bytes of the `len` asked for went through: a short one means the socket
     /// is drained (reads) or full (writes) until its next edge (epoll skips the syscall then).
-    pub(crate) fn transferred(&self, driver: &Rc<DriverCell>, fd: &SharedFd, n: usize, len: usize) {
-        if n > 0 && n < len {
+    pub(crate) fn transferred(
+        &mut self,
+        driver: &Rc<DriverCell>,
+        fd: &SharedFd,
+        n: usize,
+        len: usize,
+    ) {
+        self.drained = n > 0 && n < len;
+        if self.drained {
             driver.note_drained(fd, self.dir);
         }
     }
