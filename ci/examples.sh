@@ -7,17 +7,7 @@ cargo build --examples
 bin=target/debug/examples
 expected=$'starting coroutine\nentering event loop\nin coroutine\nclosing event loop'
 
-# wait_port LOG NAME PID: waits for a server to print "listening on 127.0.0.1:PORT" into LOG and
-# sets $port; fails (killing PID) if it does not within 5 seconds.
-wait_port() {
-    port=""
-    for _ in $(seq 1 50); do
-        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1")
-        [ -n "$port" ] && return 0
-        sleep 0.1
-    done
-    echo "$2 did not start:"; cat "$1"; kill "$3"; exit 1
-}
+source ci/lib.sh
 
 for backend in uring epoll; do
     echo "== hello on $backend"
