@@ -113,6 +113,14 @@ impl LoopInner {
         for id in ids.drain(..) {
             self.executor.schedule(id);
         }
+        drop(ids);
+        let mut jobs = Vec::new();
+        self.shared.take_jobs(&mut jobs);
+        for job in jobs {
+            // A panicking job (a `call_soon` closure) is reported by the panic hook and does not
+            // take the loop down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        }
     }
 }
 
@@ -156,6 +164,11 @@ pub(crate) fn defer_yield(waker: &Waker) -> bool {
         }
         None => false,
     }
+}
+
+/// The shared (cross-thread) part of the loop running on this thread.
+pub(crate) fn current_shared() -> Option<Arc<Shared>> {
+    current().map(|inner| inner.shared.clone())
 }
 
 pub(crate) fn current_driver() -> Option<Rc<DriverCell>> {
@@ -258,6 +271,11 @@ impl EventLoop {
         self.fallback_reason.as_deref()
     }
 
+    /// A handle to this loop that other threads can use to spawn onto it or run closures on it.
+    pub fn handle(&self) -> crate::LoopHandle {
+        crate::LoopHandle::new(self.inner.shared.clone())
+    }
+
     /// The loop's counters: ops, completions, syscalls, polls, spawns.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
@@ -313,6 +331,11 @@ impl EventLoop {
         }
         self.closed = true;
         let _enter = Enter::try_new(&self.inner);
+        // Work sent from other threads is refused from now on; what is queued is dropped, which
+        // resolves its `RemoteJoinHandle`s as cancelled.
+        for job in self.inner.shared.close_jobs() {
+            crate::executor::drop_contained(job);
+        }
         // Dropping the futures cancels their ops (on uring the data waits in the driver for its
         // CQE); a dropped future may wake or spawn, so clear twice.
         self.inner.executor.cancel_all();

@@ -59,8 +59,10 @@ mod driver;
 mod event_loop;
 mod executor;
 pub mod fs;
+mod handle;
 pub mod net;
 mod op;
+mod pool;
 mod stats;
 pub mod time;
 
@@ -68,4 +70,6 @@ pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
 pub use blocking::spawn_blocking;
 pub use event_loop::{Builder, EventLoop, current_stats, run, spawn};
 pub use executor::{JoinError, JoinHandle, ReturnWhen, gather, wait, yield_now};
+pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
+pub use pool::{LoopContext, LoopPool, PoolBuilder};
 pub use stats::Stats;

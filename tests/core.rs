@@ -453,57 +453,12 @@ fn a_bad_env_value_is_an_error_naming_the_accepted_values() {
     );
 }
 
-/// Installs a seccomp filter that makes io_uring_setup fail with EPERM, as Docker's default
-/// profile does, on this thread.
-fn deny_io_uring_setup() {
-    let filter = [
-        // A = syscall number
-        libc::sock_filter {
-            code: 0x20,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        // if A == io_uring_setup: next, else skip one
-        libc::sock_filter {
-            code: 0x15,
-            jt: 0,
-            jf: 1,
-            k: libc::SYS_io_uring_setup as u32,
-        },
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        },
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ALLOW,
-        },
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut _,
-    };
-    // SAFETY: plain prctl calls; `prog` points at a live filter for the duration of the call.
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog),
-            0
-        );
-    }
-}
-
 /// With io_uring denied, `auto` falls back to epoll and says why; a forced `uring` fails with the
 /// kernel's reason.
 #[test]
 fn auto_falls_back_to_epoll_when_io_uring_is_denied() {
     if in_child() {
-        deny_io_uring_setup();
+        common::deny_io_uring_setup();
         let mut lp = EventLoop::new().unwrap();
         assert_eq!(lp.backend(), Backend::Epoll);
         let why = lp.fallback_reason().expect("a fallback reason").to_owned();

@@ -6,10 +6,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::{fmt, io};
 
+/// A closure sent to a loop from any thread, run on the loop's thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
 /// The part of a loop other threads may touch. Owned by the loop and by every waker, so the
 /// eventfd stays open as long as anyone could write to it.
 pub(crate) struct Shared {
     remote: Mutex<Vec<u64>>,
+    /// Work sent from other threads (`LoopHandle`); `None` once the loop has closed.
+    jobs: Mutex<Option<Vec<Job>>>,
     has_remote: AtomicBool,
     sleeping: AtomicBool,
     eventfd: OwnedFd,
@@ -32,6 +37,7 @@ impl Shared {
         }
         Ok(Shared {
             remote: Mutex::new(Vec::new()),
+            jobs: Mutex::new(Some(Vec::new())),
             has_remote: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
@@ -49,6 +55,47 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(id);
+        self.notify();
+    }
+
+    /// Queues a job for the loop's thread and wakes the loop if it sleeps. Gives the job back if
+    /// the loop has closed (the caller drops it).
+    pub(crate) fn push_job(&self, job: Job) -> Result<(), Job> {
+        match &mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(jobs) => jobs.push(job),
+            None => return Err(job),
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// Moves the queued jobs into `out`.
+    pub(crate) fn take_jobs(&self, out: &mut Vec<Job>) {
+        if let Some(jobs) = &mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
+            out.append(jobs);
+        }
+    }
+
+    /// The loop is closing: refuse jobs from now on, and hand back the ones still queued (the
+    /// caller drops them outside the lock).
+    pub(crate) fn close_jobs(&self) -> Vec<Job> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
+
+    /// Whether the loop has closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    /// Something was queued: make the loop look at its queues, writing the eventfd if it sleeps.
+    fn notify(&self) {
         self.has_remote.store(true, Ordering::SeqCst);
         if self.sleeping.swap(false, Ordering::SeqCst) {
             let one: u64 = 1;

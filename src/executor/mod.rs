@@ -8,6 +8,7 @@ mod wait;
 pub(crate) mod waker;
 
 pub use join::{JoinError, JoinHandle};
+pub(crate) use task::drop_contained;
 pub use wait::{ReturnWhen, gather, wait, yield_now};
 
 use std::cell::{Cell, RefCell};

@@ -1,0 +1,378 @@
+//! Reaching a loop from any thread: `LoopHandle` (asyncio's `call_soon_threadsafe` and
+//! `run_coroutine_threadsafe`), `RemoteJoinHandle`, and `Shutdown`, a signal every loop can await.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use crate::driver::Shared;
+use crate::executor::JoinError;
+
+/// A handle to one event loop that any thread may hold and use: spawn work onto the loop, or run
+/// a closure there. `Clone + Send + Sync`.
+///
+/// Get one from [`EventLoop::handle`](crate::EventLoop::handle), [`current_handle`] inside a
+/// loop, or a [`LoopPool`](crate::LoopPool). Work sent after the loop closed is dropped: a
+/// `spawn` then resolves to a [`JoinError`] with [`is_cancelled`](JoinError::is_cancelled).
+///
+/// # Examples
+///
+/// ```
+/// let mut lp = ringloop::EventLoop::new().unwrap();
+/// let handle = lp.handle();
+/// let remote = std::thread::spawn(move || handle.spawn(async { 6 * 7 })).join().unwrap();
+/// assert_eq!(lp.run_until_complete(remote).unwrap(), 42);
+/// ```
+#[derive(Clone)]
+pub struct LoopHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for LoopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopHandle")
+            .field("closed", &self.shared.is_closed())
+            .finish()
+    }
+}
+
+impl LoopHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        LoopHandle { shared }
+    }
+
+    /// Runs `f` on the loop's thread at its next turn (asyncio's `call_soon_threadsafe`). Inside
+    /// `f`, [`crate::spawn`] spawns on that loop. If the loop has closed, `f` is dropped unrun. A
+    /// panic in `f` is reported by the panic hook and does not stop the loop.
+    pub fn call_soon(&self, f: impl FnOnce() + Send + 'static) {
+        if let Err(job) = self.shared.push_job(Box::new(f)) {
+            drop(job);
+        }
+    }
+
+    /// Spawns `fut` on the loop (asyncio's `run_coroutine_threadsafe`); the returned handle can be
+    /// awaited anywhere: on this loop, another loop, or another executor.
+    pub fn spawn<F>(&self, fut: F) -> RemoteJoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (completer, handle) = remote_pair();
+        let task = Remote {
+            fut: Box::pin(fut),
+            completer,
+        };
+        self.call_soon(move || {
+            crate::spawn(task);
+        });
+        handle
+    }
+
+    /// Makes a future on the loop's thread with `make` and spawns it there: the future need not be
+    /// `Send` (it may hold `Rc`s, streams of that loop), only `make` and the output must be.
+    pub fn spawn_with<C, Fut>(&self, make: C) -> RemoteJoinHandle<Fut::Output>
+    where
+        C: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let (completer, handle) = remote_pair();
+        self.call_soon(move || {
+            // If `make` panics, `completer` is dropped and the handle reports a cancellation; the
+            // panic hook has reported the panic.
+            let fut = make();
+            crate::spawn(Remote {
+                fut: Box::pin(fut),
+                completer,
+            });
+        });
+        handle
+    }
+
+    /// Whether the loop has closed (work sent to it is dropped).
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+}
+
+/// The [`LoopHandle`] of the loop running on this thread, or `None` outside a loop.
+///
+/// # Examples
+///
+/// ```
+/// ringloop::run(async {
+///     let handle = ringloop::current_handle().expect("inside a loop");
+///     let answer = handle.spawn(async { 1 + 1 }).await.unwrap();
+///     assert_eq!(answer, 2);
+/// });
+/// ```
+pub fn current_handle() -> Option<LoopHandle> {
+    crate::event_loop::current_shared().map(LoopHandle::new)
+}
+
+struct RemoteState<T> {
+    result: Option<Result<T, JoinError>>,
+    finished: bool,
+    taken: bool,
+    aborted: bool,
+    /// Whoever awaits the `RemoteJoinHandle`.
+    join_waker: Option<Waker>,
+    /// The task on the loop, to wake it when aborted.
+    task_waker: Option<Waker>,
+}
+
+type SharedState<T> = Arc<Mutex<RemoteState<T>>>;
+
+fn lock<T>(s: &SharedState<T>) -> MutexGuard<'_, RemoteState<T>> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn remote_pair<T>() -> (Completer<T>, RemoteJoinHandle<T>) {
+    let state = Arc::new(Mutex::new(RemoteState {
+        result: None,
+        finished: false,
+        taken: false,
+        aborted: false,
+        join_waker: None,
+        task_waker: None,
+    }));
+    (
+        Completer {
+            state: Some(state.clone()),
+        },
+        RemoteJoinHandle { state },
+    )
+}
+
+/// The loop side's promise to deliver a result; dropped unfulfilled, it delivers a cancellation.
+struct Completer<T> {
+    state: Option<SharedState<T>>,
+}
+
+impl<T> Completer<T> {
+    fn complete(&mut self, result: Result<T, JoinError>) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let waker = {
+            let mut s = lock(&state);
+            s.result = Some(result);
+            s.finished = true;
+            s.task_waker = None;
+            s.join_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Drop for Completer<T> {
+    fn drop(&mut self) {
+        self.complete(Err(JoinError::cancelled()));
+    }
+}
+
+/// The task spawned on the target loop: runs the future, catching its panic, and delivers.
+struct Remote<F: Future> {
+    fut: Pin<Box<F>>,
+    completer: Completer<F::Output>,
+}
+
+impl<F: Future> Future for Remote<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(state) = &this.completer.state else {
+            return Poll::Ready(());
+        };
+        {
+            let mut s = lock(state);
+            if s.aborted {
+                drop(s);
+                this.completer.complete(Err(JoinError::cancelled()));
+                return Poll::Ready(());
+            }
+            if !s
+                .task_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                s.task_waker = Some(cx.waker().clone());
+            }
+        }
+        match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => {
+                this.completer.complete(Ok(v));
+                Poll::Ready(())
+            }
+            Err(payload) => {
+                this.completer.complete(Err(JoinError::panic(payload)));
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+/// The output of a future spawned through a [`LoopHandle`]: a `Send` future that any executor
+/// may await, giving `Ok(output)`, or a [`JoinError`] if the future panicked, was aborted, or its
+/// loop closed before it finished.
+pub struct RemoteJoinHandle<T> {
+    state: SharedState<T>,
+}
+
+impl<T> RemoteJoinHandle<T> {
+    /// Cancels the task: it is dropped on its loop at the loop's next turn (if it has not finished)
+    /// and the handle gives a [`JoinError`] with [`is_cancelled`](JoinError::is_cancelled).
+    pub fn abort(&self) {
+        let waker = {
+            let mut s = lock(&self.state);
+            if s.finished {
+                return;
+            }
+            s.aborted = true;
+            s.task_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether the task has finished (returned, panicked, was aborted, or its loop closed).
+    pub fn is_finished(&self) -> bool {
+        lock(&self.state).finished
+    }
+}
+
+impl<T> Future for RemoteJoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    /// # Panics
+    ///
+    /// Panics if polled again after it returned the output.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = lock(&self.state);
+        if let Some(result) = s.result.take() {
+            s.taken = true;
+            return Poll::Ready(result);
+        }
+        assert!(
+            !s.taken,
+            "a ringloop RemoteJoinHandle was polled after returning its output"
+        );
+        if !s
+            .join_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            s.join_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for RemoteJoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteJoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+struct ShutdownInner {
+    triggered: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+/// A one-way signal to stop, shared by any number of threads and loops: [`trigger`] it once,
+/// and every [`triggered`] future completes. `Clone + Send + Sync`; clones share the signal.
+///
+/// [`trigger`]: Shutdown::trigger
+/// [`triggered`]: Shutdown::triggered
+///
+/// # Examples
+///
+/// ```
+/// let shutdown = ringloop::Shutdown::new();
+/// let s = shutdown.clone();
+/// std::thread::spawn(move || s.trigger());
+/// ringloop::run(shutdown.triggered());
+/// assert!(shutdown.is_triggered());
+/// ```
+#[derive(Clone)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .finish()
+    }
+}
+
+impl Shutdown {
+    /// A new signal, not triggered.
+    pub fn new() -> Shutdown {
+        Shutdown {
+            inner: Arc::new(ShutdownInner {
+                triggered: AtomicBool::new(false),
+                wakers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Triggers the signal (later calls do nothing) and wakes everything awaiting it.
+    pub fn trigger(&self) {
+        if self.inner.triggered.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let wakers = std::mem::take(&mut *self.wakers());
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Whether [`trigger`](Shutdown::trigger) was called.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// Completes once the signal is triggered (at once if it already is). `Send`: await it on
+    /// any loop or executor.
+    pub fn triggered(&self) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        std::future::poll_fn(move |cx| {
+            if inner.triggered.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            let mut wakers = inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            // Checked again under the lock: `trigger` sets the flag before taking the lock.
+            if inner.triggered.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    fn wakers(&self) -> MutexGuard<'_, Vec<Waker>> {
+        self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
