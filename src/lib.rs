@@ -63,6 +63,7 @@ mod handle;
 pub mod net;
 mod op;
 mod pool;
+pub mod signal;
 mod stats;
 pub mod time;
 

@@ -84,6 +84,7 @@ pub struct PoolBuilder {
     backend: Option<Backend>,
     entries: u32,
     thread_name: String,
+    shutdown_on_signals: bool,
 }
 
 impl Default for PoolBuilder {
@@ -94,6 +95,7 @@ impl Default for PoolBuilder {
             backend: None,
             entries: DEFAULT_ENTRIES,
             thread_name: "ringloop".to_owned(),
+            shutdown_on_signals: false,
         }
     }
 }
@@ -129,6 +131,15 @@ impl PoolBuilder {
         self
     }
 
+    /// SIGINT and SIGTERM trigger the pool's shutdown signal (default false). The first one also
+    /// restores both signals' default actions, so a second Ctrl-C kills the process as usual.
+    /// The listeners are in place when [`start`](PoolBuilder::start) returns and go when loop 0
+    /// closes.
+    pub fn shutdown_on_signals(mut self, on: bool) -> Self {
+        self.shutdown_on_signals = on;
+        self
+    }
+
     /// Builds every loop, each on its own thread, then runs `f(context)` on each.
     ///
     /// Every loop is built before this returns; a loop's future starts only once all are built,
@@ -158,6 +169,11 @@ impl PoolBuilder {
         };
         let f = Arc::new(f);
         let shutdown = Shutdown::new();
+        let on_signals = if self.shutdown_on_signals {
+            Some(crate::signal::shutdown_on(shutdown.clone())?)
+        } else {
+            None
+        };
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<LoopHandle>)>();
         let mut go = Vec::with_capacity(self.threads);
         let mut threads = Vec::with_capacity(self.threads);
@@ -244,6 +260,10 @@ impl PoolBuilder {
             .map(|h| h.expect("every loop reported"))
             .collect();
         let all = Arc::new(handles.clone());
+        if let Some(make) = on_signals {
+            // Queued before loop 0 starts its future: it runs at loop 0's first turn.
+            drop(handles[0].spawn_with(make));
+        }
         for tx in &go {
             let _ = tx.send(Some(all.clone()));
         }

@@ -1,0 +1,427 @@
+//! Unix signals on the loop: `ctrl_c()`, `signal(kind)` and `Signals::recv`.
+//!
+//! One process-wide `sigaction` handler per signal number, installed while anyone listens to it.
+//! The handler does only async-signal-safe work: it walks a fixed table of listener slots and
+//! adds 1 to the eventfd of each slot listening to that signal. A `Signals` waits for its
+//! eventfd like for any other fd (a poll in the ring on io_uring, the fd's registration on
+//! epoll), so every loop on every thread can listen at once, and blocking-pool threads need no
+//! signal mask (no `signalfd`).
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::task::{Context, Poll, ready};
+
+use crate::driver::fd::SharedFd;
+use crate::driver::op::Interest;
+use crate::op::poll::ReadyWait;
+
+/// How many `Signals` may exist at once in the process.
+const SLOTS: usize = 256;
+
+/// One listener's place in the table the handler reads.
+struct Slot {
+    /// The signal listened to; 0 when free.
+    signum: AtomicI32,
+    /// The slot's eventfd (created on first use, never closed); -1 before.
+    fd: AtomicI32,
+    /// Handlers running over this slot right now.
+    busy: AtomicU32,
+    taken: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE: Slot = Slot {
+    signum: AtomicI32::new(0),
+    fd: AtomicI32::new(-1),
+    busy: AtomicU32::new(0),
+    taken: AtomicBool::new(false),
+};
+
+static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
+
+/// Per signal number: listeners, and the disposition to restore when the last one goes.
+struct Installed {
+    listeners: usize,
+    previous: libc::sigaction,
+}
+
+static INSTALLED: Mutex<Vec<Option<Installed>>> = Mutex::new(Vec::new());
+
+/// Per signal number: restore the default action after the next delivery (a pool's
+/// `shutdown_on_signals`: the second Ctrl-C kills).
+static ONE_SHOT: [AtomicBool; 65] = [const { AtomicBool::new(false) }; 65];
+
+extern "C" fn handler(sig: libc::c_int) {
+    // SAFETY: errno is thread-local; saved and restored so the interrupted code sees its own.
+    let errno = unsafe { *libc::__errno_location() };
+    for slot in &TABLE {
+        slot.busy.fetch_add(1, Ordering::SeqCst);
+        if slot.signum.load(Ordering::SeqCst) == sig {
+            let fd = slot.fd.load(Ordering::SeqCst);
+            let one: u64 = 1;
+            // SAFETY: write(2) is async-signal-safe; the slot's eventfd is never closed, and
+            // `one` is a live u64. EAGAIN (a saturated counter) still leaves it readable.
+            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        }
+        slot.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+    if (sig as usize) < ONE_SHOT.len() && ONE_SHOT[sig as usize].swap(false, Ordering::SeqCst) {
+        // SAFETY: signal(2) with SIG_DFL takes no pointers; sigaction-family calls are
+        // async-signal-safe.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// A kind of signal to listen for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SignalKind(i32);
+
+impl SignalKind {
+    /// `SIGINT` (Ctrl-C).
+    pub fn interrupt() -> Self {
+        SignalKind(libc::SIGINT)
+    }
+    /// `SIGTERM`.
+    pub fn terminate() -> Self {
+        SignalKind(libc::SIGTERM)
+    }
+    /// `SIGHUP`.
+    pub fn hangup() -> Self {
+        SignalKind(libc::SIGHUP)
+    }
+    /// `SIGUSR1`.
+    pub fn user_defined1() -> Self {
+        SignalKind(libc::SIGUSR1)
+    }
+    /// `SIGUSR2`.
+    pub fn user_defined2() -> Self {
+        SignalKind(libc::SIGUSR2)
+    }
+    /// Any signal number; [`signal`] refuses those that cannot or must not be caught.
+    pub fn from_raw(signum: i32) -> Self {
+        SignalKind(signum)
+    }
+    /// The signal number.
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+}
+
+fn refuse(kind: SignalKind) -> Option<&'static str> {
+    match kind.0 {
+        libc::SIGKILL => Some("SIGKILL cannot be caught"),
+        libc::SIGSTOP => Some("SIGSTOP cannot be caught"),
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL => Some(
+            "SIGSEGV, SIGBUS, SIGFPE and SIGILL report faults of the thread that raised them; a \
+             handler that returns would re-run the faulting instruction",
+        ),
+        n if n < 1 || n > libc::SIGRTMAX() => Some("not a signal number"),
+        _ => None,
+    }
+}
+
+/// A claimed slot in the table, listening to one signal. `Send`; releasing it waits for handlers
+/// still writing to its eventfd.
+struct Registration {
+    index: usize,
+    signum: i32,
+}
+
+impl Registration {
+    fn new(kind: SignalKind) -> io::Result<Registration> {
+        if let Some(why) = refuse(kind) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot listen for signal {}: {why}", kind.0),
+            ));
+        }
+        let index = TABLE
+            .iter()
+            .position(|s| {
+                s.taken
+                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            })
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "more than {SLOTS} signal listeners at once; drop some Signals first"
+                ))
+            })?;
+        let slot = &TABLE[index];
+        if slot.fd.load(Ordering::SeqCst) < 0 {
+            // SAFETY: eventfd takes no pointers; a negative return is an error.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if fd < 0 {
+                slot.taken.store(false, Ordering::SeqCst);
+                return Err(io::Error::last_os_error());
+            }
+            slot.fd.store(fd, Ordering::SeqCst);
+        }
+        drain(slot.fd.load(Ordering::SeqCst));
+        if let Err(e) = install(kind.0) {
+            slot.taken.store(false, Ordering::SeqCst);
+            return Err(e);
+        }
+        slot.signum.store(kind.0, Ordering::SeqCst);
+        Ok(Registration {
+            index,
+            signum: kind.0,
+        })
+    }
+
+    fn fd(&self) -> i32 {
+        TABLE[self.index].fd.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let slot = &TABLE[self.index];
+        slot.signum.store(0, Ordering::SeqCst);
+        // A handler that saw our signal number may still be writing: wait for it.
+        while slot.busy.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+        drain(slot.fd.load(Ordering::SeqCst));
+        slot.taken.store(false, Ordering::SeqCst);
+        uninstall(self.signum);
+    }
+}
+
+fn drain(fd: i32) {
+    let mut buf = 0u64;
+    // SAFETY: reads at most 8 bytes into a live u64 from a nonblocking eventfd.
+    unsafe { libc::read(fd, (&mut buf as *mut u64).cast(), 8) };
+}
+
+fn installed() -> std::sync::MutexGuard<'static, Vec<Option<Installed>>> {
+    INSTALLED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Installs the handler for `signum` if this is its first listener.
+fn install(signum: i32) -> io::Result<()> {
+    let mut table = installed();
+    let i = signum as usize;
+    if table.len() <= i {
+        table.resize_with(i + 1, || None);
+    }
+    if let Some(entry) = &mut table[i] {
+        entry.listeners += 1;
+        return Ok(());
+    }
+    // SAFETY: all-zero sigaction structs are valid; sigaction reads `new` and writes `previous`.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = handler as *const () as libc::sighandler_t;
+    new.sa_flags = libc::SA_RESTART;
+    // SAFETY: `sa_mask` is a live sigset_t.
+    unsafe { libc::sigemptyset(&mut new.sa_mask) };
+    // SAFETY: as above.
+    let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both structs are live for the call.
+    if unsafe { libc::sigaction(signum, &new, &mut previous) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    table[i] = Some(Installed {
+        listeners: 1,
+        previous,
+    });
+    Ok(())
+}
+
+/// Restores `signum`'s previous disposition when its last listener goes.
+fn uninstall(signum: i32) {
+    let mut table = installed();
+    let Some(Some(entry)) = table.get_mut(signum as usize) else {
+        return;
+    };
+    entry.listeners -= 1;
+    if entry.listeners == 0 {
+        let previous = entry.previous;
+        table[signum as usize] = None;
+        // Put the previous disposition back only if ours is still in place: if it was changed
+        // since (by the pool's second-signal rule, or by the program), that change stands.
+        // SAFETY: an all-zero sigaction is valid; sigaction only writes it.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only queries; `current` is live.
+        let ok = unsafe { libc::sigaction(signum, std::ptr::null(), &mut current) } == 0;
+        if ok && current.sa_sigaction == handler as *const () as libc::sighandler_t {
+            // SAFETY: `previous` is the disposition sigaction gave us at install.
+            unsafe { libc::sigaction(signum, &previous, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Makes the next delivery of `signum` restore its default action (a second one then takes the
+/// default action: a second Ctrl-C kills), or stops doing so.
+fn restore_default_after_next(signum: i32, on: bool) {
+    if let Some(flag) = ONE_SHOT.get(signum as usize) {
+        flag.store(on, Ordering::SeqCst);
+    }
+}
+
+/// A pool's `shutdown_on_signals`: listeners for SIGINT and SIGTERM made now (so a signal right
+/// after the pool starts counts), and a task to run on one of its loops that triggers `shutdown`
+/// at the first of them. The first delivery also restores both signals' default actions, so a
+/// second Ctrl-C kills the process.
+pub(crate) fn shutdown_on(
+    shutdown: crate::Shutdown,
+) -> io::Result<impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send> {
+    let int = Registration::new(SignalKind::interrupt())?;
+    let term = Registration::new(SignalKind::terminate())?;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        restore_default_after_next(sig, true);
+    }
+    Ok(
+        move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+            Box::pin(async move {
+                let (mut int, mut term) = (
+                    Signals::from_registration(int),
+                    Signals::from_registration(term),
+                );
+                let stop = shutdown.triggered();
+                let mut stop = std::pin::pin!(stop);
+                let signalled = poll_fn(|cx| {
+                    if stop.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(false);
+                    }
+                    if int.poll_recv(cx).is_ready() || term.poll_recv(cx).is_ready() {
+                        return Poll::Ready(true);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                if signalled {
+                    // The handler restored the default action of the signal that came; do the same
+                    // for the other, so any second SIGINT or SIGTERM ends the process.
+                    for sig in [libc::SIGINT, libc::SIGTERM] {
+                        restore_default_after_next(sig, false);
+                        // SAFETY: signal(2) with SIG_DFL takes no pointers.
+                        unsafe { libc::signal(sig, libc::SIG_DFL) };
+                    }
+                    shutdown.trigger();
+                } else {
+                    for sig in [libc::SIGINT, libc::SIGTERM] {
+                        restore_default_after_next(sig, false);
+                    }
+                }
+            })
+        },
+    )
+}
+
+/// A listener for one kind of signal: [`recv`](Signals::recv) completes once per delivery made
+/// after it was created (several deliveries before a `recv` may coalesce into one).
+///
+/// Await it on a ringloop loop, on either backend. Several `Signals` for one signal, on any loops
+/// and threads, each see every delivery. While any `Signals` for a signal exists, the process no
+/// longer takes that signal's default action (a SIGINT no longer kills it); when the last one is
+/// dropped, the previous disposition comes back.
+pub struct Signals {
+    registration: Registration,
+    /// A duplicate of the slot's eventfd, waited on by the loop.
+    fd: Option<SharedFd>,
+    wait: ReadyWait,
+}
+
+impl fmt::Debug for Signals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signals")
+            .field("signal", &self.registration.signum)
+            .finish()
+    }
+}
+
+/// Listens for `kind` from now on.
+///
+/// # Errors
+///
+/// `InvalidInput` for `SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL` and numbers
+/// that are no signal (the message says which and why); an error if more than 256 listeners exist
+/// at once, or if the eventfd or `sigaction` fails.
+///
+/// # Examples
+///
+/// ```
+/// use ringloop::signal::{SignalKind, signal};
+/// ringloop::run(async {
+///     let mut usr1 = signal(SignalKind::user_defined1()).unwrap();
+///     // Deliver one to ourselves.
+///     let pid = std::process::id().to_string();
+///     std::process::Command::new("kill").args(["-USR1", &pid]).status().unwrap();
+///     assert_eq!(usr1.recv().await, Some(()));
+/// });
+/// ```
+pub fn signal(kind: SignalKind) -> io::Result<Signals> {
+    Ok(Signals::from_registration(Registration::new(kind)?))
+}
+
+/// Completes at the next `SIGINT` (Ctrl-C) delivered after the call.
+///
+/// # Errors
+///
+/// As [`signal`].
+pub async fn ctrl_c() -> io::Result<()> {
+    let mut s = signal(SignalKind::interrupt())?;
+    s.recv().await;
+    Ok(())
+}
+
+impl Signals {
+    fn from_registration(registration: Registration) -> Signals {
+        Signals {
+            registration,
+            fd: None,
+            wait: ReadyWait::new(Interest::Read),
+        }
+    }
+
+    /// Waits for the next delivery. `None` if the listener can no longer receive (its eventfd
+    /// failed, or it is polled outside a loop).
+    pub async fn recv(&mut self) -> Option<()> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// `recv` for a caller that polls.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        let driver = match crate::event_loop::current_driver() {
+            Some(d) => d,
+            None => return Poll::Ready(None),
+        };
+        if self.fd.is_none() {
+            // SAFETY: dup takes no pointers; the slot's eventfd stays open while we hold the slot.
+            let dup = unsafe { libc::fcntl(self.registration.fd(), libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                return Poll::Ready(None);
+            }
+            // SAFETY: `dup` is a new fd nobody else owns.
+            self.fd = Some(SharedFd::new(unsafe { OwnedFd::from_raw_fd(dup) }));
+        }
+        let fd = self.fd.as_ref().expect("set just above");
+        loop {
+            if ready!(self.wait.poll_ready(&driver, fd, cx)).is_err() {
+                return Poll::Ready(None);
+            }
+            let mut count = 0u64;
+            // SAFETY: reads 8 bytes into a live u64 from a nonblocking eventfd.
+            let n = unsafe { libc::read(fd.raw(), (&mut count as *mut u64).cast(), 8) };
+            if n == 8 {
+                return Poll::Ready(Some(()));
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {
+                    if ready!(self.wait.poll_begin(&driver, fd, cx)).is_err() {
+                        return Poll::Ready(None);
+                    }
+                }
+                _ => return Poll::Ready(None),
+            }
+        }
+    }
+}

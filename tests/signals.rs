@@ -1,0 +1,223 @@
+//! Signals on both backends: listeners on several loops, deliveries before `recv`, `ctrl_c`, a
+//! pool that shuts down on SIGTERM, refused signals, and the echo example's graceful exit. Every
+//! test that sends a signal runs alone in a child process, so no other test sees it.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ringloop::signal::{SignalKind, ctrl_c, signal};
+use ringloop::{Backend, LoopPool};
+
+/// Sends `sig` (a name for kill(1), like "USR1") to this process.
+fn raise(sig: &str) {
+    let pid = std::process::id().to_string();
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn in_child_or_run(name: &str) -> bool {
+    if common::in_child() {
+        return true;
+    }
+    common::run_in_child(name, &[]);
+    false
+}
+
+fn usr1_wakes_listeners_on_two_loops(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    let ready = Arc::new(AtomicUsize::new(0));
+    let r = ready.clone();
+    let pool = LoopPool::builder()
+        .threads(2)
+        .backend(backend)
+        .start(move |_| {
+            let r = r.clone();
+            async move {
+                let mut usr1 = signal(SignalKind::user_defined1()).unwrap();
+                r.fetch_add(1, Ordering::SeqCst);
+                usr1.recv().await
+            }
+        })
+        .unwrap();
+    while ready.load(Ordering::SeqCst) < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    raise("USR1");
+    for out in pool.join() {
+        assert_eq!(out.unwrap(), Some(()));
+    }
+}
+
+fn a_delivery_before_recv_is_seen(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    let mut lp = common::new_loop(backend);
+    lp.run_until_complete(async {
+        let mut usr2 = signal(SignalKind::user_defined2()).unwrap();
+        raise("USR2");
+        std::thread::sleep(Duration::from_millis(20));
+        let got = ringloop::time::timeout(Duration::from_secs(5), usr2.recv()).await;
+        assert_eq!(got.expect("the delivery before recv was lost"), Some(()));
+    });
+}
+
+fn ctrl_c_returns_on_sigint(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    // If ctrl_c did not catch it, SIGINT would kill this child and the parent test would fail.
+    let mut lp = common::new_loop(backend);
+    lp.run_until_complete(async {
+        let sender = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            raise("INT");
+        });
+        ctrl_c().await.unwrap();
+        sender.join().unwrap();
+    });
+}
+
+fn a_pool_shuts_down_on_sigterm(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    let pool = LoopPool::builder()
+        .threads(2)
+        .backend(backend)
+        .shutdown_on_signals(true)
+        .start(|cx| async move {
+            cx.shutdown().triggered().await;
+            cx.index()
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    raise("TERM");
+    let outs: Vec<usize> = pool.join().into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(outs, [0, 1]);
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod uring { $( #[test] fn $name() {
+            super::$name(ringloop::Backend::Uring, concat!("uring::", stringify!($name)))
+        } )* }
+        mod epoll { $( #[test] fn $name() {
+            super::$name(ringloop::Backend::Epoll, concat!("epoll::", stringify!($name)))
+        } )* }
+    };
+}
+
+both!(
+    usr1_wakes_listeners_on_two_loops,
+    a_delivery_before_recv_is_seen,
+    ctrl_c_returns_on_sigint,
+    a_pool_shuts_down_on_sigterm
+);
+
+#[test]
+fn signals_that_cannot_or_must_not_be_caught_are_refused() {
+    for (sig, name) in [
+        (9, "SIGKILL"),
+        (19, "SIGSTOP"),
+        (11, "SIGSEGV"),
+        (7, "SIGBUS"),
+        (8, "SIGFPE"),
+        (4, "SIGILL"),
+    ] {
+        let err = signal(SignalKind::from_raw(sig)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains(name), "{err}");
+    }
+    for bad in [0, -1, 1000] {
+        let err = signal(SignalKind::from_raw(bad)).unwrap_err();
+        assert!(err.to_string().contains("not a signal number"), "{err}");
+    }
+}
+
+/// `echo --threads 2` with open connections exits 0 soon after SIGTERM (it gives them 0.8 s), on both
+/// backends.
+#[test]
+fn the_echo_example_stops_gracefully_on_sigterm() {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/signals-HASH -> target/debug/examples/echo
+    let echo = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/echo");
+    if !echo.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "echo"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for backend in ["uring", "epoll"] {
+        let mut child = Command::new(&echo)
+            .args(["127.0.0.1:0", "--threads", "2"])
+            .env("RINGLOOP_BACKEND", backend)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        let port: u16 = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("echo printed {line:?}"));
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            std::io::Write::write_all(&mut c, b"ping").unwrap();
+            let mut back = [0u8; 4];
+            std::io::Read::read_exact(&mut c, &mut back).unwrap();
+            assert_eq!(&back, b"ping");
+            open.push(c); // left open: the server must not wait for them forever
+        }
+        let start = Instant::now();
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = child.wait().unwrap();
+        let took = start.elapsed();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(status.success(), "{backend}: echo exited with {status}");
+        // The grace period is 0.8 s; the bound here is loose so a loaded machine cannot fail it.
+        assert!(
+            took < Duration::from_secs(3),
+            "{backend}: echo took {took:?} to stop"
+        );
+        let served: usize = out
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("loop ")?
+                    .split(' ')
+                    .nth(2)?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        assert_eq!(served, 4, "{backend}: echo printed {out:?}");
+    }
+}
