@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, Backend, Choice};
+use crate::context::{Enter, LoopInner, current};
 use crate::driver::{DriverCell, Shared};
 use crate::executor::waker::{MAIN_ID, TaskWaker};
 use crate::executor::{Executor, JoinHandle, POLLS_PER_TURN};
@@ -18,26 +19,6 @@ use crate::time::TimerStore;
 
 /// The default ring size (and epoll event batch).
 const DEFAULT_ENTRIES: u32 = 256;
-
-thread_local! {
-    static CURRENT: RefCell<Option<Rc<LoopInner>>> = const { RefCell::new(None) };
-}
-
-/// Everything a running loop's futures reach through the thread-local context.
-pub(crate) struct LoopInner {
-    executor: Executor,
-    timers: Rc<RefCell<TimerStore>>,
-    driver: Rc<DriverCell>,
-    shared: Arc<Shared>,
-    counters: Rc<Counters>,
-    scratch_wakers: RefCell<Vec<Waker>>,
-    scratch_ids: RefCell<Vec<u64>>,
-    /// Task polls since the loop last polled for I/O.
-    polls_since_io: Cell<usize>,
-    /// Wakers of futures that called `yield_now`: woken after the next look at I/O, timers and
-    /// wakes from other threads, never within the same batch of task polls.
-    yielded: RefCell<Vec<Waker>>,
-}
 
 impl LoopInner {
     fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
@@ -121,103 +102,6 @@ impl LoopInner {
             // take the loop down.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         }
-    }
-}
-
-fn current() -> Option<Rc<LoopInner>> {
-    CURRENT
-        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
-        .ok()
-        .flatten()
-}
-
-/// Queues task `id` on the running loop if it is the loop `shared` belongs to; false otherwise
-/// (the caller then goes through the remote queue).
-pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64) -> bool {
-    CURRENT
-        .try_with(|c| match c.try_borrow() {
-            Ok(cur) => match &*cur {
-                Some(inner) if Arc::ptr_eq(&inner.shared, shared) => {
-                    inner.executor.schedule(id);
-                    true
-                }
-                _ => false,
-            },
-            Err(_) => false,
-        })
-        .unwrap_or(false)
-}
-
-/// Whether the running loop has no task (nor main future) waiting to be polled besides the one
-/// being polled now.
-pub(crate) fn nothing_else_ready() -> bool {
-    current().is_some_and(|l| !l.executor.has_work())
-}
-
-/// Parks `waker` until the running loop has next looked at I/O, timers and wakes from other
-/// threads (`yield_now`). False outside a loop: the caller then wakes it at once.
-pub(crate) fn defer_yield(waker: &Waker) -> bool {
-    match current() {
-        Some(inner) => {
-            inner.yielded.borrow_mut().push(waker.clone());
-            true
-        }
-        None => false,
-    }
-}
-
-/// The shared (cross-thread) part of the loop running on this thread.
-pub(crate) fn current_shared() -> Option<Arc<Shared>> {
-    current().map(|inner| inner.shared.clone())
-}
-
-pub(crate) fn current_driver() -> Option<Rc<DriverCell>> {
-    current().map(|inner| inner.driver.clone())
-}
-
-pub(crate) fn current_timers() -> Option<Rc<RefCell<TimerStore>>> {
-    current().map(|inner| inner.timers.clone())
-}
-
-/// Marks a loop as running on this thread for as long as it lives.
-struct Enter;
-
-impl Enter {
-    fn new(inner: &Rc<LoopInner>) -> Enter {
-        CURRENT.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.is_some() {
-                drop(c);
-                panic!(
-                    "ringloop: cannot run an event loop: an event loop is already running on this \
-                     thread (nested run_until_complete or run). Spawn the future with \
-                     ringloop::spawn and await its JoinHandle instead"
-                );
-            }
-            *c = Some(inner.clone());
-        });
-        Enter
-    }
-
-    /// Like `new`, but if another loop is running just returns `None`.
-    fn try_new(inner: &Rc<LoopInner>) -> Option<Enter> {
-        CURRENT
-            .try_with(|c| {
-                let mut c = c.try_borrow_mut().ok()?;
-                if c.is_some() {
-                    return None;
-                }
-                *c = Some(inner.clone());
-                Some(Enter)
-            })
-            .ok()
-            .flatten()
-    }
-}
-
-impl Drop for Enter {
-    fn drop(&mut self) {
-        let _ = CURRENT.try_with(|c| *c.borrow_mut() = None);
     }
 }
 

@@ -111,7 +111,7 @@ impl LoopHandle {
 /// });
 /// ```
 pub fn current_handle() -> Option<LoopHandle> {
-    crate::event_loop::current_shared().map(LoopHandle::new)
+    crate::context::current_shared().map(LoopHandle::new)
 }
 
 struct RemoteState<T> {

@@ -55,6 +55,7 @@ mod backend;
 mod blocking;
 pub mod buf;
 pub mod compat;
+mod context;
 mod driver;
 mod event_loop;
 mod executor;

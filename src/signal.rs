@@ -389,7 +389,7 @@ impl Signals {
 
     /// `recv` for a caller that polls.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<()>> {
-        let driver = match crate::event_loop::current_driver() {
+        let driver = match crate::context::current_driver() {
             Some(d) => d,
             None => return Poll::Ready(None),
         };

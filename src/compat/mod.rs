@@ -136,7 +136,7 @@ fn outside_loop() -> io::Error {
 }
 
 fn current_driver() -> io::Result<Rc<DriverCell>> {
-    crate::event_loop::current_driver().ok_or_else(outside_loop)
+    crate::context::current_driver().ok_or_else(outside_loop)
 }
 
 impl<S: PollStream> PollIo<S> {

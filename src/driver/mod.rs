@@ -146,7 +146,7 @@ impl DriverCell {
                     Slot::Idle
                         if op.data.as_ref().is_some_and(|d| d.inline_first())
                             && u.no_ops()
-                            && crate::event_loop::nothing_else_ready()
+                            && crate::context::nothing_else_ready()
                             && crate::executor::coop::proceed() =>
                     {
                         // This op would make the ring trip alone: try its nonblocking syscall

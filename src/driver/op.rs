@@ -165,7 +165,7 @@ impl<T: Operation> Future for Op<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
         if this.driver.is_none() {
-            match crate::event_loop::current_driver() {
+            match crate::context::current_driver() {
                 Some(d) => this.driver = Some(d),
                 None => {
                     return Poll::Ready(this.core.finish(Err(io::Error::other(
@@ -252,7 +252,7 @@ impl<T: Operation + Send> Future for FileOp<T> {
         let this = self.get_mut();
         match &mut this.state {
             FileState::Start(data) => {
-                let driver = crate::event_loop::current_driver();
+                let driver = crate::context::current_driver();
                 if let Some(d) = &driver
                     && d.try_files_inline()
                 {

@@ -45,7 +45,7 @@ impl Wake for TaskWaker {
         if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
-        if !crate::event_loop::schedule_local(&self.shared, self.id) {
+        if !crate::context::schedule_local(&self.shared, self.id) {
             self.shared.push_remote(self.id);
         }
     }

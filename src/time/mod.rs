@@ -101,7 +101,7 @@ impl Future for Sleep {
         {
             return Poll::Pending;
         }
-        let store = crate::event_loop::current_timers().unwrap_or_else(|| {
+        let store = crate::context::current_timers().unwrap_or_else(|| {
             panic!(
                 "a ringloop timer was polled outside a running event loop: await it inside \
                  EventLoop::run_until_complete or ringloop::run"
