@@ -124,31 +124,41 @@ fn a_shared_port_accepts_and_echoes_1000_connections(backend: Backend) {
         .local_addr()
         .unwrap()
         .port();
+    let bound = Arc::new(AtomicUsize::new(0));
+    let b = bound.clone();
     let pool = LoopPool::builder()
         .threads(2)
         .backend(backend)
-        .start(move |cx| async move {
-            let listener = TcpListener::builder()
-                .reuse_port(true)
-                .bind(("127.0.0.1", port))
-                .unwrap();
-            let stop = cx.shutdown();
-            let served = Rc::new(Cell::new(0usize));
-            while let Some(res) = until(&stop, listener.accept()).await {
-                let (s, _) = res.unwrap();
-                let served = served.clone();
-                ringloop::spawn(async move {
-                    let (res, buf) = s.read(Vec::with_capacity(64)).await;
-                    if res.unwrap_or(0) > 0 {
-                        let (res, _) = s.write_all(buf).await;
-                        res.unwrap();
-                    }
-                    served.set(served.get() + 1);
-                });
+        .start(move |cx| {
+            let bound = b.clone();
+            async move {
+                let listener = TcpListener::builder()
+                    .reuse_port(true)
+                    .bind(("127.0.0.1", port))
+                    .unwrap();
+                bound.fetch_add(1, Ordering::SeqCst);
+                let stop = cx.shutdown();
+                let served = Rc::new(Cell::new(0usize));
+                while let Some(res) = until(&stop, listener.accept()).await {
+                    let (s, _) = res.unwrap();
+                    let served = served.clone();
+                    ringloop::spawn(async move {
+                        let (res, buf) = s.read(Vec::with_capacity(64)).await;
+                        if res.unwrap_or(0) > 0 {
+                            let (res, _) = s.write_all(buf).await;
+                            res.unwrap();
+                        }
+                        served.set(served.get() + 1);
+                    });
+                }
+                served.get()
             }
-            served.get()
         })
         .unwrap();
+    // Both loops listen before any client connects.
+    while bound.load(Ordering::SeqCst) < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // Clients on plain threads, 250 connections each.
     let clients: Vec<_> = (0..4)
         .map(|t| {
