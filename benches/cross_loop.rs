@@ -138,7 +138,9 @@ fn relay(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 near.time(iters, async || {
                     let back = to_near.clone();
-                    to_far.spawn(async move { back.spawn(async {}).await }).await
+                    to_far
+                        .spawn(async move { back.spawn(async {}).await })
+                        .await
                 })
             })
         });
