@@ -14,7 +14,10 @@ bins=$(cargo test --no-run --message-format=json 2>/dev/null \
     | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -E '/core-[0-9a-f]+$')
 [ -n "$bins" ] || { echo "valgrind.sh: no test binaries found"; exit 1; }
 
-vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+# --fair-sched=yes: valgrind runs one thread at a time, and by default a thread that makes
+# non-blocking syscalls in a loop (a task spinning on yield_now, each yield one look at the ring)
+# can keep the others from ever running again; the fair lock hands threads turns in order.
+vg=(valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
     --show-leak-kinds=definite)
 skips=(--skip uring::wakes_from --skip uring::spawn_blocking)
 for bin in $bins; do

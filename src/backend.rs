@@ -156,6 +156,26 @@ pub(crate) struct UringFeatures {
     /// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19, like `IORING_OP_SOCKET`): a receive may skip its
     /// first attempt and wait for data straight away.
     pub(crate) recv_poll_first: bool,
+    /// `IORING_OP_MSG_RING` is there and trusted (Linux 6.1+, which also lets it target
+    /// `DEFER_TASKRUN` rings): a uring loop may wake another uring loop through its own ring
+    /// instead of the target's eventfd. `RINGLOOP_CROSS_WAKE=eventfd` turns it off.
+    pub(crate) msg_ring: bool,
+}
+
+/// Linux's (major, minor) version, from uname.
+fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: an all-zero utsname is valid; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a live utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    // SAFETY: uname NUL-terminates `release`.
+    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
+        .to_str()
+        .ok()?;
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 static PROBE: OnceLock<Result<UringFeatures, Unavailable>> = OnceLock::new();
@@ -171,6 +191,7 @@ pub(crate) fn uring_features() -> UringFeatures {
         Ok(f) => *f,
         Err(_) => UringFeatures {
             recv_poll_first: false,
+            msg_ring: false,
         },
     }
 }
@@ -200,8 +221,12 @@ fn run_probe() -> Result<UringFeatures, Unavailable> {
             fatal: false,
         });
     }
+    let msg_ring_wanted = std::env::var("RINGLOOP_CROSS_WAKE").map_or(true, |v| v != "eventfd");
     Ok(UringFeatures {
         recv_poll_first: probe.is_supported(opcode::Socket::CODE),
+        msg_ring: msg_ring_wanted
+            && probe.is_supported(opcode::MsgRingData::CODE)
+            && kernel_version().is_some_and(|v| v >= (6, 1)),
     })
 }
 

@@ -131,3 +131,14 @@ impl Drop for Enter {
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = None);
     }
 }
+
+/// Wakes the sleeping loop `target` through the ring of the uring loop running on this thread
+/// (`MSG_RING`), if there is one and it can; false otherwise (the caller writes the eventfd).
+pub(crate) fn send_wake_message(target: &Arc<Shared>) -> bool {
+    match current() {
+        Some(inner) if !Arc::ptr_eq(&inner.shared, target) => {
+            inner.driver.send_wake_message(target)
+        }
+        _ => false,
+    }
+}

@@ -36,6 +36,9 @@ pub struct Stats {
     pub task_polls: u64,
     /// Tasks spawned with [`spawn`](crate::spawn) (and [`spawn_blocking`](crate::spawn_blocking)).
     pub tasks_spawned: u64,
+    /// Sleeping uring loops this loop woke with `IORING_OP_MSG_RING` through its own ring (no
+    /// eventfd write), uring backend on Linux 6.1+.
+    pub wake_messages: u64,
 }
 
 impl Stats {
@@ -57,6 +60,7 @@ pub(crate) struct Counters {
     pub(crate) io_syscalls: Cell<u64>,
     pub(crate) task_polls: Cell<u64>,
     pub(crate) tasks_spawned: Cell<u64>,
+    pub(crate) wake_messages: Cell<u64>,
 }
 
 impl Counters {
@@ -74,6 +78,7 @@ impl Counters {
             io_syscalls: self.io_syscalls.get(),
             task_polls: self.task_polls.get(),
             tasks_spawned: self.tasks_spawned.get(),
+            wake_messages: self.wake_messages.get(),
         }
     }
 }

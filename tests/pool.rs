@@ -244,6 +244,48 @@ fn remote_handles_abort_and_report_panics(backend: Backend) {
     lp.close();
 }
 
+/// 200 round trips from loop 0 to loop 1 and back; returns how many wakes went as `MSG_RING`.
+fn wake_messages_in_round_trips() -> u64 {
+    let pool = LoopPool::builder()
+        .threads(2)
+        .backend(Backend::Uring)
+        .start(|cx| async move {
+            if cx.index() == 1 {
+                cx.shutdown().triggered().await;
+                return ringloop::current_stats().unwrap().wake_messages;
+            }
+            for i in 0..200u32 {
+                assert_eq!(cx.handle(1).spawn(async move { i }).await.unwrap(), i);
+            }
+            cx.shutdown().trigger();
+            ringloop::current_stats().unwrap().wake_messages
+        })
+        .unwrap();
+    pool.join().into_iter().map(|r| r.unwrap()).sum()
+}
+
+/// On uring, a loop wakes another sleeping uring loop through its own ring (`MSG_RING`) by
+/// default, and through the eventfd with `RINGLOOP_CROSS_WAKE=eventfd`; work crosses either way.
+#[test]
+fn uring_loops_wake_each_other_with_msg_ring_or_the_eventfd() {
+    if common::in_child() {
+        assert_eq!(
+            wake_messages_in_round_trips(),
+            0,
+            "RINGLOOP_CROSS_WAKE=eventfd sent messages"
+        );
+        return;
+    }
+    assert!(
+        wake_messages_in_round_trips() > 0,
+        "no wake went through MSG_RING"
+    );
+    common::run_in_child(
+        "uring_loops_wake_each_other_with_msg_ring_or_the_eventfd",
+        &[("RINGLOOP_CROSS_WAKE", "eventfd")],
+    );
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod uring { $( #[test] fn $name() { super::$name(ringloop::Backend::Uring) } )* }

@@ -285,6 +285,15 @@ impl DriverCell {
         }
     }
 
+    /// Queues a `MSG_RING` to wake the sleeping uring loop `target` with this loop's next ring
+    /// trip. False if this loop is not a uring loop or is busy (the caller writes the eventfd).
+    pub(crate) fn send_wake_message(&self, target: &std::sync::Arc<Shared>) -> bool {
+        match self.driver.try_borrow_mut().as_deref_mut() {
+            Ok(Driver::Uring(u)) => u.send_wake_message(target),
+            _ => false,
+        }
+    }
+
     /// Whether poll-based callers wait for readiness with a ring op (`POLL_ADD`) rather than the
     /// fd's epoll registration.
     pub(crate) fn readiness_in_ring(&self) -> bool {

@@ -3,8 +3,9 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -22,6 +23,11 @@ const WAKE_TAG: u64 = u64::MAX;
 const CANCEL_TAG: u64 = u64::MAX - 1;
 /// user_data of `TIMEOUT` ops, used to bound a wait on kernels without `EXT_ARG`.
 const TIMEOUT_TAG: u64 = u64::MAX - 2;
+/// user_data of the CQE another loop's `MSG_RING` posts into this ring to wake it. No SQE of
+/// this ring made it, so it does not count as in flight.
+const MSG_WAKE_TAG: u64 = u64::MAX - 3;
+/// Bit set in the user_data of this ring's own `MSG_RING` SQEs (the rest is a `msgs` key).
+const MSG_SENT_BIT: u64 = 1 << 62;
 
 const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
 const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
@@ -53,6 +59,9 @@ pub(crate) struct UringDriver {
     /// Kept alive for the `TIMEOUT` fallback; the kernel copies it at submission.
     timeout_ts: Box<Timespec>,
     orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>,
+    /// Loops woken through `MSG_RING` whose message has not completed: each `Shared` keeps its
+    /// ring's fd open until then.
+    msgs: Slab<Arc<Shared>>,
     counters: Rc<Counters>,
 }
 
@@ -113,8 +122,12 @@ impl UringDriver {
             closing: false,
             timeout_ts: Box::new(Timespec::new()),
             orphans: Vec::new(),
+            msgs: Slab::new(),
             counters,
         };
+        if crate::backend::uring_features().msg_ring {
+            shared.accept_messages(driver.ring.as_raw_fd());
+        }
         driver.arm_wake()?;
         Ok(driver)
     }
@@ -177,6 +190,30 @@ impl UringDriver {
         }
         Counters::bump(&self.counters.ops_submitted);
         Ok(key)
+    }
+
+    /// Wakes the sleeping uring loop `target` with a `MSG_RING` from this ring, sent with this
+    /// loop's next ring trip (no syscall now). False if `target` takes no messages or the SQE
+    /// could not be queued: the caller writes its eventfd instead.
+    pub(super) fn send_wake_message(&mut self, target: &Arc<Shared>) -> bool {
+        let Some(fd) = target.msg_fd() else {
+            return false;
+        };
+        if self.closing {
+            return false;
+        }
+        let key = self.msgs.insert(target.clone());
+        let entry = opcode::MsgRingData::new(Fd(fd), 0, MSG_WAKE_TAG, None)
+            .build()
+            .user_data(MSG_SENT_BIT | key as u64);
+        // SAFETY: MSG_RING carries no pointers; the target's fd stays open while `msgs` holds its
+        // `Shared`, until this SQE's CQE.
+        if unsafe { self.push(&entry) }.is_err() {
+            self.msgs.remove(key);
+            return false;
+        }
+        Counters::bump(&self.counters.wake_messages);
+        true
     }
 
     /// Checks an op's slot: its result if the CQE came, else remembers the waker.
@@ -321,6 +358,10 @@ impl UringDriver {
             let mut cq = self.ring.completion();
             cq.sync();
             for cqe in &mut cq {
+                if cqe.user_data() == MSG_WAKE_TAG {
+                    // Another loop woke us; the turn that follows looks at the queues.
+                    continue;
+                }
                 self.in_flight -= 1;
                 Counters::bump(&self.counters.completions);
                 let res = cqe_result(cqe.result());
@@ -328,6 +369,14 @@ impl UringDriver {
                     WAKE_TAG => self.wake_armed = false,
                     CANCEL_TAG => {}
                     TIMEOUT_TAG => self.timeouts_in_flight -= 1,
+                    tag if tag & MSG_SENT_BIT != 0 => {
+                        let target = self.msgs.remove((tag & !MSG_SENT_BIT) as usize);
+                        if res.is_err() {
+                            // The message did not go (the target's CQ overflowed, or the kernel
+                            // refused): wake it the plain way.
+                            target.write_eventfd();
+                        }
+                    }
                     key => {
                         let key = key as usize;
                         match self.ops.get_mut(key) {

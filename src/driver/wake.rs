@@ -2,8 +2,8 @@
 //! eventfd is written only when the loop is really blocked in the kernel.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::{fmt, io};
 
 /// A closure sent to a loop from any thread, run on the loop's thread.
@@ -18,6 +18,11 @@ pub(crate) struct Shared {
     has_remote: AtomicBool,
     sleeping: AtomicBool,
     eventfd: OwnedFd,
+    /// uring loops on kernels with a trusted `IORING_OP_MSG_RING`: a duplicate of the ring's fd,
+    /// so another uring loop can wake this one through its own ring. It lives as long as this
+    /// `Shared`, which a sender keeps until its message's completion: the fd number a queued
+    /// message names can never be closed or reused under it.
+    msg_fd: OnceLock<OwnedFd>,
 }
 
 impl fmt::Debug for Shared {
@@ -42,6 +47,7 @@ impl Shared {
             sleeping: AtomicBool::new(false),
             // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
+            msg_fd: OnceLock::new(),
         })
     }
 
@@ -50,7 +56,7 @@ impl Shared {
     }
 
     /// Queues a task woken from outside the loop's thread, and wakes the loop if it sleeps.
-    pub(crate) fn push_remote(&self, id: u64) {
+    pub(crate) fn push_remote(self: &Arc<Self>, id: u64) {
         self.remote
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -60,7 +66,7 @@ impl Shared {
 
     /// Queues a job for the loop's thread and wakes the loop if it sleeps. Gives the job back if
     /// the loop has closed (the caller drops it).
-    pub(crate) fn push_job(&self, job: Job) -> Result<(), Job> {
+    pub(crate) fn push_job(self: &Arc<Self>, job: Job) -> Result<(), Job> {
         match &mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(jobs) => jobs.push(job),
             None => return Err(job),
@@ -94,20 +100,45 @@ impl Shared {
             .is_none()
     }
 
-    /// Something was queued: make the loop look at its queues, writing the eventfd if it sleeps.
-    fn notify(&self) {
+    /// Lets other uring loops wake this one with `IORING_OP_MSG_RING` on `ring_fd`.
+    pub(crate) fn accept_messages(&self, ring_fd: RawFd) {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes no pointers; a negative return is an error.
+        let dup = unsafe { libc::fcntl(ring_fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup >= 0 {
+            // SAFETY: `dup` is a new fd nobody else owns.
+            let _ = self.msg_fd.set(unsafe { OwnedFd::from_raw_fd(dup) });
+        }
+    }
+
+    /// The ring fd other uring loops may message, if any.
+    pub(crate) fn msg_fd(&self) -> Option<RawFd> {
+        self.msg_fd.get().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Something was queued: make the loop look at its queues. If it sleeps, wake it: through
+    /// the calling thread's own ring (`MSG_RING`, sent with that loop's next ring trip) when both
+    /// are uring loops that allow it, else by writing the eventfd.
+    fn notify(self: &Arc<Self>) {
         self.has_remote.store(true, Ordering::SeqCst);
         if self.sleeping.swap(false, Ordering::SeqCst) {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to our own eventfd. A failure can only be
-            // EAGAIN (counter saturated), in which case the loop is already due to wake.
-            unsafe {
-                libc::write(
-                    self.eventfd.as_raw_fd(),
-                    (&one as *const u64).cast(),
-                    std::mem::size_of::<u64>(),
-                );
+            if self.msg_fd().is_some() && crate::context::send_wake_message(self) {
+                return;
             }
+            self.write_eventfd();
+        }
+    }
+
+    /// Wakes the loop through its eventfd.
+    pub(crate) fn write_eventfd(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own eventfd. A failure can only be
+        // EAGAIN (counter saturated), in which case the loop is already due to wake.
+        unsafe {
+            libc::write(
+                self.eventfd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
         }
     }
 
@@ -165,7 +196,7 @@ mod tests {
 
     #[test]
     fn the_eventfd_is_written_only_while_the_loop_sleeps() {
-        let s = Shared::new().unwrap();
+        let s = Arc::new(Shared::new().unwrap());
         s.push_remote(1);
         s.push_remote(2);
         assert_eq!(eventfd_count(&s), 0, "an awake loop needs no eventfd write");
@@ -186,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_pending_remote_wake_forbids_sleeping() {
-        let s = Shared::new().unwrap();
+        let s = Arc::new(Shared::new().unwrap());
         s.push_remote(9);
         assert!(
             !s.prepare_sleep(),
