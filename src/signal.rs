@@ -70,12 +70,19 @@ extern "C" fn handler(sig: libc::c_int) {
         slot.busy.fetch_sub(1, Ordering::SeqCst);
     }
     if (sig as usize) < ONE_SHOT.len() && ONE_SHOT[sig as usize].swap(false, Ordering::SeqCst) {
-        // SAFETY: signal(2) with SIG_DFL takes no pointers; sigaction-family calls are
-        // async-signal-safe.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        set_default(sig);
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
+}
+
+/// Puts back `sig`'s default action. Async-signal-safe (sigaction is; signal(2) is not listed).
+fn set_default(sig: libc::c_int) {
+    // SAFETY: an all-zero sigaction with SIG_DFL (0) as handler is valid; sigaction reads it.
+    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: `dfl` is live for the call; a null old action is allowed.
+    unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
 }
 
 /// A kind of signal to listen for.
@@ -301,8 +308,7 @@ pub(crate) fn shutdown_on(
                     // for the other, so any second SIGINT or SIGTERM ends the process.
                     for sig in [libc::SIGINT, libc::SIGTERM] {
                         restore_default_after_next(sig, false);
-                        // SAFETY: signal(2) with SIG_DFL takes no pointers.
-                        unsafe { libc::signal(sig, libc::SIG_DFL) };
+                        set_default(sig);
                     }
                     shutdown.trigger();
                 } else {
