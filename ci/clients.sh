@@ -77,7 +77,7 @@ for backend in uring epoll; do
     "$bin/websocket" 127.0.0.1:0 2>"$tmp/ws.err" &
     server=$!
     wait_port "$tmp/ws.err" websocket $server
-    "$bin/websocket" --client "ws://127.0.0.1:$port/" | grep -q "100 messages echoed intact" \
+    grep -q "100 messages echoed intact" <<<"$("$bin/websocket" --client "ws://127.0.0.1:$port/")" \
         || fail "the websocket client"
     kill $server; wait $server 2>/dev/null || true
     echo "websocket: ok"

@@ -8,6 +8,8 @@ bin=target/debug/examples
 expected=$'starting coroutine\nentering event loop\nin coroutine\nclosing event loop'
 
 source ci/lib.sh
+# Output is checked with `grep -q PATTERN <<<"$(command)"`, never `command | grep -q`: grep -q
+# stops reading at the first match, and a command still writing then dies of a closed pipe.
 
 for backend in uring epoll; do
     echo "== hello on $backend"
@@ -37,7 +39,7 @@ for backend in uring epoll; do
     cat /tmp/ringloop-loadgen.out
     grep -q "round trips/s" /tmp/ringloop-loadgen.out || { echo "loadgen printed no rate"; kill $pid; exit 1; }
     grep -q "ns CPU per message" /tmp/ringloop-loadgen.out || { echo "loadgen printed no server CPU"; kill $pid; exit 1; }
-    RINGLOOP_BACKEND=$backend "$bin/loadgen" "127.0.0.1:$port" --conns 4 --rate 2000 --duration 1 --warmup 0.2 | grep -q "round trips/s"
+    grep -q "round trips/s" <<<"$(RINGLOOP_BACKEND=$backend "$bin/loadgen" "127.0.0.1:$port" --conns 4 --rate 2000 --duration 1 --warmup 0.2)"
     kill $pid
     wait $pid 2>/dev/null || true
     echo "echo on $backend: ok"
@@ -57,7 +59,8 @@ for backend in uring epoll; do
     TMPDIR=$tmp RINGLOOP_BACKEND=$backend "$bin/download" --keep > /dev/null
     [ "$(ls "$tmp"/ringloop-download-*/ | wc -l)" = 5 ] || { echo "--keep did not keep five files"; exit 1; }
     rm -rf "$tmp"
-    "$bin/download" --help | grep -q -- "--keep" || { echo "download --help does not mention --keep"; exit 1; }
+    help=$("$bin/download" --help)
+    grep -q -- "--keep" <<<"$help" || { echo "download --help does not mention --keep"; exit 1; }
 
     echo "== download on $backend against a server sending chunked and malformed responses"
     python3 ci/http_fixture.py > /tmp/ringloop-fixture.log &
@@ -84,8 +87,8 @@ for backend in uring epoll; do
     rm -rf "$out_dir"
 
     echo "== throughput on $backend (small sizes: this checks it runs, not how fast)"
-    RINGLOOP_BACKEND=$backend "$bin/throughput" tcp --mib 16 | grep -q "tcp on $backend"
-    RINGLOOP_BACKEND=$backend "$bin/throughput" randread --file-mib 8 --reads 2000 --in-flight 4 | grep -q "randread on $backend"
+    grep -q "tcp on $backend" <<<"$(RINGLOOP_BACKEND=$backend "$bin/throughput" tcp --mib 16)"
+    grep -q "randread on $backend" <<<"$(RINGLOOP_BACKEND=$backend "$bin/throughput" randread --file-mib 8 --reads 2000 --in-flight 4)"
 done
 
 echo "== tokio_echo (the benchmarks' reference server) under loadgen"

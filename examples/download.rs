@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -530,7 +530,8 @@ fn parse_args() -> Result<Args, String> {
             "--out" => args.out = Some(it.next().ok_or("--out needs a directory")?.into()),
             "--keep" => args.keep = true,
             "-h" | "--help" => {
-                println!("{USAGE}");
+                // A closed pipe (`download --help | head -1`) is not an error worth a panic.
+                let _ = writeln!(io::stdout(), "{USAGE}");
                 std::process::exit(0);
             }
             flag if flag.starts_with('-') => {
