@@ -90,13 +90,12 @@ impl LoopInner {
 
     fn collect_remote(&self) {
         let mut ids = self.scratch_ids.borrow_mut();
-        self.shared.take_remote(&mut ids);
+        let mut jobs = Vec::new();
+        self.shared.take_remote(&mut ids, &mut jobs);
         for id in ids.drain(..) {
             self.executor.schedule(id);
         }
         drop(ids);
-        let mut jobs = Vec::new();
-        self.shared.take_jobs(&mut jobs);
         for job in jobs {
             // A panicking job (a `call_soon` closure) is reported by the panic hook and does not
             // take the loop down.

@@ -17,6 +17,7 @@ use std::task::{Context, Poll, ready};
 
 use crate::driver::fd::SharedFd;
 use crate::driver::op::Interest;
+use crate::op::cvt;
 use crate::op::poll::ReadyWait;
 
 /// How many `Signals` may exist at once in the process.
@@ -409,25 +410,12 @@ impl Signals {
             self.fd = Some(SharedFd::new(unsafe { OwnedFd::from_raw_fd(dup) }));
         }
         let fd = self.fd.as_ref().expect("set just above");
-        loop {
-            if ready!(self.wait.poll_ready(&driver, fd, cx)).is_err() {
-                return Poll::Ready(None);
-            }
-            let mut count = 0u64;
+        let mut count = 0u64;
+        let read = self.wait.poll_syscall(&driver, fd, cx, 8, |raw| {
             // SAFETY: reads 8 bytes into a live u64 from a nonblocking eventfd.
-            let n = unsafe { libc::read(fd.raw(), (&mut count as *mut u64).cast(), 8) };
-            if n == 8 {
-                return Poll::Ready(Some(()));
-            }
-            match io::Error::last_os_error().kind() {
-                io::ErrorKind::Interrupted => {}
-                io::ErrorKind::WouldBlock => {
-                    if ready!(self.wait.poll_begin(&driver, fd, cx)).is_err() {
-                        return Poll::Ready(None);
-                    }
-                }
-                _ => return Poll::Ready(None),
-            }
-        }
+            cvt(unsafe { libc::read(raw, (&mut count as *mut u64).cast(), 8) })
+        });
+        // An eventfd read gives all 8 bytes or fails.
+        Poll::Ready(ready!(read).ok().map(drop))
     }
 }

@@ -194,27 +194,10 @@ impl<S: PollStream> PollIo<S> {
             return Poll::Ready(Ok(n));
         }
         let driver = current_driver()?;
-        loop {
-            ready!(self.read.poll_ready(&driver, fd, cx))?;
-            if !crate::executor::coop::proceed() {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
+        self.read.poll_syscall(&driver, fd, cx, len, |raw| {
             // SAFETY: the caller makes `ptr` writable for `len` bytes; the call does not keep it.
-            let res = cvt(unsafe { libc::recv(fd.raw(), ptr.cast(), len, libc::MSG_DONTWAIT) });
-            match res {
-                Ok(n) => {
-                    let n = n as usize;
-                    self.read.transferred(&driver, fd, n, len);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.read.poll_begin(&driver, fd, cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+            cvt(unsafe { libc::recv(raw, ptr.cast(), len, libc::MSG_DONTWAIT) })
+        })
     }
 
     /// Writes some of `buf`; returns how many bytes went.
@@ -265,7 +248,7 @@ impl<S: PollStream> PollIo<S> {
         &mut self,
         cx: &mut Context<'_>,
         len: usize,
-        mut syscall: impl FnMut(i32) -> io::Result<u32>,
+        syscall: impl FnMut(i32) -> io::Result<u32>,
     ) -> Poll<io::Result<usize>> {
         if len == 0 {
             return Poll::Ready(Ok(0));
@@ -274,25 +257,7 @@ impl<S: PollStream> PollIo<S> {
         // A dropped owned-buffer write still in the kernel goes first.
         ready!(fd.poll_settled(Interest::Write, cx));
         let driver = current_driver()?;
-        loop {
-            ready!(self.write.poll_ready(&driver, fd, cx))?;
-            if !crate::executor::coop::proceed() {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            match syscall(fd.raw()) {
-                Ok(n) => {
-                    let n = n as usize;
-                    self.write.transferred(&driver, fd, n, len);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.write.poll_begin(&driver, fd, cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.write.poll_syscall(&driver, fd, cx, len, syscall)
     }
 
     /// Shuts the write side (the peer reads end of stream) the first time; later calls do

@@ -516,7 +516,7 @@ mod tests {
             });
             d.park(Some(Duration::from_secs(3600)), &shared).unwrap();
             t.join().unwrap();
-            shared.take_remote(&mut Vec::new());
+            shared.take_remote(&mut Vec::new(), &mut Vec::new());
             assert!(
                 d.timeouts_in_flight <= 1,
                 "{} timeouts pile up",
@@ -543,7 +543,7 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5));
         waker.join().unwrap();
         let mut ids = Vec::new();
-        shared.take_remote(&mut ids);
+        shared.take_remote(&mut ids, &mut Vec::new());
         assert_eq!(ids, vec![1]);
     }
 }

@@ -75,13 +75,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Moves the queued jobs into `out`.
-    pub(crate) fn take_jobs(&self, out: &mut Vec<Job>) {
-        if let Some(jobs) = &mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
-            out.append(jobs);
-        }
-    }
-
     /// The loop is closing: refuse jobs from now on, and hand back the ones still queued (the
     /// caller drops them outside the lock).
     pub(crate) fn close_jobs(&self) -> Vec<Job> {
@@ -142,14 +135,19 @@ impl Shared {
         }
     }
 
-    /// Moves the remotely woken ids into `out`.
-    pub(crate) fn take_remote(&self, out: &mut Vec<u64>) {
+    /// Moves the remotely woken ids and the jobs sent from other threads into `ids` and `jobs`.
+    pub(crate) fn take_remote(&self, ids: &mut Vec<u64>, jobs: &mut Vec<Job>) {
+        // One flag for both queues: a turn with nothing from other threads takes no lock.
         if !self.has_remote.load(Ordering::SeqCst) {
             return;
         }
         let mut q = self.remote.lock().unwrap_or_else(|e| e.into_inner());
         self.has_remote.store(false, Ordering::SeqCst);
-        out.append(&mut q);
+        ids.append(&mut q);
+        drop(q);
+        if let Some(queued) = &mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
+            jobs.append(queued);
+        }
     }
 
     /// Announces that the loop is about to block. False if a remote wake is already pending, in
@@ -200,8 +198,8 @@ mod tests {
         s.push_remote(1);
         s.push_remote(2);
         assert_eq!(eventfd_count(&s), 0, "an awake loop needs no eventfd write");
-        let mut ids = Vec::new();
-        s.take_remote(&mut ids);
+        let (mut ids, mut jobs) = (Vec::new(), Vec::new());
+        s.take_remote(&mut ids, &mut jobs);
         assert_eq!(ids, vec![1, 2]);
 
         assert!(s.prepare_sleep());

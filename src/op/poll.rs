@@ -168,15 +168,42 @@ impl ReadyWait {
         }
     }
 
-    /// A transfer of `n` bytes of the `len` asked for went through: a short one means the socket
-    /// is drained (reads) or full (writes) until its next edge (epoll skips the syscall then).
-    pub(crate) fn transferred(
+    /// Runs the nonblocking `syscall` on `fd` in this direction until it gives something other
+    /// than `EAGAIN`: tries it when worth it (`poll_ready`), waits for readiness after `EAGAIN`
+    /// (`poll_begin`), and spends a unit of cooperative budget per try. `len` is what the call
+    /// asks for, to notice a short transfer.
+    pub(crate) fn poll_syscall(
         &mut self,
         driver: &Rc<DriverCell>,
         fd: &SharedFd,
-        n: usize,
+        cx: &mut Context<'_>,
         len: usize,
-    ) {
+        mut syscall: impl FnMut(std::os::fd::RawFd) -> io::Result<u32>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.poll_ready(driver, fd, cx))?;
+            if !crate::executor::coop::proceed() {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            match syscall(fd.raw()) {
+                Ok(n) => {
+                    let n = n as usize;
+                    self.transferred(driver, fd, n, len);
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(self.poll_begin(driver, fd, cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// A transfer of `n` bytes of the `len` asked for went through: a short one means the socket
+    /// is drained (reads) or full (writes) until its next edge (epoll skips the syscall then).
+    fn transferred(&mut self, driver: &Rc<DriverCell>, fd: &SharedFd, n: usize, len: usize) {
         self.drained = n > 0 && n < len;
         if self.drained {
             driver.note_drained(fd, self.dir);
