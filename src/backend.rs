@@ -163,6 +163,92 @@ pub(crate) struct UringFeatures {
 }
 
 /// Linux's (major, minor) version, from uname.
+/// The environment variable that switches io_uring fast paths off, for diagnosis and for
+/// measuring what each one brings: a comma-separated list of [`FAST_PATHS`] names.
+pub(crate) const DISABLE_ENV: &str = "RINGLOOP_DISABLE";
+
+/// The io_uring fast paths `RINGLOOP_DISABLE` can switch off, each with what runs instead.
+pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
+    (
+        "multishot-recv",
+        "recv_pooled arms a one-shot receive with buffer select per call",
+    ),
+    (
+        "buf-ring",
+        "the receive pool is a free list and recv_pooled waits for readiness, then receives",
+    ),
+    ("multishot-accept", "each accept is one accept op"),
+    (
+        "registered-ring",
+        "io_uring_enter gets the ring's fd rather than its registered index",
+    ),
+    (
+        "setup-flags",
+        "the ring is set up without SUBMIT_ALL and NO_SQARRAY",
+    ),
+];
+
+/// Which io_uring fast paths a loop uses: those the kernel has and nobody switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FastPaths {
+    /// One multishot receive per stream feeds `recv_pooled` (Linux 6.0+).
+    pub(crate) multishot_recv: bool,
+    /// The receive pool is a provided buffer ring (Linux 5.19+).
+    pub(crate) buf_ring: bool,
+    /// One multishot accept per listener (Linux 5.19+).
+    pub(crate) multishot_accept: bool,
+    /// The ring's fd is registered with its thread (Linux 5.18+).
+    pub(crate) registered_ring: bool,
+    /// `SUBMIT_ALL` and `NO_SQARRAY` are tried first at ring setup.
+    pub(crate) setup_flags: bool,
+}
+
+impl FastPaths {
+    pub(crate) const ALL: FastPaths = FastPaths {
+        multishot_recv: true,
+        buf_ring: true,
+        multishot_accept: true,
+        registered_ring: true,
+        setup_flags: true,
+    };
+
+    /// All fast paths, less those named in `disable` (a comma-separated list, from
+    /// `RINGLOOP_DISABLE` or the builder), less those the kernel lacks.
+    pub(crate) fn resolve(disable: Option<&str>) -> io::Result<FastPaths> {
+        let from_env = std::env::var(DISABLE_ENV).ok();
+        let mut fast = FastPaths::ALL;
+        for list in [from_env.as_deref(), disable].into_iter().flatten() {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let flag = match name.to_ascii_lowercase().as_str() {
+                    "multishot-recv" => &mut fast.multishot_recv,
+                    "buf-ring" => &mut fast.buf_ring,
+                    "multishot-accept" => &mut fast.multishot_accept,
+                    "registered-ring" => &mut fast.registered_ring,
+                    "setup-flags" => &mut fast.setup_flags,
+                    _ => {
+                        let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "{DISABLE_ENV}: unknown fast path {name:?}: accepted names are {}, \
+                                 comma-separated",
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                };
+                *flag = false;
+            }
+        }
+        let kernel = kernel_version().unwrap_or((0, 0));
+        fast.multishot_recv &= kernel >= (6, 0);
+        fast.buf_ring &= kernel >= (5, 19);
+        fast.multishot_accept &= kernel >= (5, 19);
+        fast.registered_ring &= kernel >= (5, 18);
+        Ok(fast)
+    }
+}
+
 fn kernel_version() -> Option<(u32, u32)> {
     // SAFETY: an all-zero utsname is valid; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };

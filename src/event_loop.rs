@@ -262,6 +262,8 @@ impl fmt::Debug for EventLoop {
 pub struct Builder {
     backend: Option<Backend>,
     entries: u32,
+    recv_pool: (u16, u32),
+    disable: Option<String>,
 }
 
 impl Default for Builder {
@@ -269,6 +271,11 @@ impl Default for Builder {
         Builder {
             backend: None,
             entries: DEFAULT_ENTRIES,
+            recv_pool: (
+                crate::buf::DEFAULT_POOL_COUNT,
+                crate::buf::DEFAULT_POOL_SIZE,
+            ),
+            disable: None,
         }
     }
 }
@@ -287,6 +294,32 @@ impl Builder {
         self
     }
 
+    /// The loop's receive pool, which [`recv_pooled`](crate::net::TcpStream::recv_pooled) takes
+    /// buffers from: `count` buffers (a power of two, at most 32768) of `size` bytes, allocated
+    /// the first time a stream calls `recv_pooled`. Default: 1024 buffers of 4 KiB (4 MiB), which
+    /// serves a thousand busy connections at once and any number of idle ones: a connection holds
+    /// a buffer only from the moment data arrives until the `PooledBuf` is dropped.
+    ///
+    /// A receive fills at most one buffer, so `size` is also the most one `recv_pooled` returns.
+    /// On io_uring the buffers are a provided buffer ring (Linux 5.19+) the kernel picks from when
+    /// data arrives; on epoll the loop takes one just before each `recv`.
+    ///
+    /// [`build`](Builder::build) refuses a `count` that is not a power of two from 1 to 32768, a
+    /// `size` of 0, and a pool larger than 4 GiB.
+    pub fn recv_pool(mut self, count: u16, size: u32) -> Builder {
+        self.recv_pool = (count, size);
+        self
+    }
+
+    /// Switches io_uring fast paths off, as `RINGLOOP_DISABLE` does (a comma-separated list of
+    /// `multishot-recv`, `buf-ring`, `multishot-accept`, `registered-ring`, `setup-flags`); for
+    /// tests and measurements of the fallbacks.
+    #[doc(hidden)]
+    pub fn disable_fast_paths(mut self, list: &str) -> Builder {
+        self.disable = Some(list.to_owned());
+        self
+    }
+
     /// Builds the loop.
     ///
     /// Without [`backend`](Builder::backend), `RINGLOOP_BACKEND` decides: `auto` (or unset)
@@ -296,7 +329,8 @@ impl Builder {
     /// # Errors
     ///
     /// - `InvalidInput` if `RINGLOOP_BACKEND` names no backend (the message lists the accepted
-    ///   values) or `entries` is 0;
+    ///   values) or `entries` is 0, a bad [`recv_pool`](Builder::recv_pool), or a
+    ///   `RINGLOOP_DISABLE` that names no fast path;
     /// - the kernel's error if io_uring was asked for and cannot run (e.g. `PermissionDenied` for
     ///   `EPERM` under a seccomp filter), never a silent fallback;
     /// - `OutOfMemory` (`ENOMEM`) at ring setup, with what to raise;
@@ -308,6 +342,8 @@ impl Builder {
                 "Builder::entries must be at least 1",
             ));
         }
+        crate::buf::pool::check_config(self.recv_pool.0, self.recv_pool.1)?;
+        let fast = crate::backend::FastPaths::resolve(self.disable.as_deref())?;
         let choice = match self.backend {
             Some(b) => Choice::Forced(b),
             None => backend::choice_from_env()?,
@@ -331,14 +367,20 @@ impl Builder {
         };
         let shared = Arc::new(Shared::new()?);
         let counters = Rc::new(Counters::default());
-        let driver =
-            DriverCell::new(backend, self.entries, &shared, counters.clone()).map_err(|e| {
-                match backend {
-                    Backend::Uring => backend::describe_setup_error(&e)
-                        .to_io_error("cannot set up the io_uring ring"),
-                    Backend::Epoll => e,
-                }
-            })?;
+        let driver = DriverCell::new(
+            backend,
+            self.entries,
+            &shared,
+            counters.clone(),
+            fast,
+            self.recv_pool,
+        )
+        .map_err(|e| match backend {
+            Backend::Uring => {
+                backend::describe_setup_error(&e).to_io_error("cannot set up the io_uring ring")
+            }
+            Backend::Epoll => e,
+        })?;
         let main = Arc::new(TaskWaker::new(MAIN_ID, shared.clone(), false));
         Ok(EventLoop {
             inner: Rc::new(LoopInner {

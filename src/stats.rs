@@ -39,6 +39,15 @@ pub struct Stats {
     /// Sleeping uring loops this loop woke with `IORING_OP_MSG_RING` through its own ring (no
     /// eventfd write), uring backend on Linux 6.1+.
     pub wake_messages: u64,
+    /// Buffers of the loop's receive pool held right now: by users (a
+    /// [`PooledBuf`](crate::buf::PooledBuf) not yet dropped) or waiting in a stream's queue. A
+    /// gauge, not a count: it goes down as buffers come back.
+    pub pool_buffers_in_use: u64,
+    /// Times a stream's multishot receive was armed again after it ended (its queue was full, the
+    /// pool ran dry, or the kernel ended it), uring backend.
+    pub multishot_rearms: u64,
+    /// Times a `recv_pooled` had to wait because every buffer of the pool was in use.
+    pub pool_empty_waits: u64,
 }
 
 impl Stats {
@@ -61,6 +70,9 @@ pub(crate) struct Counters {
     pub(crate) task_polls: Cell<u64>,
     pub(crate) tasks_spawned: Cell<u64>,
     pub(crate) wake_messages: Cell<u64>,
+    pub(crate) pool_in_use: Cell<u64>,
+    pub(crate) multishot_rearms: Cell<u64>,
+    pub(crate) pool_empty_waits: Cell<u64>,
 }
 
 impl Counters {
@@ -79,6 +91,9 @@ impl Counters {
             task_polls: self.task_polls.get(),
             tasks_spawned: self.tasks_spawned.get(),
             wake_messages: self.wake_messages.get(),
+            pool_buffers_in_use: self.pool_in_use.get(),
+            multishot_rearms: self.multishot_rearms.get(),
+            pool_empty_waits: self.pool_empty_waits.get(),
         }
     }
 }

@@ -141,6 +141,8 @@ type WriteFuture<'a> = std::pin::Pin<Box<dyn Future<Output = (io::Result<()>, Ve
 /// The stream operations the programs use, over both stream types.
 trait AnyStream {
     fn read<'a>(&'a self, buf: Vec<u8>) -> ReadFuture<'a>;
+    /// `recv_pooled`, its bytes copied out (the buffer goes back to the pool).
+    fn read_pooled<'a>(&'a self) -> ReadFuture<'a>;
     fn write_all<'a>(&'a self, buf: Vec<u8>) -> WriteFuture<'a>;
     fn shutdown_write(&self);
 }
@@ -150,6 +152,14 @@ macro_rules! any_stream {
         impl AnyStream for $t {
             fn read<'a>(&'a self, buf: Vec<u8>) -> ReadFuture<'a> {
                 Box::pin(<$t>::read(self, buf))
+            }
+            fn read_pooled<'a>(&'a self) -> ReadFuture<'a> {
+                Box::pin(async move {
+                    match <$t>::recv_pooled(self).await {
+                        Ok(buf) => (Ok(buf.len()), buf.to_vec()),
+                        Err(e) => (Err(e), Vec::new()),
+                    }
+                })
             }
             fn write_all<'a>(&'a self, buf: Vec<u8>) -> WriteFuture<'a> {
                 Box::pin(<$t>::write_all(self, buf))
@@ -184,9 +194,17 @@ async fn run_transfer(t: usize, tr: Transfer) -> Vec<u8> {
         // its first poll, so a reader that drops every read would never see end of stream.
         let drop_this = tr.drops[i % tr.drops.len()] && !dropped_last;
         dropped_last = drop_this;
+        // Every third read size makes a pooled receive instead, mixed with the owned reads.
+        let read = |size: usize| {
+            if size.is_multiple_of(3) {
+                r.read_pooled()
+            } else {
+                r.read(Vec::with_capacity(size))
+            }
+        };
         if drop_this {
             // Start a read and drop it after one loop turn; what it completed with counts.
-            let mut read = r.read(Vec::with_capacity(size));
+            let mut read = read(size);
             let first = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
             let done = match first {
                 Poll::Ready(v) => Some(v),
@@ -204,7 +222,7 @@ async fn run_transfer(t: usize, tr: Transfer) -> Vec<u8> {
             }
             continue;
         }
-        let (res, buf) = r.read(Vec::with_capacity(size)).await;
+        let (res, buf) = read(size).await;
         if res.unwrap() == 0 {
             break;
         }

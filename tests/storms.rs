@@ -1,6 +1,6 @@
-//! Cancellation storms, both backends: many random drops of in-flight reads, writes, accepts,
-//! connects and opens. Afterwards no fd is leaked, memory does not grow from one storm to the
-//! next, and every connection still carries data correctly.
+//! Cancellation storms, both backends: many random drops of in-flight reads (owned and
+//! pooled), writes, accepts, connects and opens. Afterwards no fd is leaked, memory does not grow
+//! from one storm to the next, and every connection still carries data correctly.
 //!
 //! `RINGLOOP_STORM_OPS` sets the drops per storm (default 100,000).
 
@@ -102,6 +102,16 @@ async fn storm(ops: usize, rng: &mut Rng, s: &mut Setup) {
             0 => {
                 let p = rng.below(PAIRS as u64) as usize;
                 let cap = 1 + rng.below(4096) as usize;
+                if rng.below(2) == 0 {
+                    // A pooled receive, mixed with the owned reads on the same streams.
+                    let read = s.pairs[p].1.recv_pooled();
+                    if let Some(res) = start_and_drop(read, rng).await {
+                        let buf = res.unwrap();
+                        check(p, s.received[p], &buf);
+                        s.received[p] += buf.len();
+                    }
+                    continue;
+                }
                 let read = s.pairs[p].1.read(Vec::with_capacity(cap));
                 if let Some((res, buf)) = start_and_drop(read, rng).await {
                     let n = res.unwrap();

@@ -286,6 +286,11 @@ both_backends! {
                 sleep(Duration::from_millis(1)).await;
                 // ...but its future is dropped without seeing the result.
                 drop(accept);
+                // With a multishot accept (uring) the connection waits on the listener for the
+                // next accept, which takes it; otherwise it was closed with the dropped op.
+                if let Ok(res) = timeout(Duration::from_millis(5), listener.accept()).await {
+                    drop(res.unwrap());
+                }
                 // The accepted fd was closed: the client reads EOF (or a reset).
                 client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut b = [0u8; 1];

@@ -15,8 +15,10 @@
 //!
 //! The epoll backend implements the very same API, so code does not change with the backend.
 
+pub(crate) mod pool;
 mod slice;
 
+pub use pool::{DEFAULT_POOL_COUNT, DEFAULT_POOL_SIZE, PooledBuf};
 pub use slice::Slice;
 
 use std::io;

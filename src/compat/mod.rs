@@ -193,6 +193,12 @@ impl<S: PollStream> PollIo<S> {
         if let Some(n) = unsafe { fd.take_stash(ptr, len) } {
             return Poll::Ready(Ok(n));
         }
+        // Then what pooled receives delivered, if any are in play.
+        // SAFETY: the caller makes `ptr` writable for `len` bytes.
+        if let Some(res) = ready!(unsafe { crate::op::pooled::poll_queued_into(fd, cx, ptr, len) })
+        {
+            return Poll::Ready(res);
+        }
         let driver = current_driver()?;
         self.read.poll_syscall(&driver, fd, cx, len, |raw| {
             // SAFETY: the caller makes `ptr` writable for `len` bytes; the call does not keep it.

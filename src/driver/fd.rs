@@ -2,9 +2,10 @@
 //! It also carries the fd's epoll registration and the bytes of stream reads that completed after
 //! their future was dropped.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use std::future::poll_fn;
 use std::io;
@@ -12,6 +13,85 @@ use std::task::{Context, Poll, Waker};
 
 use super::DriverCell;
 use super::op::Interest;
+use crate::buf::PooledBuf;
+
+/// What a multishot op (uring) delivered to one fd and nobody has taken yet, and whether the op is
+/// still armed.
+pub(crate) struct MultiQueue<T> {
+    pub(crate) items: VecDeque<io::Result<T>>,
+    /// The op's slot in its loop's driver, until its last completion.
+    armed: Option<(usize, Weak<DriverCell>)>,
+    /// How many times an op was armed for this fd.
+    pub(crate) arms: u64,
+    wakers: Vec<Waker>,
+}
+
+impl<T> std::fmt::Debug for MultiQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiQueue")
+            .field("queued", &self.items.len())
+            .field("armed", &self.armed.is_some())
+            .finish()
+    }
+}
+
+impl<T> Default for MultiQueue<T> {
+    fn default() -> Self {
+        MultiQueue {
+            items: VecDeque::new(),
+            armed: None,
+            arms: 0,
+            wakers: Vec::new(),
+        }
+    }
+}
+
+impl<T> MultiQueue<T> {
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// An op was armed in slot `key` of `driver`.
+    pub(crate) fn armed(&mut self, key: usize, driver: &Rc<DriverCell>) {
+        self.armed = Some((key, Rc::downgrade(driver)));
+        self.arms += 1;
+    }
+
+    /// The op's last completion came.
+    pub(crate) fn ended(&mut self) {
+        self.armed = None;
+    }
+
+    /// Wakes `waker` at the next delivery or when the op ends.
+    pub(crate) fn wait(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            self.wakers.push(waker.clone());
+        }
+    }
+
+    pub(crate) fn wake(&mut self) {
+        self.wakers.drain(..).for_each(Waker::wake);
+    }
+
+    /// The driver and slot of the armed op, if its loop is still there.
+    fn armed_at(&self) -> Option<(Rc<DriverCell>, usize)> {
+        let (key, driver) = self.armed.as_ref()?;
+        Some((driver.upgrade()?, *key))
+    }
+
+    /// Cancels the armed op, handing it `keep` to close after its last completion.
+    fn stop(&mut self, keep: Option<OwnedFd>) {
+        match self
+            .armed
+            .as_ref()
+            .and_then(|(key, d)| Some((*key, d.upgrade()?)))
+        {
+            Some((key, driver)) => driver.stop_multishot(key, keep),
+            // The loop is gone: its shutdown waited for every completion.
+            None => drop(keep),
+        }
+    }
+}
 
 /// A reference-counted fd. Ops hold a clone while the kernel may use the fd, so closing a socket
 /// with an op in flight never closes (or reuses) the fd under the kernel.
@@ -41,6 +121,20 @@ struct FdInner {
     /// request-response peer), so on uring they go straight to the ring from then on instead of
     /// being tried inline first.
     read_waits: Cell<bool>,
+    /// Pooled receives delivered by a multishot (or buffer-select) receive (uring).
+    recv_queue: RefCell<Option<Box<MultiQueue<PooledBuf>>>>,
+    /// Connections a multishot accept delivered (uring).
+    accept_queue: RefCell<Option<Box<MultiQueue<OwnedFd>>>>,
+}
+
+/// A `SharedFd` that does not keep the fd open: what a multishot op's sink holds, so a socket
+/// dropped by its owner is noticed (and its op cancelled) rather than kept alive by the op.
+pub(crate) struct WeakFd(Weak<FdInner>);
+
+impl WeakFd {
+    pub(crate) fn upgrade(&self) -> Option<SharedFd> {
+        self.0.upgrade().map(|inner| SharedFd { inner })
+    }
 }
 
 impl SharedFd {
@@ -55,6 +149,8 @@ impl SharedFd {
                 settle_wakers: RefCell::new(Vec::new()),
                 read_drained: Cell::new(false),
                 read_waits: Cell::new(false),
+                recv_queue: RefCell::new(None),
+                accept_queue: RefCell::new(None),
             }),
         }
     }
@@ -70,9 +166,24 @@ impl SharedFd {
     /// If an op dropped earlier is still in the kernel, or bytes a dropped read received are still
     /// unread (they would be lost).
     pub(crate) fn into_owned(self) -> io::Result<OwnedFd> {
-        if self.has_stash() {
+        // A multishot receive or accept still armed is cancelled and waited for first.
+        for armed in [self.armed_recv(), self.armed_accept()]
+            .into_iter()
+            .flatten()
+        {
+            armed.0.stop_multishot_now(armed.1)?;
+        }
+        if self.armed_recv().is_some() || self.armed_accept().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "a multishot receive or accept on this socket is being cancelled; try into_std \
+                 again after the next await",
+            ));
+        }
+        if self.has_stash() || self.has_queued() {
             return Err(io::Error::other(
-                "the socket holds bytes a cancelled read received; read them before into_std",
+                "the socket holds bytes (or connections) received but not taken yet; read (or \
+                 accept) them before into_std",
             ));
         }
         let mut inner = Rc::try_unwrap(self.inner).map_err(|_| {
@@ -191,6 +302,47 @@ impl SharedFd {
     pub(crate) fn has_stash(&self) -> bool {
         self.inner.has_stash.get()
     }
+
+    pub(crate) fn downgrade(&self) -> WeakFd {
+        WeakFd(Rc::downgrade(&self.inner))
+    }
+
+    /// The fd's pooled-receive queue, made on first use.
+    pub(crate) fn recv_queue(&self) -> RefMut<'_, MultiQueue<PooledBuf>> {
+        RefMut::map(self.inner.recv_queue.borrow_mut(), |q| {
+            &mut **q.get_or_insert_with(Box::default)
+        })
+    }
+
+    /// The pooled-receive queue if a pooled receive ever ran on this fd.
+    pub(crate) fn recv_queue_if_any(&self) -> Option<RefMut<'_, MultiQueue<PooledBuf>>> {
+        RefMut::filter_map(self.inner.recv_queue.borrow_mut(), |q| q.as_deref_mut()).ok()
+    }
+
+    /// The fd's multishot-accept queue, made on first use.
+    pub(crate) fn accept_queue(&self) -> RefMut<'_, MultiQueue<OwnedFd>> {
+        RefMut::map(self.inner.accept_queue.borrow_mut(), |q| {
+            &mut **q.get_or_insert_with(Box::default)
+        })
+    }
+
+    /// Whether a multishot left bytes or connections nobody took yet.
+    fn has_queued(&self) -> bool {
+        let recv = self.inner.recv_queue.borrow();
+        let accept = self.inner.accept_queue.borrow();
+        recv.as_ref().is_some_and(|q| !q.items.is_empty())
+            || accept.as_ref().is_some_and(|q| !q.items.is_empty())
+    }
+
+    /// The driver and slot of an armed multishot receive.
+    fn armed_recv(&self) -> Option<(Rc<DriverCell>, usize)> {
+        self.inner.recv_queue.borrow().as_ref()?.armed_at()
+    }
+
+    /// The driver and slot of an armed multishot accept.
+    fn armed_accept(&self) -> Option<(Rc<DriverCell>, usize)> {
+        self.inner.accept_queue.borrow().as_ref()?.armed_at()
+    }
 }
 
 impl AsFd for SharedFd {
@@ -210,6 +362,20 @@ impl Drop for FdInner {
         {
             driver.deregister(fd.as_raw_fd(), token, false);
         }
-        // `fd` closes itself after this.
+        // A multishot still armed is cancelled; the driver keeps the fd open until its last
+        // completion. Queued connections close and queued buffers go back to the pool with the
+        // queues.
+        if let Some(q) = self.recv_queue.get_mut().as_mut().filter(|q| q.is_armed()) {
+            q.stop(self.fd.take());
+        }
+        if let Some(q) = self
+            .accept_queue
+            .get_mut()
+            .as_mut()
+            .filter(|q| q.is_armed())
+        {
+            q.stop(self.fd.take());
+        }
+        // `fd` closes itself after this, unless a driver took it.
     }
 }

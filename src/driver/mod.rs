@@ -18,10 +18,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::Backend;
+use crate::backend::FastPaths;
+use crate::buf::pool::Pool;
 use crate::stats::Counters;
 use epoll::EpollDriver;
 use fd::SharedFd;
-use op::{OpCore, Operation, Orphan, Slot};
+use op::{Multishot, OpCore, Operation, Orphan, Slot};
 use uring::UringDriver;
 
 // One per loop, matched on every op: boxing the big variant would add a pointer chase there.
@@ -38,6 +40,11 @@ pub(crate) struct DriverCell {
     driver: RefCell<Driver>,
     backend: Backend,
     counters: Rc<Counters>,
+    fast: FastPaths,
+    /// `Builder::recv_pool`: buffer count and size.
+    pool_config: (u16, u32),
+    /// The receive pool, made on first use.
+    pool: RefCell<Option<Rc<Pool>>>,
 }
 
 impl fmt::Debug for DriverCell {
@@ -58,16 +65,98 @@ impl DriverCell {
         entries: u32,
         shared: &Shared,
         counters: Rc<Counters>,
+        fast: FastPaths,
+        pool_config: (u16, u32),
     ) -> io::Result<Rc<Self>> {
         let driver = match backend {
-            Backend::Uring => Driver::Uring(UringDriver::new(entries, shared, counters.clone())?),
+            Backend::Uring => {
+                Driver::Uring(UringDriver::new(entries, shared, counters.clone(), fast)?)
+            }
             Backend::Epoll => Driver::Epoll(EpollDriver::new(entries, shared, counters.clone())?),
         };
         Ok(Rc::new(DriverCell {
             driver: RefCell::new(driver),
             backend,
             counters,
+            fast,
+            pool_config,
+            pool: RefCell::new(None),
         }))
+    }
+
+    /// The fast paths this loop uses (uring).
+    pub(crate) fn fast(&self) -> FastPaths {
+        self.fast
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The loop's receive pool, allocated (and on uring registered as a buffer ring) on first use.
+    ///
+    /// # Errors
+    ///
+    /// `OutOfMemory` if the pool cannot be allocated; an error if the loop was closed.
+    pub(crate) fn recv_pool(&self) -> io::Result<Rc<Pool>> {
+        if let Some(pool) = &*self.pool.borrow() {
+            return Ok(pool.clone());
+        }
+        let (count, size) = self.pool_config;
+        let counters = self.counters.clone();
+        let pool = match &mut *self.driver.borrow_mut() {
+            Driver::Uring(u) if self.fast.buf_ring => {
+                let pool = Pool::with_ring(count, size, counters.clone())?;
+                match u.register_pool(&pool) {
+                    Ok(()) => pool,
+                    // An older kernel, or no room for the ring: the free list works everywhere.
+                    Err(_) => Pool::with_list(count, size, counters)?,
+                }
+            }
+            Driver::Closed => return Err(closed_error()),
+            _ => Pool::with_list(count, size, counters)?,
+        };
+        let pool = Rc::new(pool);
+        *self.pool.borrow_mut() = Some(pool.clone());
+        Ok(pool)
+    }
+
+    /// Cancels a multishot op and waits until it ended, its last completions delivered (for
+    /// `into_std`). It may still be armed afterwards on kernels without synchronous cancel.
+    pub(crate) fn stop_multishot_now(&self, key: usize) -> io::Result<()> {
+        let mut driver = self.driver.borrow_mut();
+        let (res, retired) = match &mut *driver {
+            Driver::Uring(u) => (u.stop_multishot_now(key), u.take_retired()),
+            _ => (Ok(()), Vec::new()),
+        };
+        drop(driver);
+        drop(retired);
+        res
+    }
+
+    /// Starts a multishot op (uring only); its completions go to `sink`.
+    pub(crate) fn submit_multishot(
+        &self,
+        entry: io_uring::squeue::Entry,
+        sink: Box<dyn Multishot>,
+    ) -> io::Result<usize> {
+        match &mut *self.driver.borrow_mut() {
+            Driver::Uring(u) => u.submit_multishot(entry, sink),
+            Driver::Closed => Err(closed_error()),
+            Driver::Epoll(_) => Err(io::Error::other("multishot ops need the io_uring backend")),
+        }
+    }
+
+    /// Cancels a multishot op. `keep`: the fd of an owner that went away, closed after the op's
+    /// last completion. If the driver is busy (never expected) the fd is leaked rather than closed
+    /// under the kernel.
+    pub(crate) fn stop_multishot(&self, key: usize, keep: Option<std::os::fd::OwnedFd>) {
+        match self.driver.try_borrow_mut().as_deref_mut() {
+            Ok(Driver::Uring(u)) => u.stop_multishot(key, keep),
+            // Closed: every CQE came in, so the fd may close.
+            Ok(_) => drop(keep),
+            Err(_) => std::mem::forget(keep),
+        }
     }
 
     pub(crate) fn backend(&self) -> Backend {
@@ -102,13 +191,14 @@ impl DriverCell {
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
     pub(crate) fn park(&self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
         let mut driver = self.driver.borrow_mut();
-        let (res, orphans) = match &mut *driver {
-            Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans()),
-            Driver::Epoll(e) => (e.park(timeout, shared), Vec::new()),
-            Driver::Closed => (Ok(()), Vec::new()),
+        let (res, orphans, retired) = match &mut *driver {
+            Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans(), u.take_retired()),
+            Driver::Epoll(e) => (e.park(timeout, shared), Vec::new(), Vec::new()),
+            Driver::Closed => (Ok(()), Vec::new(), Vec::new()),
         };
         drop(driver);
         release_orphans(orphans);
+        drop(retired);
         res
     }
 
@@ -116,21 +206,33 @@ impl DriverCell {
     /// the orphans, and closes the ring or epoll fd.
     pub(crate) fn shutdown(&self) {
         let mut driver = self.driver.borrow_mut();
-        let orphans = match &mut *driver {
+        let (orphans, retired) = match &mut *driver {
             Driver::Uring(u) => {
                 u.shutdown();
-                u.take_orphans()
+                if let Some(pool) = &*self.pool.borrow() {
+                    if u.drained() {
+                        // The ring was unregistered: returned buffers stay in the pool.
+                        pool.retire_ring();
+                    } else {
+                        // The kernel may still select and fill pool buffers: never free them.
+                        std::mem::forget(pool.clone());
+                    }
+                }
+                (u.take_orphans(), u.take_retired())
             }
             Driver::Epoll(e) => {
                 e.shutdown();
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
-            Driver::Closed => Vec::new(),
+            Driver::Closed => (Vec::new(), Vec::new()),
         };
         let old = std::mem::replace(&mut *driver, Driver::Closed);
         drop(driver);
         release_orphans(orphans);
+        drop(retired);
         drop(old);
+        // Buffers still held by users keep the pool's memory; the loop lets go of it.
+        self.pool.borrow_mut().take();
     }
 
     /// Drives one op on this loop's backend.

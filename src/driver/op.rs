@@ -102,6 +102,15 @@ impl<T: Operation> Orphan for T {
     }
 }
 
+/// Where the completions of a multishot op go (a receive or accept that stays armed and posts one
+/// completion per message or connection). uring only.
+pub(crate) trait Multishot {
+    /// One completion: its result, its CQE flags, and whether the op stays armed (`more`).
+    /// Returns false to stop the op: the driver cancels it, and completions already on their way
+    /// still come here until the last one (`more == false`).
+    fn deliver(&mut self, res: io::Result<u32>, flags: u32, more: bool) -> bool;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
     /// Not started yet.

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -14,7 +14,9 @@ use io_uring::{IoUring, opcode, squeue};
 use slab::Slab;
 
 use super::Shared;
-use super::op::Orphan;
+use super::op::{Multishot, Orphan};
+use crate::backend::FastPaths;
+use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::stats::Counters;
 
 /// user_data of the eventfd read that wakes the loop from other threads.
@@ -31,6 +33,17 @@ const MSG_SENT_BIT: u64 = 1 << 62;
 
 const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
 const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
+const IORING_REGISTER_RING_FDS: u32 = 20;
+const IORING_UNREGISTER_RING_FDS: u32 = 21;
+
+/// `struct io_uring_rsrc_update`, the argument of `IORING_(UN)REGISTER_RING_FDS`.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
 
 /// Where one submitted op is.
 enum Lifecycle {
@@ -40,6 +53,14 @@ enum Lifecycle {
     Completed(io::Result<u32>),
     /// The op's future was dropped; its data waits here for the CQE.
     Ignored(Box<dyn Orphan>),
+    /// A multishot op: every CQE goes to its sink, until one comes without `IORING_CQE_F_MORE`.
+    Multi {
+        sink: Box<dyn Multishot>,
+        /// A cancel was pushed (the sink asked to stop, or its fd's owner went away).
+        stopping: bool,
+        /// The fd of an owner that went away, closed once the last CQE came.
+        keep: Option<OwnedFd>,
+    },
 }
 
 pub(crate) struct UringDriver {
@@ -62,13 +83,34 @@ pub(crate) struct UringDriver {
     /// Loops woken through `MSG_RING` whose message has not completed: each `Shared` keeps its
     /// ring's fd open until then.
     msgs: Slab<Arc<Shared>>,
+    /// Sinks of multishot ops that ended, to be dropped outside the driver's borrow.
+    retired: Vec<Box<dyn Multishot>>,
+    /// The ring's index among this thread's registered ring fds (`IORING_REGISTER_RING_FDS`):
+    /// every enter passes it instead of the fd, which saves the kernel an fd lookup.
+    ring_index: Option<u32>,
+    /// The receive pool's buffer ring is registered with this ring.
+    pool_registered: bool,
+    /// Multishot ops in `ops`: they stay armed for long, so they do not count for `no_ops`.
+    multis: usize,
     counters: Rc<Counters>,
 }
 
 /// Builds a ring with the fastest flags the kernel accepts, dropping them one by one on `EINVAL`.
-fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
+fn build_ring(entries: u32, fast: FastPaths) -> io::Result<(IoUring, &'static str)> {
     type Setup = fn(&mut io_uring::Builder) -> &mut io_uring::Builder;
-    let attempts: [(&str, Setup); 4] = [
+    let attempts: [(&str, Setup); 5] = [
+        // SUBMIT_ALL (5.18): a bad SQE in a batch does not hold back the ones after it.
+        // NO_SQARRAY (6.6): SQEs are taken from the SQ in order, with no index array to fill.
+        (
+            "SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN|SUBMIT_ALL|NO_SQARRAY",
+            |b| {
+                b.setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_coop_taskrun()
+                    .setup_submit_all()
+                    .setup_no_sqarray()
+            },
+        ),
         ("SINGLE_ISSUER|DEFER_TASKRUN|COOP_TASKRUN", |b| {
             b.setup_single_issuer()
                 .setup_defer_taskrun()
@@ -81,7 +123,8 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, &'static str)> {
         ("none", |b| b),
     ];
     let mut last = None;
-    for (name, setup) in attempts {
+    let skip = usize::from(!fast.setup_flags);
+    for (name, setup) in attempts.into_iter().skip(skip) {
         let mut builder = IoUring::builder();
         builder
             .setup_clamp()
@@ -105,8 +148,13 @@ fn cqe_result(res: i32) -> io::Result<u32> {
 }
 
 impl UringDriver {
-    pub(super) fn new(entries: u32, shared: &Shared, counters: Rc<Counters>) -> io::Result<Self> {
-        let (ring, setup) = build_ring(entries)?;
+    pub(super) fn new(
+        entries: u32,
+        shared: &Shared,
+        counters: Rc<Counters>,
+        fast: FastPaths,
+    ) -> io::Result<Self> {
+        let (ring, setup) = build_ring(entries, fast)?;
         let params = ring.params();
         let mut driver = UringDriver {
             ext_arg: params.is_feature_ext_arg(),
@@ -123,13 +171,205 @@ impl UringDriver {
             timeout_ts: Box::new(Timespec::new()),
             orphans: Vec::new(),
             msgs: Slab::new(),
+            retired: Vec::new(),
+            ring_index: None,
+            pool_registered: false,
+            multis: 0,
             counters,
         };
+        if fast.registered_ring {
+            driver.ring_index = driver.register_ring_fd();
+        }
         if crate::backend::uring_features().msg_ring {
             shared.accept_messages(driver.ring.as_raw_fd());
         }
         driver.arm_wake()?;
         Ok(driver)
+    }
+
+    /// Registers the ring's fd with this thread (Linux 5.18+), so enters skip the fd lookup.
+    /// `None` if the kernel refuses: enters then pass the fd as usual.
+    fn register_ring_fd(&self) -> Option<u32> {
+        let mut up = RsrcUpdate {
+            offset: u32::MAX, // any free slot
+            resv: 0,
+            data: self.ring.as_raw_fd() as u64,
+        };
+        // SAFETY: `up` is one valid io_uring_rsrc_update for the duration of the call.
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                self.ring.as_raw_fd(),
+                IORING_REGISTER_RING_FDS,
+                &mut up as *mut RsrcUpdate,
+                1,
+            )
+        };
+        (res == 1).then_some(up.offset)
+    }
+
+    /// Drops the ring's registration with this thread (it keeps the ring alive otherwise).
+    fn unregister_ring_fd(&mut self) {
+        let Some(index) = self.ring_index.take() else {
+            return;
+        };
+        let mut up = RsrcUpdate {
+            offset: index,
+            resv: 0,
+            data: 0,
+        };
+        // SAFETY: `up` is one valid io_uring_rsrc_update for the duration of the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                self.ring.as_raw_fd(),
+                IORING_UNREGISTER_RING_FDS,
+                &mut up as *mut RsrcUpdate,
+                1,
+            )
+        };
+    }
+
+    /// `io_uring_enter` with the registered ring index when there is one.
+    ///
+    /// # Safety
+    ///
+    /// `arg` must be null (with `argsz` 0) or what `flags` says it is, valid for the call.
+    unsafe fn sys_enter(
+        &mut self,
+        min_complete: u32,
+        flags: u32,
+        arg: *const libc::c_void,
+        argsz: usize,
+    ) -> io::Result<()> {
+        Counters::bump(&self.counters.uring_enters);
+        let to_submit = self.ring.submission().len() as u32;
+        let (fd, flags) = match self.ring_index {
+            Some(index) => (index as i32, flags | IORING_ENTER_REGISTERED_RING),
+            None => (self.ring.as_raw_fd(), flags),
+        };
+        // SAFETY: the SQEs queued up to the tail are valid (see `push`); the caller vouches for
+        // `arg`.
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd,
+                to_submit,
+                min_complete,
+                flags,
+                arg,
+                argsz,
+            )
+        };
+        if res < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Registers the receive pool's buffer ring as group [`POOL_GROUP`].
+    pub(super) fn register_pool(&mut self, pool: &Pool) -> io::Result<()> {
+        let addr = pool
+            .ring_addr()
+            .ok_or_else(|| io::Error::other("a free-list pool"))?;
+        // SAFETY: the ring's entries live in the pool's memory, which the loop keeps (through its
+        // `Rc<Pool>`) until `unregister_pool` ran after the last CQE.
+        unsafe {
+            self.ring.submitter().register_buf_ring_with_flags(
+                addr,
+                pool.count(),
+                POOL_GROUP,
+                0,
+            )?;
+        }
+        self.pool_registered = true;
+        Ok(())
+    }
+
+    /// Unregisters the pool's buffer ring (every CQE came in, so no op selects from it).
+    fn unregister_pool(&mut self) {
+        if std::mem::take(&mut self.pool_registered) {
+            let _ = self.ring.submitter().unregister_buf_ring(POOL_GROUP);
+        }
+    }
+
+    /// Starts a multishot op; its completions go to `sink` until the last one.
+    pub(super) fn submit_multishot(
+        &mut self,
+        entry: squeue::Entry,
+        sink: Box<dyn Multishot>,
+    ) -> io::Result<usize> {
+        if self.closing {
+            return Err(io::Error::other("the loop is closing"));
+        }
+        let key = self.ops.insert(Lifecycle::Multi {
+            sink,
+            stopping: false,
+            keep: None,
+        });
+        self.multis += 1;
+        let entry = entry.user_data(key as u64);
+        // SAFETY: multishot receives and accepts carry no pointer into user memory (the kernel
+        // picks pool buffers, which the pool keeps alive until its ring is unregistered); the fd
+        // stays open until the last CQE (its owner's `SharedFd`, or `keep`).
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.ops.remove(key);
+            self.multis -= 1;
+            return Err(e);
+        }
+        Counters::bump(&self.counters.ops_submitted);
+        Ok(key)
+    }
+
+    /// Cancels the multishot op in slot `key` (once); the fd `keep`, if any, is closed after its
+    /// last CQE.
+    pub(super) fn stop_multishot(&mut self, key: usize, keep: Option<OwnedFd>) {
+        let Some(Lifecycle::Multi {
+            stopping,
+            keep: kept,
+            ..
+        }) = self.ops.get_mut(key)
+        else {
+            return; // keep, if any, is closed here: its op is over
+        };
+        if keep.is_some() {
+            *kept = keep;
+        }
+        if !std::mem::replace(stopping, true) {
+            self.push_cancel(key);
+        }
+    }
+
+    /// Cancels the multishot op in slot `key` and waits for it (`IORING_REGISTER_SYNC_CANCEL`,
+    /// Linux 6.0+), delivering what it completed before it ended. Falls back to an async cancel.
+    pub(super) fn stop_multishot_now(&mut self, key: usize) -> io::Result<()> {
+        if !matches!(self.ops.get(key), Some(Lifecycle::Multi { .. })) {
+            return Ok(());
+        }
+        // Only submitted requests can be cancelled synchronously.
+        self.submit_queued()?;
+        let cancel = io_uring::types::CancelBuilder::user_data(key as u64);
+        if self
+            .ring
+            .submitter()
+            .register_sync_cancel(None, cancel)
+            .is_err()
+        {
+            self.stop_multishot(key, None);
+        }
+        // Post and dispatch the completions (with DEFER_TASKRUN they wait for an enter).
+        self.enter(0, Some(Duration::ZERO))?;
+        self.reap();
+        Ok(())
+    }
+
+    fn push_cancel(&mut self, key: usize) {
+        let cancel = opcode::AsyncCancel::new(key as u64)
+            .build()
+            .user_data(CANCEL_TAG);
+        // SAFETY: ASYNC_CANCEL carries no pointers. If the push fails the op ends with its fd.
+        let _ = unsafe { self.push(&cancel) };
     }
 
     /// Queues an SQE. Pushing never enters the kernel unless the SQ is full, in which case what is
@@ -157,13 +397,13 @@ impl UringDriver {
     /// Whether no op is queued or in the kernel (the loop's own wake read and timeouts aside): a
     /// new op would make the next ring trip alone.
     pub(super) fn no_ops(&mut self) -> bool {
-        self.ops.is_empty() && self.sq_empty()
+        self.ops.len() == self.multis && self.sq_empty()
     }
 
     /// Hands the queued SQEs to the kernel without waiting (the SQ was full).
     fn submit_queued(&mut self) -> io::Result<()> {
-        Counters::bump(&self.counters.uring_enters);
-        match self.ring.submit() {
+        // SAFETY: no argument.
+        match unsafe { self.sys_enter(0, 0, std::ptr::null(), 0) } {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) => Ok(()),
@@ -230,6 +470,7 @@ impl UringDriver {
                 _ => unreachable!("slot {key} was Completed a moment ago"),
             },
             Lifecycle::Ignored(_) => unreachable!("an abandoned op was polled"),
+            Lifecycle::Multi { .. } => unreachable!("a multishot op was polled as a one-shot"),
         }
     }
 
@@ -276,21 +517,20 @@ impl UringDriver {
 
     /// One `io_uring_enter`: submits what is queued and waits for `want` completions or `timeout`.
     fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
-        Counters::bump(&self.counters.uring_enters);
         let res = match timeout {
             Some(t) if self.ext_arg => {
                 let ts = Timespec::from(t);
                 let args = SubmitArgs::new().timespec(&ts);
-                let to_submit = self.ring.submission().len() as u32;
+                let arg: *const SubmitArgs<'_, '_> = &args;
                 // SAFETY: `args` is a valid `io_uring_getevents_arg` for this call (EXT_ARG); we
                 // always pass GETEVENTS, so a `min_complete` of 0 still runs deferred task work
                 // and posts completions, as DEFER_TASKRUN requires.
                 unsafe {
-                    self.ring.submitter().enter(
-                        to_submit,
+                    self.sys_enter(
                         want,
                         IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-                        Some(&args),
+                        arg.cast(),
+                        std::mem::size_of::<SubmitArgs<'_, '_>>(),
                     )
                 }
             }
@@ -310,9 +550,9 @@ impl UringDriver {
                 // SAFETY: the timespec is boxed in the driver for its whole life.
                 unsafe { self.push(&entry)? };
                 self.timeouts_in_flight += 1;
-                self.ring.submit_and_wait(want as usize)
+                self.submit_and_wait(want)
             }
-            _ => self.ring.submit_and_wait(want as usize),
+            _ => self.submit_and_wait(want),
         };
         match res {
             Ok(_) => Ok(()),
@@ -323,6 +563,11 @@ impl UringDriver {
                 _ => Err(e),
             },
         }
+    }
+
+    fn submit_and_wait(&mut self, want: u32) -> io::Result<()> {
+        // SAFETY: no argument.
+        unsafe { self.sys_enter(want, IORING_ENTER_GETEVENTS, std::ptr::null(), 0) }
     }
 
     /// One loop turn's trip to the kernel: submit, then wait up to `timeout` (`None` = until a
@@ -354,6 +599,7 @@ impl UringDriver {
 
     /// Dispatches every CQE, flushing the kernel's overflow list if the CQ overflowed.
     fn reap(&mut self) {
+        let mut stop = Vec::new();
         loop {
             let mut cq = self.ring.completion();
             cq.sync();
@@ -362,7 +608,11 @@ impl UringDriver {
                     // Another loop woke us; the turn that follows looks at the queues.
                     continue;
                 }
-                self.in_flight -= 1;
+                let more = io_uring::cqueue::more(cqe.flags());
+                if !more {
+                    // A multishot op stays in flight until its last CQE.
+                    self.in_flight -= 1;
+                }
                 Counters::bump(&self.counters.completions);
                 let res = cqe_result(cqe.result());
                 match cqe.user_data() {
@@ -380,6 +630,21 @@ impl UringDriver {
                     key => {
                         let key = key as usize;
                         match self.ops.get_mut(key) {
+                            Some(Lifecycle::Multi { sink, stopping, .. }) => {
+                                let go_on = sink.deliver(res, cqe.flags(), more);
+                                if !more {
+                                    if let Lifecycle::Multi { sink, keep, .. } =
+                                        self.ops.remove(key)
+                                    {
+                                        self.multis -= 1;
+                                        self.retired.push(sink);
+                                        drop(keep); // the op is over: the fd may close
+                                    }
+                                } else if !go_on && !*stopping {
+                                    *stopping = true;
+                                    stop.push(key);
+                                }
+                            }
                             Some(Lifecycle::Waiting(_)) => {
                                 if let Lifecycle::Waiting(w) =
                                     mem::replace(&mut self.ops[key], Lifecycle::Completed(res))
@@ -407,9 +672,16 @@ impl UringDriver {
             if !self.ring.submission().cq_overflow() {
                 break;
             }
-            Counters::bump(&self.counters.uring_enters);
-            let _ = self.ring.submit_and_wait(0);
+            let _ = self.submit_and_wait(0);
         }
+        for key in stop {
+            self.push_cancel(key);
+        }
+    }
+
+    /// Sinks of multishot ops that ended, to be dropped outside the driver's borrow.
+    pub(super) fn take_retired(&mut self) -> Vec<Box<dyn Multishot>> {
+        mem::take(&mut self.retired)
     }
 
     /// Orphaned ops whose CQE arrived, to be released outside the driver's borrow.
@@ -422,6 +694,7 @@ impl UringDriver {
     pub(super) fn shutdown(&mut self) {
         self.closing = true;
         if self.in_flight == 0 {
+            self.unregister_pool();
             return;
         }
         let keys: Vec<u64> = self
@@ -455,7 +728,14 @@ impl UringDriver {
             // The kernel may still write into these: leak them rather than free them.
             mem::forget(mem::take(&mut self.ops));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
+        } else {
+            self.unregister_pool();
         }
+    }
+
+    /// Whether every CQE came in (after `shutdown`): nothing the kernel may write is still in use.
+    pub(super) fn drained(&self) -> bool {
+        self.in_flight == 0
     }
 }
 
@@ -463,6 +743,7 @@ impl Drop for UringDriver {
     fn drop(&mut self) {
         // Normally `shutdown` ran already; this covers a driver dropped during a panic.
         self.shutdown();
+        self.unregister_ring_fd();
         // Orphans left here are released with the driver, after every CQE came.
     }
 }
@@ -473,7 +754,8 @@ mod tests {
     use std::time::Instant;
 
     fn driver(shared: &Shared) -> UringDriver {
-        UringDriver::new(8, shared, Rc::new(Counters::default())).expect("io_uring is required")
+        UringDriver::new(8, shared, Rc::new(Counters::default()), FastPaths::ALL)
+            .expect("io_uring is required")
     }
 
     /// Parks for 20 ms with nothing to complete and checks the wait lasted about that long.

@@ -1,5 +1,6 @@
 //! The byte-stream I/O shared by `TcpStream` and `UnixStream`.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 
@@ -9,6 +10,7 @@ use crate::buf::{BufResult, IoBuf, IoBufMut, write_all_with};
 use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Op};
 use crate::op::msg::{RecvMsg, SendMsg};
+use crate::op::pooled::poll_queued_into;
 use crate::op::rw::{Recv, Send};
 
 /// A connected stream socket.
@@ -35,24 +37,49 @@ impl Stream {
         Some(n)
     }
 
+    /// What pooled receives delivered and nobody took yet, into `buf`; `None` if no pooled
+    /// receive is in play (waits while one is armed and nothing came yet).
+    async fn take_queued_into<B: IoBufMut>(&self, buf: &mut B) -> Option<io::Result<usize>> {
+        let cap = buf.bytes_total();
+        let ptr = buf.stable_mut_ptr();
+        // SAFETY: the buffer is writable for `bytes_total` bytes and stays put while borrowed.
+        let res = poll_fn(|cx| unsafe { poll_queued_into(&self.fd, cx, ptr, cap) }).await;
+        if let Some(Ok(n)) = res {
+            // SAFETY: `poll_queued_into` initialised the first `n <= cap` bytes.
+            unsafe { buf.set_init(n) };
+        }
+        res
+    }
+
     pub(crate) async fn read<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
         self.fd.settled(Interest::Read).await;
         if let Some(n) = self.take_stashed_into(&mut buf) {
             return (Ok(n), buf);
         }
+        if let Some(res) = self.take_queued_into(&mut buf).await {
+            return (res, buf);
+        }
         Op::new(Recv::new(self.fd.clone(), buf, true)).await
+    }
+
+    pub(crate) async fn recv_pooled(&self) -> io::Result<crate::buf::PooledBuf> {
+        crate::op::pooled::recv_pooled(&self.fd).await
     }
 
     pub(crate) async fn readv<B: IoBufMut>(&self, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.fd.settled(Interest::Read).await;
-        if let Some(first) = bufs.first_mut()
-            && let Some(n) = self.take_stashed_into(first)
-        {
-            for b in bufs.iter_mut().skip(1) {
-                // SAFETY: zero bytes are always initialised.
-                unsafe { b.set_init(0) };
+        if let Some(first) = bufs.first_mut() {
+            let res = match self.take_stashed_into(first) {
+                Some(n) => Some(Ok(n)),
+                None => self.take_queued_into(first).await,
+            };
+            if let Some(res) = res {
+                for b in bufs.iter_mut().skip(1) {
+                    // SAFETY: zero bytes are always initialised.
+                    unsafe { b.set_init(0) };
+                }
+                return (res, bufs);
             }
-            return (Ok(n), bufs);
         }
         let (res, bufs) = Op::new(RecvMsg::new(self.fd.clone(), bufs, true)).await;
         (res.map(|(n, _)| n), bufs)
@@ -100,6 +127,30 @@ macro_rules! stream_methods {
             buf: B,
         ) -> $crate::buf::BufResult<usize, B> {
             self.io.read(buf).await
+        }
+
+        /// Receives into a buffer of the loop's receive pool (see
+        /// [`Builder::recv_pool`](crate::Builder::recv_pool)) and returns it; an empty
+        /// [`PooledBuf`](crate::buf::PooledBuf) means the peer closed its side.
+        ///
+        /// A connection waiting here holds no buffer: on io_uring the kernel picks one from the
+        /// pool's buffer ring when data arrives, fed by one multishot receive that stays armed
+        /// across calls; on epoll the loop takes one just before the `recv`. Data that arrives
+        /// while nobody awaits waits in the stream's own queue (bounded: past 16 deliveries the
+        /// receive pauses until the queue drains).
+        ///
+        /// Cancel-safe and ordered: dropping the future loses no byte, and `read` and
+        /// `recv_pooled` may be mixed on one stream (a `read` first takes what was queued).
+        ///
+        /// While every buffer of the pool is held (by `PooledBuf`s not yet dropped, or queued on
+        /// streams nobody reads) this waits until one comes back; it never fails with `ENOBUFS`.
+        ///
+        /// # Errors
+        ///
+        /// The kernel's error, e.g. `ConnectionReset`; `OutOfMemory` if the pool cannot be
+        /// allocated; an error outside a running loop.
+        pub async fn recv_pooled(&self) -> std::io::Result<$crate::buf::PooledBuf> {
+            self.io.recv_pooled().await
         }
 
         /// Reads into several buffers in order, each from its start up to its capacity, and sets

@@ -11,7 +11,7 @@ use super::addr::{ToSocketAddrs, resolve};
 use super::stream::{Stream, stream_methods};
 use crate::driver::fd::SharedFd;
 use crate::driver::op::Op;
-use crate::op::socket::{Accept, Connect};
+use crate::op::socket::Connect;
 
 /// The default listen backlog; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: u32 = 4096;
@@ -174,15 +174,29 @@ impl TcpListener {
 
     /// Waits for a connection and returns it with the peer's address.
     ///
-    /// Cancel-safe: if the future is dropped while the kernel accepts a connection anyway, that
-    /// connection is closed, never leaked.
+    /// On io_uring (Linux 5.19+) the first `accept` arms one multishot accept that stays armed:
+    /// connections that arrive while nobody awaits `accept` wait in the listener's queue (up to
+    /// 64; past that they wait in the kernel's backlog), and dropping the listener closes them.
+    ///
+    /// Cancel-safe: if the future is dropped, no connection is lost or leaked. With a multishot
+    /// accept a connection it took waits for the next `accept`; with a one-shot accept op (epoll
+    /// does not need one) a connection the kernel accepted anyway is closed.
     ///
     /// # Errors
     ///
     /// The kernel's error, e.g. `EMFILE` ("too many open files") when the fd table is full; the
     /// listener stays usable and a later `accept` succeeds once fds are freed.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, addr) = Op::new(Accept::new(self.fd.clone())).await?;
+        let (fd, addr) = loop {
+            let (fd, addr) = crate::op::socket::accept(&self.fd).await?;
+            // A multishot accept gives no address: ask the socket.
+            match addr.map_or_else(|| SockRef::from(&fd).peer_addr(), Ok) {
+                Ok(addr) => break (fd, addr),
+                // Reset before anyone looked at it: nothing to serve, take the next one.
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => continue,
+                Err(e) => return Err(e),
+            }
+        };
         let stream = TcpStream {
             io: Stream::new(SharedFd::new(fd)),
         };

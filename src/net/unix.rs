@@ -13,7 +13,7 @@ use super::stream::{Stream, stream_methods};
 use super::tcp::{adopt, release};
 use crate::driver::fd::SharedFd;
 use crate::driver::op::Op;
-use crate::op::socket::{Accept, Connect};
+use crate::op::socket::Connect;
 
 const BACKLOG: i32 = 4096;
 
@@ -95,7 +95,7 @@ impl UnixListener {
     ///
     /// The kernel's error, e.g. `EMFILE` when the fd table is full.
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (fd, _) = Op::new(Accept::new(self.fd.clone())).await?;
+        let (fd, _) = crate::op::socket::accept(&self.fd).await?;
         let addr = std_addr(fd.as_raw_fd(), true)?;
         Ok((
             UnixStream {

@@ -4,6 +4,7 @@
 pub(crate) mod fs;
 pub(crate) mod msg;
 pub(crate) mod poll;
+pub(crate) mod pooled;
 pub(crate) mod rw;
 pub(crate) mod socket;
 

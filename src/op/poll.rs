@@ -186,6 +186,7 @@ impl ReadyWait {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            crate::stats::Counters::bump(&driver.counters().io_syscalls);
             match syscall(fd.raw()) {
                 Ok(n) => {
                     let n = n as usize;

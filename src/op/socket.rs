@@ -1,14 +1,95 @@
 //! Socket setup ops: `Accept` and `Connect`.
 
+use std::future::poll_fn;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use io_uring::{opcode, squeue, types::Fd};
 use socket2::{SockAddr, SockAddrStorage, SockRef};
 
 use super::cvt;
-use crate::driver::fd::SharedFd;
-use crate::driver::op::{Interest, Operation};
+use crate::driver::DriverCell;
+use crate::driver::fd::{SharedFd, WeakFd};
+use crate::driver::op::{Interest, Multishot, Op, Operation};
+use crate::stats::Counters;
+
+/// The most connections a listener's multishot accept queues before it is stopped (until an
+/// `accept` finds the queue empty); the rest wait in the kernel's backlog.
+const ACCEPT_QUEUE_BOUND: usize = 64;
+
+/// Where a listener's multishot accept delivers.
+struct AcceptSink {
+    fd: WeakFd,
+}
+
+impl Multishot for AcceptSink {
+    fn deliver(&mut self, res: io::Result<u32>, _flags: u32, more: bool) -> bool {
+        let item = match res {
+            // SAFETY: a successful accept returns a new fd that nobody else owns.
+            Ok(fd) => Some(Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
+            Err(e) => Some(Err(e)),
+        };
+        let Some(fd) = self.fd.upgrade() else {
+            return false; // the listener is gone: the connection closes here
+        };
+        let mut queue = fd.accept_queue();
+        if let Some(item) = item {
+            queue.items.push_back(item);
+        }
+        if !more {
+            queue.ended();
+        }
+        queue.wake();
+        queue.items.len() < ACCEPT_QUEUE_BOUND
+    }
+}
+
+/// Takes the next connection the listener's multishot accept delivered, arming it when none is.
+fn poll_accept_queue(
+    fd: &SharedFd,
+    driver: &Rc<DriverCell>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<OwnedFd>> {
+    let mut queue = fd.accept_queue();
+    if let Some(item) = queue.items.pop_front() {
+        return Poll::Ready(item);
+    }
+    queue.wait(cx.waker());
+    if queue.is_armed() {
+        return Poll::Pending;
+    }
+    let rearm = queue.arms > 0;
+    // Pushing may reap completions (a full SQ), which deliver into this queue: let it go first.
+    drop(queue);
+    let entry = opcode::AcceptMulti::new(Fd(fd.raw()))
+        .flags(ACCEPT_FLAGS)
+        .build();
+    let key = driver.submit_multishot(entry, Box::new(AcceptSink { fd: fd.downgrade() }))?;
+    if rearm {
+        Counters::bump(&driver.counters().multishot_rearms);
+    }
+    fd.accept_queue().armed(key, driver);
+    Poll::Pending
+}
+
+/// Accepts one connection: on uring (5.19+) from the listener's multishot accept, which stays
+/// armed and queues connections nobody asked for yet (closed with the listener); otherwise with
+/// one accept op. The peer's address comes with it when the op gave one.
+pub(crate) async fn accept(fd: &SharedFd) -> io::Result<(OwnedFd, Option<SockAddr>)> {
+    if let Some(driver) = crate::context::current_driver()
+        && driver.readiness_in_ring()
+        && driver.fast().multishot_accept
+    {
+        fd.settled(Interest::Read).await;
+        let conn = poll_fn(|cx| poll_accept_queue(fd, &driver, cx)).await?;
+        return Ok((conn, None));
+    }
+    let (conn, addr) = Op::new(Accept::new(fd.clone())).await?;
+    Ok((conn, Some(addr)))
+}
 
 const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
 

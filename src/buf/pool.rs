@@ -1,0 +1,524 @@
+//! The loop's receive pool and [`PooledBuf`].
+//!
+//! One allocation of `count` buffers of `size` bytes per loop, made the first time a stream calls
+//! `recv_pooled`. On io_uring (Linux 5.19+) the free buffers live in a provided buffer ring
+//! registered with the kernel, which picks one only when data arrives; elsewhere (epoll, older
+//! kernels, or with the buffer ring switched off) the loop keeps a free list and takes a buffer
+//! just before each `recv`. Either way an idle connection holds no buffer.
+
+use std::alloc::Layout;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::task::Waker;
+
+use io_uring::types::BufRingEntry;
+
+use super::IoBuf;
+use crate::stats::Counters;
+
+/// The buffer group id of the loop's pool in its ring (one pool per loop).
+pub(crate) const POOL_GROUP: u16 = 0;
+
+/// The default buffer count of [`Builder::recv_pool`](crate::Builder::recv_pool).
+pub const DEFAULT_POOL_COUNT: u16 = 1024;
+/// The default buffer size of [`Builder::recv_pool`](crate::Builder::recv_pool).
+pub const DEFAULT_POOL_SIZE: u32 = 4096;
+
+/// The most memory one pool may take (`count * size`).
+const MAX_POOL_BYTES: u64 = 1 << 32;
+
+/// Checks a `recv_pool(count, size)` setting.
+pub(crate) fn check_config(count: u16, size: u32) -> io::Result<()> {
+    let bad = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    if count == 0 || !count.is_power_of_two() || count > 32768 {
+        return bad(format!(
+            "Builder::recv_pool: count {count} must be a power of two from 1 to 32768"
+        ));
+    }
+    if size == 0 {
+        return bad("Builder::recv_pool: size must be at least 1 byte".into());
+    }
+    if u64::from(count) * u64::from(size) > MAX_POOL_BYTES {
+        return bad(format!(
+            "Builder::recv_pool: {count} buffers of {size} bytes exceed the 4 GiB a pool may take"
+        ));
+    }
+    Ok(())
+}
+
+/// Memory from the global allocator with a given layout, freed on drop.
+struct Region {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Region {
+    fn zeroed(bytes: usize) -> io::Result<Region> {
+        let layout = Layout::from_size_align(bytes.max(1), 4096)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("cannot allocate the {bytes}-byte receive pool; lower Builder::recv_pool"),
+            )
+        })?;
+        Ok(Region { ptr, layout })
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this layout; the pool frees it only once the kernel
+        // can no longer write into it (see `Pool`'s drop order).
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// Where free buffers are kept.
+enum Free {
+    /// A provided buffer ring registered with the kernel: returning a buffer appends an entry and
+    /// publishes the new tail.
+    Ring {
+        entries: Region,
+        /// The tail as we last published it.
+        tail: Cell<u16>,
+        /// False once the loop unregistered the ring (it closed): returned buffers just stay here
+        /// until the pool goes.
+        live: Cell<bool>,
+    },
+    /// A free list the loop takes from before each `recv`.
+    List(RefCell<Vec<u16>>),
+}
+
+/// A loop's receive pool, shared by the loop, its streams' queues and every [`PooledBuf`]. The
+/// memory goes when the last of them does.
+pub(crate) struct Pool {
+    memory: Region,
+    count: u16,
+    size: u32,
+    free: Free,
+    in_use: Cell<u32>,
+    /// Readers waiting for a buffer to come back (the pool ran dry).
+    waiters: RefCell<Vec<Waker>>,
+    counters: Rc<Counters>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("count", &self.count)
+            .field("size", &self.size)
+            .field("ring", &self.is_ring())
+            .field("in_use", &self.in_use.get())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool with a free list.
+    pub(crate) fn with_list(count: u16, size: u32, counters: Rc<Counters>) -> io::Result<Pool> {
+        let memory = Region::zeroed(count as usize * size as usize)?;
+        Ok(Pool {
+            memory,
+            count,
+            size,
+            free: Free::List(RefCell::new((0..count).rev().collect())),
+            in_use: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            counters,
+        })
+    }
+
+    /// A pool whose free buffers live in a buffer ring, every buffer in it. The caller registers
+    /// [`ring_addr`](Self::ring_addr) with the kernel before any op selects from group
+    /// [`POOL_GROUP`], and calls [`retire_ring`](Self::retire_ring) once it unregistered it.
+    pub(crate) fn with_ring(count: u16, size: u32, counters: Rc<Counters>) -> io::Result<Pool> {
+        let memory = Region::zeroed(count as usize * size as usize)?;
+        let entries = Region::zeroed(count as usize * std::mem::size_of::<BufRingEntry>())?;
+        let pool = Pool {
+            memory,
+            count,
+            size,
+            free: Free::Ring {
+                entries,
+                tail: Cell::new(0),
+                live: Cell::new(true),
+            },
+            in_use: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            counters,
+        };
+        for bid in 0..count {
+            pool.ring_push(bid);
+        }
+        pool.publish_tail();
+        Ok(pool)
+    }
+
+    pub(crate) fn is_ring(&self) -> bool {
+        matches!(self.free, Free::Ring { .. })
+    }
+
+    pub(crate) fn count(&self) -> u16 {
+        self.count
+    }
+
+    pub(crate) fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// The address of the ring's entries, for `IORING_REGISTER_PBUF_RING`.
+    pub(crate) fn ring_addr(&self) -> Option<u64> {
+        match &self.free {
+            Free::Ring { entries, .. } => Some(entries.ptr.as_ptr() as u64),
+            Free::List(_) => None,
+        }
+    }
+
+    /// The loop unregistered the ring: the kernel no longer reads it or selects from it.
+    pub(crate) fn retire_ring(&self) {
+        if let Free::Ring { live, .. } = &self.free {
+            live.set(false);
+        }
+    }
+
+    /// Whether every buffer is out (with users, or queued on streams).
+    pub(crate) fn exhausted(&self) -> bool {
+        self.in_use.get() >= u32::from(self.count)
+    }
+
+    /// Remembers a reader to wake when a buffer comes back.
+    pub(crate) fn wait_for_buffer(&self, waker: &Waker) {
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+            Counters::bump(&self.counters.pool_empty_waits);
+        }
+    }
+
+    fn buffer_ptr(&self, bid: u16) -> *mut u8 {
+        debug_assert!(bid < self.count);
+        // SAFETY: `bid < count`, so the offset stays inside the `count * size` region.
+        unsafe {
+            self.memory
+                .ptr
+                .as_ptr()
+                .add(bid as usize * self.size as usize)
+        }
+    }
+
+    /// Writes the entry for `bid` at the tail (not yet visible to the kernel).
+    fn ring_push(&self, bid: u16) {
+        let Free::Ring { entries, tail, .. } = &self.free else {
+            return;
+        };
+        let idx = tail.get() & (self.count - 1);
+        // SAFETY: `idx < count` and the region holds `count` entries. The kernel reads only the
+        // entries between its head and the published tail, and this one lies past the tail.
+        let entry = unsafe {
+            &mut *entries
+                .ptr
+                .as_ptr()
+                .cast::<BufRingEntry>()
+                .add(idx as usize)
+        };
+        entry.set_addr(self.buffer_ptr(bid) as u64);
+        entry.set_len(self.size);
+        entry.set_bid(bid);
+        tail.set(tail.get().wrapping_add(1));
+    }
+
+    /// Makes the entries written so far visible to the kernel.
+    fn publish_tail(&self) {
+        let Free::Ring { entries, tail, .. } = &self.free else {
+            return;
+        };
+        // SAFETY: the tail field lies in the first entry of the live ring region; the kernel reads
+        // it concurrently, so it is written atomically (release: the entries come first).
+        let shared = unsafe {
+            &*BufRingEntry::tail(entries.ptr.as_ptr().cast::<BufRingEntry>()).cast::<AtomicU16>()
+        };
+        shared.store(tail.get(), Ordering::Release);
+    }
+
+    /// The kernel put `len` bytes into buffer `bid` (a completion with `IORING_CQE_F_BUFFER`).
+    ///
+    /// # Safety
+    ///
+    /// `bid` must come from a completion of an op that selected from this pool, so the kernel is
+    /// done with it and nobody else holds it.
+    pub(crate) unsafe fn take_selected(
+        self: &Rc<Self>,
+        bid: u16,
+        len: u32,
+    ) -> io::Result<PooledBuf> {
+        if bid >= self.count || len > self.size {
+            return Err(io::Error::other(format!(
+                "the kernel selected buffer {bid} with {len} bytes from a pool of {} x {}",
+                self.count, self.size
+            )));
+        }
+        Ok(self.lend(bid, len as usize))
+    }
+
+    /// Takes a free buffer from the list (free-list pools); `None` if none is free.
+    pub(crate) fn take_free(self: &Rc<Self>) -> Option<PooledBuf> {
+        let Free::List(list) = &self.free else {
+            return None;
+        };
+        let bid = list.borrow_mut().pop()?;
+        Some(self.lend(bid, 0))
+    }
+
+    fn lend(self: &Rc<Self>, bid: u16, len: usize) -> PooledBuf {
+        self.in_use.set(self.in_use.get() + 1);
+        Counters::bump(&self.counters.pool_in_use);
+        PooledBuf {
+            storage: Storage::Pool {
+                pool: self.clone(),
+                bid,
+            },
+            start: 0,
+            len,
+        }
+    }
+
+    fn give_back(&self, bid: u16) {
+        self.in_use.set(self.in_use.get() - 1);
+        let c = &self.counters.pool_in_use;
+        c.set(c.get().saturating_sub(1));
+        match &self.free {
+            Free::Ring { live, .. } => {
+                if live.get() {
+                    self.ring_push(bid);
+                    self.publish_tail();
+                }
+            }
+            Free::List(list) => list.borrow_mut().push(bid),
+        }
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        waiters.into_iter().for_each(Waker::wake);
+    }
+}
+
+enum Storage {
+    Pool {
+        pool: Rc<Pool>,
+        bid: u16,
+    },
+    /// Bytes that did not come through the pool (a cancelled owned read's leftovers).
+    Owned(Vec<u8>),
+}
+
+/// Bytes received into a buffer of the loop's receive pool, from
+/// [`TcpStream::recv_pooled`](crate::net::TcpStream::recv_pooled) or
+/// [`UnixStream::recv_pooled`](crate::net::UnixStream::recv_pooled).
+///
+/// It derefs to the received bytes, and it is an [`IoBuf`], so it can be written straight back
+/// (`stream.write_all(buf).await`) with no copy. Dropping it returns the buffer to the pool. It may
+/// outlive its stream and its loop: the pool's memory goes when the loop is closed and the last
+/// `PooledBuf` is dropped. An empty `PooledBuf` from `recv_pooled` means end of stream.
+///
+/// Holding buffers keeps them from other connections: while every buffer of the pool is held,
+/// `recv_pooled` on any stream of the loop waits for one to come back.
+///
+/// # Examples
+///
+/// ```
+/// use ringloop::net::{TcpListener, TcpStream};
+///
+/// ringloop::run(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     let client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (server, _) = listener.accept().await?;
+///     client.write_all(b"hello" as &'static [u8]).await.0?;
+///     let buf = server.recv_pooled().await?;
+///     assert_eq!(&buf[..], b"hello");
+///     server.write_all(buf).await.0?; // echo it back, no copy
+///     std::io::Result::Ok(())
+/// }).unwrap();
+/// ```
+pub struct PooledBuf {
+    storage: Storage,
+    start: usize,
+    len: usize,
+}
+
+impl PooledBuf {
+    pub(crate) fn from_vec(bytes: Vec<u8>) -> PooledBuf {
+        let len = bytes.len();
+        PooledBuf {
+            storage: Storage::Owned(bytes),
+            start: 0,
+            len,
+        }
+    }
+
+    /// An empty buffer: end of stream.
+    pub(crate) fn eof() -> PooledBuf {
+        PooledBuf::from_vec(Vec::new())
+    }
+
+    fn base(&self) -> *const u8 {
+        match &self.storage {
+            Storage::Pool { pool, bid } => pool.buffer_ptr(*bid),
+            Storage::Owned(v) => v.as_ptr(),
+        }
+    }
+
+    /// The whole buffer's storage and capacity, to `recv` into (free-list pools).
+    pub(crate) fn spare(&mut self) -> (*mut u8, usize) {
+        match &mut self.storage {
+            Storage::Pool { pool, bid } => (pool.buffer_ptr(*bid), pool.size as usize),
+            Storage::Owned(v) => (v.as_mut_ptr(), v.capacity()),
+        }
+    }
+
+    /// Sets how many bytes `recv` put into the buffer from its start.
+    ///
+    /// # Safety
+    ///
+    /// The first `len` bytes must be initialised and `len` at most the capacity.
+    pub(crate) unsafe fn set_received(&mut self, len: usize) {
+        if let Storage::Owned(v) = &mut self.storage {
+            // SAFETY: the caller initialised `len <= capacity` bytes.
+            unsafe { v.set_len(len) };
+        }
+        self.start = 0;
+        self.len = len;
+    }
+
+    /// Drops the first `n` bytes (they were copied out).
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.start += n.min(self.len - self.start);
+    }
+
+    /// The buffer's capacity: the pool's buffer size (or the length of bytes that came from
+    /// elsewhere).
+    pub fn capacity(&self) -> usize {
+        match &self.storage {
+            Storage::Pool { pool, .. } => pool.size as usize,
+            Storage::Owned(v) => v.capacity(),
+        }
+    }
+
+    /// Whether the bytes sit in a buffer of the loop's pool (rather than in a heap copy, as
+    /// bytes a cancelled owned read left behind do).
+    pub fn is_pooled(&self) -> bool {
+        matches!(self.storage, Storage::Pool { .. })
+    }
+}
+
+impl Deref for PooledBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `start..len` lies within the storage and was initialised by the kernel (or by
+        // the Vec); the storage lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.base().add(self.start), self.len - self.start) }
+    }
+}
+
+impl DerefMut for PooledBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let (ptr, _) = self.spare();
+        // SAFETY: as in `deref`; `self` is the buffer's only owner, so the access is exclusive.
+        unsafe { std::slice::from_raw_parts_mut(ptr.add(self.start), self.len - self.start) }
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for PooledBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBuf")
+            .field("len", &self.len())
+            .field("pooled", &self.is_pooled())
+            .finish()
+    }
+}
+
+// SAFETY: the pointer is into memory the buffer keeps alive (its pool's region, or its Vec), and
+// it does not move while the buffer is owned by an op; `len - start` bytes are initialised.
+unsafe impl IoBuf for PooledBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        // SAFETY: `start <= len <= capacity`.
+        unsafe { self.base().add(self.start) }
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len - self.start
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.len - self.start
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Storage::Pool { pool, bid } = &self.storage {
+            pool.give_back(*bid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        for (count, size) in [(0, 4096), (3, 4096), (1000, 4096), (1024, 0)] {
+            let e = check_config(count, size).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("recv_pool"), "{e}");
+        }
+        assert!(check_config(32768, 131072).is_ok());
+        assert!(check_config(32768, 1 << 20).is_err());
+        assert!(check_config(1, 1).is_ok());
+    }
+
+    #[test]
+    fn a_list_pool_lends_every_buffer_once_and_takes_them_back() {
+        let pool = Rc::new(Pool::with_list(4, 16, Rc::default()).unwrap());
+        let bufs: Vec<_> = std::iter::from_fn(|| pool.take_free()).collect();
+        assert_eq!(bufs.len(), 4);
+        assert!(pool.exhausted());
+        let mut ptrs: Vec<_> = bufs.iter().map(|b| b.base()).collect();
+        ptrs.sort();
+        ptrs.dedup();
+        assert_eq!(ptrs.len(), 4, "two loans share a buffer");
+        drop(bufs);
+        assert!(!pool.exhausted());
+        assert_eq!(pool.in_use.get(), 0);
+    }
+
+    #[test]
+    fn a_buffer_outlives_its_pool_handle() {
+        let pool = Rc::new(Pool::with_list(2, 8, Rc::default()).unwrap());
+        let mut buf = pool.take_free().unwrap();
+        let (ptr, cap) = buf.spare();
+        assert_eq!(cap, 8);
+        // SAFETY: the buffer has 8 writable bytes.
+        unsafe {
+            ptr.copy_from_nonoverlapping(b"abcdefgh".as_ptr(), 8);
+            buf.set_received(8);
+        }
+        drop(pool);
+        buf.advance(3);
+        assert_eq!(&buf[..], b"defgh");
+        assert_eq!(buf.bytes_init(), 5);
+    }
+}

@@ -1,0 +1,257 @@
+//! Pooled receives (`recv_pooled`): the kernel, or the loop just before a `recv`, picks a buffer
+//! from the loop's receive pool only when data is there, so an idle connection holds none.
+//!
+//! - uring with a buffer ring: one multishot receive per stream stays armed (a one-shot receive
+//!   with buffer select when multishot receives are off or missing). What it delivers waits in
+//!   the stream's queue, bounded by [`QUEUE_BOUND`]: past it the receive is cancelled, and armed
+//!   again once a reader finds the queue empty. When the pool runs dry the kernel ends the receive
+//!   (`ENOBUFS`); the reader then waits for a buffer to come back before arming it again.
+//! - epoll, or a free-list pool on uring: wait for readiness, take a buffer, `recv` into it; on
+//!   `EAGAIN` the buffer goes straight back.
+
+use std::future::poll_fn;
+use std::io;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+
+use io_uring::{opcode, squeue, types::Fd};
+
+use super::cvt;
+use super::poll::ReadyWait;
+use crate::buf::PooledBuf;
+use crate::buf::pool::{POOL_GROUP, Pool};
+use crate::context::current_driver;
+use crate::driver::DriverCell;
+use crate::driver::fd::{SharedFd, WeakFd};
+use crate::driver::op::{Interest, Multishot};
+use crate::stats::Counters;
+
+/// The most deliveries a stream's queue holds before its multishot receive is stopped (a few more
+/// may be on their way then). With the default 4 KiB buffers a stream nobody reads holds at most
+/// about 64 KiB of the pool.
+pub(crate) const QUEUE_BOUND: usize = 16;
+
+/// Where a stream's multishot (or buffer-select) receive delivers.
+struct RecvSink {
+    fd: WeakFd,
+    pool: Rc<Pool>,
+}
+
+impl RecvSink {
+    /// A completion's result as a queue item; `None` for an end that is not the reader's
+    /// business (the pool ran dry, or the receive was cancelled): the reader arms it again.
+    fn item(&self, res: io::Result<u32>, flags: u32) -> Option<io::Result<PooledBuf>> {
+        match res {
+            Ok(n) => Some(match io_uring::cqueue::buffer_select(flags) {
+                // SAFETY: the kernel selected `bid` from this pool's group for this completion and
+                // is done with it.
+                Some(bid) => unsafe { self.pool.take_selected(bid, n) }.map(|buf| {
+                    if n == 0 {
+                        PooledBuf::eof() // `buf` goes back to the pool
+                    } else {
+                        buf
+                    }
+                }),
+                None if n == 0 => Ok(PooledBuf::eof()),
+                None => Err(io::Error::other(
+                    "the kernel completed a pooled receive without a buffer",
+                )),
+            }),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ECANCELED)) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl Multishot for RecvSink {
+    fn deliver(&mut self, res: io::Result<u32>, flags: u32, more: bool) -> bool {
+        let item = self.item(res, flags);
+        let Some(fd) = self.fd.upgrade() else {
+            return false; // the stream is gone: `item` is dropped, its buffer goes back
+        };
+        let mut queue = fd.recv_queue();
+        if let Some(item) = item {
+            queue.items.push_back(item);
+        }
+        if !more {
+            queue.ended();
+        }
+        queue.wake();
+        queue.items.len() < QUEUE_BOUND
+    }
+}
+
+fn outside_loop() -> io::Error {
+    io::Error::other(
+        "recv_pooled was polled outside a running ringloop event loop: await it inside \
+         EventLoop::run_until_complete or ringloop::run",
+    )
+}
+
+/// Receives into a buffer of the loop's pool. Bytes a cancelled owned read left come first, in a
+/// heap buffer.
+pub(crate) async fn recv_pooled(fd: &SharedFd) -> io::Result<PooledBuf> {
+    fd.settled(Interest::Read).await;
+    if fd.has_stash() {
+        let mut bytes = Vec::with_capacity(64 * 1024);
+        // SAFETY: `bytes` has room for its capacity.
+        let n = unsafe { fd.take_stash(bytes.as_mut_ptr(), bytes.capacity()) }.unwrap_or(0);
+        // SAFETY: `take_stash` initialised the first `n` bytes.
+        unsafe { bytes.set_len(n) };
+        return Ok(PooledBuf::from_vec(bytes));
+    }
+    let driver = current_driver().ok_or_else(outside_loop)?;
+    let pool = driver.recv_pool()?;
+    if pool.is_ring() {
+        poll_fn(|cx| poll_from_ring(fd, &driver, &pool, cx)).await
+    } else {
+        let mut wait = ReadyWait::new(Interest::Read);
+        poll_fn(|cx| poll_from_list(fd, &driver, &pool, &mut wait, cx)).await
+    }
+}
+
+/// uring with a buffer ring: takes the next delivery, arming the receive when none is armed.
+fn poll_from_ring(
+    fd: &SharedFd,
+    driver: &Rc<DriverCell>,
+    pool: &Rc<Pool>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<PooledBuf>> {
+    let mut queue = fd.recv_queue();
+    if let Some(item) = queue.items.pop_front() {
+        return Poll::Ready(item);
+    }
+    if queue.is_armed() {
+        queue.wait(cx.waker());
+        return Poll::Pending;
+    }
+    if pool.exhausted() {
+        // Arming now would only end in ENOBUFS: wait until a buffer comes back.
+        pool.wait_for_buffer(cx.waker());
+        return Poll::Pending;
+    }
+    let multishot = driver.fast().multishot_recv;
+    let rearm = multishot && queue.arms > 0;
+    // Pushing may reap completions (a full SQ), which deliver into this queue: let it go first.
+    drop(queue);
+    let entry = if multishot {
+        opcode::RecvMulti::new(Fd(fd.raw()), POOL_GROUP).build()
+    } else {
+        opcode::Recv::new(Fd(fd.raw()), std::ptr::null_mut(), pool.size())
+            .buf_group(POOL_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+    };
+    let sink = Box::new(RecvSink {
+        fd: fd.downgrade(),
+        pool: pool.clone(),
+    });
+    let key = driver.submit_multishot(entry, sink)?;
+    if rearm {
+        Counters::bump(&driver.counters().multishot_rearms);
+    }
+    let mut queue = fd.recv_queue();
+    queue.armed(key, driver);
+    queue.wait(cx.waker());
+    Poll::Pending
+}
+
+/// The marker inside the error `poll_from_list` makes when the pool is exhausted.
+#[derive(Debug)]
+struct PoolEmpty;
+
+impl std::fmt::Display for PoolEmpty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the loop's receive pool is empty")
+    }
+}
+
+impl std::error::Error for PoolEmpty {}
+
+/// epoll, or uring with a free-list pool: readiness, then `recv` into a buffer taken just before.
+/// On `EAGAIN` the buffer goes straight back, so a waiting stream holds none.
+fn poll_from_list(
+    fd: &SharedFd,
+    driver: &Rc<DriverCell>,
+    pool: &Rc<Pool>,
+    wait: &mut ReadyWait,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<PooledBuf>> {
+    if pool.exhausted() {
+        pool.wait_for_buffer(cx.waker());
+        return Poll::Pending;
+    }
+    let mut taken: Option<PooledBuf> = None;
+    let size = pool.size() as usize;
+    let res = ready!(wait.poll_syscall(driver, fd, cx, size, |raw| {
+        if taken.is_none() {
+            taken = Some(
+                pool.take_free()
+                    .ok_or_else(|| io::Error::other(PoolEmpty))?,
+            );
+        }
+        let (ptr, cap) = taken.as_mut().expect("taken just above").spare();
+        // SAFETY: the buffer is writable for its whole capacity; the call does not keep the
+        // pointer.
+        let res = cvt(unsafe { libc::recv(raw, ptr.cast(), cap, libc::MSG_DONTWAIT) });
+        if matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            taken = None;
+        }
+        res
+    }));
+    match res {
+        Ok(0) => Poll::Ready(Ok(PooledBuf::eof())), // `taken` goes back to the pool
+        Ok(n) => {
+            let mut buf = taken.expect("a receive of n > 0 bytes filled a buffer");
+            // SAFETY: `recv` initialised the first `n <= size` bytes of the buffer.
+            unsafe { buf.set_received(n) };
+            Poll::Ready(Ok(buf))
+        }
+        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<PoolEmpty>()) => {
+            pool.wait_for_buffer(cx.waker());
+            Poll::Pending
+        }
+        Err(e) => Poll::Ready(Err(e)),
+    }
+}
+
+/// For a read into the caller's memory: copies up to `cap` bytes a pooled receive delivered on
+/// this fd into `out`, in order. `Ready(None)` when no pooled receive is in play (the caller reads
+/// the usual way); `Pending` while one is armed and nothing has come yet.
+///
+/// # Safety
+///
+/// `out` must be valid for writes of `cap` bytes.
+pub(crate) unsafe fn poll_queued_into(
+    fd: &SharedFd,
+    cx: &mut Context<'_>,
+    out: *mut u8,
+    cap: usize,
+) -> Poll<Option<io::Result<usize>>> {
+    let Some(mut queue) = fd.recv_queue_if_any() else {
+        return Poll::Ready(None);
+    };
+    let armed = queue.is_armed();
+    match queue.items.front_mut() {
+        Some(Ok(buf)) => {
+            let n = buf.len().min(cap);
+            // SAFETY: `buf` holds `n` initialised bytes; the caller makes `out` writable for
+            // `cap >= n` bytes, and a pool buffer never overlaps the caller's memory.
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out, n) };
+            buf.advance(n);
+            if buf.is_empty() {
+                queue.items.pop_front(); // fully read (or end of stream)
+            }
+            Poll::Ready(Some(Ok(n)))
+        }
+        Some(Err(_)) => match queue.items.pop_front() {
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            _ => unreachable!("the front item was an error a moment ago"),
+        },
+        None if armed => {
+            queue.wait(cx.waker());
+            Poll::Pending
+        }
+        None => Poll::Ready(None),
+    }
+}
