@@ -11,8 +11,14 @@
 //! RINGLOOP_BACKEND=epoll cargo run --release --example echo
 //! ```
 //!
+//! It serves with `recv_pooled`: a connection holds a buffer of the loop's receive pool only
+//! while data it received is being written back, so an idle connection holds none (on io_uring
+//! the kernel picks the buffer when data arrives, fed by one multishot receive per connection).
+//! With `--owned` each connection reads into its own 16 KiB buffer instead.
+//!
 //! With `--stats`, it prints the loop's counters to stderr every second (ops, completions,
-//! syscalls, polls), to measure syscalls per request.
+//! syscalls, polls), to measure syscalls per request. `RINGLOOP_DISABLE` switches io_uring fast
+//! paths off one by one (see the README), to measure what each brings.
 
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
@@ -20,6 +26,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -35,7 +42,33 @@ fn parse_addr(arg: &str) -> Option<SocketAddr> {
     arg.parse().ok()
 }
 
-async fn serve(stream: TcpStream) {
+/// `--owned`: each connection reads into its own buffer rather than the loop's pool.
+static OWNED: AtomicBool = AtomicBool::new(false);
+
+/// Serves one connection as a task of its own; the two ways are two task types, so a pooled
+/// connection's task is no larger than its own future needs.
+fn spawn_serve(stream: TcpStream) -> ringloop::JoinHandle<()> {
+    if OWNED.load(Ordering::Relaxed) {
+        ringloop::spawn(serve_owned(stream))
+    } else {
+        ringloop::spawn(serve_pooled(stream))
+    }
+}
+
+/// Receives into a pool buffer and writes that very buffer back.
+async fn serve_pooled(stream: TcpStream) {
+    loop {
+        let buf = match stream.recv_pooled().await {
+            Ok(buf) if !buf.is_empty() => buf,
+            _ => return, // end of stream or an error
+        };
+        if stream.write_all(buf).await.0.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_owned(stream: TcpStream) {
     let mut buf = Vec::with_capacity(BUF_SIZE);
     loop {
         let (res, b) = stream.read(buf).await;
@@ -84,8 +117,9 @@ async fn pool_loop(cx: LoopContext, listener: std::net::TcpListener) -> usize {
                 served.set(served.get() + 1);
                 open.set(open.get() + 1);
                 let open = open.clone();
+                let served = spawn_serve(stream);
                 ringloop::spawn(async move {
-                    serve(stream).await;
+                    let _ = served.await;
                     open.set(open.get() - 1);
                 });
             }
@@ -177,6 +211,14 @@ fn run_pool(addr: SocketAddr, threads: usize) -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let stats = args.iter().any(|a| a == "--stats");
+    OWNED.store(args.iter().any(|a| a == "--owned"), Ordering::Relaxed);
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.starts_with("--") && !["--stats", "--owned", "--threads"].contains(&a.as_str()))
+    {
+        eprintln!("echo: unknown option {bad}; options: --threads N, --owned, --stats");
+        return ExitCode::FAILURE;
+    }
     let threads = match args.iter().position(|a| a == "--threads") {
         None => None,
         Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
@@ -239,7 +281,7 @@ fn main() -> ExitCode {
             match listener.accept().await {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    ringloop::spawn(serve(stream));
+                    spawn_serve(stream);
                 }
                 Err(e) => {
                     // EMFILE and friends: say so, back off a little, keep serving.

@@ -6,8 +6,18 @@
 //! ```
 //!
 //! It reads into the spare capacity of a 16 KiB buffer and writes back what it read, with
-//! `TCP_NODELAY`, exactly as `examples/echo.rs` does.
+//! `TCP_NODELAY`, as `examples/echo.rs --owned` does.
+//!
+//! With `--shared-buf` it serves as tokio suggests for many idle connections, the fair reference
+//! for `examples/echo.rs`'s pooled receives: `readable().await`, then `try_read` into one 16 KiB
+//! buffer shared by the thread, then `try_write` straight from it (only bytes the socket would
+//! not take at once are copied into a buffer of the connection's own, for `write_all`).
+//!
+//! ```text
+//! cargo run --release --example tokio_echo -- --shared-buf 7001
+//! ```
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -32,8 +42,60 @@ async fn serve(mut stream: TcpStream) {
     }
 }
 
+thread_local! {
+    /// `--shared-buf`: the one read buffer of the thread.
+    static SHARED: RefCell<Vec<u8>> = RefCell::new(vec![0; BUF_SIZE]);
+}
+
+/// Reads into the thread's shared buffer and writes from it; a connection keeps bytes of its own
+/// only while the socket would not take them at once.
+async fn serve_shared(mut stream: TcpStream) {
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        // Neither borrow of the shared buffer lives across an await.
+        let rest = SHARED.with_borrow_mut(|buf| -> std::io::Result<Option<Vec<u8>>> {
+            let n = match stream.try_read(buf) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let sent = match stream.try_write(&buf[..n]) {
+                Ok(sent) => sent,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            Ok((sent < n).then(|| buf[sent..n].to_vec()))
+        });
+        match rest {
+            Ok(None) => {}
+            Ok(Some(rest)) => {
+                if stream.write_all(&rest).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1).unwrap_or_else(|| "7000".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let shared = args.iter().any(|a| a == "--shared-buf");
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.starts_with("--") && a.as_str() != "--shared-buf")
+    {
+        eprintln!("tokio_echo: unknown option {bad}; the only option is --shared-buf");
+        return ExitCode::FAILURE;
+    }
+    let arg = args
+        .iter()
+        .rfind(|a| !a.starts_with("--"))
+        .cloned()
+        .unwrap_or_else(|| "7000".into());
     let addr: SocketAddr = match arg.parse::<u16>() {
         Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
         Err(_) => match arg.parse() {
@@ -61,7 +123,11 @@ fn main() -> ExitCode {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve(stream));
+                    if shared {
+                        tokio::spawn(serve_shared(stream));
+                    } else {
+                        tokio::spawn(serve(stream));
+                    }
                 }
                 Err(e) => {
                     eprintln!("tokio_echo: accept failed: {e}");

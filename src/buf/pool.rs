@@ -29,6 +29,9 @@ pub const DEFAULT_POOL_COUNT: u16 = 1024;
 /// The default buffer size of [`Builder::recv_pool`](crate::Builder::recv_pool).
 pub const DEFAULT_POOL_SIZE: u32 = 4096;
 
+/// How many buffers a pool's ring holds at first (see `Free::Ring`).
+const INITIAL_RING_FILL: u32 = 64;
+
 /// The most memory one pool may take (`count * size`).
 const MAX_POOL_BYTES: u64 = 1 << 32;
 
@@ -83,12 +86,21 @@ impl Drop for Region {
 
 /// Where free buffers are kept.
 enum Free {
-    /// A provided buffer ring registered with the kernel: returning a buffer appends an entry and
-    /// publishes the new tail.
+    /// A provided buffer ring registered with the kernel, kept filled with `target` buffers; the
+    /// other free buffers wait in `spare`, last returned first out. The ring is a FIFO: filled
+    /// with every free buffer it would cycle through all of them, touching the whole pool's
+    /// memory; this way a loop whose connections are mostly idle keeps reusing a few hot buffers.
     Ring {
         entries: Region,
         /// The tail as we last published it.
         tail: Cell<u16>,
+        /// Buffers published in the ring that the kernel has not taken yet (each one it takes
+        /// comes back in a completion).
+        avail: Cell<u32>,
+        /// How many buffers the ring is kept filled with: starts small, doubles (up to the
+        /// pool's count) each time a receive found the ring empty.
+        target: Cell<u32>,
+        spare: RefCell<Vec<u16>>,
         /// False once the loop unregistered the ring (it closed): returned buffers just stay here
         /// until the pool goes.
         live: Cell<bool>,
@@ -149,17 +161,53 @@ impl Pool {
             free: Free::Ring {
                 entries,
                 tail: Cell::new(0),
+                avail: Cell::new(0),
+                target: Cell::new(u32::from(count).min(INITIAL_RING_FILL)),
+                spare: RefCell::new((0..count).rev().collect()),
                 live: Cell::new(true),
             },
             in_use: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             counters,
         };
-        for bid in 0..count {
-            pool.ring_push(bid);
-        }
-        pool.publish_tail();
+        pool.refill();
         Ok(pool)
+    }
+
+    /// Tops the ring up to its target from the spare buffers.
+    fn refill(&self) {
+        let Free::Ring {
+            avail,
+            target,
+            spare,
+            live,
+            ..
+        } = &self.free
+        else {
+            return;
+        };
+        if !live.get() || avail.get() >= target.get() {
+            return;
+        }
+        let mut spare = spare.borrow_mut();
+        let mut pushed = false;
+        while avail.get() < target.get() {
+            let Some(bid) = spare.pop() else { break };
+            self.ring_push(bid);
+            avail.set(avail.get() + 1);
+            pushed = true;
+        }
+        if pushed {
+            self.publish_tail();
+        }
+    }
+
+    /// A receive found the ring empty (`ENOBUFS`): keep more buffers in it from now on.
+    pub(crate) fn note_ring_empty(&self) {
+        if let Free::Ring { target, .. } = &self.free {
+            target.set((target.get() * 2).min(u32::from(self.count)));
+            self.refill();
+        }
     }
 
     pub(crate) fn is_ring(&self) -> bool {
@@ -265,7 +313,12 @@ impl Pool {
                 self.count, self.size
             )));
         }
-        Ok(self.lend(bid, len as usize))
+        if let Free::Ring { avail, .. } = &self.free {
+            avail.set(avail.get().saturating_sub(1));
+        }
+        let buf = self.lend(bid, len as usize);
+        self.refill();
+        Ok(buf)
     }
 
     /// Takes a free buffer from the list (free-list pools); `None` if none is free.
@@ -295,11 +348,9 @@ impl Pool {
         let c = &self.counters.pool_in_use;
         c.set(c.get().saturating_sub(1));
         match &self.free {
-            Free::Ring { live, .. } => {
-                if live.get() {
-                    self.ring_push(bid);
-                    self.publish_tail();
-                }
+            Free::Ring { spare, .. } => {
+                spare.borrow_mut().push(bid);
+                self.refill();
             }
             Free::List(list) => list.borrow_mut().push(bid),
         }

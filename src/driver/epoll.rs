@@ -11,6 +11,7 @@ use slab::Slab;
 
 use super::Shared;
 use super::op::Interest;
+use super::small::WakerList;
 use crate::stats::Counters;
 
 /// The token of the wake eventfd.
@@ -27,8 +28,8 @@ struct ScheduledIo {
     read_closed: bool,
     /// The fd hung up or has an error: writes stay ready for good.
     write_closed: bool,
-    readers: Vec<Waker>,
-    writers: Vec<Waker>,
+    readers: WakerList,
+    writers: WakerList,
 }
 
 pub(crate) struct EpollDriver {
@@ -51,13 +52,6 @@ fn timeout_ms(timeout: Option<Duration>) -> i32 {
             let ms = t.as_nanos().div_ceil(1_000_000);
             ms.min(i32::MAX as u128) as i32
         }
-    }
-}
-
-/// Adds `waker` unless an equivalent one is there already.
-fn remember(wakers: &mut Vec<Waker>, waker: &Waker) {
-    if !wakers.iter().any(|w| w.will_wake(waker)) {
-        wakers.push(waker.clone());
     }
 }
 
@@ -129,11 +123,7 @@ impl EpollDriver {
     }
 
     /// The readiness flag and wakers of one direction of a live registration.
-    fn direction(
-        &mut self,
-        token: u64,
-        interest: Interest,
-    ) -> Option<(&mut bool, &mut Vec<Waker>)> {
+    fn direction(&mut self, token: u64, interest: Interest) -> Option<(&mut bool, &mut WakerList)> {
         let (key, generation) = token_parts(token);
         let io = self
             .ios
@@ -164,7 +154,7 @@ impl EpollDriver {
             return;
         };
         *ready = false;
-        remember(wakers, waker);
+        wakers.add(waker);
     }
 
     /// For a new op on a registered fd: if the fd is known not ready in this direction, keeps the
@@ -180,7 +170,7 @@ impl EpollDriver {
         }
         match self.direction(token, interest) {
             Some((ready, wakers)) if !*ready => {
-                remember(wakers, waker);
+                wakers.add(waker);
                 true
             }
             _ => false,
@@ -204,7 +194,7 @@ impl EpollDriver {
             return true;
         };
         if !*ready {
-            remember(wakers, waker);
+            wakers.add(waker);
         }
         *ready
     }
@@ -265,11 +255,11 @@ impl EpollDriver {
             }
             if hangup || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0 {
                 io.readable = true;
-                io.readers.drain(..).for_each(Waker::wake);
+                io.readers.wake_all();
             }
             if hangup || bits & libc::EPOLLOUT != 0 {
                 io.writable = true;
-                io.writers.drain(..).for_each(Waker::wake);
+                io.writers.wake_all();
             }
         }
         self.events.clear();

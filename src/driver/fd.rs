@@ -3,7 +3,6 @@
 //! their future was dropped.
 
 use std::cell::{Cell, RefCell, RefMut};
-use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::{Rc, Weak};
 
@@ -13,17 +12,18 @@ use std::task::{Context, Poll, Waker};
 
 use super::DriverCell;
 use super::op::Interest;
+use super::small::{SmallQueue, WakerList};
 use crate::buf::PooledBuf;
 
 /// What a multishot op (uring) delivered to one fd and nobody has taken yet, and whether the op is
 /// still armed.
 pub(crate) struct MultiQueue<T> {
-    pub(crate) items: VecDeque<io::Result<T>>,
+    pub(crate) items: SmallQueue<io::Result<T>>,
     /// The op's slot in its loop's driver, until its last completion.
     armed: Option<(usize, Weak<DriverCell>)>,
     /// How many times an op was armed for this fd.
     pub(crate) arms: u64,
-    wakers: Vec<Waker>,
+    wakers: WakerList,
 }
 
 impl<T> std::fmt::Debug for MultiQueue<T> {
@@ -38,10 +38,10 @@ impl<T> std::fmt::Debug for MultiQueue<T> {
 impl<T> Default for MultiQueue<T> {
     fn default() -> Self {
         MultiQueue {
-            items: VecDeque::new(),
+            items: SmallQueue::default(),
             armed: None,
             arms: 0,
-            wakers: Vec::new(),
+            wakers: WakerList::default(),
         }
     }
 }
@@ -64,13 +64,11 @@ impl<T> MultiQueue<T> {
 
     /// Wakes `waker` at the next delivery or when the op ends.
     pub(crate) fn wait(&mut self, waker: &Waker) {
-        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
-            self.wakers.push(waker.clone());
-        }
+        self.wakers.add(waker);
     }
 
     pub(crate) fn wake(&mut self) {
-        self.wakers.drain(..).for_each(Waker::wake);
+        self.wakers.wake_all();
     }
 
     /// The driver and slot of the armed op, if its loop is still there.
@@ -106,14 +104,13 @@ struct FdInner {
     fd: Option<OwnedFd>,
     /// The epoll registration: the driver it is registered with and its token.
     registration: RefCell<Option<(Rc<DriverCell>, u64)>>,
-    /// Bytes a cancelled read received; the next read returns them first.
-    stash: RefCell<Vec<u8>>,
+    /// What only some fds need (see `Rare`), allocated on first use.
+    rare: RefCell<Option<Box<Rare>>>,
+    /// Whether `rare.stash` holds bytes (checked before every read).
     has_stash: Cell<bool>,
     /// Dropped ops still in the kernel, per direction (read, write); a new op in that direction
     /// waits for them so the byte stream keeps its order.
     orphans: [Cell<u32>; 2],
-    /// Woken when a direction's last orphan completes.
-    settle_wakers: RefCell<Vec<Waker>>,
     /// The last stream read came back short: the socket had no more data then, so the next read
     /// most likely waits (uring asks the kernel to poll first instead of trying the receive).
     read_drained: Cell<bool>,
@@ -125,6 +122,16 @@ struct FdInner {
     recv_queue: RefCell<Option<Box<MultiQueue<PooledBuf>>>>,
     /// Connections a multishot accept delivered (uring).
     accept_queue: RefCell<Option<Box<MultiQueue<OwnedFd>>>>,
+}
+
+/// The part of an fd's state that only fds with a dropped op in flight need: kept apart so that
+/// every other connection does not pay for it.
+#[derive(Debug, Default)]
+struct Rare {
+    /// Bytes a cancelled read received; the next read returns them first.
+    stash: Vec<u8>,
+    /// Woken when a direction's last orphan completes.
+    settle_wakers: WakerList,
 }
 
 /// A `SharedFd` that does not keep the fd open: what a multishot op's sink holds, so a socket
@@ -143,10 +150,9 @@ impl SharedFd {
             inner: Rc::new(FdInner {
                 fd: Some(fd),
                 registration: RefCell::new(None),
-                stash: RefCell::new(Vec::new()),
+                rare: RefCell::new(None),
                 has_stash: Cell::new(false),
                 orphans: [Cell::new(0), Cell::new(0)],
-                settle_wakers: RefCell::new(Vec::new()),
                 read_drained: Cell::new(false),
                 read_waits: Cell::new(false),
                 recv_queue: RefCell::new(None),
@@ -237,7 +243,7 @@ impl SharedFd {
     /// Keeps bytes a dropped read received, for the next read.
     pub(crate) fn stash(&self, bytes: &[u8]) {
         if !bytes.is_empty() {
-            self.inner.stash.borrow_mut().extend_from_slice(bytes);
+            self.rare().stash.extend_from_slice(bytes);
             self.inner.has_stash.set(true);
         }
     }
@@ -251,7 +257,8 @@ impl SharedFd {
         if !self.inner.has_stash.get() {
             return None;
         }
-        let mut stash = self.inner.stash.borrow_mut();
+        let mut rare = self.rare();
+        let stash = &mut rare.stash;
         let n = stash.len().min(cap);
         // SAFETY: `stash` holds at least `n` bytes and the caller makes `out` writable for
         // `cap >= n` bytes; a Vec's storage never overlaps a caller's buffer.
@@ -272,11 +279,7 @@ impl SharedFd {
         let c = &self.inner.orphans[dir as usize];
         c.set(c.get().saturating_sub(1));
         if c.get() == 0 {
-            self.inner
-                .settle_wakers
-                .borrow_mut()
-                .drain(..)
-                .for_each(Waker::wake);
+            self.rare().settle_wakers.wake_all();
         }
     }
 
@@ -291,12 +294,15 @@ impl SharedFd {
         if self.inner.orphans[dir as usize].get() == 0 {
             Poll::Ready(())
         } else {
-            let mut wakers = self.inner.settle_wakers.borrow_mut();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
+            self.rare().settle_wakers.add(cx.waker());
             Poll::Pending
         }
+    }
+
+    fn rare(&self) -> RefMut<'_, Rare> {
+        RefMut::map(self.inner.rare.borrow_mut(), |r| {
+            &mut **r.get_or_insert_with(Box::default)
+        })
     }
 
     pub(crate) fn has_stash(&self) -> bool {

@@ -4,6 +4,7 @@
 mod epoll;
 pub(crate) mod fd;
 pub(crate) mod op;
+pub(crate) mod small;
 mod uring;
 mod wake;
 
@@ -23,7 +24,7 @@ use crate::buf::pool::Pool;
 use crate::stats::Counters;
 use epoll::EpollDriver;
 use fd::SharedFd;
-use op::{Multishot, OpCore, Operation, Orphan, Slot};
+use op::{Deliver, OpCore, Operation, Orphan, Slot};
 use uring::UringDriver;
 
 // One per loop, matched on every op: boxing the big variant would add a pointer chase there.
@@ -106,17 +107,16 @@ impl DriverCell {
         let counters = self.counters.clone();
         let pool = match &mut *self.driver.borrow_mut() {
             Driver::Uring(u) if self.fast.buf_ring => {
-                let pool = Pool::with_ring(count, size, counters.clone())?;
+                let pool = Rc::new(Pool::with_ring(count, size, counters.clone())?);
                 match u.register_pool(&pool) {
                     Ok(()) => pool,
                     // An older kernel, or no room for the ring: the free list works everywhere.
-                    Err(_) => Pool::with_list(count, size, counters)?,
+                    Err(_) => Rc::new(Pool::with_list(count, size, counters)?),
                 }
             }
             Driver::Closed => return Err(closed_error()),
-            _ => Pool::with_list(count, size, counters)?,
+            _ => Rc::new(Pool::with_list(count, size, counters)?),
         };
-        let pool = Rc::new(pool);
         *self.pool.borrow_mut() = Some(pool.clone());
         Ok(pool)
     }
@@ -124,24 +124,21 @@ impl DriverCell {
     /// Cancels a multishot op and waits until it ended, its last completions delivered (for
     /// `into_std`). It may still be armed afterwards on kernels without synchronous cancel.
     pub(crate) fn stop_multishot_now(&self, key: usize) -> io::Result<()> {
-        let mut driver = self.driver.borrow_mut();
-        let (res, retired) = match &mut *driver {
-            Driver::Uring(u) => (u.stop_multishot_now(key), u.take_retired()),
-            _ => (Ok(()), Vec::new()),
-        };
-        drop(driver);
-        drop(retired);
-        res
+        match &mut *self.driver.borrow_mut() {
+            Driver::Uring(u) => u.stop_multishot_now(key),
+            _ => Ok(()),
+        }
     }
 
-    /// Starts a multishot op (uring only); its completions go to `sink`.
+    /// Starts a multishot op on `fd` (uring only); its completions go to `deliver`.
     pub(crate) fn submit_multishot(
         &self,
         entry: io_uring::squeue::Entry,
-        sink: Box<dyn Multishot>,
+        fd: &SharedFd,
+        deliver: Deliver,
     ) -> io::Result<usize> {
         match &mut *self.driver.borrow_mut() {
-            Driver::Uring(u) => u.submit_multishot(entry, sink),
+            Driver::Uring(u) => u.submit_multishot(entry, fd.downgrade(), deliver),
             Driver::Closed => Err(closed_error()),
             Driver::Epoll(_) => Err(io::Error::other("multishot ops need the io_uring backend")),
         }
@@ -191,14 +188,13 @@ impl DriverCell {
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
     pub(crate) fn park(&self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
         let mut driver = self.driver.borrow_mut();
-        let (res, orphans, retired) = match &mut *driver {
-            Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans(), u.take_retired()),
-            Driver::Epoll(e) => (e.park(timeout, shared), Vec::new(), Vec::new()),
-            Driver::Closed => (Ok(()), Vec::new(), Vec::new()),
+        let (res, orphans) = match &mut *driver {
+            Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans()),
+            Driver::Epoll(e) => (e.park(timeout, shared), Vec::new()),
+            Driver::Closed => (Ok(()), Vec::new()),
         };
         drop(driver);
         release_orphans(orphans);
-        drop(retired);
         res
     }
 
@@ -206,7 +202,7 @@ impl DriverCell {
     /// the orphans, and closes the ring or epoll fd.
     pub(crate) fn shutdown(&self) {
         let mut driver = self.driver.borrow_mut();
-        let (orphans, retired) = match &mut *driver {
+        let orphans = match &mut *driver {
             Driver::Uring(u) => {
                 u.shutdown();
                 if let Some(pool) = &*self.pool.borrow() {
@@ -218,18 +214,17 @@ impl DriverCell {
                         std::mem::forget(pool.clone());
                     }
                 }
-                (u.take_orphans(), u.take_retired())
+                u.take_orphans()
             }
             Driver::Epoll(e) => {
                 e.shutdown();
-                (Vec::new(), Vec::new())
+                Vec::new()
             }
-            Driver::Closed => (Vec::new(), Vec::new()),
+            Driver::Closed => Vec::new(),
         };
         let old = std::mem::replace(&mut *driver, Driver::Closed);
         drop(driver);
         release_orphans(orphans);
-        drop(retired);
         drop(old);
         // Buffers still held by users keep the pool's memory; the loop lets go of it.
         self.pool.borrow_mut().take();

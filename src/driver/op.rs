@@ -102,14 +102,21 @@ impl<T: Operation> Orphan for T {
     }
 }
 
-/// Where the completions of a multishot op go (a receive or accept that stays armed and posts one
-/// completion per message or connection). uring only.
-pub(crate) trait Multishot {
-    /// One completion: its result, its CQE flags, and whether the op stays armed (`more`).
-    /// Returns false to stop the op: the driver cancels it, and completions already on their way
-    /// still come here until the last one (`more == false`).
-    fn deliver(&mut self, res: io::Result<u32>, flags: u32, more: bool) -> bool;
-}
+/// What a multishot op (a receive or accept that stays armed and posts one completion per message
+/// or connection; uring only) does with each completion: its fd (held weakly: the fd's owner going
+/// away cancels the op), the loop's receive pool if any, the result, the CQE flags, and whether
+/// the op stays armed (`more`). Returns false to stop the op: the driver cancels it, and
+/// completions already on their way still come until the last one (`more == false`).
+///
+/// A plain function rather than a boxed object: every armed connection has one, and an
+/// allocation each would be memory a server pays per idle connection.
+pub(crate) type Deliver = fn(
+    fd: &super::fd::WeakFd,
+    pool: Option<&Rc<crate::buf::pool::Pool>>,
+    res: io::Result<u32>,
+    flags: u32,
+    more: bool,
+) -> bool;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {

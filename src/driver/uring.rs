@@ -14,7 +14,8 @@ use io_uring::{IoUring, opcode, squeue};
 use slab::Slab;
 
 use super::Shared;
-use super::op::{Multishot, Orphan};
+use super::fd::WeakFd;
+use super::op::{Deliver, Orphan};
 use crate::backend::FastPaths;
 use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::stats::Counters;
@@ -53,9 +54,10 @@ enum Lifecycle {
     Completed(io::Result<u32>),
     /// The op's future was dropped; its data waits here for the CQE.
     Ignored(Box<dyn Orphan>),
-    /// A multishot op: every CQE goes to its sink, until one comes without `IORING_CQE_F_MORE`.
+    /// A multishot op: every CQE goes to `deliver`, until one comes without `IORING_CQE_F_MORE`.
     Multi {
-        sink: Box<dyn Multishot>,
+        fd: WeakFd,
+        deliver: Deliver,
         /// A cancel was pushed (the sink asked to stop, or its fd's owner went away).
         stopping: bool,
         /// The fd of an owner that went away, closed once the last CQE came.
@@ -83,8 +85,8 @@ pub(crate) struct UringDriver {
     /// Loops woken through `MSG_RING` whose message has not completed: each `Shared` keeps its
     /// ring's fd open until then.
     msgs: Slab<Arc<Shared>>,
-    /// Sinks of multishot ops that ended, to be dropped outside the driver's borrow.
-    retired: Vec<Box<dyn Multishot>>,
+    /// The receive pool registered as the ring's buffer group, for multishot receives.
+    pool: Option<Rc<Pool>>,
     /// The ring's index among this thread's registered ring fds (`IORING_REGISTER_RING_FDS`):
     /// every enter passes it instead of the fd, which saves the kernel an fd lookup.
     ring_index: Option<u32>,
@@ -171,7 +173,7 @@ impl UringDriver {
             timeout_ts: Box::new(Timespec::new()),
             orphans: Vec::new(),
             msgs: Slab::new(),
-            retired: Vec::new(),
+            pool: None,
             ring_index: None,
             pool_registered: false,
             multis: 0,
@@ -269,7 +271,7 @@ impl UringDriver {
     }
 
     /// Registers the receive pool's buffer ring as group [`POOL_GROUP`].
-    pub(super) fn register_pool(&mut self, pool: &Pool) -> io::Result<()> {
+    pub(super) fn register_pool(&mut self, pool: &Rc<Pool>) -> io::Result<()> {
         let addr = pool
             .ring_addr()
             .ok_or_else(|| io::Error::other("a free-list pool"))?;
@@ -284,6 +286,7 @@ impl UringDriver {
             )?;
         }
         self.pool_registered = true;
+        self.pool = Some(pool.clone());
         Ok(())
     }
 
@@ -294,17 +297,19 @@ impl UringDriver {
         }
     }
 
-    /// Starts a multishot op; its completions go to `sink` until the last one.
+    /// Starts a multishot op on `fd`; its completions go to `deliver` until the last one.
     pub(super) fn submit_multishot(
         &mut self,
         entry: squeue::Entry,
-        sink: Box<dyn Multishot>,
+        fd: WeakFd,
+        deliver: Deliver,
     ) -> io::Result<usize> {
         if self.closing {
             return Err(io::Error::other("the loop is closing"));
         }
         let key = self.ops.insert(Lifecycle::Multi {
-            sink,
+            fd,
+            deliver,
             stopping: false,
             keep: None,
         });
@@ -630,16 +635,17 @@ impl UringDriver {
                     key => {
                         let key = key as usize;
                         match self.ops.get_mut(key) {
-                            Some(Lifecycle::Multi { sink, stopping, .. }) => {
-                                let go_on = sink.deliver(res, cqe.flags(), more);
+                            Some(Lifecycle::Multi {
+                                fd,
+                                deliver,
+                                stopping,
+                                ..
+                            }) => {
+                                let go_on = deliver(fd, self.pool.as_ref(), res, cqe.flags(), more);
                                 if !more {
-                                    if let Lifecycle::Multi { sink, keep, .. } =
-                                        self.ops.remove(key)
-                                    {
-                                        self.multis -= 1;
-                                        self.retired.push(sink);
-                                        drop(keep); // the op is over: the fd may close
-                                    }
+                                    // The op is over: its fd (if its owner went away) may close.
+                                    self.ops.remove(key);
+                                    self.multis -= 1;
                                 } else if !go_on && !*stopping {
                                     *stopping = true;
                                     stop.push(key);
@@ -677,11 +683,6 @@ impl UringDriver {
         for key in stop {
             self.push_cancel(key);
         }
-    }
-
-    /// Sinks of multishot ops that ended, to be dropped outside the driver's borrow.
-    pub(super) fn take_retired(&mut self) -> Vec<Box<dyn Multishot>> {
-        mem::take(&mut self.retired)
     }
 
     /// Orphaned ops whose CQE arrived, to be released outside the driver's borrow.

@@ -1,12 +1,14 @@
 //! The byte-stream I/O shared by `TcpStream` and `UnixStream`.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use socket2::SockRef;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut, write_all_with};
+use crate::buf::{BufResult, IoBuf, IoBufMut, Slice};
 use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Op};
 use crate::op::msg::{RecvMsg, SendMsg};
@@ -62,8 +64,8 @@ impl Stream {
         Op::new(Recv::new(self.fd.clone(), buf, true)).await
     }
 
-    pub(crate) async fn recv_pooled(&self) -> io::Result<crate::buf::PooledBuf> {
-        crate::op::pooled::recv_pooled(&self.fd).await
+    pub(crate) fn recv_pooled(&self) -> crate::op::pooled::RecvPooled<'_> {
+        crate::op::pooled::RecvPooled::new(&self.fd)
     }
 
     pub(crate) async fn readv<B: IoBufMut>(&self, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
@@ -95,12 +97,78 @@ impl Stream {
         Op::new(SendMsg::new(self.fd.clone(), bufs, None)).await
     }
 
-    pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        write_all_with(buf, |slice, _| self.write(slice)).await
+    pub(crate) fn write_all<B: IoBuf>(&self, buf: B) -> WriteAll<'_, B> {
+        let total = buf.bytes_init();
+        WriteAll {
+            fd: &self.fd,
+            state: WriteAllState::Idle(Some(buf)),
+            written: 0,
+            total,
+        }
     }
 
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         SockRef::from(&self.fd).shutdown(how)
+    }
+}
+
+enum WriteAllState<B: IoBuf> {
+    /// Between writes (`None` once the buffer was handed back).
+    Idle(Option<B>),
+    Writing(Op<Send<Slice<B>>>),
+}
+
+/// `write_all` on a stream: sends until every initialised byte went. A hand-written future so a
+/// connection's task holds only this (the buffer lives in the op's allocation while it is in
+/// flight): a server with many connections keeps each task small.
+pub(crate) struct WriteAll<'a, B: IoBuf> {
+    fd: &'a SharedFd,
+    state: WriteAllState<B>,
+    written: usize,
+    total: usize,
+}
+
+impl<B: IoBuf> Future for WriteAll<'_, B> {
+    type Output = BufResult<(), B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                WriteAllState::Idle(buf) => {
+                    if this.written >= this.total {
+                        let buf = buf.take().expect("WriteAll polled after it completed");
+                        return Poll::Ready((Ok(()), buf));
+                    }
+                    // A dropped write still in the kernel goes first.
+                    ready!(this.fd.poll_settled(Interest::Write, cx));
+                    let buf = buf.take().expect("WriteAll polled after it completed");
+                    let slice = buf.slice(this.written..this.total);
+                    this.state = WriteAllState::Writing(Op::new(Send::new(this.fd.clone(), slice)));
+                }
+                WriteAllState::Writing(op) => {
+                    let (res, slice) = ready!(Pin::new(op).poll(cx));
+                    let buf = slice.into_inner();
+                    match res {
+                        Ok(0) => {
+                            this.state = WriteAllState::Idle(None);
+                            let e = io::Error::new(
+                                io::ErrorKind::WriteZero,
+                                "the kernel accepted no more bytes",
+                            );
+                            return Poll::Ready((Err(e), buf));
+                        }
+                        Ok(n) => this.written += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            this.state = WriteAllState::Idle(None);
+                            return Poll::Ready((Err(e), buf));
+                        }
+                    }
+                    this.state = WriteAllState::Idle(Some(buf));
+                }
+            }
+        }
     }
 }
 
@@ -149,8 +217,10 @@ macro_rules! stream_methods {
         ///
         /// The kernel's error, e.g. `ConnectionReset`; `OutOfMemory` if the pool cannot be
         /// allocated; an error outside a running loop.
-        pub async fn recv_pooled(&self) -> std::io::Result<$crate::buf::PooledBuf> {
-            self.io.recv_pooled().await
+        pub fn recv_pooled(
+            &self,
+        ) -> impl std::future::Future<Output = std::io::Result<$crate::buf::PooledBuf>> + '_ {
+            self.io.recv_pooled()
         }
 
         /// Reads into several buffers in order, each from its start up to its capacity, and sets

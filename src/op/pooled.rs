@@ -9,8 +9,9 @@
 //! - epoll, or a free-list pool on uring: wait for readiness, take a buffer, `recv` into it; on
 //!   `EAGAIN` the buffer goes straight back.
 
-use std::future::poll_fn;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
@@ -23,7 +24,7 @@ use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::context::current_driver;
 use crate::driver::DriverCell;
 use crate::driver::fd::{SharedFd, WeakFd};
-use crate::driver::op::{Interest, Multishot};
+use crate::driver::op::Interest;
 use crate::stats::Counters;
 
 /// The most deliveries a stream's queue holds before its multishot receive is stopped (a few more
@@ -31,54 +32,62 @@ use crate::stats::Counters;
 /// about 64 KiB of the pool.
 pub(crate) const QUEUE_BOUND: usize = 16;
 
-/// Where a stream's multishot (or buffer-select) receive delivers.
-struct RecvSink {
-    fd: WeakFd,
-    pool: Rc<Pool>,
-}
-
-impl RecvSink {
-    /// A completion's result as a queue item; `None` for an end that is not the reader's
-    /// business (the pool ran dry, or the receive was cancelled): the reader arms it again.
-    fn item(&self, res: io::Result<u32>, flags: u32) -> Option<io::Result<PooledBuf>> {
-        match res {
-            Ok(n) => Some(match io_uring::cqueue::buffer_select(flags) {
-                // SAFETY: the kernel selected `bid` from this pool's group for this completion and
-                // is done with it.
-                Some(bid) => unsafe { self.pool.take_selected(bid, n) }.map(|buf| {
-                    if n == 0 {
-                        PooledBuf::eof() // `buf` goes back to the pool
-                    } else {
-                        buf
-                    }
-                }),
-                None if n == 0 => Ok(PooledBuf::eof()),
-                None => Err(io::Error::other(
-                    "the kernel completed a pooled receive without a buffer",
-                )),
+/// A completion of a stream's multishot (or buffer-select) receive as a queue item; `None` for
+/// an end that is not the reader's business (the pool ran dry, or the receive was cancelled): the
+/// reader arms it again.
+fn recv_item(
+    pool: Option<&Rc<Pool>>,
+    res: io::Result<u32>,
+    flags: u32,
+) -> Option<io::Result<PooledBuf>> {
+    match res {
+        Ok(n) => Some(match (io_uring::cqueue::buffer_select(flags), pool) {
+            // SAFETY: the kernel selected `bid` from the pool's group for this completion and is
+            // done with it.
+            (Some(bid), Some(pool)) => unsafe { pool.take_selected(bid, n) }.map(|buf| {
+                if n == 0 {
+                    PooledBuf::eof() // `buf` goes back to the pool
+                } else {
+                    buf
+                }
             }),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ECANCELED)) => None,
-            Err(e) => Some(Err(e)),
+            (None, _) if n == 0 => Ok(PooledBuf::eof()),
+            _ => Err(io::Error::other(
+                "the kernel completed a pooled receive without a buffer of the loop's pool",
+            )),
+        }),
+        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+            if let Some(pool) = pool {
+                pool.note_ring_empty();
+            }
+            None
         }
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
+        Err(e) => Some(Err(e)),
     }
 }
 
-impl Multishot for RecvSink {
-    fn deliver(&mut self, res: io::Result<u32>, flags: u32, more: bool) -> bool {
-        let item = self.item(res, flags);
-        let Some(fd) = self.fd.upgrade() else {
-            return false; // the stream is gone: `item` is dropped, its buffer goes back
-        };
-        let mut queue = fd.recv_queue();
-        if let Some(item) = item {
-            queue.items.push_back(item);
-        }
-        if !more {
-            queue.ended();
-        }
-        queue.wake();
-        queue.items.len() < QUEUE_BOUND
+/// Where a stream's multishot (or buffer-select) receive delivers: the stream's queue.
+fn deliver_recv(
+    fd: &WeakFd,
+    pool: Option<&Rc<Pool>>,
+    res: io::Result<u32>,
+    flags: u32,
+    more: bool,
+) -> bool {
+    let item = recv_item(pool, res, flags);
+    let Some(fd) = fd.upgrade() else {
+        return false; // the stream is gone: `item` is dropped, its buffer goes back
+    };
+    let mut queue = fd.recv_queue();
+    if let Some(item) = item {
+        queue.items.push_back(item);
     }
+    if !more {
+        queue.ended();
+    }
+    queue.wake();
+    queue.items.len() < QUEUE_BOUND
 }
 
 fn outside_loop() -> io::Error {
@@ -88,25 +97,60 @@ fn outside_loop() -> io::Error {
     )
 }
 
-/// Receives into a buffer of the loop's pool. Bytes a cancelled owned read left come first, in a
-/// heap buffer.
-pub(crate) async fn recv_pooled(fd: &SharedFd) -> io::Result<PooledBuf> {
-    fd.settled(Interest::Read).await;
-    if fd.has_stash() {
-        let mut bytes = Vec::with_capacity(64 * 1024);
-        // SAFETY: `bytes` has room for its capacity.
-        let n = unsafe { fd.take_stash(bytes.as_mut_ptr(), bytes.capacity()) }.unwrap_or(0);
-        // SAFETY: `take_stash` initialised the first `n` bytes.
-        unsafe { bytes.set_len(n) };
-        return Ok(PooledBuf::from_vec(bytes));
+enum RecvState {
+    Start,
+    /// uring with a buffer ring.
+    Ring(Rc<DriverCell>, Rc<Pool>),
+    /// epoll, or a free-list pool: readiness, then `recv`.
+    List(Rc<DriverCell>, Rc<Pool>, ReadyWait),
+}
+
+/// The future of `recv_pooled`: a buffer of the loop's pool with what arrived. Bytes a cancelled
+/// owned read left come first, in a heap buffer. Hand-written so that a connection's task, which
+/// holds it while the connection is idle, stays small.
+pub(crate) struct RecvPooled<'a> {
+    fd: &'a SharedFd,
+    state: RecvState,
+}
+
+impl<'a> RecvPooled<'a> {
+    pub(crate) fn new(fd: &'a SharedFd) -> Self {
+        RecvPooled {
+            fd,
+            state: RecvState::Start,
+        }
     }
-    let driver = current_driver().ok_or_else(outside_loop)?;
-    let pool = driver.recv_pool()?;
-    if pool.is_ring() {
-        poll_fn(|cx| poll_from_ring(fd, &driver, &pool, cx)).await
-    } else {
-        let mut wait = ReadyWait::new(Interest::Read);
-        poll_fn(|cx| poll_from_list(fd, &driver, &pool, &mut wait, cx)).await
+}
+
+impl Future for RecvPooled<'_> {
+    type Output = io::Result<PooledBuf>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let fd = this.fd;
+        match &mut this.state {
+            RecvState::Start => {
+                ready!(fd.poll_settled(Interest::Read, cx));
+                if fd.has_stash() {
+                    let mut bytes = Vec::with_capacity(64 * 1024);
+                    // SAFETY: `bytes` has room for its capacity.
+                    let n = unsafe { fd.take_stash(bytes.as_mut_ptr(), bytes.capacity()) };
+                    // SAFETY: `take_stash` initialised the first `n` bytes.
+                    unsafe { bytes.set_len(n.unwrap_or(0)) };
+                    return Poll::Ready(Ok(PooledBuf::from_vec(bytes)));
+                }
+                let driver = current_driver().ok_or_else(outside_loop)?;
+                let pool = driver.recv_pool()?;
+                this.state = if pool.is_ring() {
+                    RecvState::Ring(driver, pool)
+                } else {
+                    RecvState::List(driver, pool, ReadyWait::new(Interest::Read))
+                };
+                Pin::new(this).poll(cx)
+            }
+            RecvState::Ring(driver, pool) => poll_from_ring(fd, driver, pool, cx),
+            RecvState::List(driver, pool, wait) => poll_from_list(fd, driver, pool, wait, cx),
+        }
     }
 }
 
@@ -142,11 +186,7 @@ fn poll_from_ring(
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
     };
-    let sink = Box::new(RecvSink {
-        fd: fd.downgrade(),
-        pool: pool.clone(),
-    });
-    let key = driver.submit_multishot(entry, sink)?;
+    let key = driver.submit_multishot(entry, fd, deliver_recv)?;
     if rearm {
         Counters::bump(&driver.counters().multishot_rearms);
     }

@@ -12,39 +12,39 @@ use socket2::{SockAddr, SockAddrStorage, SockRef};
 use super::cvt;
 use crate::driver::DriverCell;
 use crate::driver::fd::{SharedFd, WeakFd};
-use crate::driver::op::{Interest, Multishot, Op, Operation};
+use crate::driver::op::{Interest, Op, Operation};
 use crate::stats::Counters;
 
 /// The most connections a listener's multishot accept queues before it is stopped (until an
 /// `accept` finds the queue empty); the rest wait in the kernel's backlog.
 const ACCEPT_QUEUE_BOUND: usize = 64;
 
-/// Where a listener's multishot accept delivers.
-struct AcceptSink {
-    fd: WeakFd,
-}
-
-impl Multishot for AcceptSink {
-    fn deliver(&mut self, res: io::Result<u32>, _flags: u32, more: bool) -> bool {
-        let item = match res {
-            // SAFETY: a successful accept returns a new fd that nobody else owns.
-            Ok(fd) => Some(Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })),
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
-            Err(e) => Some(Err(e)),
-        };
-        let Some(fd) = self.fd.upgrade() else {
-            return false; // the listener is gone: the connection closes here
-        };
-        let mut queue = fd.accept_queue();
-        if let Some(item) = item {
-            queue.items.push_back(item);
-        }
-        if !more {
-            queue.ended();
-        }
-        queue.wake();
-        queue.items.len() < ACCEPT_QUEUE_BOUND
+/// Where a listener's multishot accept delivers: the listener's queue.
+fn deliver_accept(
+    fd: &WeakFd,
+    _pool: Option<&Rc<crate::buf::pool::Pool>>,
+    res: io::Result<u32>,
+    _flags: u32,
+    more: bool,
+) -> bool {
+    let item = match res {
+        // SAFETY: a successful accept returns a new fd that nobody else owns.
+        Ok(conn) => Some(Ok(unsafe { OwnedFd::from_raw_fd(conn as i32) })),
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
+        Err(e) => Some(Err(e)),
+    };
+    let Some(fd) = fd.upgrade() else {
+        return false; // the listener is gone: the connection closes here
+    };
+    let mut queue = fd.accept_queue();
+    if let Some(item) = item {
+        queue.items.push_back(item);
     }
+    if !more {
+        queue.ended();
+    }
+    queue.wake();
+    queue.items.len() < ACCEPT_QUEUE_BOUND
 }
 
 /// Takes the next connection the listener's multishot accept delivered, arming it when none is.
@@ -67,7 +67,7 @@ fn poll_accept_queue(
     let entry = opcode::AcceptMulti::new(Fd(fd.raw()))
         .flags(ACCEPT_FLAGS)
         .build();
-    let key = driver.submit_multishot(entry, Box::new(AcceptSink { fd: fd.downgrade() }))?;
+    let key = driver.submit_multishot(entry, fd, deliver_accept)?;
     if rearm {
         Counters::bump(&driver.counters().multishot_rearms);
     }
