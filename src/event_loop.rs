@@ -13,20 +13,46 @@ use crate::backend::{self, Backend, Choice};
 use crate::context::{Enter, LoopInner, current};
 use crate::driver::{DriverCell, Shared};
 use crate::executor::waker::{MAIN_ID, TaskWaker};
-use crate::executor::{Executor, JoinHandle, POLLS_PER_TURN};
+use crate::executor::{Executor, JoinHandle, POLLS_PER_TURN, TaskInfo};
 use crate::stats::{Counters, Stats};
 use crate::time::TimerStore;
 
 /// The default ring size (and epoll event batch).
 const DEFAULT_ENTRIES: u32 = 256;
 
+/// The environment variable that turns debug mode on (`1`) or off (`0`).
+pub const DEBUG_ENV: &str = "RINGLOOP_DEBUG";
+
+/// The default of [`Builder::slow_poll_threshold`], asyncio's.
+const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
+
+fn debug_from_env() -> io::Result<bool> {
+    let Some(raw) = std::env::var_os(DEBUG_ENV) else {
+        return Ok(false);
+    };
+    match raw.to_string_lossy().trim() {
+        "" | "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{DEBUG_ENV}={other:?} is not a debug setting: accepted values are 0 and 1"),
+        )),
+    }
+}
+
 impl LoopInner {
-    fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    fn spawn<F>(
+        &self,
+        future: F,
+        spawned_at: &'static std::panic::Location<'static>,
+        name: Option<Rc<str>>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.executor.spawn(future, &self.shared, &self.counters)
+        self.executor
+            .spawn(future, &self.shared, &self.counters, spawned_at, name)
     }
 
     /// One loop turn: run ready tasks, then one trip to the kernel (not blocking if there is more
@@ -127,6 +153,7 @@ pub struct EventLoop {
     fallback_reason: Option<String>,
     entries: u32,
     closed: bool,
+    debug: bool,
 }
 
 impl EventLoop {
@@ -172,7 +199,9 @@ impl EventLoop {
     ///
     /// Panics with a message containing "already running" if an event loop is already running on
     /// this thread. A panic of `future` itself propagates to the caller; the loop stays usable.
+    #[track_caller]
     pub fn run_until_complete<F: Future>(&mut self, future: F) -> F::Output {
+        let called_at = std::panic::Location::caller();
         let _enter = Enter::new(&self.inner);
         let mut future = std::pin::pin!(future);
         let waker = Waker::from(self.main.clone());
@@ -185,7 +214,19 @@ impl EventLoop {
                 let polls = &self.inner.polls_since_io;
                 polls.set(polls.get() + 1);
                 crate::executor::coop::reset();
-                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                let executor = &self.inner.executor;
+                executor.set_main_current(true);
+                let started = executor.slow_poll.as_ref().map(|_| Instant::now());
+                let poll = future.as_mut().poll(&mut cx);
+                executor.set_main_current(false);
+                if let (Some(watch), Some(started)) = (&executor.slow_poll, started) {
+                    let main = || {
+                        let polls = self.inner.counters.task_polls.get();
+                        TaskInfo::new(MAIN_ID, Some(Rc::from("main")), called_at, polls)
+                    };
+                    watch.check(main, started.elapsed());
+                }
+                if let Poll::Ready(out) = poll {
                     return out;
                 }
             }
@@ -194,12 +235,29 @@ impl EventLoop {
     }
 
     /// Spawns a task on this loop; it starts running at the next `run_until_complete`.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.inner.spawn(future)
+        self.inner
+            .spawn(future, std::panic::Location::caller(), None)
+    }
+
+    /// Every task alive on this loop (asyncio's `all_tasks`), in no particular order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut lp = ringloop::EventLoop::new().unwrap();
+    /// lp.spawn(std::future::pending::<()>());
+    /// let tasks = lp.tasks();
+    /// assert_eq!(tasks.len(), 1);
+    /// assert!(tasks[0].spawned_at().file().ends_with(".rs"));
+    /// ```
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        self.inner.executor.tasks()
     }
 
     /// Closes the loop: cancels every task and every in-flight op, waits until the kernel has
@@ -213,6 +271,18 @@ impl EventLoop {
             return;
         }
         self.closed = true;
+        if self.debug {
+            let alive = self.inner.executor.tasks();
+            if !alive.is_empty() {
+                eprintln!(
+                    "ringloop: closing the loop with {} task(s) still alive (they are dropped now):",
+                    alive.len()
+                );
+                for task in &alive {
+                    eprintln!("ringloop:   {task}, polled {} time(s)", task.polls());
+                }
+            }
+        }
         let _enter = Enter::try_new(&self.inner);
         // Work sent from other threads is refused from now on; what is queued is dropped, which
         // resolves its `RemoteJoinHandle`s as cancelled.
@@ -244,6 +314,7 @@ impl fmt::Debug for EventLoop {
             .field("entries", &self.entries)
             .field("uring_setup", &self.inner.driver.uring_setup())
             .field("tasks", &self.inner.executor.task_count())
+            .field("debug", &self.debug)
             .field("timers", &self.inner.timers.borrow().len())
             .finish()
     }
@@ -258,12 +329,28 @@ impl fmt::Debug for EventLoop {
 /// let lp = EventLoop::builder().backend(Backend::Epoll).entries(512).build().unwrap();
 /// assert_eq!(lp.backend(), Backend::Epoll);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Builder {
     backend: Option<Backend>,
     entries: u32,
     recv_pool: (u16, u32),
     disable: Option<String>,
+    debug: Option<bool>,
+    slow_poll_threshold: Duration,
+    on_slow_poll: Option<crate::executor::info::SlowPollHook>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("backend", &self.backend)
+            .field("entries", &self.entries)
+            .field("recv_pool", &self.recv_pool)
+            .field("debug", &self.debug)
+            .field("slow_poll_threshold", &self.slow_poll_threshold)
+            .field("on_slow_poll", &self.on_slow_poll.is_some())
+            .finish()
+    }
 }
 
 impl Default for Builder {
@@ -276,6 +363,9 @@ impl Default for Builder {
                 crate::buf::DEFAULT_POOL_SIZE,
             ),
             disable: None,
+            debug: None,
+            slow_poll_threshold: DEFAULT_SLOW_POLL,
+            on_slow_poll: None,
         }
     }
 }
@@ -320,6 +410,55 @@ impl Builder {
         self
     }
 
+    /// Debug mode (asyncio's): a poll of one task, or of the main future, that takes at least
+    /// [`slow_poll_threshold`](Builder::slow_poll_threshold) prints a warning on stderr naming
+    /// the task (its name, else where it was spawned) and how long it took, and closing the loop
+    /// lists the tasks still alive. Without this call the environment variable `RINGLOOP_DEBUG`
+    /// decides (`1` on, `0` or unset off; any other value is an error from
+    /// [`build`](Builder::build)). Off, it costs one branch per poll.
+    pub fn debug(mut self, on: bool) -> Builder {
+        self.debug = Some(on);
+        self
+    }
+
+    /// How long one poll may take before debug mode reports it. Default 100 ms, asyncio's.
+    pub fn slow_poll_threshold(mut self, threshold: Duration) -> Builder {
+        self.slow_poll_threshold = threshold;
+        self
+    }
+
+    /// In debug mode, calls `f` with the task and the time its poll took instead of printing the
+    /// warning (for a logger or metrics). `f` runs on the loop's thread, right after the poll.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use std::time::Duration;
+    ///
+    /// let slow = Rc::new(RefCell::new(Vec::new()));
+    /// let seen = slow.clone();
+    /// let mut lp = ringloop::EventLoop::builder()
+    ///     .debug(true)
+    ///     .slow_poll_threshold(Duration::from_millis(20))
+    ///     .on_slow_poll(move |task, took| {
+    ///         seen.borrow_mut().push((task.name().map(String::from), took))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// lp.run_until_complete(async {
+    ///     ringloop::spawn_named("sleepy", async { std::thread::sleep(Duration::from_millis(30)) })
+    ///         .await
+    ///         .unwrap();
+    /// });
+    /// assert_eq!(slow.borrow()[0].0.as_deref(), Some("sleepy"));
+    /// ```
+    pub fn on_slow_poll(mut self, f: impl Fn(&TaskInfo, Duration) + 'static) -> Builder {
+        self.on_slow_poll = Some(Rc::new(f));
+        self
+    }
+
     /// Builds the loop.
     ///
     /// Without [`backend`](Builder::backend), `RINGLOOP_BACKEND` decides: `auto` (or unset)
@@ -330,7 +469,7 @@ impl Builder {
     ///
     /// - `InvalidInput` if `RINGLOOP_BACKEND` names no backend (the message lists the accepted
     ///   values) or `entries` is 0, a bad [`recv_pool`](Builder::recv_pool), or a
-    ///   `RINGLOOP_DISABLE` that names no fast path;
+    ///   `RINGLOOP_DISABLE` that names no fast path, or a `RINGLOOP_DEBUG` other than 0 or 1;
     /// - the kernel's error if io_uring was asked for and cannot run (e.g. `PermissionDenied` for
     ///   `EPERM` under a seccomp filter), never a silent fallback;
     /// - `OutOfMemory` (`ENOMEM`) at ring setup, with what to raise;
@@ -343,6 +482,10 @@ impl Builder {
             ));
         }
         crate::buf::pool::check_config(self.recv_pool.0, self.recv_pool.1)?;
+        let debug = match self.debug {
+            Some(on) => on,
+            None => debug_from_env()?,
+        };
         let fast = crate::backend::FastPaths::resolve(self.disable.as_deref())?;
         let choice = match self.backend {
             Some(b) => Choice::Forced(b),
@@ -384,7 +527,12 @@ impl Builder {
         let main = Arc::new(TaskWaker::new(MAIN_ID, shared.clone(), false));
         Ok(EventLoop {
             inner: Rc::new(LoopInner {
-                executor: Executor::default(),
+                executor: Executor::with_slow_poll(debug.then(|| {
+                    crate::executor::info::SlowPoll {
+                        threshold: self.slow_poll_threshold,
+                        hook: self.on_slow_poll.clone(),
+                    }
+                })),
                 timers: Rc::new(RefCell::new(TimerStore::default())),
                 driver,
                 shared,
@@ -399,6 +547,7 @@ impl Builder {
             fallback_reason,
             entries: self.entries,
             closed: false,
+            debug,
         })
     }
 }
@@ -419,18 +568,62 @@ impl Builder {
 ///     assert_eq!(a.await.unwrap() + b.await.unwrap(), 3);
 /// });
 /// ```
+#[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
+    spawn_inner(future, std::panic::Location::caller(), None)
+}
+
+/// Spawns a task with a name, which introspection ([`current_task`], [`EventLoop::tasks`]) and
+/// debug mode's slow-poll warnings show; otherwise as [`spawn`].
+///
+/// # Panics
+///
+/// Panics if no event loop is running on this thread.
+///
+/// # Examples
+///
+/// ```
+/// ringloop::run(async {
+///     let t = ringloop::spawn_named("worker-1", async { ringloop::current_task().unwrap() });
+///     assert_eq!(t.await.unwrap().name(), Some("worker-1"));
+/// });
+/// ```
+#[track_caller]
+pub fn spawn_named<F>(name: impl Into<String>, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let name: String = name.into();
+    spawn_inner(future, std::panic::Location::caller(), Some(Rc::from(name)))
+}
+
+fn spawn_inner<F>(
+    future: F,
+    spawned_at: &'static std::panic::Location<'static>,
+    name: Option<Rc<str>>,
+) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
     match current() {
-        Some(inner) => inner.spawn(future),
+        Some(inner) => inner.spawn(future, spawned_at, name),
         None => panic!(
             "ringloop::spawn was called with no event loop running on this thread: call it from a \
              future run by EventLoop::run_until_complete or ringloop::run, or use EventLoop::spawn"
         ),
     }
+}
+
+/// The task being polled on this thread's loop (asyncio's `current_task`); `None` in the main
+/// future (the one `run_until_complete` runs) and outside a loop.
+pub fn current_task() -> Option<TaskInfo> {
+    current()?.executor.current_task()
 }
 
 /// The counters of the loop running on this thread, or `None` outside a loop; for tasks that

@@ -41,10 +41,18 @@
 //! The kernel owns a buffer while an io_uring op runs, so I/O methods take buffers by value and
 //! give them back: `let (res, buf) = stream.read(buf).await;`. See [`buf`].
 //!
+//! # Pooled receives
+//!
+//! `stream.recv_pooled().await` returns a [`buf::PooledBuf`] from the loop's receive pool
+//! ([`Builder::recv_pool`]): a connection holds a buffer only from the moment data arrives until
+//! the `PooledBuf` is dropped, so idle connections cost no buffer memory. On io_uring the kernel
+//! picks the buffer from a provided buffer ring, fed by one multishot receive per stream.
+//!
 //! # Cancellation
 //!
 //! Dropping an I/O future cancels its op. On io_uring the op's memory stays with the loop until
-//! the kernel confirms; an fd a cancelled accept produced is closed; bytes a cancelled stream read
+//! the kernel confirms; an fd a cancelled accept produced is closed (a multishot accept keeps it
+//! for the next `accept`); bytes a cancelled stream read
 //! received are returned by the next read on that stream. Closing (or dropping) a loop cancels
 //! every task and op and waits for the kernel before freeing any buffer.
 
@@ -64,14 +72,19 @@ mod handle;
 pub mod net;
 mod op;
 mod pool;
+pub mod process;
 pub mod signal;
 mod stats;
 pub mod time;
 
 pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
 pub use blocking::spawn_blocking;
-pub use event_loop::{Builder, EventLoop, current_stats, run, spawn};
-pub use executor::{JoinError, JoinHandle, ReturnWhen, gather, wait, yield_now};
+pub use event_loop::{
+    Builder, DEBUG_ENV, EventLoop, current_stats, current_task, run, spawn, spawn_named,
+};
+pub use executor::{
+    JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, wait, yield_now,
+};
 pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
 pub use pool::{LoopContext, LoopPool, PoolBuilder};
 pub use stats::Stats;

@@ -184,16 +184,16 @@ impl PoolBuilder {
             let f = f.clone();
             let shutdown = shutdown.clone();
             let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
-            let builder = {
-                let b = EventLoop::builder().entries(self.entries);
-                match self.backend {
-                    Some(backend) => b.backend(backend),
-                    None => b,
-                }
-            };
+            let (entries, backend) = (self.entries, self.backend);
             let spawned = thread::Builder::new()
                 .name(format!("{}-{i}", self.thread_name))
                 .spawn(move || -> Result<Fut::Output, JoinError> {
+                    // Built on its thread: a `Builder` may hold a non-`Send` slow-poll hook.
+                    let builder = EventLoop::builder().entries(entries);
+                    let builder = match backend {
+                        Some(backend) => builder.backend(backend),
+                        None => builder,
+                    };
                     let built = cpu.map_or(Ok(()), pin_to).and_then(|()| builder.build());
                     let mut lp = match built {
                         Ok(lp) => {

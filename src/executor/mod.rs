@@ -2,11 +2,15 @@
 //! (`spawn`, `yield_now`, `wait`, `gather`). It makes no syscalls.
 
 pub(crate) mod coop;
+mod group;
+pub(crate) mod info;
 mod join;
 mod task;
 mod wait;
 pub(crate) mod waker;
 
+pub use group::TaskGroup;
+pub use info::TaskInfo;
 pub use join::{JoinError, JoinHandle};
 pub(crate) use task::drop_contained;
 pub use wait::{ReturnWhen, gather, wait, yield_now};
@@ -14,8 +18,10 @@ pub use wait::{ReturnWhen, gather, wait, yield_now};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use slab::Slab;
 
@@ -35,6 +41,21 @@ pub(crate) struct Executor {
     next_gen: Cell<u32>,
     ready: RefCell<VecDeque<u64>>,
     main_woken: Cell<bool>,
+    /// The task being polled (`MAIN_ID` for the main future, 0 for none: no task id is 0 while
+    /// another task is being polled, since ids carry a generation).
+    current: Cell<Option<u64>>,
+    /// Debug mode's slow-poll watch; `None` when debug mode is off.
+    pub(crate) slow_poll: Option<info::SlowPoll>,
+}
+
+impl Executor {
+    /// An executor; `slow_poll` is debug mode's watch (`None`: debug mode off).
+    pub(crate) fn with_slow_poll(slow_poll: Option<info::SlowPoll>) -> Executor {
+        Executor {
+            slow_poll,
+            ..Executor::default()
+        }
+    }
 }
 
 fn split_id(id: u64) -> (usize, u32) {
@@ -47,6 +68,8 @@ impl Executor {
         future: F,
         shared: &Arc<Shared>,
         counters: &Counters,
+        spawned_at: &'static Location<'static>,
+        name: Option<Rc<str>>,
     ) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -63,7 +86,7 @@ impl Executor {
         self.next_gen.set(generation.wrapping_add(1));
         let id = (u64::from(generation) << 32) | key as u64;
         let header = Arc::new(TaskWaker::new(id, shared.clone(), true));
-        let task = Rc::new(Task::new(future, header));
+        let task = Rc::new(Task::new(future, header, spawned_at, name));
         entry.insert((generation, task.clone()));
         drop(tasks);
         self.ready.borrow_mut().push_back(id);
@@ -114,7 +137,14 @@ impl Executor {
             Counters::bump(&counters.task_polls);
             polled += 1;
             coop::reset();
-            if task.run() {
+            self.current.set(Some(id));
+            let started = self.slow_poll.as_ref().map(|_| Instant::now());
+            let finished = task.run();
+            self.current.set(None);
+            if let (Some(watch), Some(started)) = (&self.slow_poll, started) {
+                watch.check(|| task.info(id), started.elapsed());
+            }
+            if finished {
                 let mut tasks = self.tasks.borrow_mut();
                 if matches!(tasks.get(key), Some((g, _)) if *g == generation) {
                     tasks.remove(key);
@@ -147,5 +177,30 @@ impl Executor {
 
     pub(crate) fn task_count(&self) -> usize {
         self.tasks.borrow().len()
+    }
+
+    /// Every live task, in slab order.
+    pub(crate) fn tasks(&self) -> Vec<TaskInfo> {
+        self.tasks
+            .borrow()
+            .iter()
+            .map(|(key, (generation, task))| task.info((u64::from(*generation) << 32) | key as u64))
+            .collect()
+    }
+
+    /// The task being polled, if it is a spawned task.
+    pub(crate) fn current_task(&self) -> Option<TaskInfo> {
+        let id = self.current.get().filter(|&id| id != MAIN_ID)?;
+        let (key, generation) = split_id(id);
+        let task = match self.tasks.borrow().get(key) {
+            Some((g, t)) if *g == generation => t.clone(),
+            _ => return None,
+        };
+        Some(task.info(id))
+    }
+
+    /// Marks the main future as being polled (or not).
+    pub(crate) fn set_main_current(&self, polling: bool) {
+        self.current.set(polling.then_some(MAIN_ID));
     }
 }

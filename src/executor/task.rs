@@ -16,6 +16,8 @@ pub(crate) trait Runnable {
     fn run(&self) -> bool;
     /// Drops the future (the loop is closing).
     fn cancel(&self);
+    /// What introspection shows of the task with this id.
+    fn info(&self, id: u64) -> super::TaskInfo;
 }
 
 enum Stage<F: Future> {
@@ -32,11 +34,22 @@ pub(crate) struct Task<F: Future> {
     aborted: Cell<bool>,
     /// False once the `JoinHandle` is gone: nobody can take the output, so it is dropped at once.
     joinable: Cell<bool>,
+    spawned_at: &'static std::panic::Location<'static>,
+    name: Option<std::rc::Rc<str>>,
+    polls: Cell<u64>,
 }
 
 impl<F: Future> Task<F> {
-    pub(crate) fn new(future: F, header: Arc<TaskWaker>) -> Self {
+    pub(crate) fn new(
+        future: F,
+        header: Arc<TaskWaker>,
+        spawned_at: &'static std::panic::Location<'static>,
+        name: Option<std::rc::Rc<str>>,
+    ) -> Self {
         Task {
+            spawned_at,
+            name,
+            polls: Cell::new(0),
             waker: Waker::from(header.clone()),
             header,
             stage: RefCell::new(Stage::Running(future)),
@@ -95,6 +108,7 @@ impl<F: Future> Runnable for Task<F> {
         // stage (`finish`, `cancel`).
         let future = unsafe { Pin::new_unchecked(future) };
         let mut cx = Context::from_waker(&self.waker);
+        self.polls.set(self.polls.get() + 1);
         match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
             Ok(Poll::Pending) => false,
             Ok(Poll::Ready(v)) => {
@@ -106,6 +120,10 @@ impl<F: Future> Runnable for Task<F> {
                 true
             }
         }
+    }
+
+    fn info(&self, id: u64) -> super::TaskInfo {
+        super::TaskInfo::new(id, self.name.clone(), self.spawned_at, self.polls.get())
     }
 
     fn cancel(&self) {

@@ -4,7 +4,7 @@
 //! operation is cancel-safe when its future is dropped.
 
 mod addr;
-mod stream;
+pub(crate) mod stream;
 mod tcp;
 mod udp;
 mod unix;

@@ -13,17 +13,24 @@ use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Op};
 use crate::op::msg::{RecvMsg, SendMsg};
 use crate::op::pooled::poll_queued_into;
-use crate::op::rw::{Recv, Send};
+use crate::op::rw::{Recv, Send, Source};
 
-/// A connected stream socket.
+/// A connected stream socket, or a pipe.
 #[derive(Debug)]
 pub(crate) struct Stream {
     pub(crate) fd: SharedFd,
+    /// A pipe (`read(2)` and `write(2)`), not a socket.
+    pipe: bool,
 }
 
 impl Stream {
     pub(crate) fn new(fd: SharedFd) -> Self {
-        Stream { fd }
+        Stream { fd, pipe: false }
+    }
+
+    /// A pipe end (a child process's stdio), with the same I/O as a stream socket.
+    pub(crate) fn pipe(fd: SharedFd) -> Self {
+        Stream { fd, pipe: true }
     }
 
     /// Bytes a dropped read received, into `buf` (up to its capacity); `None` if there are none.
@@ -61,7 +68,12 @@ impl Stream {
         if let Some(res) = self.take_queued_into(&mut buf).await {
             return (res, buf);
         }
-        Op::new(Recv::new(self.fd.clone(), buf, true)).await
+        let source = if self.pipe {
+            Source::Pipe
+        } else {
+            Source::Stream
+        };
+        Op::new(Recv::new(self.fd.clone(), buf, source)).await
     }
 
     pub(crate) fn recv_pooled(&self) -> crate::op::pooled::RecvPooled<'_> {
@@ -89,7 +101,7 @@ impl Stream {
 
     pub(crate) async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.fd.settled(Interest::Write).await;
-        Op::new(Send::new(self.fd.clone(), buf)).await
+        Op::new(Send::new(self.fd.clone(), buf, self.pipe)).await
     }
 
     pub(crate) async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
@@ -101,6 +113,7 @@ impl Stream {
         let total = buf.bytes_init();
         WriteAll {
             fd: &self.fd,
+            pipe: self.pipe,
             state: WriteAllState::Idle(Some(buf)),
             written: 0,
             total,
@@ -123,6 +136,7 @@ enum WriteAllState<B: IoBuf> {
 /// flight): a server with many connections keeps each task small.
 pub(crate) struct WriteAll<'a, B: IoBuf> {
     fd: &'a SharedFd,
+    pipe: bool,
     state: WriteAllState<B>,
     written: usize,
     total: usize,
@@ -144,7 +158,11 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
                     ready!(this.fd.poll_settled(Interest::Write, cx));
                     let buf = buf.take().expect("WriteAll polled after it completed");
                     let slice = buf.slice(this.written..this.total);
-                    this.state = WriteAllState::Writing(Op::new(Send::new(this.fd.clone(), slice)));
+                    this.state = WriteAllState::Writing(Op::new(Send::new(
+                        this.fd.clone(),
+                        slice,
+                        this.pipe,
+                    )));
                 }
                 WriteAllState::Writing(op) => {
                     let (res, slice) = ready!(Pin::new(op).poll(cx));

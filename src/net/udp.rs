@@ -13,7 +13,7 @@ use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::fd::SharedFd;
 use crate::driver::op::Op;
 use crate::op::msg::{RecvMsg, SendMsg};
-use crate::op::rw::{Recv, Send};
+use crate::op::rw::{Recv, Send, Source};
 
 /// A UDP socket.
 ///
@@ -95,7 +95,7 @@ impl UdpSocket {
     /// `NotConnected` without [`connect`](Self::connect); `ConnectionRefused` after an ICMP port
     /// unreachable from the peer.
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        Op::new(Send::new(self.fd.clone(), buf)).await
+        Op::new(Send::new(self.fd.clone(), buf, false)).await
     }
 
     /// Receives one datagram from the connected peer into `buf` (from its start up to its
@@ -106,7 +106,7 @@ impl UdpSocket {
     ///
     /// The kernel's error, e.g. `ConnectionRefused`.
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        Op::new(Recv::new(self.fd.clone(), buf, false)).await
+        Op::new(Recv::new(self.fd.clone(), buf, Source::Datagram)).await
     }
 
     /// Sends `buf`'s initialised bytes as one datagram to `addr` (host names resolve on the

@@ -1,4 +1,5 @@
-//! Stream reads and writes: `Recv` and `Send`.
+//! Stream reads and writes: `Recv` and `Send`, on sockets (`recv(2)`, `send(2)`) and on pipes
+//! (`read(2)`, `write(2)` at the pipe's position: a child process's stdio).
 
 use std::io;
 
@@ -13,18 +14,37 @@ use crate::driver::op::{Interest, Operation};
 /// `IORING_RECVSEND_POLL_FIRST`, in the SQE's ioprio field of a receive (Linux 5.19).
 const RECVSEND_POLL_FIRST: u16 = 1;
 
+/// The offset io_uring takes as "the file's current position" (a pipe has no other).
+const CURRENT_POSITION: u64 = u64::MAX;
+
+/// What a read reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A datagram socket: bytes of a dropped read are not kept (see `RecvMsg`).
+    Datagram,
+    /// A stream socket: bytes of a dropped read are kept for the next read.
+    Stream,
+    /// A pipe: a byte stream too, read with `read(2)`.
+    Pipe,
+}
+
 /// Receives into a buffer from its start up to its capacity.
 pub(crate) struct Recv<B> {
     fd: SharedFd,
     buf: B,
-    /// Stream bytes of a dropped read are kept for the next read; a datagram is not (see
-    /// `RecvMsg`).
+    /// Stream bytes of a dropped read are kept for the next read; a datagram is not.
     stream: bool,
+    pipe: bool,
 }
 
 impl<B: IoBufMut> Recv<B> {
-    pub(crate) fn new(fd: SharedFd, buf: B, stream: bool) -> Self {
-        Recv { fd, buf, stream }
+    pub(crate) fn new(fd: SharedFd, buf: B, source: Source) -> Self {
+        Recv {
+            fd,
+            buf,
+            stream: source != Source::Datagram,
+            pipe: source == Source::Pipe,
+        }
     }
 }
 
@@ -34,6 +54,11 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = clamp_len(self.buf.bytes_total());
+        if self.pipe {
+            return opcode::Read::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len)
+                .offset(CURRENT_POSITION)
+                .build();
+        }
         let mut recv = opcode::Recv::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len);
         if self.stream && self.fd.read_drained() && uring_features().recv_poll_first {
             // The last read emptied the socket: wait for data rather than try a receive that
@@ -49,9 +74,15 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
 
     fn try_syscall(&mut self) -> io::Result<u32> {
         let len = clamp_len(self.buf.bytes_total()) as usize;
+        let ptr = self.buf.stable_mut_ptr().cast();
         // SAFETY: the buffer is writable for `len <= bytes_total` bytes.
-        let res =
-            cvt(unsafe { libc::recv(self.fd.raw(), self.buf.stable_mut_ptr().cast(), len, 0) });
+        let res = cvt(unsafe {
+            if self.pipe {
+                libc::read(self.fd.raw(), ptr, len)
+            } else {
+                libc::recv(self.fd.raw(), ptr, len, 0)
+            }
+        });
         if self.stream && matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             self.fd.set_read_drained(true);
             self.fd.set_read_waits();
@@ -91,15 +122,16 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     }
 }
 
-/// Sends a buffer's initialised bytes.
+/// Sends a buffer's initialised bytes (to a socket, or with `pipe` to a pipe).
 pub(crate) struct Send<B> {
     fd: SharedFd,
     buf: B,
+    pipe: bool,
 }
 
 impl<B: IoBuf> Send<B> {
-    pub(crate) fn new(fd: SharedFd, buf: B) -> Self {
-        Send { fd, buf }
+    pub(crate) fn new(fd: SharedFd, buf: B, pipe: bool) -> Self {
+        Send { fd, buf, pipe }
     }
 }
 
@@ -109,6 +141,11 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = clamp_len(self.buf.bytes_init());
+        if self.pipe {
+            return opcode::Write::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+                .offset(CURRENT_POSITION)
+                .build();
+        }
         opcode::Send::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
@@ -120,15 +157,15 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
 
     fn try_syscall(&mut self) -> io::Result<u32> {
         let len = clamp_len(self.buf.bytes_init()) as usize;
+        let ptr = self.buf.stable_ptr().cast();
         // SAFETY: the buffer holds `len <= bytes_init` initialised bytes. MSG_NOSIGNAL turns a
-        // closed peer into EPIPE instead of SIGPIPE.
+        // closed peer into EPIPE instead of SIGPIPE (for a pipe, Rust programs ignore SIGPIPE).
         cvt(unsafe {
-            libc::send(
-                self.fd.raw(),
-                self.buf.stable_ptr().cast(),
-                len,
-                libc::MSG_NOSIGNAL,
-            )
+            if self.pipe {
+                libc::write(self.fd.raw(), ptr, len)
+            } else {
+                libc::send(self.fd.raw(), ptr, len, libc::MSG_NOSIGNAL)
+            }
         })
     }
 

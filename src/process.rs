@@ -1,0 +1,556 @@
+//! Child processes, asyncio's `create_subprocess_exec`: [`Command`] builds and starts one,
+//! [`Child`] waits for it, and its piped stdin, stdout and stderr are read and written with the
+//! same owned-buffer methods as the streams.
+//!
+//! The exit is waited for through a pidfd (Linux 5.3+): on io_uring a poll on it in the ring, on
+//! epoll its readiness. No `SIGCHLD` handler is installed, so ringloop does not disturb a program
+//! that reaps children its own way. On kernels without `pidfd_open`, `wait` runs a blocking
+//! `waitpid` on the blocking pool instead.
+//!
+//! A [`Child`] dropped before its exit was awaited is reaped in the background (by a task on the
+//! current loop, or on the blocking pool outside one), so it never stays a zombie; with
+//! [`Command::kill_on_drop`] it is killed first.
+//!
+//! # Examples
+//!
+//! ```
+//! use ringloop::process::Command;
+//!
+//! ringloop::run(async {
+//!     let out = Command::new("echo").arg("hello").output().await?;
+//!     assert!(out.status.success());
+//!     assert_eq!(out.stdout, b"hello\n");
+//!     std::io::Result::Ok(())
+//! }).unwrap();
+//! ```
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Output, Stdio};
+use std::task::{Poll, ready};
+
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::context::current_driver;
+use crate::driver::fd::SharedFd;
+use crate::driver::op::Interest;
+use crate::net::stream::Stream;
+use crate::op::poll::ReadyWait;
+
+/// A command to start as a child process, built as `std::process::Command` is.
+///
+/// By default the child inherits stdin, stdout and stderr ([`spawn`](Command::spawn),
+/// [`status`](Command::status)); [`output`](Command::output) captures stdout and stderr and gives
+/// the child an empty stdin, unless they were set.
+pub struct Command {
+    inner: std::process::Command,
+    program: OsString,
+    kill_on_drop: bool,
+    stdin_set: bool,
+    stdout_set: bool,
+    stderr_set: bool,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("command", &self.inner)
+            .field("kill_on_drop", &self.kill_on_drop)
+            .finish()
+    }
+}
+
+impl Command {
+    /// A command that runs `program` (looked up in `PATH` if it has no `/`).
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            inner: std::process::Command::new(program.as_ref()),
+            program: program.as_ref().to_owned(),
+            kill_on_drop: false,
+            stdin_set: false,
+            stdout_set: false,
+            stderr_set: false,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.inner.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.inner.args(args);
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Command {
+        self.inner.env(key, value);
+        self
+    }
+
+    /// Starts the child with no environment variables but those set with [`env`](Self::env)
+    /// afterwards.
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.inner.env_clear();
+        self
+    }
+
+    /// The child's working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.inner.current_dir(dir);
+        self
+    }
+
+    /// The child's stdin: `Stdio::piped()` gives [`Child::stdin`].
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
+        self.inner.stdin(cfg);
+        self.stdin_set = true;
+        self
+    }
+
+    /// The child's stdout: `Stdio::piped()` gives [`Child::stdout`].
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
+        self.inner.stdout(cfg);
+        self.stdout_set = true;
+        self
+    }
+
+    /// The child's stderr: `Stdio::piped()` gives [`Child::stderr`].
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
+        self.inner.stderr(cfg);
+        self.stderr_set = true;
+        self
+    }
+
+    /// Whether a [`Child`] dropped before its exit was awaited is killed (`SIGKILL`) first.
+    /// Default false: the child runs on and is reaped in the background when it exits.
+    pub fn kill_on_drop(&mut self, kill: bool) -> &mut Command {
+        self.kill_on_drop = kill;
+        self
+    }
+
+    /// Starts the child.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` naming the program if it does not exist; `PermissionDenied` if it is not
+    /// executable; the kernel's error otherwise (e.g. `EMFILE` when the fd table is full).
+    pub fn spawn(&mut self) -> io::Result<Child> {
+        let child = self.inner.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start {:?}: {e}", self.program.to_string_lossy()),
+            )
+        })?;
+        Child::from_std(child, self.kill_on_drop)
+    }
+
+    /// Starts the child, captures its stdout and stderr (unless they were set) until they close,
+    /// and waits for its exit.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn), and errors reading the pipes or waiting.
+    pub async fn output(&mut self) -> io::Result<Output> {
+        if !self.stdin_set {
+            self.inner.stdin(Stdio::null());
+        }
+        if !self.stdout_set {
+            self.inner.stdout(Stdio::piped());
+        }
+        if !self.stderr_set {
+            self.inner.stderr(Stdio::piped());
+        }
+        let child = self.spawn();
+        // The defaults of `spawn` and `status` stay as they were.
+        if !self.stdin_set {
+            self.inner.stdin(Stdio::inherit());
+        }
+        if !self.stdout_set {
+            self.inner.stdout(Stdio::inherit());
+        }
+        if !self.stderr_set {
+            self.inner.stderr(Stdio::inherit());
+        }
+        child?.wait_with_output().await
+    }
+
+    /// Starts the child and waits for its exit (stdio inherited unless set).
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn) and [`Child::wait`].
+    pub async fn status(&mut self) -> io::Result<ExitStatus> {
+        let mut child = self.spawn()?;
+        // Pipes the caller asked for are closed: nobody could read them after this returns.
+        drop(child.stdin.take());
+        child.wait().await
+    }
+}
+
+/// A started child process.
+///
+/// Dropping it before its exit was awaited leaves no zombie: it is reaped in the background
+/// (killed first with [`Command::kill_on_drop`]).
+pub struct Child {
+    /// The child's stdin, with `Stdio::piped()`.
+    pub stdin: Option<ChildStdin>,
+    /// The child's stdout, with `Stdio::piped()`.
+    pub stdout: Option<ChildStdout>,
+    /// The child's stderr, with `Stdio::piped()`.
+    pub stderr: Option<ChildStderr>,
+    pid: u32,
+    /// The exit status, once reaped.
+    status: Option<ExitStatus>,
+    /// Readable once the child exited; `None` on kernels without `pidfd_open`.
+    pidfd: Option<SharedFd>,
+    kill_on_drop: bool,
+    /// This is the background reaper of a dropped child: if it is dropped in turn (its loop
+    /// closed), the blocking pool takes over rather than another task.
+    reaper: bool,
+}
+
+impl fmt::Debug for Child {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Child")
+            .field("pid", &self.pid)
+            .field("status", &self.status)
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish()
+    }
+}
+
+/// `pidfd_open(pid)`: `None` where the kernel lacks it (before 5.3).
+fn pidfd_open(pid: u32) -> io::Result<Option<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags, no pointers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: a new fd (close-on-exec, as pidfd_open makes them) that nobody else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+}
+
+/// A pipe end, made nonblocking for the loop.
+fn pipe(fd: impl Into<OwnedFd>) -> io::Result<Stream> {
+    let fd: OwnedFd = fd.into();
+    // SAFETY: F_GETFL/F_SETFL on an fd we own; no pointers.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(Stream::pipe(SharedFd::new(fd)))
+}
+
+/// `waitpid(pid, options)`: the status if the child was reaped.
+fn waitpid(pid: u32, options: i32) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out pointer for the call.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, options) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok((r != 0).then(|| ExitStatus::from_raw(status)));
+    }
+}
+
+impl Child {
+    fn from_std(mut child: std::process::Child, kill_on_drop: bool) -> io::Result<Child> {
+        let pid = child.id();
+        let mut me = Child {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            pid,
+            status: None,
+            pidfd: None,
+            kill_on_drop,
+            reaper: false,
+        };
+        // From here on a failure drops `me`, which reaps (or kills and reaps) the child.
+        me.pidfd = pidfd_open(pid)?.map(SharedFd::new);
+        me.stdin = child
+            .stdin
+            .take()
+            .map(pipe)
+            .transpose()?
+            .map(|io| ChildStdin { io });
+        me.stdout = child
+            .stdout
+            .take()
+            .map(pipe)
+            .transpose()?
+            .map(|io| ChildStdout { io });
+        me.stderr = child
+            .stderr
+            .take()
+            .map(pipe)
+            .transpose()?
+            .map(|io| ChildStderr { io });
+        // std's `Child` neither waits nor kills on drop: `me` owns the pid from here.
+        drop(child);
+        Ok(me)
+    }
+
+    /// The child's process id; `None` once it was reaped (the id may then belong to another
+    /// process).
+    pub fn id(&self) -> Option<u32> {
+        self.status.is_none().then_some(self.pid)
+    }
+
+    /// The exit status if the child has exited, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `waitpid`.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = waitpid(self.pid, libc::WNOHANG)?;
+        }
+        Ok(self.status)
+    }
+
+    /// Waits for the child's exit and returns its status. The child's stdin, if piped, stays
+    /// open: drop [`stdin`](Child::stdin) first if the child waits for it to close.
+    ///
+    /// Cancel-safe: dropping the future leaves the child as it was.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error; an error outside a running loop.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.try_wait()? {
+            return Ok(status);
+        }
+        let Some(pidfd) = self.pidfd.clone() else {
+            // No pidfd: a blocking waitpid on the pool.
+            let pid = self.pid;
+            let status = crate::spawn_blocking(move || waitpid(pid, 0))
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))??;
+            self.status = status;
+            return status.ok_or_else(|| io::Error::other("waitpid returned no status"));
+        };
+        let driver = current_driver().ok_or_else(|| {
+            io::Error::other(
+                "Child::wait was polled outside a running ringloop event loop: await it inside \
+                 EventLoop::run_until_complete or ringloop::run",
+            )
+        })?;
+        let mut wait = ReadyWait::new(Interest::Read);
+        poll_fn(|cx| {
+            loop {
+                ready!(wait.poll_ready(&driver, &pidfd, cx))?;
+                if let Some(status) = self.try_wait()? {
+                    return Poll::Ready(Ok(status));
+                }
+                // The pidfd becomes readable when the child exits.
+                ready!(wait.poll_begin(&driver, &pidfd, cx))?;
+            }
+        })
+        .await
+    }
+
+    /// Sends `SIGKILL` to the child and waits for its exit. Killing a child that already exited
+    /// is not an error.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `kill` or `waitpid`.
+    pub async fn kill(&mut self) -> io::Result<()> {
+        self.start_kill()?;
+        self.wait().await.map(drop)
+    }
+
+    /// Sends `SIGKILL` unless the child was reaped already (then its pid may be another
+    /// process's).
+    fn start_kill(&mut self) -> io::Result<()> {
+        if self.try_wait()?.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill takes a pid and a signal, no pointers; the child is not reaped, so the pid
+        // is still ours (a zombie keeps it).
+        if unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the exit while reading stdout and stderr to their end.
+    async fn wait_with_output(mut self) -> io::Result<Output> {
+        drop(self.stdin.take());
+        let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
+        let out = crate::spawn(async move {
+            match stdout {
+                Some(s) => read_to_end(&s.io).await,
+                None => Ok(Vec::new()),
+            }
+        });
+        let err = match stderr {
+            Some(s) => read_to_end(&s.io).await?,
+            None => Vec::new(),
+        };
+        let out = out.await.map_err(|e| io::Error::other(e.to_string()))??;
+        let status = self.wait().await?;
+        Ok(Output {
+            status,
+            stdout: out,
+            stderr: err,
+        })
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        if self.kill_on_drop {
+            let _ = self.start_kill();
+        }
+        if matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
+            return; // reaped now (or not ours to reap)
+        }
+        // Reap it in the background: a task on this loop waiting on the pidfd, or a blocking
+        // waitpid on the pool where there is no loop or no pidfd.
+        let pid = self.pid;
+        let pidfd = self.pidfd.take();
+        match (
+            pidfd,
+            crate::context::current_shared().is_some() && !self.reaper,
+        ) {
+            (Some(pidfd), true) => {
+                let mut orphan = Child {
+                    stdin: None,
+                    stdout: None,
+                    stderr: None,
+                    pid,
+                    status: None,
+                    pidfd: Some(pidfd),
+                    kill_on_drop: false,
+                    reaper: true,
+                };
+                drop(crate::spawn(async move {
+                    let _ = orphan.wait().await;
+                    // If the loop closes first, `orphan` is dropped outside it: the pool reaps.
+                }));
+            }
+            _ => crate::blocking::execute(Box::new(move || {
+                let _ = waitpid(pid, 0);
+            })),
+        }
+        // Our record of it is gone; the background reaper owns the pid now.
+        self.status = Some(ExitStatus::from_raw(0));
+    }
+}
+
+/// Reads a pipe to its end.
+async fn read_to_end(io: &Stream) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::with_capacity(16 * 1024);
+    loop {
+        let (res, b) = io.read(buf).await;
+        match res? {
+            0 => return Ok(out),
+            _ => out.extend_from_slice(&b),
+        }
+        buf = b;
+    }
+}
+
+macro_rules! pipe_type {
+    ($(#[$doc:meta])* $name:ident, read) => {
+        pipe_type!(@common $(#[$doc])* $name);
+        impl $name {
+            /// Reads into `buf` from its start up to its capacity and sets its length to the
+            /// bytes read; `Ok(0)` once the child closed its end. Cancel-safe as
+            /// [`TcpStream::read`](crate::net::TcpStream::read).
+            ///
+            /// # Errors
+            ///
+            /// The kernel's error.
+            pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+                self.io.read(buf).await
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, write) => {
+        pipe_type!(@common $(#[$doc])* $name);
+        impl $name {
+            /// Writes some of `buf`'s initialised bytes; returns how many.
+            ///
+            /// # Errors
+            ///
+            /// The kernel's error, e.g. `BrokenPipe` once the child closed its end.
+            pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+                self.io.write(buf).await
+            }
+
+            /// Writes all of `buf`'s initialised bytes.
+            ///
+            /// # Errors
+            ///
+            /// As [`write`](Self::write); `WriteZero` if the pipe took nothing.
+            pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+                self.io.write_all(buf).await
+            }
+        }
+    };
+    (@common $(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            io: Stream,
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.io.fd.as_fd()
+            }
+        }
+    };
+}
+
+pipe_type!(
+    /// A child's stdin (`Stdio::piped()`); dropping it closes the pipe, and the child reads
+    /// end-of-file.
+    ChildStdin,
+    write
+);
+pipe_type!(
+    /// A child's stdout (`Stdio::piped()`).
+    ChildStdout,
+    read
+);
+pipe_type!(
+    /// A child's stderr (`Stdio::piped()`).
+    ChildStderr,
+    read
+);
