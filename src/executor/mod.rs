@@ -46,6 +46,8 @@ pub(crate) struct Executor {
     current: Cell<Option<u64>>,
     /// Debug mode's slow-poll watch; `None` when debug mode is off.
     pub(crate) slow_poll: Option<info::SlowPoll>,
+    /// The names of the live tasks spawned with a name, by task id.
+    names: RefCell<std::collections::HashMap<u64, Rc<str>>>,
 }
 
 impl Executor {
@@ -86,7 +88,10 @@ impl Executor {
         self.next_gen.set(generation.wrapping_add(1));
         let id = (u64::from(generation) << 32) | key as u64;
         let header = Arc::new(TaskWaker::new(id, shared.clone(), true));
-        let task = Rc::new(Task::new(future, header, spawned_at, name));
+        let task = Rc::new(Task::new(future, header, spawned_at));
+        if let Some(name) = name {
+            self.names.borrow_mut().insert(id, name);
+        }
         entry.insert((generation, task.clone()));
         drop(tasks);
         self.ready.borrow_mut().push_back(id);
@@ -142,12 +147,13 @@ impl Executor {
             let finished = task.run();
             self.current.set(None);
             if let (Some(watch), Some(started)) = (&self.slow_poll, started) {
-                watch.check(|| task.info(id), started.elapsed());
+                watch.check(|| self.info(&*task, id), started.elapsed());
             }
             if finished {
                 let mut tasks = self.tasks.borrow_mut();
                 if matches!(tasks.get(key), Some((g, _)) if *g == generation) {
                     tasks.remove(key);
+                    self.forget_name(id);
                 }
             }
         }
@@ -170,6 +176,7 @@ impl Executor {
             for (_, task) in tasks {
                 task.cancel();
             }
+            self.names.borrow_mut().clear();
         }
         self.ready.borrow_mut().clear();
         self.main_woken.set(false);
@@ -184,7 +191,9 @@ impl Executor {
         self.tasks
             .borrow()
             .iter()
-            .map(|(key, (generation, task))| task.info((u64::from(*generation) << 32) | key as u64))
+            .map(|(key, (generation, task))| {
+                self.info(&**task, (u64::from(*generation) << 32) | key as u64)
+            })
             .collect()
     }
 
@@ -196,7 +205,22 @@ impl Executor {
             Some((g, t)) if *g == generation => t.clone(),
             _ => return None,
         };
-        Some(task.info(id))
+        Some(self.info(&*task, id))
+    }
+
+    fn info(&self, task: &dyn Runnable, id: u64) -> TaskInfo {
+        let name = if self.names.borrow().is_empty() {
+            None
+        } else {
+            self.names.borrow().get(&id).cloned()
+        };
+        task.info(id, name)
+    }
+
+    fn forget_name(&self, id: u64) {
+        if !self.names.borrow().is_empty() {
+            self.names.borrow_mut().remove(&id);
+        }
     }
 
     /// Marks the main future as being polled (or not).

@@ -16,8 +16,9 @@ pub(crate) trait Runnable {
     fn run(&self) -> bool;
     /// Drops the future (the loop is closing).
     fn cancel(&self);
-    /// What introspection shows of the task with this id.
-    fn info(&self, id: u64) -> super::TaskInfo;
+    /// What introspection shows of the task with this id (and this name: names live with the
+    /// executor, so unnamed tasks do not pay for them).
+    fn info(&self, id: u64, name: Option<std::rc::Rc<str>>) -> super::TaskInfo;
 }
 
 enum Stage<F: Future> {
@@ -30,12 +31,11 @@ pub(crate) struct Task<F: Future> {
     header: Arc<TaskWaker>,
     waker: Waker,
     stage: RefCell<Stage<F>>,
-    join_waker: RefCell<Option<Waker>>,
+    join_waker: Cell<Option<Waker>>,
     aborted: Cell<bool>,
     /// False once the `JoinHandle` is gone: nobody can take the output, so it is dropped at once.
     joinable: Cell<bool>,
     spawned_at: &'static std::panic::Location<'static>,
-    name: Option<std::rc::Rc<str>>,
     polls: Cell<u64>,
 }
 
@@ -44,16 +44,14 @@ impl<F: Future> Task<F> {
         future: F,
         header: Arc<TaskWaker>,
         spawned_at: &'static std::panic::Location<'static>,
-        name: Option<std::rc::Rc<str>>,
     ) -> Self {
         Task {
             spawned_at,
-            name,
             polls: Cell::new(0),
             waker: Waker::from(header.clone()),
             header,
             stage: RefCell::new(Stage::Running(future)),
-            join_waker: RefCell::new(None),
+            join_waker: Cell::new(None),
             aborted: Cell::new(false),
             joinable: Cell::new(true),
         }
@@ -76,7 +74,7 @@ impl<F: Future> Task<F> {
         if !self.joinable.get() {
             drop_contained(std::mem::replace(stage, Stage::Consumed));
         }
-        if let Some(w) = self.join_waker.borrow_mut().take() {
+        if let Some(w) = self.join_waker.take() {
             w.wake();
         }
     }
@@ -122,8 +120,8 @@ impl<F: Future> Runnable for Task<F> {
         }
     }
 
-    fn info(&self, id: u64) -> super::TaskInfo {
-        super::TaskInfo::new(id, self.name.clone(), self.spawned_at, self.polls.get())
+    fn info(&self, id: u64, name: Option<std::rc::Rc<str>>) -> super::TaskInfo {
+        super::TaskInfo::new(id, name, self.spawned_at, self.polls.get())
     }
 
     fn cancel(&self) {
@@ -143,7 +141,7 @@ impl<F: Future> JoinSide<F::Output> for Task<F> {
         let mut stage = self.stage.borrow_mut();
         match &*stage {
             Stage::Running(_) => {
-                *self.join_waker.borrow_mut() = Some(cx.waker().clone());
+                self.join_waker.set(Some(cx.waker().clone()));
                 Poll::Pending
             }
             Stage::Finished(_) => match std::mem::replace(&mut *stage, Stage::Consumed) {
@@ -160,7 +158,7 @@ impl<F: Future> JoinSide<F::Output> for Task<F> {
         if self.is_finished() {
             return Poll::Ready(());
         }
-        *self.join_waker.borrow_mut() = Some(cx.waker().clone());
+        self.join_waker.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 

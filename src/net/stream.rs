@@ -286,11 +286,11 @@ macro_rules! stream_methods {
         ///
         /// As [`write`](Self::write); `WriteZero` if the kernel accepted no bytes. On error, an
         /// unknown prefix of the bytes may have been sent.
-        pub async fn write_all<B: $crate::buf::IoBuf>(
+        pub fn write_all<B: $crate::buf::IoBuf>(
             &self,
             buf: B,
-        ) -> $crate::buf::BufResult<(), B> {
-            self.io.write_all(buf).await
+        ) -> impl std::future::Future<Output = $crate::buf::BufResult<(), B>> + '_ {
+            self.io.write_all(buf)
         }
 
         /// Shuts down the read half, the write half, or both (the peer reads end-of-stream after
