@@ -44,6 +44,43 @@ for backend in uring epoll; do
     wait $pid 2>/dev/null || true
     echo "echo on $backend: ok"
 
+    echo "== echo --owned and the fast paths switched off on $backend"
+    for variant in "--owned" "RINGLOOP_DISABLE=multishot-recv" "RINGLOOP_DISABLE=buf-ring,multishot-accept,registered-ring,setup-flags"; do
+        case $variant in
+            --*) RINGLOOP_BACKEND=$backend "$bin/echo" "$variant" 127.0.0.1:0 2>/tmp/ringloop-echo.err & ;;
+            *) env "$variant" RINGLOOP_BACKEND=$backend "$bin/echo" 127.0.0.1:0 2>/tmp/ringloop-echo.err & ;;
+        esac
+        pid=$!
+        wait_port /tmp/ringloop-echo.err echo $pid
+        out=$(RINGLOOP_BACKEND=$backend "$bin/loadgen" "127.0.0.1:$port" --conns 8 --inflight 2 --size 4096 --duration 1 --warmup 0.2)
+        grep -q "round trips/s" <<<"$out" || { echo "echo ($variant) on $backend: $out"; kill $pid; exit 1; }
+        kill $pid
+        wait $pid 2>/dev/null || true
+    done
+    err=$(RINGLOOP_DISABLE=warp-drive RINGLOOP_BACKEND=$backend "$bin/echo" 127.0.0.1:0 2>&1 || true)
+    grep -q 'unknown fast path "warp-drive"' <<<"$err" || { echo "a bad RINGLOOP_DISABLE was not refused: $err"; exit 1; }
+
+    echo "== subprocess on $backend: ls -l and five sleep 1 at once, in about a second"
+    start=$(date +%s%N)
+    out=$(RINGLOOP_BACKEND=$backend "$bin/subprocess" 2>&1)
+    took_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    echo "$out" | tail -3
+    [ "$(grep -c '^sleep 1 (#[0-9]): exit status: 0' <<<"$out")" = 5 ] || { echo "subprocess: $out"; exit 1; }
+    grep -q '^ls -l: exit status: 0' <<<"$out" || { echo "subprocess: $out"; exit 1; }
+    # Five one-second children one after another would take five seconds.
+    (( took_ms < 4000 )) || { echo "subprocess took $took_ms ms: the children did not run at once"; exit 1; }
+    grep -q 'NotFound\|cannot start "ringloop-no-such"' <<<"$(RINGLOOP_BACKEND=$backend "$bin/subprocess" ringloop-no-such 2>&1 || true)" \
+        || { echo "subprocess did not name a missing program"; exit 1; }
+
+    echo "== slow_poll on $backend: RINGLOOP_DEBUG=1 names the task that blocked"
+    out=$(RINGLOOP_DEBUG=1 RINGLOOP_BACKEND=$backend "$bin/slow_poll" 2>&1)
+    grep -q 'task "blocking-task" (spawned at examples/slow_poll.rs:[0-9]*:[0-9]*) blocked the loop' <<<"$out" \
+        || { echo "slow_poll printed no warning: $out"; exit 1; }
+    out=$(RINGLOOP_BACKEND=$backend "$bin/slow_poll" 2>&1)
+    if grep -q 'blocked the loop' <<<"$out"; then echo "slow_poll warned with debug mode off"; exit 1; fi
+    err=$(RINGLOOP_DEBUG=yes RINGLOOP_BACKEND=$backend "$bin/slow_poll" 2>&1 || true)
+    grep -q 'RINGLOOP_DEBUG="yes" is not a debug setting' <<<"$err" || { echo "a bad RINGLOOP_DEBUG was not refused: $err"; exit 1; }
+
     echo "== download on $backend (built-in server, five files)"
     out_dir=$(mktemp -d)
     RINGLOOP_BACKEND=$backend "$bin/download" --out "$out_dir" > /tmp/ringloop-download.out

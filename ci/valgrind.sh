@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Memcheck over the core tests (tests/core.rs, both backends): no invalid read or
-# write, no definite leak. Run it by hand with `bash ci/valgrind.sh`; .ci/run runs it too.
+# Memcheck over the core tests (tests/core.rs, both backends) and a selection of the pooled
+# receive tests (tests/pooled.rs, every path): no invalid read or write, no definite leak. Run
+# it by hand with `bash ci/valgrind.sh`; .ci/run runs it too.
 #
 # On the uring backend, tests in which another thread must wake a loop that sleeps in
 # io_uring_enter are skipped: valgrind serialises threads and a thread blocked in io_uring_enter
@@ -24,4 +25,14 @@ for bin in $bins; do
     echo "== valgrind memcheck: $(basename "$bin")"
     timeout 900 "${vg[@]}" "$bin" --test-threads=1 "${skips[@]}"
 done
+
+# Pooled receives on every path: buffers the kernel fills from the ring, a PooledBuf that
+# outlives its loop, streams dropped with their multishot receive armed.
+pooled=$(cargo test --no-run --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -E '/pooled-[0-9a-f]+$')
+[ -n "$pooled" ] || { echo "valgrind.sh: no pooled test binary found"; exit 1; }
+echo "== valgrind memcheck: $(basename "$pooled") (selected tests)"
+timeout 900 "${vg[@]}" "$pooled" --test-threads=1 a_buffer_outlives_its_stream_and_its_loop \
+    end_of_stream_is_an_empty_buffer a_stream_dropped_with_its_receive_armed_closes \
+    stats_count_buffers_in_use into_std_after_pooled_receives_and_accepts
 echo "valgrind: no memory errors, no definite leaks"
