@@ -568,3 +568,44 @@ fn a_listener_dropped_with_connections_queued_leaks_no_fd() {
     }
     println!("fds ok");
 }
+
+/// The fallbacks of the ring-level fast paths run too: the ring's fd not registered (every enter
+/// passes the fd) and the ring set up without SUBMIT_ALL and NO_SQARRAY. An echo exchange and a
+/// pooled transfer must work the same way.
+#[test]
+fn the_ring_works_without_its_registered_fd_and_setup_flags() {
+    for disable in [
+        "registered-ring",
+        "setup-flags",
+        "registered-ring,setup-flags",
+    ] {
+        let mut lp = path_loop(Backend::Uring, disable, None);
+        let stats = lp.run_until_complete(async {
+            let (client, server) = tcp_pair().await;
+            let echo = spawn(async move {
+                loop {
+                    let buf = server.recv_pooled().await.unwrap();
+                    if buf.is_empty() {
+                        return;
+                    }
+                    server.write_all(buf).await.0.unwrap();
+                }
+            });
+            for i in 0..200usize {
+                let msg = pattern(i * 100, 100);
+                client.write_all(msg.clone()).await.0.unwrap();
+                let mut got = Vec::new();
+                while got.len() < msg.len() {
+                    let (res, buf) = client.read(Vec::with_capacity(4096)).await;
+                    assert!(res.unwrap() > 0);
+                    got.extend_from_slice(&buf);
+                }
+                assert_eq!(got, msg, "{disable}");
+            }
+            drop(client);
+            echo.await.unwrap();
+            ringloop::current_stats().unwrap()
+        });
+        assert!(stats.uring_enters > 0, "{disable}: no enter at all?");
+    }
+}

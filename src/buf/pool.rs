@@ -6,7 +6,6 @@
 //! kernels, or with the buffer ring switched off) the loop keeps a free list and takes a buffer
 //! just before each `recv`. Either way an idle connection holds no buffer.
 
-use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -54,33 +53,46 @@ pub(crate) fn check_config(count: u16, size: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Memory from the global allocator with a given layout, freed on drop.
+/// Anonymous memory straight from the kernel (`mmap`), unmapped on drop. The kernel zeroes pages
+/// on first touch, so a page of the pool no receive ever used costs nothing (an allocator's zeroed
+/// allocation would write every page up front).
 struct Region {
     ptr: NonNull<u8>,
-    layout: Layout,
+    len: usize,
 }
 
 impl Region {
     fn zeroed(bytes: usize) -> io::Result<Region> {
-        let layout = Layout::from_size_align(bytes.max(1), 4096)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                format!("cannot allocate the {bytes}-byte receive pool; lower Builder::recv_pool"),
+        let len = bytes.max(1);
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
+        // pointer of ours is passed in.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
             )
-        })?;
-        Ok(Region { ptr, layout })
+        };
+        if ptr == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("cannot map the {bytes}-byte receive pool ({e}); lower Builder::recv_pool"),
+            ));
+        }
+        let ptr = NonNull::new(ptr.cast()).expect("mmap returned a null mapping");
+        Ok(Region { ptr, len })
     }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with this layout; the pool frees it only once the kernel
-        // can no longer write into it (see `Pool`'s drop order).
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+        // SAFETY: mapped in `zeroed` with this length; the pool unmaps it only once the kernel can
+        // no longer write into it (see `Pool`'s drop order).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 

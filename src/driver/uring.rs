@@ -771,6 +771,26 @@ mod tests {
         assert!(waited < Duration::from_secs(5), "overslept: {waited:?}");
     }
 
+    /// On this kernel (6.x) the ring fd is registered and the first setup flags are taken; with
+    /// those fast paths off, the fallbacks run (and a wait still works through them).
+    #[test]
+    fn the_ring_fd_is_registered_and_the_setup_flags_taken_unless_switched_off() {
+        let shared = Shared::new().unwrap();
+        let mut d = driver(&shared);
+        assert!(d.ring_index.is_some(), "IORING_REGISTER_RING_FDS failed");
+        assert!(d.setup.contains("NO_SQARRAY"), "{}", d.setup);
+        park_20ms(&mut d, &shared);
+        let off = FastPaths {
+            registered_ring: false,
+            setup_flags: false,
+            ..FastPaths::ALL
+        };
+        let mut d = UringDriver::new(8, &shared, Rc::new(Counters::default()), off).unwrap();
+        assert!(d.ring_index.is_none());
+        assert!(!d.setup.contains("NO_SQARRAY"), "{}", d.setup);
+        park_20ms(&mut d, &shared);
+    }
+
     #[test]
     fn a_wait_ends_at_its_timeout_with_ext_arg() {
         let shared = Shared::new().unwrap();
