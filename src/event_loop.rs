@@ -386,9 +386,12 @@ impl Builder {
 
     /// The loop's receive pool, which [`recv_pooled`](crate::net::TcpStream::recv_pooled) takes
     /// buffers from: `count` buffers (a power of two, at most 32768) of `size` bytes, allocated
-    /// the first time a stream calls `recv_pooled`. Default: 1024 buffers of 4 KiB (4 MiB), which
-    /// serves a thousand busy connections at once and any number of idle ones: a connection holds
-    /// a buffer only from the moment data arrives until the `PooledBuf` is dropped.
+    /// the first time a stream calls `recv_pooled`. Default: 1024 buffers of 4 KiB (4 MiB of
+    /// address space, mapped lazily: a page costs memory once a receive used it), which serves a
+    /// thousand busy connections at once and any number of idle ones: a connection holds a buffer
+    /// only from the moment data arrives until the `PooledBuf` is dropped. The ring the kernel
+    /// picks from holds 64 buffers at first and more each time it runs empty, so a loop whose
+    /// connections are mostly idle keeps reusing a few buffers.
     ///
     /// A receive fills at most one buffer, so `size` is also the most one `recv_pooled` returns.
     /// On io_uring the buffers are a provided buffer ring (Linux 5.19+) the kernel picks from when
