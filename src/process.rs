@@ -554,3 +554,37 @@ pipe_type!(
     ChildStderr,
     read
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, EventLoop};
+
+    /// The fallback for kernels without `pidfd_open`: `wait` runs a blocking `waitpid` on the
+    /// pool, and a dropped child is reaped there too. Forced here by taking the pidfd away.
+    #[test]
+    fn without_a_pidfd_wait_and_drop_reap_on_the_blocking_pool() {
+        for backend in [Backend::Uring, Backend::Epoll] {
+            let mut lp = EventLoop::builder().backend(backend).build().unwrap();
+            lp.run_until_complete(async {
+                let mut child = Command::new("sh").args(["-c", "exit 4"]).spawn().unwrap();
+                child.pidfd = None;
+                assert_eq!(child.wait().await.unwrap().code(), Some(4));
+                assert_eq!(child.id(), None);
+
+                let mut dropped = Command::new("sleep").arg("0.05").spawn().unwrap();
+                dropped.pidfd = None;
+                let pid = dropped.id().unwrap();
+                drop(dropped);
+                let gone = || !std::path::Path::new(&format!("/proc/{pid}")).exists();
+                for _ in 0..200 {
+                    if gone() {
+                        break;
+                    }
+                    crate::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                assert!(gone(), "{backend}: the dropped child {pid} was not reaped");
+            });
+        }
+    }
+}
