@@ -303,6 +303,13 @@ both_backends! {
             assert_eq!(named.polls(), 1);
             assert_ne!(named.id(), plain.id());
             assert!(named.to_string().contains("\"fetcher\""), "{named}");
+            // A group's task is located where the group's `spawn` was called.
+            let mut group = TaskGroup::new();
+            let line_group = line!() + 1;
+            group.spawn(async { ringloop::current_task().unwrap() });
+            let info = group.join_next().await.unwrap().unwrap();
+            assert_eq!(info.spawned_at().line(), line_group);
+            assert!(info.spawned_at().file().ends_with("toolbox.rs"));
         });
     }
 
