@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Rng;
+
 use std::future::{Future, poll_fn};
 use std::io::{Read, Write};
 use std::pin::pin;
@@ -69,17 +71,6 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
     (client, server)
-}
-
-/// A deterministic xorshift generator.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// Sends `total` pattern bytes in random chunks with pauses, then shuts the write side.

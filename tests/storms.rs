@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{in_child, open_fds, pattern, run_in_child, test_path};
+use common::{Rng, in_child, open_fds, pattern, run_in_child, test_path};
 use ringloop::fs::File;
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::time::sleep;
@@ -58,16 +58,6 @@ fn check(p: usize, at: usize, bytes: &[u8]) {
             "pair {p}: byte {} is wrong (lost, reordered or foreign)",
             at + k
         );
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

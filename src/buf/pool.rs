@@ -128,7 +128,6 @@ pub(crate) struct Pool {
     count: u16,
     size: u32,
     free: Free,
-    in_use: Cell<u32>,
     /// Readers waiting for a buffer to come back (the pool ran dry).
     waiters: RefCell<Vec<Waker>>,
     counters: Rc<Counters>,
@@ -140,7 +139,7 @@ impl fmt::Debug for Pool {
             .field("count", &self.count)
             .field("size", &self.size)
             .field("ring", &self.is_ring())
-            .field("in_use", &self.in_use.get())
+            .field("in_use", &self.in_use())
             .finish()
     }
 }
@@ -154,7 +153,6 @@ impl Pool {
             count,
             size,
             free: Free::List(RefCell::new((0..count).rev().collect())),
-            in_use: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             counters,
         })
@@ -178,7 +176,6 @@ impl Pool {
                 spare: RefCell::new((0..count).rev().collect()),
                 live: Cell::new(true),
             },
-            in_use: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             counters,
         };
@@ -249,9 +246,15 @@ impl Pool {
         }
     }
 
+    /// Buffers out of the pool (with users, or queued on streams): the loop's
+    /// `Stats::pool_buffers_in_use`, which is kept here and nowhere else.
+    fn in_use(&self) -> u64 {
+        self.counters.pool_in_use.get()
+    }
+
     /// Whether every buffer is out (with users, or queued on streams).
     pub(crate) fn exhausted(&self) -> bool {
-        self.in_use.get() >= u32::from(self.count)
+        self.in_use() >= u64::from(self.count)
     }
 
     /// Remembers a reader to wake when a buffer comes back.
@@ -343,7 +346,6 @@ impl Pool {
     }
 
     fn lend(self: &Rc<Self>, bid: u16, len: usize) -> PooledBuf {
-        self.in_use.set(self.in_use.get() + 1);
         Counters::bump(&self.counters.pool_in_use);
         PooledBuf {
             storage: Storage::Pool {
@@ -356,7 +358,6 @@ impl Pool {
     }
 
     fn give_back(&self, bid: u16) {
-        self.in_use.set(self.in_use.get() - 1);
         let c = &self.counters.pool_in_use;
         c.set(c.get().saturating_sub(1));
         match &self.free {
@@ -565,7 +566,7 @@ mod tests {
         assert_eq!(ptrs.len(), 4, "two loans share a buffer");
         drop(bufs);
         assert!(!pool.exhausted());
-        assert_eq!(pool.in_use.get(), 0);
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[test]

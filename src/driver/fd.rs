@@ -57,18 +57,41 @@ impl<T> MultiQueue<T> {
         self.arms += 1;
     }
 
-    /// The op's last completion came.
-    pub(crate) fn ended(&mut self) {
-        self.armed = None;
+    /// One completion of the armed op: queues `item` (if the completion carried one), notes the
+    /// op's end (`!more`) and wakes the readers. Returns whether the op may stay armed: the queue
+    /// is below `bound`.
+    pub(crate) fn deliver(
+        &mut self,
+        item: Option<io::Result<T>>,
+        more: bool,
+        bound: usize,
+    ) -> bool {
+        if let Some(item) = item {
+            self.items.push_back(item);
+        }
+        if !more {
+            self.armed = None;
+        }
+        self.wakers.wake_all();
+        self.items.len() < bound
+    }
+
+    /// The next delivery; `Pending` (the waker kept) while the op is armed and nothing came yet;
+    /// `None` when nothing is queued and no op is armed: the caller arms one.
+    pub(crate) fn poll_next(&mut self, cx: &Context<'_>) -> Option<Poll<io::Result<T>>> {
+        if let Some(item) = self.items.pop_front() {
+            return Some(Poll::Ready(item));
+        }
+        if self.is_armed() {
+            self.wait(cx.waker());
+            return Some(Poll::Pending);
+        }
+        None
     }
 
     /// Wakes `waker` at the next delivery or when the op ends.
     pub(crate) fn wait(&mut self, waker: &Waker) {
         self.wakers.add(waker);
-    }
-
-    pub(crate) fn wake(&mut self) {
-        self.wakers.wake_all();
     }
 
     /// The driver and slot of the armed op, if its loop is still there.

@@ -8,7 +8,40 @@ pub(crate) mod pooled;
 pub(crate) mod rw;
 pub(crate) mod socket;
 
+use std::cell::RefMut;
 use std::io;
+use std::rc::Rc;
+use std::task::Context;
+
+use crate::driver::DriverCell;
+use crate::driver::fd::{MultiQueue, SharedFd};
+use crate::driver::op::Deliver;
+use crate::stats::Counters;
+
+/// Arms a multishot op (`entry`) on `fd`, its completions going to `deliver`, which queues them
+/// on the queue `queue` picks; the caller's waker waits there. `rearm`: a new arm after the first
+/// counts in `Stats::multishot_rearms`.
+pub(crate) fn arm_multishot<T>(
+    fd: &SharedFd,
+    driver: &Rc<DriverCell>,
+    queue: for<'a> fn(&'a SharedFd) -> RefMut<'a, MultiQueue<T>>,
+    entry: io_uring::squeue::Entry,
+    deliver: Deliver,
+    rearm: bool,
+    cx: &Context<'_>,
+) -> io::Result<()> {
+    let rearm = rearm && queue(fd).arms > 0;
+    // No borrow of the queue while pushing: a full SQ makes the push reap completions, which
+    // deliver into it.
+    let key = driver.submit_multishot(entry, fd, deliver)?;
+    if rearm {
+        Counters::bump(&driver.counters().multishot_rearms);
+    }
+    let mut queue = queue(fd);
+    queue.armed(key, driver);
+    queue.wait(cx.waker());
+    Ok(())
+}
 
 /// Turns a syscall's return value into a CQE-like result.
 pub(crate) fn cvt(ret: isize) -> io::Result<u32> {

@@ -25,7 +25,6 @@ use crate::context::current_driver;
 use crate::driver::DriverCell;
 use crate::driver::fd::{SharedFd, WeakFd};
 use crate::driver::op::Interest;
-use crate::stats::Counters;
 
 /// The most deliveries a stream's queue holds before its multishot receive is stopped (a few more
 /// may be on their way then). With the default 4 KiB buffers a stream nobody reads holds at most
@@ -76,18 +75,9 @@ fn deliver_recv(
     more: bool,
 ) -> bool {
     let item = recv_item(pool, res, flags);
-    let Some(fd) = fd.upgrade() else {
-        return false; // the stream is gone: `item` is dropped, its buffer goes back
-    };
-    let mut queue = fd.recv_queue();
-    if let Some(item) = item {
-        queue.items.push_back(item);
-    }
-    if !more {
-        queue.ended();
-    }
-    queue.wake();
-    queue.items.len() < QUEUE_BOUND
+    // Without the stream, `item` is dropped: its buffer goes back to the pool.
+    fd.upgrade()
+        .is_some_and(|fd| fd.recv_queue().deliver(item, more, QUEUE_BOUND))
 }
 
 fn outside_loop() -> io::Error {
@@ -161,13 +151,8 @@ fn poll_from_ring(
     pool: &Rc<Pool>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<PooledBuf>> {
-    let mut queue = fd.recv_queue();
-    if let Some(item) = queue.items.pop_front() {
-        return Poll::Ready(item);
-    }
-    if queue.is_armed() {
-        queue.wait(cx.waker());
-        return Poll::Pending;
+    if let Some(next) = fd.recv_queue().poll_next(cx) {
+        return next;
     }
     if pool.exhausted() {
         // Arming now would only end in ENOBUFS: wait until a buffer comes back.
@@ -175,9 +160,6 @@ fn poll_from_ring(
         return Poll::Pending;
     }
     let multishot = driver.fast().multishot_recv;
-    let rearm = multishot && queue.arms > 0;
-    // Pushing may reap completions (a full SQ), which deliver into this queue: let it go first.
-    drop(queue);
     let entry = if multishot {
         opcode::RecvMulti::new(Fd(fd.raw()), POOL_GROUP).build()
     } else {
@@ -186,13 +168,16 @@ fn poll_from_ring(
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
     };
-    let key = driver.submit_multishot(entry, fd, deliver_recv)?;
-    if rearm {
-        Counters::bump(&driver.counters().multishot_rearms);
-    }
-    let mut queue = fd.recv_queue();
-    queue.armed(key, driver);
-    queue.wait(cx.waker());
+    // A one-shot receive is armed per call: only a multishot's new arm is a re-arm.
+    super::arm_multishot(
+        fd,
+        driver,
+        SharedFd::recv_queue,
+        entry,
+        deliver_recv,
+        multishot,
+        cx,
+    )?;
     Poll::Pending
 }
 

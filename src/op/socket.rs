@@ -13,7 +13,6 @@ use super::cvt;
 use crate::driver::DriverCell;
 use crate::driver::fd::{SharedFd, WeakFd};
 use crate::driver::op::{Interest, Op, Operation};
-use crate::stats::Counters;
 
 /// The most connections a listener's multishot accept queues before it is stopped (until an
 /// `accept` finds the queue empty); the rest wait in the kernel's backlog.
@@ -33,18 +32,9 @@ fn deliver_accept(
         Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
         Err(e) => Some(Err(e)),
     };
-    let Some(fd) = fd.upgrade() else {
-        return false; // the listener is gone: the connection closes here
-    };
-    let mut queue = fd.accept_queue();
-    if let Some(item) = item {
-        queue.items.push_back(item);
-    }
-    if !more {
-        queue.ended();
-    }
-    queue.wake();
-    queue.items.len() < ACCEPT_QUEUE_BOUND
+    // Without the listener, `item` is dropped: the connection closes here.
+    fd.upgrade()
+        .is_some_and(|fd| fd.accept_queue().deliver(item, more, ACCEPT_QUEUE_BOUND))
 }
 
 /// Takes the next connection the listener's multishot accept delivered, arming it when none is.
@@ -53,25 +43,21 @@ fn poll_accept_queue(
     driver: &Rc<DriverCell>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<OwnedFd>> {
-    let mut queue = fd.accept_queue();
-    if let Some(item) = queue.items.pop_front() {
-        return Poll::Ready(item);
+    if let Some(next) = fd.accept_queue().poll_next(cx) {
+        return next;
     }
-    queue.wait(cx.waker());
-    if queue.is_armed() {
-        return Poll::Pending;
-    }
-    let rearm = queue.arms > 0;
-    // Pushing may reap completions (a full SQ), which deliver into this queue: let it go first.
-    drop(queue);
     let entry = opcode::AcceptMulti::new(Fd(fd.raw()))
         .flags(ACCEPT_FLAGS)
         .build();
-    let key = driver.submit_multishot(entry, fd, deliver_accept)?;
-    if rearm {
-        Counters::bump(&driver.counters().multishot_rearms);
-    }
-    fd.accept_queue().armed(key, driver);
+    super::arm_multishot(
+        fd,
+        driver,
+        SharedFd::accept_queue,
+        entry,
+        deliver_accept,
+        true,
+        cx,
+    )?;
     Poll::Pending
 }
 

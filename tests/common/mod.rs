@@ -97,6 +97,19 @@ pub fn open_fds() -> usize {
         .count()
 }
 
+/// A deterministic xorshift generator (seed it with a non-zero value).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
 /// A deterministic byte pattern, so a transfer can be checked byte for byte.
 pub fn pattern(offset: usize, len: usize) -> Vec<u8> {
     (offset..offset + len)
