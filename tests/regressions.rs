@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ringloop::net::TcpListener;
 use ringloop::time::{sleep, timeout};
-use ringloop::{spawn, yield_now};
+use ringloop::{Backend, spawn, yield_now};
 
 /// Panics when dropped; the panic a destructor of user code may raise.
 struct PanicOnDrop;
@@ -332,4 +332,80 @@ both_backends! {
             }
         });
     }
+}
+
+/// A wake for a sleeping uring loop, sent from another uring loop, was only queued on the
+/// sender's ring as a `MSG_RING`, to go with the sender's next ring trip. A sender whose main
+/// future had returned (its loop alive but idle) never made that trip, and the target's
+/// `sleeping` flag was already cleared, so no later wake wrote its eventfd either: the job sat
+/// unrun until the sender was dropped. A wake now reaches its target with no further action of
+/// the sender, on every pairing of backends.
+#[test]
+fn a_wake_sent_from_an_idle_loop_reaches_a_sleeping_loop_on_every_backend_pairing() {
+    use std::sync::mpsc;
+    for sender in [Backend::Uring, Backend::Epoll] {
+        for target in [Backend::Uring, Backend::Epoll] {
+            let stop = ringloop::Shutdown::new();
+            let (handle_tx, handle_rx) = mpsc::channel();
+            let waiting = stop.clone();
+            let target_thread = std::thread::spawn(move || {
+                let mut lp = common::new_loop(target);
+                handle_tx.send(lp.handle()).unwrap();
+                lp.run_until_complete(waiting.triggered());
+                lp.close();
+            });
+            let handle = handle_rx.recv().unwrap();
+            // Let the target reach its sleep.
+            std::thread::sleep(Duration::from_millis(50));
+            let (ran_tx, ran_rx) = mpsc::channel();
+            let mut lp = common::new_loop(sender);
+            lp.run_until_complete(async move {
+                handle.call_soon(move || ran_tx.send(()).unwrap());
+            });
+            // The sender's loop stays alive and idle from here on.
+            let ran = ran_rx.recv_timeout(Duration::from_secs(10));
+            // Closing the sender first flushes anything it still holds, so the target can stop.
+            lp.close();
+            stop.trigger();
+            target_thread.join().unwrap();
+            assert!(
+                ran.is_ok(),
+                "a job sent from an idle {sender} loop to a sleeping {target} loop never ran"
+            );
+        }
+    }
+}
+
+/// io_uring instances open in this process (fds that name one).
+fn open_rings() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("io_uring"))
+        .count()
+}
+
+/// A uring loop keeps a dup of its ring's fd so other loops can message it. The dup lived as long
+/// as any waker or `LoopHandle` of the loop, so a closed loop's ring stayed allocated in the
+/// kernel (memory, and locked pages on older kernels) while a handle lived. Closing the loop
+/// closes it now.
+#[test]
+fn a_closed_loops_ring_is_released_while_its_handle_lives() {
+    if !common::in_child() {
+        common::run_in_child("a_closed_loops_ring_is_released_while_its_handle_lives", &[]);
+        return;
+    }
+    let before = open_rings();
+    let lp = common::new_loop(Backend::Uring);
+    let handle = lp.handle();
+    let waker_holder = lp.handle();
+    assert!(open_rings() > before, "the loop opened no ring");
+    lp.close();
+    assert_eq!(
+        open_rings(),
+        before,
+        "a closed loop's ring fd is still open while a handle lives"
+    );
+    assert!(handle.is_closed());
+    drop((handle, waker_holder));
 }

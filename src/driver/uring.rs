@@ -84,7 +84,7 @@ pub(crate) struct UringDriver {
     orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>,
     /// Loops woken through `MSG_RING` whose message has not completed: each `Shared` keeps its
     /// ring's fd open until then.
-    msgs: Slab<Arc<Shared>>,
+    msgs: Slab<(Arc<Shared>, Arc<OwnedFd>)>,
     /// The receive pool registered as the ring's buffer group, for multishot receives.
     pool: Option<Rc<Pool>>,
     /// The ring's index among this thread's registered ring fds (`IORING_REGISTER_RING_FDS`):
@@ -437,9 +437,13 @@ impl UringDriver {
         Ok(key)
     }
 
-    /// Wakes the sleeping uring loop `target` with a `MSG_RING` from this ring, sent with this
-    /// loop's next ring trip (no syscall now). False if `target` takes no messages or the SQE
-    /// could not be queued: the caller writes its eventfd instead.
+    /// Wakes the sleeping uring loop `target` with a `MSG_RING` from this ring, submitted now:
+    /// the wake must reach its target whatever this loop does next (its main future may have
+    /// returned, or the task may block its thread), so it cannot wait for this loop's next ring
+    /// trip. One syscall, as an eventfd write would be, and the target is spared re-arming its
+    /// eventfd read. False if `target` takes no messages or the message could not be submitted
+    /// at once: the caller writes its eventfd instead (a message that goes later as well only
+    /// makes a spurious wake).
     pub(super) fn send_wake_message(&mut self, target: &Arc<Shared>) -> bool {
         let Some(fd) = target.msg_fd() else {
             return false;
@@ -447,18 +451,22 @@ impl UringDriver {
         if self.closing {
             return false;
         }
-        let key = self.msgs.insert(target.clone());
-        let entry = opcode::MsgRingData::new(Fd(fd), 0, MSG_WAKE_TAG, None)
+        let raw = fd.as_raw_fd();
+        let key = self.msgs.insert((target.clone(), fd));
+        let entry = opcode::MsgRingData::new(Fd(raw), 0, MSG_WAKE_TAG, None)
             .build()
             .user_data(MSG_SENT_BIT | key as u64);
-        // SAFETY: MSG_RING carries no pointers; the target's fd stays open while `msgs` holds its
-        // `Shared`, until this SQE's CQE.
+        // SAFETY: MSG_RING carries no pointers; the target's ring fd stays open while `msgs`
+        // holds its `Arc<OwnedFd>`, until this SQE's CQE.
         if unsafe { self.push(&entry) }.is_err() {
             self.msgs.remove(key);
             return false;
         }
         Counters::bump(&self.counters.wake_messages);
-        true
+        // SAFETY: no argument; every queued SQE's memory is kept until its CQE (see `push`).
+        let submitted = unsafe { self.sys_enter(0, 0, std::ptr::null(), 0) };
+        // The kernel takes SQEs in order: with none left queued, the message went.
+        submitted.is_ok() && self.sq_empty()
     }
 
     /// Checks an op's slot: its result if the CQE came, else remembers the waker.
@@ -625,7 +633,7 @@ impl UringDriver {
                     CANCEL_TAG => {}
                     TIMEOUT_TAG => self.timeouts_in_flight -= 1,
                     tag if tag & MSG_SENT_BIT != 0 => {
-                        let target = self.msgs.remove((tag & !MSG_SENT_BIT) as usize);
+                        let (target, _fd) = self.msgs.remove((tag & !MSG_SENT_BIT) as usize);
                         if res.is_err() {
                             // The message did not go (the target's CQ overflowed, or the kernel
                             // refused): wake it the plain way.

@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::{fmt, io};
 
 /// A closure sent to a loop from any thread, run on the loop's thread.
@@ -19,10 +19,12 @@ pub(crate) struct Shared {
     sleeping: AtomicBool,
     eventfd: OwnedFd,
     /// uring loops on kernels with a trusted `IORING_OP_MSG_RING`: a duplicate of the ring's fd,
-    /// so another uring loop can wake this one through its own ring. It lives as long as this
-    /// `Shared`, which a sender keeps until its message's completion: the fd number a queued
-    /// message names can never be closed or reused under it.
-    msg_fd: OnceLock<OwnedFd>,
+    /// so another uring loop can wake this one through its own ring. A sender holds a clone of
+    /// the `Arc` until its message's completion, so the fd number a submitted message names is
+    /// never closed or reused under it. Taken (`None`) when the loop closes: the dup would
+    /// otherwise keep the closed loop's ring allocated in the kernel for as long as any waker or
+    /// `LoopHandle` of it lives.
+    msg_fd: Mutex<Option<Arc<OwnedFd>>>,
 }
 
 impl fmt::Debug for Shared {
@@ -47,7 +49,7 @@ impl Shared {
             sleeping: AtomicBool::new(false),
             // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
-            msg_fd: OnceLock::new(),
+            msg_fd: Mutex::new(None),
         })
     }
 
@@ -75,9 +77,11 @@ impl Shared {
         Ok(())
     }
 
-    /// The loop is closing: refuse jobs from now on, and hand back the ones still queued (the
-    /// caller drops them outside the lock).
+    /// The loop is closing: refuse jobs from now on, stop taking wake messages (the ring's dup is
+    /// closed once no sender holds it), and hand back the jobs still queued (the caller drops
+    /// them outside the lock).
     pub(crate) fn close_jobs(&self) -> Vec<Job> {
+        drop(self.msg_fd.lock().unwrap_or_else(|e| e.into_inner()).take());
         self.jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -99,22 +103,28 @@ impl Shared {
         let dup = unsafe { libc::fcntl(ring_fd, libc::F_DUPFD_CLOEXEC, 0) };
         if dup >= 0 {
             // SAFETY: `dup` is a new fd nobody else owns.
-            let _ = self.msg_fd.set(unsafe { OwnedFd::from_raw_fd(dup) });
+            let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(dup) });
+            *self.msg_fd.lock().unwrap_or_else(|e| e.into_inner()) = Some(fd);
         }
     }
 
-    /// The ring fd other uring loops may message, if any.
-    pub(crate) fn msg_fd(&self) -> Option<RawFd> {
-        self.msg_fd.get().map(AsRawFd::as_raw_fd)
+    /// The ring fd other uring loops may message, if any (none once the loop closed). The
+    /// sender keeps the `Arc` until its message completes.
+    pub(crate) fn msg_fd(&self) -> Option<Arc<OwnedFd>> {
+        self.msg_fd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Something was queued: make the loop look at its queues. If it sleeps, wake it: through
-    /// the calling thread's own ring (`MSG_RING`, sent with that loop's next ring trip) when both
-    /// are uring loops that allow it, else by writing the eventfd.
+    /// the calling thread's own ring (`MSG_RING`, submitted at once) when both are uring loops
+    /// that allow it, else by writing the eventfd. Either way the wake is on its way when this
+    /// returns: nothing further is asked of the calling thread.
     fn notify(self: &Arc<Self>) {
         self.has_remote.store(true, Ordering::SeqCst);
         if self.sleeping.swap(false, Ordering::SeqCst) {
-            if self.msg_fd().is_some() && crate::context::send_wake_message(self) {
+            if crate::context::send_wake_message(self) {
                 return;
             }
             self.write_eventfd();

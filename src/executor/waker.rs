@@ -31,8 +31,17 @@ impl TaskWaker {
     }
 
     /// Called right before the task is polled: a wake from now on queues it again.
+    ///
+    /// A read-modify-write, not a store: a remote waker publishes its data and then swaps the
+    /// flag to true. With a plain store here, the loop's store and its reads in the poll could
+    /// be ordered against the waker's write and swap as in the store-buffering pattern: the
+    /// swap reads the old `true` (so the waker queues nothing) while the poll reads the data
+    /// from before the waker wrote it (so the task goes back to sleep), and the wake is lost.
+    /// Both sides' RMWs on one flag are totally ordered: either the waker's swap comes after
+    /// ours and reads `false` (it queues the task), or ours comes after and acquires what the
+    /// waker released (the poll sees its data).
     pub(crate) fn clear_scheduled(&self) {
-        self.scheduled.store(false, Ordering::Release);
+        self.scheduled.swap(false, Ordering::AcqRel);
     }
 }
 
