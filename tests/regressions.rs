@@ -392,7 +392,10 @@ fn open_rings() -> usize {
 #[test]
 fn a_closed_loops_ring_is_released_while_its_handle_lives() {
     if !common::in_child() {
-        common::run_in_child("a_closed_loops_ring_is_released_while_its_handle_lives", &[]);
+        common::run_in_child(
+            "a_closed_loops_ring_is_released_while_its_handle_lives",
+            &[],
+        );
         return;
     }
     let before = open_rings();
@@ -408,4 +411,126 @@ fn a_closed_loops_ring_is_released_while_its_handle_lives() {
     );
     assert!(handle.is_closed());
     drop((handle, waker_holder));
+}
+
+/// Sends `data` on `fd` with an `SCM_RIGHTS` message carrying a copy of stdin.
+fn send_with_rights(fd: std::os::fd::RawFd, data: &[u8]) {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // Room for one fd, aligned as a cmsghdr must be.
+    let mut control = [0u64; 4];
+    // SAFETY: the message points at live, correctly sized buffers for the duration of sendmsg;
+    // the CMSG macros stay inside `control`.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+        libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(0);
+        assert_eq!(libc::sendmsg(fd, &msg, 0), data.len() as isize);
+    }
+}
+
+/// Short reads that do not mean "drained".
+mod short_reads {
+    use super::*;
+    use ringloop::EventLoop;
+    use ringloop::compat::PollIo;
+    use ringloop::net::UnixStream;
+
+    /// One read of up to 64 bytes, owned or poll-based.
+    async fn read_some(io: &mut PollIo<UnixStream>, poll_based: bool) -> Vec<u8> {
+        if poll_based {
+            let mut buf = [0u8; 64];
+            let n = std::future::poll_fn(|cx| io.poll_read(cx, &mut buf))
+                .await
+                .unwrap();
+            buf[..n].to_vec()
+        } else {
+            let (res, buf) = io.get_ref().read(Vec::with_capacity(64)).await;
+            res.unwrap();
+            buf
+        }
+    }
+
+    both_backends! {
+        /// On epoll a short read was taken to mean "drained", and the fd then waited for a new edge
+        /// without trying the syscall. Linux returns short reads with data still queued: a Unix
+        /// stream read stops after a segment that carried `SCM_RIGHTS`. The reader hung until the
+        /// peer sent more. Now only `EAGAIN` (or a transport where a short read proves it) marks a
+        /// Unix stream drained; owned reads and poll-based reads alike.
+        fn a_unix_read_cut_short_by_scm_rights_does_not_hide_the_rest(lp: &mut EventLoop) {
+            use std::os::fd::AsRawFd;
+            lp.run_until_complete(async {
+                for poll_based in [false, true] {
+                    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+                    let ours = ringloop::net::UnixStream::from_std(ours).unwrap();
+                    let mut ours = ringloop::compat::PollIo::new(ours);
+                    // A first read that waits, so the socket is registered and armed.
+                    let peer = theirs.as_raw_fd();
+                    let writer = std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(20));
+                        send_with_rights(peer, b"first");
+                        (&theirs).write_all(b"second").unwrap();
+                        theirs
+                    });
+                    let first = read_some(&mut ours, poll_based).await;
+                    let _theirs = writer.join().unwrap();
+                    assert_eq!(first, b"first", "the read did not stop after the SCM_RIGHTS segment");
+                    let second = timeout(Duration::from_secs(5), read_some(&mut ours, poll_based))
+                        .await
+                        .unwrap_or_else(|_| {
+                            panic!("bytes queued behind an SCM_RIGHTS segment were never read \
+                                    (poll-based: {poll_based})")
+                        });
+                    assert_eq!(second, b"second");
+                }
+            });
+        }
+
+        /// The same for TCP: a read stops at the urgent mark with data still queued. A short TCP read
+        /// proves the socket empty only until the peer sends urgent data, which epoll reports.
+        fn a_tcp_read_cut_short_at_the_urgent_mark_does_not_hide_the_rest(lp: &mut EventLoop) {
+            use std::os::fd::AsRawFd;
+            lp.run_until_complete(async {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let peer = std::net::TcpStream::connect(addr).unwrap();
+                peer.set_nodelay(true).unwrap();
+                let (s, _) = listener.accept().await.unwrap();
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    (&peer).write_all(b"ab").unwrap();
+                    // SAFETY: sends one byte from a live buffer.
+                    let n = unsafe { libc::send(peer.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+                    assert_eq!(n, 1);
+                    (&peer).write_all(b"cd").unwrap();
+                    peer
+                });
+                // The first read waits (the socket is armed), and the writer's bytes all arrive
+                // before the loop looks again.
+                let (res, first) = s.read(Vec::with_capacity(1)).await;
+                assert_eq!(res.unwrap(), 1);
+                let _peer = writer.join().unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                let mut got = first;
+                while got.len() < 4 {
+                    let (res, buf) = timeout(Duration::from_secs(5), s.read(Vec::with_capacity(64)))
+                        .await
+                        .unwrap_or_else(|_| panic!("bytes after the urgent mark were never read: {got:?}"));
+                    assert!(res.unwrap() > 0);
+                    got.extend_from_slice(&buf);
+                }
+                assert_eq!(got, b"abcd", "the urgent byte is not inline: the rest arrives in order");
+            });
+        }
+    }
 }

@@ -28,6 +28,9 @@ struct ScheduledIo {
     read_closed: bool,
     /// The fd hung up or has an error: writes stay ready for good.
     write_closed: bool,
+    /// `EPOLLPRI` was reported (TCP urgent data): a TCP read stops at the urgent mark with data
+    /// still queued, so a short read no longer proves the socket empty, for good.
+    urgent: bool,
     readers: WakerList,
     writers: WakerList,
 }
@@ -102,7 +105,8 @@ impl EpollDriver {
             ..ScheduledIo::default()
         });
         let token = (u64::from(generation) << 32) | key as u64;
-        let events = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        let events =
+            libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLET;
         if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, fd, events, token) {
             self.ios.remove(key);
             return Err(e);
@@ -182,6 +186,12 @@ impl EpollDriver {
         if self.closed(token, interest) {
             return; // EOF or an error is pending: the next op must see it, and no edge will come
         }
+        let (key, generation) = token_parts(token);
+        if interest == Interest::Read
+            && matches!(self.ios.get(key), Some(io) if io.generation == generation && io.urgent)
+        {
+            return; // a short read may have stopped at the urgent mark, data still queued
+        }
         if let Some((ready, _)) = self.direction(token, interest) {
             *ready = false;
         }
@@ -249,6 +259,9 @@ impl EpollDriver {
             let hangup = bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0;
             if hangup || bits & libc::EPOLLRDHUP != 0 {
                 io.read_closed = true;
+            }
+            if bits & libc::EPOLLPRI != 0 {
+                io.urgent = true;
             }
             if hangup {
                 io.write_closed = true;

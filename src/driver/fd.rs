@@ -134,9 +134,14 @@ struct FdInner {
     /// Dropped ops still in the kernel, per direction (read, write); a new op in that direction
     /// waits for them so the byte stream keeps its order.
     orphans: [Cell<u32>; 2],
-    /// The last stream read came back short: the socket had no more data then, so the next read
-    /// most likely waits (uring asks the kernel to poll first instead of trying the receive).
+    /// The last stream read came back short: the socket most likely had no more data then, so
+    /// the next read most likely waits (uring asks the kernel to poll first instead of trying
+    /// the receive, which is safe: a poll armed on a readable fd completes at once).
     read_drained: Cell<bool>,
+    /// A short read proves this fd empty (TCP, pipes; see `Stream::tcp`), so epoll may skip the
+    /// next read until a new edge. False where Linux returns short reads with data still queued
+    /// (Unix streams): there only `EAGAIN` proves emptiness.
+    short_read_proves_empty: Cell<bool>,
     /// A nonblocking read on this fd once found nothing: reads here usually wait (a
     /// request-response peer), so on uring they go straight to the ring from then on instead of
     /// being tried inline first.
@@ -177,6 +182,7 @@ impl SharedFd {
                 has_stash: Cell::new(false),
                 orphans: [Cell::new(0), Cell::new(0)],
                 read_drained: Cell::new(false),
+                short_read_proves_empty: Cell::new(false),
                 read_waits: Cell::new(false),
                 recv_queue: RefCell::new(None),
                 accept_queue: RefCell::new(None),
@@ -252,6 +258,17 @@ impl SharedFd {
 
     pub(crate) fn set_read_drained(&self, drained: bool) {
         self.inner.read_drained.set(drained);
+    }
+
+    /// Marks this fd as one where a short read proves it empty (see `short_read_proves_empty`).
+    pub(crate) fn trust_short_reads(&self) {
+        self.inner.short_read_proves_empty.set(true);
+    }
+
+    /// Whether a short read of `n` bytes out of `len` proves this fd has nothing more to read
+    /// right now: only where the transport guarantees it.
+    pub(crate) fn short_read_drains(&self, n: usize, len: usize) -> bool {
+        n > 0 && n < len && self.inner.short_read_proves_empty.get()
     }
 
     /// Whether a nonblocking read on this fd ever found nothing (see `read_waits`).

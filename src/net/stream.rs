@@ -24,12 +24,24 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
+    /// A stream socket on which a short read does not prove the socket empty (a Unix stream
+    /// read stops after a segment that carried `SCM_RIGHTS`, and at a change of writer with
+    /// `SO_PASSCRED`): on epoll only `EAGAIN` marks it drained.
     pub(crate) fn new(fd: SharedFd) -> Self {
         Stream { fd, pipe: false }
     }
 
-    /// A pipe end (a child process's stdio), with the same I/O as a stream socket.
+    /// A TCP stream: a short read proves the socket empty except at the urgent mark, which the
+    /// epoll driver notices (`EPOLLPRI`) and then stops trusting short reads on the socket.
+    pub(crate) fn tcp(fd: SharedFd) -> Self {
+        fd.trust_short_reads();
+        Stream { fd, pipe: false }
+    }
+
+    /// A pipe end (a child process's stdio), with the same I/O as a stream socket. A read from
+    /// a pipe (not in packet mode, which ours never are) is short only when it emptied the pipe.
     pub(crate) fn pipe(fd: SharedFd) -> Self {
+        fd.trust_short_reads();
         Stream { fd, pipe: true }
     }
 

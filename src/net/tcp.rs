@@ -198,7 +198,7 @@ impl TcpListener {
             }
         };
         let stream = TcpStream {
-            io: Stream::new(SharedFd::new(fd)),
+            io: Stream::tcp(SharedFd::new(fd)),
         };
         Ok((stream, to_std_addr(&addr)?))
     }
@@ -286,7 +286,7 @@ impl TcpStream {
         let fd = SharedFd::new(socket.into());
         Op::new(Connect::new(fd.clone(), addr.into())).await?;
         Ok(TcpStream {
-            io: Stream::new(fd),
+            io: Stream::tcp(fd),
         })
     }
 
@@ -297,7 +297,7 @@ impl TcpStream {
     /// The kernel's error from `fcntl`.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {
-            io: Stream::new(adopt(stream.into())?),
+            io: Stream::tcp(adopt(stream.into())?),
         })
     }
 

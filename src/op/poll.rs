@@ -202,11 +202,17 @@ impl ReadyWait {
         }
     }
 
-    /// A transfer of `n` bytes of the `len` asked for went through: a short one means the socket
-    /// is drained (reads) or full (writes) until its next edge (epoll skips the syscall then).
+    /// A transfer of `n` bytes of the `len` asked for went through. A short one suggests the fd
+    /// is drained (reads) or full (writes): uring polls first next time, which is always safe.
+    /// epoll skips the syscall until the next edge only where that is proven: a short write,
+    /// or a short read on a transport where it proves emptiness (`SharedFd::short_read_drains`).
     fn transferred(&mut self, driver: &Rc<DriverCell>, fd: &SharedFd, n: usize, len: usize) {
         self.drained = n > 0 && n < len;
-        if self.drained {
+        let proven = match self.dir {
+            Interest::Read => fd.short_read_drains(n, len),
+            Interest::Write => self.drained,
+        };
+        if proven {
             driver.note_drained(fd, self.dir);
         }
     }

@@ -91,7 +91,12 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     }
 
     fn drained(&self, n: u32) -> bool {
-        self.stream && n > 0 && (n as usize) < self.buf.bytes_total()
+        // Only where a short read proves the fd empty: elsewhere (a Unix stream stops after a
+        // segment with SCM_RIGHTS) data may still be queued, and no new edge would announce it.
+        self.stream
+            && self
+                .fd
+                .short_read_drains(n as usize, self.buf.bytes_total())
     }
 
     fn inline_first(&self) -> bool {
@@ -100,8 +105,10 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
 
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
         if self.stream {
+            // The hint for the next read (uring polls first): any short read suggests it.
+            let total = self.buf.bytes_total();
             self.fd
-                .set_read_drained(matches!(res, Ok(n) if self.drained(n)));
+                .set_read_drained(matches!(res, Ok(n) if n > 0 && (n as usize) < total));
         }
         if let Ok(n) = res {
             // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start.
