@@ -193,8 +193,11 @@ impl Command {
     /// As [`spawn`](Self::spawn) and [`Child::wait`].
     pub async fn status(&mut self) -> io::Result<ExitStatus> {
         let mut child = self.spawn()?;
-        // Pipes the caller asked for are closed: nobody could read them after this returns.
+        // Every pipe the caller asked for is closed before the wait: nobody could use them
+        // after this returns, and a child blocked writing to a full pipe would never exit.
         drop(child.stdin.take());
+        drop(child.stdout.take());
+        drop(child.stderr.take());
         child.wait().await
     }
 }
@@ -213,8 +216,13 @@ pub struct Child {
     pid: u32,
     /// The exit status, once reaped.
     status: Option<ExitStatus>,
-    /// Readable once the child exited; `None` on kernels without `pidfd_open`.
+    /// Readable once the child exited; `None` where `pidfd_open` failed (kernels before 5.3,
+    /// seccomp filters, a full fd table).
     pidfd: Option<SharedFd>,
+    /// Without a pidfd: the blocking pool's wait for the exit, which does not reap (`WNOWAIT`),
+    /// kept across dropped `wait` futures so none loses the status and `kill` never hits a
+    /// reused pid.
+    exit_waiter: Option<crate::JoinHandle<io::Result<()>>>,
     kill_on_drop: bool,
     /// This is the background reaper of a dropped child: if it is dropped in turn (its loop
     /// closed), the blocking pool takes over rather than another task.
@@ -233,19 +241,41 @@ impl fmt::Debug for Child {
     }
 }
 
-/// `pidfd_open(pid)`: `None` where the kernel lacks it (before 5.3).
-fn pidfd_open(pid: u32) -> io::Result<Option<OwnedFd>> {
+/// `pidfd_open(pid)`: `None` where it fails (`ENOSYS` before 5.3, `EPERM` from a seccomp
+/// filter, `EMFILE` with a full fd table): the child is running by then, so the caller falls
+/// back to waiting without a pidfd rather than failing.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags, no pointers.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOSYS) => Ok(None),
-            _ => Err(e),
-        };
+        return None;
     }
     // SAFETY: a new fd (close-on-exec, as pidfd_open makes them) that nobody else owns.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Blocks until the child `pid` has exited, without reaping it (`waitid` with `WNOWAIT`): the
+/// loop's thread reaps it and records the status, so the pid stays the child's until then.
+fn wait_exited(pid: u32) -> io::Result<()> {
+    loop {
+        // SAFETY: `info` is a valid out pointer for the call.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// A pipe end, made nonblocking for the loop.
@@ -287,12 +317,14 @@ impl Child {
             stderr: None,
             pid,
             status: None,
-            pidfd: None,
+            pidfd: pidfd_open(pid).map(SharedFd::new),
+            exit_waiter: None,
             kill_on_drop,
             reaper: false,
         };
-        // From here on a failure drops `me`, which reaps (or kills and reaps) the child.
-        me.pidfd = pidfd_open(pid)?.map(SharedFd::new);
+        // The child runs already: if setting up its pipes fails, the caller gets an error and
+        // no handle, so the child must not go on unseen. Dropping `me` kills and reaps it.
+        me.kill_on_drop = true;
         me.stdin = child
             .stdin
             .take()
@@ -313,6 +345,7 @@ impl Child {
             .map(|io| ChildStderr { io });
         // std's `Child` neither waits nor kills on drop: `me` owns the pid from here.
         drop(child);
+        me.kill_on_drop = kill_on_drop;
         Ok(me)
     }
 
@@ -337,7 +370,8 @@ impl Child {
     /// Waits for the child's exit and returns its status. The child's stdin, if piped, stays
     /// open: drop [`stdin`](Child::stdin) first if the child waits for it to close.
     ///
-    /// Cancel-safe: dropping the future leaves the child as it was.
+    /// Cancel-safe: dropping the future leaves the child as it was (not reaped, its status
+    /// kept for the next `wait` or `try_wait`), with or without a pidfd.
     ///
     /// # Errors
     ///
@@ -347,13 +381,18 @@ impl Child {
             return Ok(status);
         }
         let Some(pidfd) = self.pidfd.clone() else {
-            // No pidfd: a blocking waitpid on the pool.
+            // No pidfd: the blocking pool waits for the exit without reaping; the handle stays
+            // in `self` if this future is dropped, and the next wait picks it up.
             let pid = self.pid;
-            let status = crate::spawn_blocking(move || waitpid(pid, 0))
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))??;
-            self.status = status;
-            return status.ok_or_else(|| io::Error::other("waitpid returned no status"));
+            let waiter = self
+                .exit_waiter
+                .get_or_insert_with(|| crate::spawn_blocking(move || wait_exited(pid)));
+            let exited = waiter.await;
+            self.exit_waiter = None;
+            exited.map_err(|e| io::Error::other(e.to_string()))??;
+            return self
+                .try_wait()?
+                .ok_or_else(|| io::Error::other("waitpid found no status for an exited child"));
         };
         let driver = current_driver().ok_or_else(|| {
             io::Error::other(
@@ -454,6 +493,7 @@ impl Drop for Child {
                     pid,
                     status: None,
                     pidfd: Some(pidfd),
+                    exit_waiter: None,
                     kill_on_drop: false,
                     reaper: true,
                 };

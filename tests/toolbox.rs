@@ -58,6 +58,67 @@ fn process_gone(pid: u32) -> bool {
 }
 
 both_backends! {
+    /// `spawn()` returned an error for a child that was already running when `pidfd_open` failed
+    /// with anything but `ENOSYS` (a seccomp filter's `EPERM`, `EMFILE`): the caller had no
+    /// handle to a live process. It now falls back to waiting without a pidfd.
+    fn a_refused_pidfd_open_falls_back_instead_of_failing_spawn(lp: &mut EventLoop) {
+        if !in_child() {
+            let name = test_path(lp.backend(), "a_refused_pidfd_open_falls_back_instead_of_failing_spawn");
+            run_in_child(&name, &[]);
+            return;
+        }
+        common::deny_syscall(libc::SYS_pidfd_open, libc::EPERM);
+        lp.run_until_complete(async {
+            let mut child = Command::new("sh")
+                .args(["-c", "exit 6"])
+                .spawn()
+                .expect("spawn failed because pidfd_open was refused");
+            assert_eq!(child.wait().await.unwrap().code(), Some(6));
+        });
+    }
+
+    /// Without a pidfd, `wait` ran a blocking `waitpid` on the pool. A dropped `wait` left that
+    /// `waitpid` to reap the child, and the status was lost: the next `wait` failed with
+    /// `ECHILD` (and `kill` could have hit a reused pid). The pool now waits without reaping.
+    fn a_dropped_wait_without_a_pidfd_loses_no_status(lp: &mut EventLoop) {
+        if !in_child() {
+            let name = test_path(lp.backend(), "a_dropped_wait_without_a_pidfd_loses_no_status");
+            run_in_child(&name, &[]);
+            return;
+        }
+        common::deny_syscall(libc::SYS_pidfd_open, libc::EPERM);
+        lp.run_until_complete(async {
+            let mut child = Command::new("sh").args(["-c", "sleep 0.2; exit 3"]).spawn().unwrap();
+            let early = ringloop::time::timeout(Duration::from_millis(20), child.wait()).await;
+            assert!(early.is_err(), "the child exited too soon for this test");
+            // The child exits meanwhile; nobody awaits it.
+            sleep(Duration::from_millis(500)).await;
+            assert!(child.id().is_some());
+            let status = child.wait().await.expect("the status was lost with the dropped wait");
+            assert_eq!(status.code(), Some(3));
+            assert_eq!(child.id(), None);
+        });
+    }
+
+    /// `Command::status` closed only stdin: a child writing more than a pipe holds to a piped
+    /// stdout blocked for good, and `status` with it. Every piped stream is closed now.
+    fn status_closes_every_piped_stream(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let status = ringloop::time::timeout(
+                Duration::from_secs(10),
+                Command::new("head")
+                    .args(["-c", "4000000", "/dev/zero"])
+                    .stdout(Stdio::piped())
+                    .status(),
+            )
+            .await
+            .expect("status() hung on a child blocked writing to its piped stdout")
+            .unwrap();
+            // The child met a closed pipe: SIGPIPE, or an error exit where it is ignored.
+            assert!(!status.success(), "{status:?}");
+        });
+    }
+
     fn a_group_returns_results_in_completion_order(lp: &mut EventLoop) {
         lp.run_until_complete(async {
             let mut group = TaskGroup::new();

@@ -17,6 +17,21 @@ use std::task::Waker;
 
 use io_uring::types::BufRingEntry;
 
+/// One entry of a provided buffer ring as the kernel lays it out (`struct io_uring_buf`): the
+/// first entry's `resv` is the ring's tail. Fields are written one by one through raw pointers.
+#[repr(C)]
+struct RingEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<RingEntry>() == std::mem::size_of::<BufRingEntry>()
+        && std::mem::align_of::<RingEntry>() == std::mem::align_of::<BufRingEntry>()
+);
+
 use super::IoBuf;
 use crate::stats::Counters;
 
@@ -283,18 +298,19 @@ impl Pool {
             return;
         };
         let idx = tail.get() & (self.count - 1);
-        // SAFETY: `idx < count` and the region holds `count` entries. The kernel reads only the
-        // entries between its head and the published tail, and this one lies past the tail.
-        let entry = unsafe {
-            &mut *entries
-                .ptr
-                .as_ptr()
-                .cast::<BufRingEntry>()
-                .add(idx as usize)
-        };
-        entry.set_addr(self.buffer_ptr(bid) as u64);
-        entry.set_len(self.size);
-        entry.set_bid(bid);
+        let entry = entries.ptr.as_ptr().cast::<RingEntry>();
+        // SAFETY: `idx < count` and the region holds `count` entries of `RingEntry`'s layout
+        // (checked against the kernel's struct below). The kernel reads only the entries between
+        // its head and the published tail, and this one lies past the tail. Each field is
+        // written through a raw pointer, never a reference to the whole entry: the first
+        // entry's last field is the ring's tail, which the kernel reads concurrently and which
+        // only `publish_tail` writes (atomically).
+        unsafe {
+            let entry = entry.add(idx as usize);
+            std::ptr::addr_of_mut!((*entry).addr).write(self.buffer_ptr(bid) as u64);
+            std::ptr::addr_of_mut!((*entry).len).write(self.size);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
+        }
         tail.set(tail.get().wrapping_add(1));
     }
 

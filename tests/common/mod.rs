@@ -143,6 +143,12 @@ where
 /// Installs a seccomp filter that makes io_uring_setup fail with EPERM, as Docker's default
 /// profile does, on this thread.
 pub fn deny_io_uring_setup() {
+    deny_syscall(libc::SYS_io_uring_setup, libc::EPERM);
+}
+
+/// Installs a seccomp filter that makes the syscall `nr` fail with `errno` on this thread (and
+/// the threads and processes it starts from now on).
+pub fn deny_syscall(nr: libc::c_long, errno: i32) {
     let filter = [
         // A = syscall number
         libc::sock_filter {
@@ -156,13 +162,13 @@ pub fn deny_io_uring_setup() {
             code: 0x15,
             jt: 0,
             jf: 1,
-            k: libc::SYS_io_uring_setup as u32,
+            k: nr as u32,
         },
         libc::sock_filter {
             code: 0x06,
             jt: 0,
             jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            k: libc::SECCOMP_RET_ERRNO | errno as u32,
         },
         libc::sock_filter {
             code: 0x06,
