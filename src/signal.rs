@@ -294,12 +294,37 @@ pub(crate) fn shutdown_on(
                 );
                 let stop = shutdown.triggered();
                 let mut stop = std::pin::pin!(stop);
+                // A listener that fails is reported and set aside (its signal gets its default
+                // action back, so it still ends the process); only a delivery shuts down.
+                let mut alive = [true, true];
                 let signalled = poll_fn(|cx| {
                     if stop.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(false);
                     }
-                    if int.poll_recv(cx).is_ready() || term.poll_recv(cx).is_ready() {
-                        return Poll::Ready(true);
+                    for (i, (listener, sig, name)) in [
+                        (&mut int, libc::SIGINT, "SIGINT"),
+                        (&mut term, libc::SIGTERM, "SIGTERM"),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        if !alive[i] {
+                            continue;
+                        }
+                        match listener.poll_wait(cx) {
+                            Poll::Ready(Ok(())) => return Poll::Ready(true),
+                            Poll::Ready(Err(e)) => {
+                                alive[i] = false;
+                                eprintln!(
+                                    "ringloop: the pool cannot listen for {name} ({e}); it no \
+                                     longer shuts down gracefully on it, and {name} takes its \
+                                     default action"
+                                );
+                                restore_default_after_next(sig, false);
+                                set_default(sig);
+                            }
+                            Poll::Pending => {}
+                        }
                     }
                     Poll::Pending
                 })
@@ -370,13 +395,15 @@ pub fn signal(kind: SignalKind) -> io::Result<Signals> {
 
 /// Completes at the next `SIGINT` (Ctrl-C) delivered after the call.
 ///
+/// The listener is registered by the call itself, not at the future's first poll: a `SIGINT`
+/// that comes between the two is caught (it neither kills the process nor goes unseen).
+///
 /// # Errors
 ///
-/// As [`signal`].
-pub async fn ctrl_c() -> io::Result<()> {
-    let mut s = signal(SignalKind::interrupt())?;
-    s.recv().await;
-    Ok(())
+/// As [`signal`] (reported when the future is awaited), and as [`Signals::wait`].
+pub fn ctrl_c() -> impl Future<Output = io::Result<()>> + 'static {
+    let listener = signal(SignalKind::interrupt());
+    async move { listener?.wait().await }
 }
 
 impl Signals {
@@ -388,23 +415,45 @@ impl Signals {
         }
     }
 
-    /// Waits for the next delivery. `None` if the listener can no longer receive (its eventfd
-    /// failed, or it is polled outside a loop).
+    /// Waits for the next delivery. `None` if the listener cannot receive (an error: see
+    /// [`wait`](Self::wait), which says which). `None` is never a delivery.
     pub async fn recv(&mut self) -> Option<()> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// `recv` for a caller that polls.
+    /// Waits for the next delivery, and says what went wrong if the listener cannot wait.
+    ///
+    /// # Errors
+    ///
+    /// An error outside a running ringloop loop; the kernel's error if the listener's eventfd
+    /// cannot be duplicated for the loop (`EMFILE` with a full fd table) or read.
+    pub async fn wait(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// Polls for the next delivery: [`recv`](Self::recv) for poll-based code. `Ready(None)` on
+    /// an error (see [`poll_wait`](Self::poll_wait)).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<()>> {
-        let driver = match crate::context::current_driver() {
-            Some(d) => d,
-            None => return Poll::Ready(None),
+        self.poll_wait(cx).map(|res| res.ok())
+    }
+
+    /// [`wait`](Self::wait) for a caller that polls.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(driver) = crate::context::current_driver() else {
+            return Poll::Ready(Err(io::Error::other(
+                "a ringloop signal listener was polled outside a running ringloop event loop: \
+                 await it inside EventLoop::run_until_complete or ringloop::run",
+            )));
         };
         if self.fd.is_none() {
             // SAFETY: dup takes no pointers; the slot's eventfd stays open while we hold the slot.
             let dup = unsafe { libc::fcntl(self.registration.fd(), libc::F_DUPFD_CLOEXEC, 0) };
             if dup < 0 {
-                return Poll::Ready(None);
+                return Poll::Ready(Err(io::Error::last_os_error()));
             }
             // SAFETY: `dup` is a new fd nobody else owns.
             self.fd = Some(SharedFd::new(unsafe { OwnedFd::from_raw_fd(dup) }));
@@ -416,6 +465,6 @@ impl Signals {
             cvt(unsafe { libc::read(raw, (&mut count as *mut u64).cast(), 8) })
         });
         // An eventfd read gives all 8 bytes or fails.
-        Poll::Ready(ready!(read).ok().map(drop))
+        Poll::Ready(ready!(read).map(drop))
     }
 }

@@ -87,6 +87,55 @@ fn ctrl_c_returns_on_sigint(backend: Backend, name: &str) {
     });
 }
 
+/// `ctrl_c()` was an `async fn`: its listener was registered at the first poll, so a SIGINT
+/// between the call and the first poll took its default action and killed the process. The
+/// listener is registered by the call now.
+fn ctrl_c_listens_from_the_call_not_the_first_poll(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    let mut lp = common::new_loop(backend);
+    let interrupted = ctrl_c();
+    raise("INT");
+    // `kill` has returned, so the signal was delivered to this process before the first poll.
+    let res = lp.run_until_complete(ringloop::time::timeout(Duration::from_secs(5), interrupted));
+    res.expect("the SIGINT before the first poll was not seen")
+        .unwrap();
+}
+
+/// A listener that could not duplicate its eventfd (a full fd table) returned `Ready(None)` from
+/// `poll_recv`, which a pool took for a delivery and shut down. An error is an error now:
+/// `wait` says which, `recv` gives `None` that no caller in ringloop takes for a signal.
+fn a_listener_that_cannot_wait_reports_the_error(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    let mut lp = common::new_loop(backend);
+    let mut usr1 = signal(SignalKind::user_defined1()).unwrap();
+    // Fill the fd table under a low limit.
+    let limit = libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: setrlimit reads a live rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let mut held = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        held.push(f);
+    }
+    let err = lp.run_until_complete(usr1.wait()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+    assert_eq!(lp.run_until_complete(usr1.recv()), None);
+    drop(held);
+    // With room again the listener works.
+    let sender = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(50));
+        raise("USR1");
+    });
+    lp.run_until_complete(usr1.wait()).unwrap();
+    sender.join().unwrap();
+}
+
 fn a_pool_shuts_down_on_sigterm(backend: Backend, name: &str) {
     if !in_child_or_run(name) {
         return;
@@ -121,6 +170,8 @@ both!(
     usr1_wakes_listeners_on_two_loops,
     a_delivery_before_recv_is_seen,
     ctrl_c_returns_on_sigint,
+    ctrl_c_listens_from_the_call_not_the_first_poll,
+    a_listener_that_cannot_wait_reports_the_error,
     a_pool_shuts_down_on_sigterm
 );
 
