@@ -75,6 +75,7 @@ mod pool;
 pub mod process;
 pub mod signal;
 mod stats;
+mod sync;
 pub mod time;
 
 pub use backend::{BACKEND_ENV, Backend, ParseBackendError};

@@ -1,9 +1,19 @@
 //! Wakes from other threads: a remote queue of task ids, an eventfd, and an "asleep" flag so the
 //! eventfd is written only when the loop is really blocked in the kernel.
+//!
+//! The protocol (model-checked in `loom_model` below): a sender queues its id or job under the
+//! lock, then swaps `has_remote` to true, then swaps `sleeping` to false and, if it was true,
+//! wakes the loop (a `MSG_RING` submitted at once, or an eventfd write). The loop, before it
+//! blocks, swaps `sleeping` to true and then reads `has_remote` with a read-modify-write; if a
+//! wake is pending it does not block. Both flags move only by read-modify-writes on the sending
+//! side and on the sleeping side, so under acquire/release alone either the loop sees the queued
+//! work or the sender sees the loop asleep and wakes it: **a loop never blocks with remote work
+//! queued and no wake on its way**, and the wake needs nothing more of the sender's thread.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::{AtomicBool, Mutex, Ordering};
 use std::{fmt, io};
 
 /// A closure sent to a loop from any thread, run on the loop's thread.
@@ -122,8 +132,8 @@ impl Shared {
     /// that allow it, else by writing the eventfd. Either way the wake is on its way when this
     /// returns: nothing further is asked of the calling thread.
     fn notify(self: &Arc<Self>) {
-        self.has_remote.store(true, Ordering::SeqCst);
-        if self.sleeping.swap(false, Ordering::SeqCst) {
+        self.has_remote.swap(true, Ordering::AcqRel);
+        if self.sleeping.swap(false, Ordering::AcqRel) {
             if crate::context::send_wake_message(self) {
                 return;
             }
@@ -148,11 +158,13 @@ impl Shared {
     /// Moves the remotely woken ids and the jobs sent from other threads into `ids` and `jobs`.
     pub(crate) fn take_remote(&self, ids: &mut Vec<u64>, jobs: &mut Vec<Job>) {
         // One flag for both queues: a turn with nothing from other threads takes no lock.
-        if !self.has_remote.load(Ordering::SeqCst) {
+        if !self.has_remote.load(Ordering::Acquire) {
             return;
         }
         let mut q = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        self.has_remote.store(false, Ordering::SeqCst);
+        // Cleared under the lock, before the queues are taken: a sender that queues after this
+        // sets it again (its swap comes after ours, as its lock came after ours).
+        self.has_remote.swap(false, Ordering::AcqRel);
         ids.append(&mut q);
         drop(q);
         if let Some(queued) = &mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -161,19 +173,22 @@ impl Shared {
     }
 
     /// Announces that the loop is about to block. False if a remote wake is already pending, in
-    /// which case the loop must not block. Pairs with `push_remote`: with both sides SeqCst, either
-    /// the loop sees the queued id here or the waker sees `sleeping` and writes the eventfd.
+    /// which case the loop must not block. Pairs with `notify`: both flags are read-modify-written
+    /// on both sides, so either the loop sees the queued work here or the sender's swap of
+    /// `sleeping` sees `true` and wakes the loop (see the module docs).
     pub(crate) fn prepare_sleep(&self) -> bool {
-        self.sleeping.store(true, Ordering::SeqCst);
-        if self.has_remote.load(Ordering::SeqCst) {
-            self.sleeping.store(false, Ordering::SeqCst);
+        self.sleeping.swap(true, Ordering::AcqRel);
+        // A read-modify-write, not a load: it reads the latest `has_remote`, and if a sender's
+        // swap comes after it, that swap acquires our `sleeping = true`.
+        if self.has_remote.fetch_or(false, Ordering::AcqRel) {
+            self.sleeping.store(false, Ordering::Release);
             return false;
         }
         true
     }
 
     pub(crate) fn finish_sleep(&self) {
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.sleeping.store(false, Ordering::Release);
     }
 
     /// Resets the eventfd counter (epoll backend; the uring backend reads it through the ring).
@@ -231,5 +246,85 @@ mod tests {
             !s.prepare_sleep(),
             "the loop must not block with a wake queued"
         );
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+
+    fn eventfd_count(s: &Shared) -> u64 {
+        let mut buf = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64 from our nonblocking eventfd.
+        let n = unsafe { libc::read(s.eventfd(), (&mut buf as *mut u64).cast(), 8) };
+        if n == 8 { buf } else { 0 }
+    }
+
+    /// One loop turn that finds nothing and goes to sleep, against another thread sending work
+    /// (`send`). If the loop blocks, a wake must be on its way; the work is never lost.
+    fn check(send: fn(&Arc<Shared>)) {
+        loom::model(move || {
+            let shared = Arc::new(Shared::new().unwrap());
+            let s = shared.clone();
+            let remote = crate::sync::thread::spawn(move || send(&s));
+            let (mut ids, mut jobs) = (Vec::new(), Vec::new());
+            shared.take_remote(&mut ids, &mut jobs);
+            let blocks = ids.is_empty() && jobs.is_empty() && shared.prepare_sleep();
+            remote.join().unwrap();
+            if blocks {
+                // Blocked in the kernel, only a wake can end the sleep.
+                assert_eq!(
+                    eventfd_count(&shared),
+                    1,
+                    "the loop slept with work queued and no wake sent"
+                );
+                shared.finish_sleep();
+            }
+            shared.take_remote(&mut ids, &mut jobs);
+            assert_eq!(ids.len() + jobs.len(), 1, "the work was lost or doubled");
+        });
+    }
+
+    #[test]
+    fn loom_a_remote_wake_never_finds_the_loop_asleep_unwoken() {
+        check(|s| s.push_remote(1));
+    }
+
+    #[test]
+    fn loom_a_job_never_finds_the_loop_asleep_unwoken() {
+        check(|s| {
+            let _ = s.push_job(Box::new(|| {}));
+        });
+    }
+
+    /// Two senders at once: one wake is enough, and neither item is lost.
+    #[test]
+    fn loom_two_senders_and_a_sleeping_loop() {
+        loom::model(|| {
+            let shared = Arc::new(Shared::new().unwrap());
+            let senders: Vec<_> = (0..2)
+                .map(|i| {
+                    let s = shared.clone();
+                    crate::sync::thread::spawn(move || s.push_remote(i))
+                })
+                .collect();
+            let (mut ids, mut jobs) = (Vec::new(), Vec::new());
+            shared.take_remote(&mut ids, &mut jobs);
+            let blocks = ids.len() < 2 && shared.prepare_sleep();
+            for s in senders {
+                s.join().unwrap();
+            }
+            if blocks {
+                let woken = eventfd_count(&shared);
+                // Woken at most once per time it went to sleep; unless everything was taken
+                // before, at least once.
+                assert!(woken <= 1);
+                assert!(woken == 1 || ids.len() == 2, "slept through a queued wake");
+                shared.finish_sleep();
+            }
+            shared.take_remote(&mut ids, &mut jobs);
+            ids.sort_unstable();
+            assert_eq!(ids, [0, 1]);
+        });
     }
 }

@@ -3,10 +3,10 @@
 //! loop is asleep, its eventfd.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Wake;
 
 use crate::driver::Shared;
+use crate::sync::{AtomicBool, Ordering};
 
 /// The id reserved for the future given to `run_until_complete`.
 pub(crate) const MAIN_ID: u64 = u64::MAX;
@@ -57,5 +57,37 @@ impl Wake for TaskWaker {
         if !crate::context::schedule_local(&self.shared, self.id) {
             self.shared.push_remote(self.id);
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+
+    /// The loop clears the flag of a queued task and polls it (the poll reads what the waker
+    /// publishes); another thread publishes and wakes. Either the poll saw the data or the task
+    /// was queued again. Fails with `clear_scheduled` as a plain store (store buffering).
+    #[test]
+    fn loom_a_remote_wake_racing_a_poll_is_never_lost() {
+        loom::model(|| {
+            let shared = Arc::new(Shared::new().unwrap());
+            let waker = Arc::new(TaskWaker::new(7, shared.clone(), true));
+            let data = Arc::new(AtomicBool::new(false));
+            let (w, d) = (waker.clone(), data.clone());
+            let remote = crate::sync::thread::spawn(move || {
+                d.store(true, Ordering::Release);
+                w.wake_by_ref();
+            });
+            // `Task::run`: clear the flag, then poll.
+            waker.clear_scheduled();
+            let seen = data.load(Ordering::Acquire);
+            remote.join().unwrap();
+            let (mut ids, mut jobs) = (Vec::new(), Vec::new());
+            shared.take_remote(&mut ids, &mut jobs);
+            assert!(
+                seen || ids == [7],
+                "the poll missed the data and the task was not queued again"
+            );
+        });
     }
 }
