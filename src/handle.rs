@@ -1,16 +1,25 @@
 //! Reaching a loop from any thread: `LoopHandle` (asyncio's `call_soon_threadsafe` and
 //! `run_coroutine_threadsafe`), `RemoteJoinHandle`, and `Shutdown`, a signal every loop can await.
+//!
+//! What the protocols promise (model-checked in `loom_model` below):
+//! - A `RemoteJoinHandle` resolves exactly once: to the output if the task finished, else to a
+//!   cancellation (aborted, or its loop closed and dropped the task). Everything is decided under
+//!   one lock, and whoever awaits the handle is woken after the result is stored; an `abort`
+//!   that comes after the task's poll registered its waker wakes the task.
+//! - `Shutdown::trigger` sets the flag before it takes the waker list, and `triggered()` checks
+//!   the flag again under the lock after registering: every `triggered()` future completes,
+//!   whether it was first polled before or after the trigger.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::driver::Shared;
 use crate::executor::JoinError;
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 
 /// A handle to one event loop that any thread may hold and use: spawn work onto the loop, or run
 /// a closure there. `Clone + Send + Sync`.
@@ -374,5 +383,162 @@ impl Shutdown {
 
     fn wakers(&self) -> MutexGuard<'_, Vec<Waker>> {
         self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use std::task::Wake;
+
+    /// A waker that counts its wakes.
+    struct Count(crate::sync::AtomicU32);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(crate::sync::AtomicU32::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn poll_once<F: Future + Unpin>(f: &mut F, waker: &Waker) -> Poll<F::Output> {
+        Pin::new(f).poll(&mut Context::from_waker(waker))
+    }
+
+    /// The task finishes on its loop's thread while another thread awaits the handle: the
+    /// awaiting side is woken if it went pending, and gets the output exactly once.
+    #[test]
+    fn loom_a_remote_result_reaches_its_awaiter() {
+        loom::model(|| {
+            let (mut completer, mut handle) = remote_pair::<u32>();
+            let task = crate::sync::thread::spawn(move || completer.complete(Ok(5)));
+            let (count, waker) = counting_waker();
+            let first = poll_once(&mut handle, &waker);
+            task.join().unwrap();
+            let result = match first {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    assert_eq!(
+                        count.0.load(Ordering::Acquire),
+                        1,
+                        "the awaiter was not woken"
+                    );
+                    match poll_once(&mut handle, &waker) {
+                        Poll::Ready(r) => r,
+                        Poll::Pending => panic!("woken, but no result"),
+                    }
+                }
+            };
+            assert_eq!(result.unwrap(), 5);
+        });
+    }
+
+    /// `abort` from another thread against the task's poll on its loop: the task that registered
+    /// its waker first is woken by the abort, and its next poll ends it; the handle then gives
+    /// the output (the task finished first) or a cancellation, never both or neither.
+    #[test]
+    fn loom_abort_against_the_tasks_poll() {
+        loom::model(|| {
+            let (completer, mut handle) = remote_pair::<u32>();
+            // A future that needs two polls: the abort can land before, between or after them.
+            let mut polls = 0;
+            let fut = std::future::poll_fn(move |_| {
+                polls += 1;
+                if polls == 2 {
+                    Poll::Ready(5)
+                } else {
+                    Poll::Pending
+                }
+            });
+            let mut remote = Remote {
+                fut: Box::pin(fut),
+                completer,
+            };
+            let task = crate::sync::thread::spawn(move || {
+                let (count, waker) = counting_waker();
+                let first = Pin::new(&mut remote).poll(&mut Context::from_waker(&waker));
+                (remote, first.is_ready(), count, waker)
+            });
+            handle.abort();
+            let (mut remote, first_ready, count, waker) = task.join().unwrap();
+            if !first_ready {
+                // The first poll did not see the abort: the abort must have woken the task.
+                assert_eq!(
+                    count.0.load(Ordering::Acquire),
+                    1,
+                    "an abort did not wake its task"
+                );
+                let second = Pin::new(&mut remote).poll(&mut Context::from_waker(&waker));
+                assert!(second.is_ready());
+            }
+            let (_, waker) = counting_waker();
+            match poll_once(&mut handle, &waker) {
+                Poll::Ready(Ok(v)) => assert_eq!(v, 5),
+                Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+                Poll::Pending => panic!("the handle never resolved"),
+            }
+            assert!(handle.is_finished());
+        });
+    }
+
+    /// The task is dropped unfinished (its loop closed) while the handle is awaited: the handle
+    /// resolves to a cancellation and its awaiter is woken.
+    #[test]
+    fn loom_a_dropped_task_cancels_its_handle() {
+        loom::model(|| {
+            let (completer, mut handle) = remote_pair::<u32>();
+            let task = crate::sync::thread::spawn(move || drop(completer));
+            let (count, waker) = counting_waker();
+            let first = poll_once(&mut handle, &waker);
+            task.join().unwrap();
+            let result = match first {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    assert_eq!(
+                        count.0.load(Ordering::Acquire),
+                        1,
+                        "the awaiter was not woken"
+                    );
+                    match poll_once(&mut handle, &waker) {
+                        Poll::Ready(r) => r,
+                        Poll::Pending => panic!("woken, but no result"),
+                    }
+                }
+            };
+            assert!(result.unwrap_err().is_cancelled());
+        });
+    }
+
+    /// `trigger` from one thread while another polls `triggered()`: a poll that returned
+    /// `Pending` is always woken.
+    #[test]
+    fn loom_shutdown_wakes_every_waiter() {
+        loom::model(|| {
+            let shutdown = Shutdown::new();
+            let s = shutdown.clone();
+            let trigger = crate::sync::thread::spawn(move || s.trigger());
+            let mut waiting = Box::pin(shutdown.triggered());
+            let (count, waker) = counting_waker();
+            let first = waiting.as_mut().poll(&mut Context::from_waker(&waker));
+            trigger.join().unwrap();
+            if first.is_pending() {
+                assert_eq!(
+                    count.0.load(Ordering::Acquire),
+                    1,
+                    "a waiter was never woken"
+                );
+                assert!(
+                    waiting
+                        .as_mut()
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_ready()
+                );
+            }
+            assert!(shutdown.is_triggered());
+        });
     }
 }
