@@ -6,14 +6,22 @@
 //! eventfd like for any other fd (a poll in the ring on io_uring, the fd's registration on
 //! epoll), so every loop on every thread can listen at once, and blocking-pool threads need no
 //! signal mask (no `signalfd`).
+//!
+//! The slot protocol (model-checked in `loom_model` below): the handler adds 1 to a slot's
+//! `busy` count before it reads the slot's signal number and subtracts 1 after its write;
+//! releasing a slot clears the number, then waits until `busy` reads 0, then drains the eventfd,
+//! and only then frees the slot for reuse. Both counts move by read-modify-writes, so **a handler
+//! never writes to a slot's eventfd after the slot was released**: a slot reused for another
+//! signal never sees a stale delivery of the old one.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::task::{Context, Poll, ready};
+
+use crate::sync::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use crate::driver::fd::SharedFd;
 use crate::driver::op::Interest;
@@ -34,15 +42,72 @@ struct Slot {
     taken: AtomicBool,
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
-const FREE: Slot = Slot {
-    signum: AtomicI32::new(0),
-    fd: AtomicI32::new(-1),
-    busy: AtomicU32::new(0),
-    taken: AtomicBool::new(false),
-};
+impl Slot {
+    #[cfg(not(loom))]
+    const fn new() -> Slot {
+        Slot {
+            signum: AtomicI32::new(0),
+            fd: AtomicI32::new(-1),
+            busy: AtomicU32::new(0),
+            taken: AtomicBool::new(false),
+        }
+    }
 
-static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
+    #[cfg(loom)]
+    fn new() -> Slot {
+        Slot {
+            signum: AtomicI32::new(0),
+            fd: AtomicI32::new(-1),
+            busy: AtomicU32::new(0),
+            taken: AtomicBool::new(false),
+        }
+    }
+
+    /// The handler's side for signal `sig`: `write` gets the slot's eventfd if the slot listens
+    /// to `sig`. Async-signal-safe (lock-free atomics only).
+    fn deliver(&self, sig: i32, write: impl FnOnce(i32)) {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        if self.signum.load(Ordering::Acquire) == sig {
+            write(self.fd.load(Ordering::Acquire));
+        }
+        self.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Takes the slot if it is free.
+    fn claim(&self) -> bool {
+        self.taken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Starts delivering `sig` to the slot's eventfd.
+    fn listen(&self, sig: i32) {
+        self.signum.store(sig, Ordering::Release);
+    }
+
+    /// Stops deliveries, waits for handlers still writing, drains the eventfd with `drain`, and
+    /// frees the slot.
+    fn release(&self, drain: impl FnOnce(i32)) {
+        self.signum.swap(0, Ordering::AcqRel);
+        // A handler that may have seen the old number has `busy` raised until its write is done.
+        // Read with a read-modify-write: the latest count, and it acquires the handler's release.
+        while self.busy.fetch_add(0, Ordering::AcqRel) != 0 {
+            crate::sync::spin_loop();
+        }
+        drain(self.fd.load(Ordering::Acquire));
+        self.taken.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(not(loom))]
+static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+
+// Under the model checker, loom's atomics cannot live in a `static`; nothing but the models'
+// own slots is used there.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref TABLE: Vec<Slot> = (0..SLOTS).map(|_| Slot::new()).collect();
+}
 
 /// Per signal number: listeners, and the disposition to restore when the last one goes.
 struct Installed {
@@ -54,23 +119,24 @@ static INSTALLED: Mutex<Vec<Option<Installed>>> = Mutex::new(Vec::new());
 
 /// Per signal number: restore the default action after the next delivery (a pool's
 /// `shutdown_on_signals`: the second Ctrl-C kills).
-static ONE_SHOT: [AtomicBool; 65] = [const { AtomicBool::new(false) }; 65];
+/// (A plain flag read by the handler: std's atomics, also under the model checker.)
+static ONE_SHOT: [std::sync::atomic::AtomicBool; 65] =
+    [const { std::sync::atomic::AtomicBool::new(false) }; 65];
 
 extern "C" fn handler(sig: libc::c_int) {
     // SAFETY: errno is thread-local; saved and restored so the interrupted code sees its own.
     let errno = unsafe { *libc::__errno_location() };
-    for slot in &TABLE {
-        slot.busy.fetch_add(1, Ordering::SeqCst);
-        if slot.signum.load(Ordering::SeqCst) == sig {
-            let fd = slot.fd.load(Ordering::SeqCst);
+    for slot in TABLE.iter() {
+        slot.deliver(sig, |fd| {
             let one: u64 = 1;
             // SAFETY: write(2) is async-signal-safe; the slot's eventfd is never closed, and
             // `one` is a live u64. EAGAIN (a saturated counter) still leaves it readable.
             unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-        }
-        slot.busy.fetch_sub(1, Ordering::SeqCst);
+        });
     }
-    if (sig as usize) < ONE_SHOT.len() && ONE_SHOT[sig as usize].swap(false, Ordering::SeqCst) {
+    if (sig as usize) < ONE_SHOT.len()
+        && ONE_SHOT[sig as usize].swap(false, std::sync::atomic::Ordering::SeqCst)
+    {
         set_default(sig);
     }
     // SAFETY: as above.
@@ -149,18 +215,11 @@ impl Registration {
                 format!("cannot listen for signal {}: {why}", kind.0),
             ));
         }
-        let index = TABLE
-            .iter()
-            .position(|s| {
-                s.taken
-                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            })
-            .ok_or_else(|| {
-                io::Error::other(format!(
-                    "more than {SLOTS} signal listeners at once; drop some Signals first"
-                ))
-            })?;
+        let index = TABLE.iter().position(Slot::claim).ok_or_else(|| {
+            io::Error::other(format!(
+                "more than {SLOTS} signal listeners at once; drop some Signals first"
+            ))
+        })?;
         let slot = &TABLE[index];
         if slot.fd.load(Ordering::SeqCst) < 0 {
             // SAFETY: eventfd takes no pointers; a negative return is an error.
@@ -176,7 +235,7 @@ impl Registration {
             slot.taken.store(false, Ordering::SeqCst);
             return Err(e);
         }
-        slot.signum.store(kind.0, Ordering::SeqCst);
+        slot.listen(kind.0);
         Ok(Registration {
             index,
             signum: kind.0,
@@ -190,14 +249,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let slot = &TABLE[self.index];
-        slot.signum.store(0, Ordering::SeqCst);
-        // A handler that saw our signal number may still be writing: wait for it.
-        while slot.busy.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
-        drain(slot.fd.load(Ordering::SeqCst));
-        slot.taken.store(false, Ordering::SeqCst);
+        TABLE[self.index].release(drain);
         uninstall(self.signum);
     }
 }
@@ -269,7 +321,7 @@ fn uninstall(signum: i32) {
 /// default action: a second Ctrl-C kills), or stops doing so.
 fn restore_default_after_next(signum: i32, on: bool) {
     if let Some(flag) = ONE_SHOT.get(signum as usize) {
-        flag.store(on, Ordering::SeqCst);
+        flag.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -466,5 +518,42 @@ impl Signals {
         });
         // An eventfd read gives all 8 bytes or fails.
         Poll::Ready(ready!(read).map(drop))
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A handler delivering signal 10 on one thread while the slot listening to 10 is released
+    /// and reused for signal 12 on another: the handler writes to the slot's eventfd only before
+    /// the release returned (then the release's drain takes it), never after.
+    #[test]
+    fn loom_a_released_slot_gets_no_stale_delivery() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::new());
+            slot.fd.store(100, Ordering::Release);
+            assert!(slot.claim());
+            slot.listen(10);
+            let released = Arc::new(AtomicBool::new(false));
+            let (s, r) = (slot.clone(), released.clone());
+            let handler = crate::sync::thread::spawn(move || {
+                s.deliver(10, |fd| {
+                    assert_eq!(fd, 100);
+                    assert!(
+                        !r.load(Ordering::Acquire),
+                        "a handler wrote to a slot after its release returned"
+                    );
+                });
+            });
+            slot.release(|_| {});
+            released.store(true, Ordering::Release);
+            // Reused at once for another signal.
+            assert!(slot.claim());
+            slot.listen(12);
+            handler.join().unwrap();
+            slot.release(|_| {});
+        });
     }
 }

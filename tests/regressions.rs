@@ -442,7 +442,6 @@ fn send_with_rights(fd: std::os::fd::RawFd, data: &[u8]) {
 /// Short reads that do not mean "drained".
 mod short_reads {
     use super::*;
-    use ringloop::EventLoop;
     use ringloop::compat::PollIo;
     use ringloop::net::UnixStream;
 
