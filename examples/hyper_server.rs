@@ -87,7 +87,18 @@ fn main() -> ExitCode {
             Ok(a) => eprintln!("listening on {a} (backend: {backend})"),
             Err(e) => eprintln!("hyper_server: {e}"),
         }
-        serve(listener).await;
+        // Stops on SIGINT (Ctrl-C) or SIGTERM: the loop closes and the process exits normally.
+        let mut term = match ringloop::signal::signal(ringloop::signal::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("hyper_server: cannot listen for SIGTERM: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let interrupted = ringloop::signal::ctrl_c();
+        let stop = futures::future::select(Box::pin(term.wait()), Box::pin(interrupted));
+        futures::future::select(Box::pin(serve(listener)), stop).await;
+        eprintln!("hyper_server: stopped by a signal");
         ExitCode::SUCCESS
     })
 }

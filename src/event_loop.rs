@@ -294,6 +294,7 @@ impl EventLoop {
         self.inner.executor.cancel_all();
         self.inner.timers.borrow_mut().clear();
         self.inner.driver.shutdown();
+        self.inner.counters.faults.add_to_totals();
         self.inner.executor.cancel_all();
         self.inner.timers.borrow_mut().clear();
         self.inner.yielded.borrow_mut().clear();
@@ -512,10 +513,18 @@ impl Builder {
             },
         };
         let shared = Arc::new(Shared::new()?);
-        let counters = Rc::new(Counters::default());
+        let counters = Rc::new(Counters {
+            faults: crate::driver::faults::Faults::from_env()?,
+            ..Counters::default()
+        });
+        // Faults on: a small ring, so bursts overflow the completion queue.
+        let entries = match crate::driver::faults::RING_ENTRIES {
+            Some(small) if counters.faults.enabled() => small,
+            _ => self.entries,
+        };
         let driver = DriverCell::new(
             backend,
-            self.entries,
+            entries,
             &shared,
             counters.clone(),
             fast,

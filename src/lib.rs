@@ -88,4 +88,4 @@ pub use executor::{
 };
 pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
 pub use pool::{LoopContext, LoopPool, PoolBuilder};
-pub use stats::Stats;
+pub use stats::{FaultCounts, Stats};

@@ -48,6 +48,46 @@ pub struct Stats {
     pub multishot_rearms: u64,
     /// Times a `recv_pooled` had to wait because every buffer of the pool was in use.
     pub pool_empty_waits: u64,
+    /// Faults injected into this loop (cargo feature `fault-injection` with `RINGLOOP_FAULTS`
+    /// set); all zero otherwise.
+    pub faults_injected: FaultCounts,
+}
+
+/// Faults injected into a loop, by kind: the lies within what Linux may answer that a build with
+/// the cargo feature `fault-injection` tells when `RINGLOOP_FAULTS=SEED[:RATE]` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultCounts {
+    /// Reads and writes cut short.
+    pub short_transfers: u64,
+    /// Syscalls answered with `EINTR` (nonblocking I/O, `epoll_wait`).
+    pub interrupted: u64,
+    /// Readiness reported for an fd that was not ready (epoll).
+    pub spurious_wakeups: u64,
+    /// uring ops completed with `ECANCELED` before they started.
+    pub cancelled_before_start: u64,
+    /// uring multishot ops ended at once (`ENOBUFS`, no more completions).
+    pub multishot_ends: u64,
+    /// `io_uring_enter` calls answered with `EBUSY` before taking anything.
+    pub submits_refused: u64,
+    /// `io_uring_enter` calls that took fewer SQEs than offered.
+    pub partial_submits: u64,
+    /// uring completions held back and delivered with a later batch, out of order.
+    pub late_completions: u64,
+}
+
+impl FaultCounts {
+    /// All faults injected, of every kind.
+    pub fn total(&self) -> u64 {
+        self.short_transfers
+            + self.interrupted
+            + self.spurious_wakeups
+            + self.cancelled_before_start
+            + self.multishot_ends
+            + self.submits_refused
+            + self.partial_submits
+            + self.late_completions
+    }
 }
 
 impl Stats {
@@ -73,6 +113,8 @@ pub(crate) struct Counters {
     pub(crate) pool_in_use: Cell<u64>,
     pub(crate) multishot_rearms: Cell<u64>,
     pub(crate) pool_empty_waits: Cell<u64>,
+    /// The fault injector (a build with `fault-injection`; nothing otherwise).
+    pub(crate) faults: crate::driver::faults::Faults,
 }
 
 impl Counters {
@@ -94,6 +136,7 @@ impl Counters {
             pool_buffers_in_use: self.pool_in_use.get(),
             multishot_rearms: self.multishot_rearms.get(),
             pool_empty_waits: self.pool_empty_waits.get(),
+            faults_injected: self.faults.counts(),
         }
     }
 }

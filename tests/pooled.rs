@@ -344,6 +344,9 @@ every_path! {
 /// none, and only the multishot path re-arms.
 #[test]
 fn each_path_is_the_one_asked_for() {
+    if common::faults_on() {
+        return; // counts ops per path: injected faults add some by design
+    }
     let run = |lp: &mut EventLoop| {
         lp.run_until_complete(async {
             let (client, server) = tcp_pair().await;
@@ -505,7 +508,8 @@ fn ten_thousand_connections_are_accepted() {
         clients.join().unwrap();
         // One receive op per connection; one accept op each too, unless the accept stays armed.
         let ops = stats.ops_submitted;
-        match label {
+        // Injected faults resubmit ops by design: the counts hold only without them.
+        match if common::faults_on() { "" } else { label } {
             "uring multishot" => assert!(ops < (N + N / 10) as u64, "{label}: {ops} ops"),
             "uring one-shot" => assert!(ops >= (2 * N - N / 10) as u64, "{label}: {ops} ops"),
             _ => {}

@@ -200,9 +200,10 @@ impl<S: PollStream> PollIo<S> {
             return Poll::Ready(res);
         }
         let driver = current_driver()?;
-        self.read.poll_syscall(&driver, fd, cx, len, |raw| {
-            // SAFETY: the caller makes `ptr` writable for `len` bytes; the call does not keep it.
-            cvt(unsafe { libc::recv(raw, ptr.cast(), len, libc::MSG_DONTWAIT) })
+        self.read.poll_transfer(&driver, fd, cx, len, |raw, max| {
+            // SAFETY: the caller makes `ptr` writable for `len >= max` bytes; the call does not
+            // keep it.
+            cvt(unsafe { libc::recv(raw, ptr.cast(), max, libc::MSG_DONTWAIT) })
         })
     }
 
@@ -213,13 +214,13 @@ impl<S: PollStream> PollIo<S> {
     /// The kernel's error (e.g. `BrokenPipe` once the peer is gone: never a `SIGPIPE`), or an
     /// error if polled outside the stream's event loop.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, buf.len(), |fd| {
-            // SAFETY: `buf` is valid for reads of its length during the call.
+        self.poll_write_with(cx, buf.len(), |fd, max| {
+            // SAFETY: `buf` is valid for reads of its length (at least `max`) during the call.
             cvt(unsafe {
                 libc::send(
                     fd,
                     buf.as_ptr().cast(),
-                    buf.len(),
+                    max,
                     libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
                 )
             })
@@ -239,7 +240,15 @@ impl<S: PollStream> PollIo<S> {
         // The kernel takes at most IOV_MAX (1024) entries; the rest waits for the next call.
         let bufs = &bufs[..bufs.len().min(1024)];
         let len = bufs.iter().map(|b| b.len()).sum();
-        self.poll_write_with(cx, len, |fd| {
+        self.poll_write_with(cx, len, |fd, max| {
+            // A transfer cut short (fault injection) sends a prefix of the buffers.
+            let cut;
+            let bufs = if max < len {
+                cut = prefix(bufs, max);
+                &cut[..]
+            } else {
+                bufs
+            };
             // SAFETY: an all-zero msghdr is valid (no name, no control data).
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             // `IoSlice` is ABI-compatible with `iovec`; sendmsg only reads through the pointer.
@@ -254,7 +263,7 @@ impl<S: PollStream> PollIo<S> {
         &mut self,
         cx: &mut Context<'_>,
         len: usize,
-        syscall: impl FnMut(i32) -> io::Result<u32>,
+        syscall: impl FnMut(i32, usize) -> io::Result<u32>,
     ) -> Poll<io::Result<usize>> {
         if len == 0 {
             return Poll::Ready(Ok(0));
@@ -263,7 +272,7 @@ impl<S: PollStream> PollIo<S> {
         // A dropped owned-buffer write still in the kernel goes first.
         ready!(fd.poll_settled(Interest::Write, cx));
         let driver = current_driver()?;
-        self.write.poll_syscall(&driver, fd, cx, len, syscall)
+        self.write.poll_transfer(&driver, fd, cx, len, syscall)
     }
 
     /// Shuts the write side (the peer reads end of stream) the first time; later calls do
@@ -283,4 +292,18 @@ impl<S: PollStream> PollIo<S> {
             _ => Poll::Ready(Ok(())),
         }
     }
+}
+
+/// The first `max` bytes of `bufs`, as slices.
+fn prefix<'a>(bufs: &'a [IoSlice<'a>], mut max: usize) -> Vec<IoSlice<'a>> {
+    let mut out = Vec::new();
+    for b in bufs {
+        if max == 0 {
+            break;
+        }
+        let take = b.len().min(max);
+        out.push(IoSlice::new(&b[..take]));
+        max -= take;
+    }
+    out
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use slab::Slab;
 
 use super::Shared;
+use super::faults::Fault;
 use super::op::Interest;
 use super::small::WakerList;
 use crate::stats::Counters;
@@ -211,6 +212,10 @@ impl EpollDriver {
 
     /// One `epoll_wait` for up to `timeout`, then wakes whatever became ready.
     pub(super) fn park(&mut self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
+        if self.counters.faults.inject(Fault::Interrupted) {
+            // As if a signal interrupted epoll_wait before anything came: the loop turns again.
+            return Ok(());
+        }
         let mut block = timeout != Some(Duration::ZERO);
         if block && !shared.prepare_sleep() {
             block = false;
@@ -276,6 +281,17 @@ impl EpollDriver {
             }
         }
         self.events.clear();
+        if !self.ios.is_empty() && self.counters.faults.inject(Fault::SpuriousWakeup) {
+            // Readiness is a hint: report one registration ready in both directions, whether
+            // it is or not; its ops try their syscalls and wait again on EAGAIN.
+            let nth = self.counters.faults.below(self.ios.len() as u64) as usize;
+            if let Some((_, io)) = self.ios.iter_mut().nth(nth) {
+                io.readable = true;
+                io.writable = true;
+                io.readers.wake_all();
+                io.writers.wake_all();
+            }
+        }
         Ok(())
     }
 

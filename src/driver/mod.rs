@@ -2,6 +2,7 @@
 //! everything above it (`op`, `net`, the loop) calls the same methods whichever runs.
 
 mod epoll;
+pub(crate) mod faults;
 pub(crate) mod fd;
 pub(crate) mod op;
 pub(crate) mod small;
@@ -23,6 +24,7 @@ use crate::backend::FastPaths;
 use crate::buf::pool::Pool;
 use crate::stats::Counters;
 use epoll::EpollDriver;
+use faults::Fault;
 use fd::SharedFd;
 use op::{Deliver, OpCore, Operation, Orphan, Slot};
 use uring::UringDriver;
@@ -136,9 +138,10 @@ impl DriverCell {
         entry: io_uring::squeue::Entry,
         fd: &SharedFd,
         deliver: Deliver,
+        ends_with: i32,
     ) -> io::Result<usize> {
         match &mut *self.driver.borrow_mut() {
-            Driver::Uring(u) => u.submit_multishot(entry, fd.downgrade(), deliver),
+            Driver::Uring(u) => u.submit_multishot(entry, fd.downgrade(), deliver, ends_with),
             Driver::Closed => Err(closed_error()),
             Driver::Epoll(_) => Err(io::Error::other("multishot ops need the io_uring backend")),
         }
@@ -239,6 +242,17 @@ impl DriverCell {
         let mut driver = self.driver.borrow_mut();
         match &mut *driver {
             Driver::Uring(u) => {
+                if matches!(op.slot, Slot::Idle) {
+                    self.maybe_shorten(op.data_mut());
+                }
+                // Submits the op's SQE; `Err` if it could not be queued (it never started).
+                let submit = |u: &mut UringDriver, op: &mut OpCore<T>| {
+                    let key = u.submit_op(op.data_mut().sqe(), cx.waker())?;
+                    op.slot = Slot::Submitted(key);
+                    Ok::<(), io::Error>(())
+                };
+                // `Ok(result)`: the op is done; `Err(submitted)`: it went to the ring (pending), or
+                // its SQE could not be queued.
                 let res = match op.slot {
                     Slot::Idle
                         if op.data.as_ref().is_some_and(|d| d.inline_first())
@@ -249,33 +263,33 @@ impl DriverCell {
                         // This op would make the ring trip alone: try its nonblocking syscall
                         // first, which costs one syscall instead of an enter plus a loop turn.
                         Counters::bump(&self.counters.io_syscalls);
-                        match op.data_mut().try_syscall() {
+                        let tried = if self.counters.faults.inject(Fault::Interrupted) {
+                            Err(io::Error::from_raw_os_error(libc::EINTR))
+                        } else {
+                            op.data_mut().try_syscall()
+                        };
+                        match tried {
                             Err(e)
                                 if matches!(
                                     e.kind(),
                                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                                 ) =>
                             {
-                                match u.submit_op(op.data_mut().sqe(), cx.waker()) {
-                                    Ok(key) => {
-                                        op.slot = Slot::Submitted(key);
-                                        return Poll::Pending;
-                                    }
-                                    Err(e) => Err(e),
-                                }
+                                Err(submit(u, op))
                             }
-                            res => res,
+                            res => Ok(res),
                         }
                     }
-                    Slot::Idle => match u.submit_op(op.data_mut().sqe(), cx.waker()) {
-                        Ok(key) => {
-                            op.slot = Slot::Submitted(key);
-                            return Poll::Pending;
-                        }
-                        Err(e) => Err(e),
-                    },
+                    Slot::Idle => Err(submit(u, op)),
                     Slot::Submitted(key) => match u.poll_op(key, cx) {
-                        Poll::Ready(res) => res,
+                        // Cancelled, but not by us (the op is alive and the loop not closing):
+                        // it did not run, so it is submitted again.
+                        Poll::Ready(Err(e))
+                            if e.raw_os_error() == Some(libc::ECANCELED) && !u.is_closing() =>
+                        {
+                            Err(submit(u, op))
+                        }
+                        Poll::Ready(res) => Ok(res),
                         Poll::Pending => return Poll::Pending,
                     },
                     Slot::Armed(..) | Slot::Done => {
@@ -283,7 +297,11 @@ impl DriverCell {
                     }
                 };
                 drop(driver);
-                Poll::Ready(op.finish(res))
+                match res {
+                    Ok(res) => Poll::Ready(op.finish(res)),
+                    Err(Ok(())) => Poll::Pending,
+                    Err(Err(e)) => Poll::Ready(op.finish_unstarted(e)),
+                }
             }
             Driver::Epoll(_) => {
                 drop(driver);
@@ -331,6 +349,10 @@ impl DriverCell {
             }
         }
         loop {
+            if self.counters.faults.inject(Fault::Interrupted) {
+                continue; // as if a signal interrupted the syscall: try again
+            }
+            self.maybe_shorten(op.data_mut());
             Counters::bump(&self.counters.io_syscalls);
             match op.data_mut().try_syscall() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -358,6 +380,17 @@ impl DriverCell {
                     }
                     return Poll::Ready(op.finish(res));
                 }
+            }
+        }
+    }
+
+    /// Fault injection: cuts a byte transfer short, as the kernel may.
+    fn maybe_shorten<T: Operation>(&self, op: &mut T) {
+        let faults = &self.counters.faults;
+        if faults.roll() {
+            let max = 1 + faults.below(512) as u32;
+            if op.shorten(max) {
+                faults.count(Fault::ShortTransfer);
             }
         }
     }

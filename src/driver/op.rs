@@ -49,6 +49,13 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
+    /// Both halves: move at most `max` bytes (a stream read or write cut short by fault
+    /// injection, as the kernel may do). False for ops that are not byte transfers.
+    fn shorten(&mut self, max: u32) -> bool {
+        let _ = max;
+        false
+    }
+
     /// uring half: whether this op's nonblocking syscall (`try_syscall`) is worth trying inline
     /// when the op would otherwise make a ring trip alone (nothing else queued, in flight or
     /// ready to run). True for ops that usually complete at once: a send; a stream read whose
@@ -71,6 +78,13 @@ pub(crate) unsafe trait Operation: Sized + 'static {
     /// result holds (close an accepted fd, keep received bytes for the next read).
     fn orphaned(self, res: io::Result<u32>) {
         let _ = res;
+    }
+
+    /// The op never reached the kernel: its SQE could not be queued (`err`). By default the
+    /// error is its result; an op that owns a resource the kernel was to consume (a `Close`'s
+    /// fd) releases it here instead.
+    fn unstarted(self, err: io::Error) -> Self::Output {
+        self.complete(Err(err))
     }
 }
 
@@ -143,13 +157,21 @@ impl<T: Operation> OpCore<T> {
             .expect("an op was polled after it completed")
     }
 
+    /// The op's SQE could not be queued: it never reached the kernel.
+    pub(super) fn finish_unstarted(&mut self, err: io::Error) -> T::Output {
+        self.take_done().unstarted(err)
+    }
+
     pub(super) fn finish(&mut self, res: io::Result<u32>) -> T::Output {
+        self.take_done().complete(res)
+    }
+
+    /// Marks the op done and takes its data.
+    fn take_done(&mut self) -> Box<T> {
         self.slot = Slot::Done;
-        let data = self
-            .data
+        self.data
             .take()
-            .expect("an op was polled after it completed");
-        data.complete(res)
+            .expect("an op was polled after it completed")
     }
 }
 

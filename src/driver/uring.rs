@@ -14,6 +14,7 @@ use io_uring::{IoUring, opcode, squeue};
 use slab::Slab;
 
 use super::Shared;
+use super::faults::Fault;
 use super::fd::WeakFd;
 use super::op::{Deliver, Orphan};
 use crate::backend::FastPaths;
@@ -95,6 +96,12 @@ pub(crate) struct UringDriver {
     /// Multishot ops in `ops`: they stay armed for long, so they do not count for `no_ops`.
     multis: usize,
     counters: Rc<Counters>,
+    /// Completions taken from the CQ, dispatched one by one (reused, so reaping allocates
+    /// nothing).
+    batch: Vec<(u64, i32, u32)>,
+    /// Completions to dispatch at the next reap, before the CQ's: held back by fault injection,
+    /// or made up for an op that was never submitted. The loop does not block while any wait.
+    late: Vec<(u64, i32, u32)>,
 }
 
 /// Builds a ring with the fastest flags the kernel accepts, dropping them one by one on `EINVAL`.
@@ -178,6 +185,8 @@ impl UringDriver {
             pool_registered: false,
             multis: 0,
             counters,
+            batch: Vec::new(),
+            late: Vec::new(),
         };
         if fast.registered_ring {
             driver.ring_index = driver.register_ring_fd();
@@ -245,7 +254,17 @@ impl UringDriver {
         argsz: usize,
     ) -> io::Result<()> {
         Counters::bump(&self.counters.uring_enters);
-        let to_submit = self.ring.submission().len() as u32;
+        let mut to_submit = self.ring.submission().len() as u32;
+        let mut min_complete = min_complete;
+        if to_submit > 0 && self.counters.faults.inject(Fault::SubmitRefused) {
+            // Completions are backed up: the kernel takes nothing.
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        if to_submit > 1 && self.counters.faults.inject(Fault::PartialSubmit) {
+            // The kernel takes fewer SQEs than offered, and then (as it does) does not wait.
+            to_submit = 1 + self.counters.faults.below(u64::from(to_submit) - 1) as u32;
+            min_complete = 0;
+        }
         let (fd, flags) = match self.ring_index {
             Some(index) => (index as i32, flags | IORING_ENTER_REGISTERED_RING),
             None => (self.ring.as_raw_fd(), flags),
@@ -303,6 +322,7 @@ impl UringDriver {
         entry: squeue::Entry,
         fd: WeakFd,
         deliver: Deliver,
+        ends_with: i32,
     ) -> io::Result<usize> {
         if self.closing {
             return Err(io::Error::other("the loop is closing"));
@@ -314,6 +334,13 @@ impl UringDriver {
             keep: None,
         });
         self.multis += 1;
+        if self.counters.faults.inject(Fault::MultishotEnd) {
+            // Ended before its first completion (no F_MORE): the pool ran dry, or cancelled.
+            self.in_flight += 1;
+            self.late.push((key as u64, -ends_with, 0));
+            Counters::bump(&self.counters.ops_submitted);
+            return Ok(key);
+        }
         let entry = entry.user_data(key as u64);
         // SAFETY: multishot receives and accepts carry no pointer into user memory (the kernel
         // picks pool buffers, which the pool keeps alive until its ring is unregistered); the fd
@@ -353,7 +380,9 @@ impl UringDriver {
             return Ok(());
         }
         // Only submitted requests can be cancelled synchronously.
-        self.submit_queued()?;
+        while !self.sq_empty() {
+            self.submit_queued()?;
+        }
         let cancel = io_uring::types::CancelBuilder::user_data(key as u64);
         if self
             .ring
@@ -363,9 +392,10 @@ impl UringDriver {
         {
             self.stop_multishot(key, None);
         }
-        // Post and dispatch the completions (with DEFER_TASKRUN they wait for an enter).
+        // Post and dispatch the completions (with DEFER_TASKRUN they wait for an enter), every
+        // one of them now: the caller looks at the op's state right after.
         self.enter(0, Some(Duration::ZERO))?;
-        self.reap();
+        self.reap_all();
         Ok(())
     }
 
@@ -392,6 +422,11 @@ impl UringDriver {
             }
             self.submit_queued()?;
         }
+    }
+
+    /// Whether the loop is closing (its ops are being cancelled).
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing
     }
 
     /// Whether no SQE waits to be submitted.
@@ -426,6 +461,13 @@ impl UringDriver {
     /// Starts an op: a slab slot for its state, its SQE queued with the slot as user_data.
     pub(super) fn submit_op(&mut self, entry: squeue::Entry, waker: &Waker) -> io::Result<usize> {
         let key = self.ops.insert(Lifecycle::Waiting(waker.clone()));
+        if !self.closing && self.counters.faults.inject(Fault::CancelledBeforeStart) {
+            // Cancelled before it started: nothing of it reached the kernel.
+            self.in_flight += 1;
+            self.late.push((key as u64, -libc::ECANCELED, 0));
+            Counters::bump(&self.counters.ops_submitted);
+            return Ok(key);
+        }
         let entry = entry.user_data(key as u64);
         // SAFETY: the entry's memory belongs to an op whose data stays boxed in its `Op` or, if
         // the future is dropped, in `Lifecycle::Ignored`, until this slot's CQE arrives.
@@ -587,7 +629,8 @@ impl UringDriver {
     /// completion), then dispatch every completion.
     pub(super) fn park(&mut self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
         self.arm_wake()?;
-        let mut block = timeout != Some(Duration::ZERO);
+        // Completions held back are due at this reap: no blocking before it.
+        let mut block = timeout != Some(Duration::ZERO) && self.late.is_empty();
         if block && !shared.prepare_sleep() {
             block = false;
         }
@@ -610,77 +653,43 @@ impl UringDriver {
         res
     }
 
-    /// Dispatches every CQE, flushing the kernel's overflow list if the CQ overflowed.
+    /// Dispatches every CQE, flushing the kernel's overflow list if the CQ overflowed. The
+    /// completions held back before (`late`) go first; fault injection may hold back some of
+    /// these for the next reap (never one of an op that already has one waiting, so each op's
+    /// completions keep their order).
     fn reap(&mut self) {
+        self.reap_with(true);
+    }
+
+    /// As `reap`, but holds nothing back: every completion that came is dispatched now.
+    fn reap_all(&mut self) {
+        self.reap_with(false);
+    }
+
+    fn reap_with(&mut self, may_hold: bool) {
         let mut stop = Vec::new();
+        let mut late = mem::take(&mut self.late);
+        for (user_data, result, flags) in late.drain(..) {
+            self.dispatch(user_data, result, flags, &mut stop);
+        }
+        let mut batch = mem::take(&mut self.batch);
         loop {
             let mut cq = self.ring.completion();
             cq.sync();
-            for cqe in &mut cq {
-                if cqe.user_data() == MSG_WAKE_TAG {
-                    // Another loop woke us; the turn that follows looks at the queues.
+            batch.extend((&mut cq).map(|c| (c.user_data(), c.result(), c.flags())));
+            drop(cq);
+            for (user_data, result, flags) in batch.drain(..) {
+                if may_hold
+                    && self.counters.faults.enabled()
+                    && !self.closing
+                    && (late.iter().any(|l| l.0 == user_data)
+                        || self.counters.faults.inject(Fault::LateCompletion))
+                {
+                    late.push((user_data, result, flags));
                     continue;
                 }
-                let more = io_uring::cqueue::more(cqe.flags());
-                if !more {
-                    // A multishot op stays in flight until its last CQE.
-                    self.in_flight -= 1;
-                }
-                Counters::bump(&self.counters.completions);
-                let res = cqe_result(cqe.result());
-                match cqe.user_data() {
-                    WAKE_TAG => self.wake_armed = false,
-                    CANCEL_TAG => {}
-                    TIMEOUT_TAG => self.timeouts_in_flight -= 1,
-                    tag if tag & MSG_SENT_BIT != 0 => {
-                        let (target, _fd) = self.msgs.remove((tag & !MSG_SENT_BIT) as usize);
-                        if res.is_err() {
-                            // The message did not go (the target's CQ overflowed, or the kernel
-                            // refused): wake it the plain way.
-                            target.write_eventfd();
-                        }
-                    }
-                    key => {
-                        let key = key as usize;
-                        match self.ops.get_mut(key) {
-                            Some(Lifecycle::Multi {
-                                fd,
-                                deliver,
-                                stopping,
-                                ..
-                            }) => {
-                                let go_on = deliver(fd, self.pool.as_ref(), res, cqe.flags(), more);
-                                if !more {
-                                    // The op is over: its fd (if its owner went away) may close.
-                                    self.ops.remove(key);
-                                    self.multis -= 1;
-                                } else if !go_on && !*stopping {
-                                    *stopping = true;
-                                    stop.push(key);
-                                }
-                            }
-                            Some(Lifecycle::Waiting(_)) => {
-                                if let Lifecycle::Waiting(w) =
-                                    mem::replace(&mut self.ops[key], Lifecycle::Completed(res))
-                                {
-                                    w.wake();
-                                }
-                            }
-                            Some(Lifecycle::Ignored(_)) => {
-                                if let Lifecycle::Ignored(data) = self.ops.remove(key) {
-                                    self.orphans.push((data, res));
-                                }
-                            }
-                            Some(Lifecycle::Completed(_)) | None => {
-                                unreachable!(
-                                    "a CQE arrived for op slot {key}, which has none in flight"
-                                )
-                            }
-                        }
-                    }
-                }
+                self.dispatch(user_data, result, flags, &mut stop);
             }
-            drop(cq);
             // With IORING_FEAT_NODROP an overflowing CQ parks completions in the kernel; an enter
             // with GETEVENTS moves them to the CQ once it has room.
             if !self.ring.submission().cq_overflow() {
@@ -688,8 +697,75 @@ impl UringDriver {
             }
             let _ = self.submit_and_wait(0);
         }
+        self.batch = batch;
+        // Held back now, delivered at the next reap (after completions that came later).
+        self.late.append(&mut late);
         for key in stop {
             self.push_cancel(key);
+        }
+    }
+
+    /// Dispatches one completion.
+    fn dispatch(&mut self, user_data: u64, result: i32, flags: u32, stop: &mut Vec<usize>) {
+        if user_data == MSG_WAKE_TAG {
+            // Another loop woke us; the turn that follows looks at the queues.
+            return;
+        }
+        let more = io_uring::cqueue::more(flags);
+        if !more {
+            // A multishot op stays in flight until its last CQE.
+            self.in_flight -= 1;
+        }
+        Counters::bump(&self.counters.completions);
+        let res = cqe_result(result);
+        match user_data {
+            WAKE_TAG => self.wake_armed = false,
+            CANCEL_TAG => {}
+            TIMEOUT_TAG => self.timeouts_in_flight -= 1,
+            tag if tag & MSG_SENT_BIT != 0 => {
+                let (target, _fd) = self.msgs.remove((tag & !MSG_SENT_BIT) as usize);
+                if res.is_err() {
+                    // The message did not go (the target's CQ overflowed, or the kernel
+                    // refused): wake it the plain way.
+                    target.write_eventfd();
+                }
+            }
+            key => {
+                let key = key as usize;
+                match self.ops.get_mut(key) {
+                    Some(Lifecycle::Multi {
+                        fd,
+                        deliver,
+                        stopping,
+                        ..
+                    }) => {
+                        let go_on = deliver(fd, self.pool.as_ref(), res, flags, more);
+                        if !more {
+                            // The op is over: its fd (if its owner went away) may close.
+                            self.ops.remove(key);
+                            self.multis -= 1;
+                        } else if !go_on && !*stopping {
+                            *stopping = true;
+                            stop.push(key);
+                        }
+                    }
+                    Some(Lifecycle::Waiting(_)) => {
+                        if let Lifecycle::Waiting(w) =
+                            mem::replace(&mut self.ops[key], Lifecycle::Completed(res))
+                        {
+                            w.wake();
+                        }
+                    }
+                    Some(Lifecycle::Ignored(_)) => {
+                        if let Lifecycle::Ignored(data) = self.ops.remove(key) {
+                            self.orphans.push((data, res));
+                        }
+                    }
+                    Some(Lifecycle::Completed(_)) | None => {
+                        unreachable!("a CQE arrived for op slot {key}, which has none in flight")
+                    }
+                }
+            }
         }
     }
 
@@ -727,7 +803,7 @@ impl UringDriver {
         // Every op was cancelled, so each CQE comes soon; wait without a timeout (on kernels
         // without EXT_ARG a timeout would be one more op in flight).
         while self.in_flight > 0 {
-            if self.enter(1, None).is_err() {
+            if self.late.is_empty() && self.enter(1, None).is_err() {
                 // The ring itself failed; nothing more can be reaped from it.
                 break;
             }

@@ -95,7 +95,7 @@ impl UdpSocket {
     /// `NotConnected` without [`connect`](Self::connect); `ConnectionRefused` after an ICMP port
     /// unreachable from the peer.
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        Op::new(Send::new(self.fd.clone(), buf, false)).await
+        Op::new(Send::datagram(self.fd.clone(), buf)).await
     }
 
     /// Receives one datagram from the connected peer into `buf` (from its start up to its

@@ -289,7 +289,9 @@ unsafe impl Operation for Size {
     }
 }
 
-/// Closes an fd the op owns.
+/// Closes an fd the op owns. The fd stays owned by the op until the kernel has closed it: an op
+/// that never ran (cancelled before it started, or its SQE could not be pushed) closes it when
+/// dropped, so it is neither leaked nor closed twice.
 pub(crate) struct Close {
     fd: Option<OwnedFd>,
 }
@@ -299,21 +301,29 @@ impl Close {
         Close { fd: Some(fd) }
     }
 
-    fn take_raw(&mut self) -> RawFd {
-        use std::os::fd::IntoRawFd;
+    fn raw(&self) -> RawFd {
         self.fd
-            .take()
-            .map(IntoRawFd::into_raw_fd)
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
             .expect("a Close op closes its fd once")
+    }
+
+    /// The kernel's close ran (whatever it returned, Linux releases the fd number): the op no
+    /// longer owns it. After `ECANCELED` it never ran, and dropping the op closes the fd.
+    fn settle(&mut self, res: &io::Result<u32>) {
+        use std::os::fd::IntoRawFd;
+        if !matches!(res, Err(e) if e.raw_os_error() == Some(libc::ECANCELED)) {
+            self.fd.take().map(IntoRawFd::into_raw_fd);
+        }
     }
 }
 
-// SAFETY: CLOSE carries no pointers; the fd is handed to the kernel exactly once.
+// SAFETY: CLOSE carries no pointers; the op keeps the fd until the kernel has closed it.
 unsafe impl Operation for Close {
     type Output = io::Result<()>;
 
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::Close::new(types::Fd(self.take_raw())).build()
+        opcode::Close::new(types::Fd(self.raw())).build()
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
@@ -321,13 +331,29 @@ unsafe impl Operation for Close {
     }
 
     fn try_syscall(&mut self) -> io::Result<u32> {
-        let fd = self.take_raw();
-        // SAFETY: the op owned `fd`; after this call nobody uses it.
+        use std::os::fd::IntoRawFd;
+        let fd = self
+            .fd
+            .take()
+            .map(IntoRawFd::into_raw_fd)
+            .expect("a Close op closes its fd once");
+        // SAFETY: the op owned `fd`; close(2) releases it whatever it returns, and nobody uses
+        // it after this call.
         cvt(unsafe { libc::close(fd) } as isize)
     }
 
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        self.settle(&res);
         res.map(|_| ())
+    }
+
+    fn orphaned(mut self, res: io::Result<u32>) {
+        self.settle(&res);
+    }
+
+    fn unstarted(mut self, err: io::Error) -> Self::Output {
+        let _ = err; // the ring could not take the SQE: close here instead
+        self.try_syscall().map(|_| ())
     }
 }
 

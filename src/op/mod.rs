@@ -19,21 +19,23 @@ use crate::driver::op::Deliver;
 use crate::stats::Counters;
 
 /// Arms a multishot op (`entry`) on `fd`, its completions going to `deliver`, which queues them
-/// on the queue `queue` picks; the caller's waker waits there. `rearm`: a new arm after the first
-/// counts in `Stats::multishot_rearms`.
+/// on the queue `queue` picks; the caller's waker waits there. `ends_with` is the error the kernel
+/// would end the op with before its first completion (`ENOBUFS` for a receive from the pool,
+/// `ECANCELED` otherwise), which fault injection uses. `rearm`: a new arm after the first counts
+/// in `Stats::multishot_rearms`.
 pub(crate) fn arm_multishot<T>(
     fd: &SharedFd,
     driver: &Rc<DriverCell>,
     queue: for<'a> fn(&'a SharedFd) -> RefMut<'a, MultiQueue<T>>,
     entry: io_uring::squeue::Entry,
-    deliver: Deliver,
+    (deliver, ends_with): (Deliver, i32),
     rearm: bool,
     cx: &Context<'_>,
 ) -> io::Result<()> {
     let rearm = rearm && queue(fd).arms > 0;
     // No borrow of the queue while pushing: a full SQ makes the push reap completions, which
     // deliver into it.
-    let key = driver.submit_multishot(entry, fd, deliver)?;
+    let key = driver.submit_multishot(entry, fd, deliver, ends_with)?;
     if rearm {
         Counters::bump(&driver.counters().multishot_rearms);
     }

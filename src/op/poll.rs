@@ -12,6 +12,7 @@ use io_uring::{opcode, squeue, types::Fd};
 
 use super::cvt;
 use crate::driver::DriverCell;
+use crate::driver::faults::Fault;
 use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Op, Operation};
 
@@ -180,17 +181,51 @@ impl ReadyWait {
         len: usize,
         mut syscall: impl FnMut(std::os::fd::RawFd) -> io::Result<u32>,
     ) -> Poll<io::Result<usize>> {
+        self.poll_transfer_inner(driver, fd, cx, len, false, |raw, _| syscall(raw))
+    }
+
+    /// As [`poll_syscall`](Self::poll_syscall) for a byte transfer that may move fewer bytes
+    /// than `len`: `syscall` gets the fd and the most it may move this time (`len`, or less when
+    /// fault injection cuts the transfer short).
+    pub(crate) fn poll_transfer(
+        &mut self,
+        driver: &Rc<DriverCell>,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+        len: usize,
+        syscall: impl FnMut(std::os::fd::RawFd, usize) -> io::Result<u32>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_transfer_inner(driver, fd, cx, len, true, syscall)
+    }
+
+    fn poll_transfer_inner(
+        &mut self,
+        driver: &Rc<DriverCell>,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+        len: usize,
+        shortable: bool,
+        mut syscall: impl FnMut(std::os::fd::RawFd, usize) -> io::Result<u32>,
+    ) -> Poll<io::Result<usize>> {
+        let faults = &driver.counters().faults;
         loop {
             std::task::ready!(self.poll_ready(driver, fd, cx))?;
             if !crate::executor::coop::proceed() {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            if faults.inject(Fault::Interrupted) {
+                continue; // as if a signal interrupted the call: try again
+            }
+            let mut max = len;
+            if shortable && len > 1 && faults.inject(Fault::ShortTransfer) {
+                max = 1 + faults.below(len as u64 - 1) as usize;
+            }
             crate::stats::Counters::bump(&driver.counters().io_syscalls);
-            match syscall(fd.raw()) {
+            match syscall(fd.raw(), max) {
                 Ok(n) => {
                     let n = n as usize;
-                    self.transferred(driver, fd, n, len);
+                    self.transferred(driver, fd, n, max);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -174,7 +174,7 @@ fn poll_from_ring(
         driver,
         SharedFd::recv_queue,
         entry,
-        deliver_recv,
+        (deliver_recv, libc::ENOBUFS),
         multishot,
         cx,
     )?;
@@ -208,7 +208,7 @@ fn poll_from_list(
     }
     let mut taken: Option<PooledBuf> = None;
     let size = pool.size() as usize;
-    let res = ready!(wait.poll_syscall(driver, fd, cx, size, |raw| {
+    let res = ready!(wait.poll_transfer(driver, fd, cx, size, |raw, max| {
         if taken.is_none() {
             taken = Some(
                 pool.take_free()
@@ -218,7 +218,7 @@ fn poll_from_list(
         let (ptr, cap) = taken.as_mut().expect("taken just above").spare();
         // SAFETY: the buffer is writable for its whole capacity; the call does not keep the
         // pointer.
-        let res = cvt(unsafe { libc::recv(raw, ptr.cast(), cap, libc::MSG_DONTWAIT) });
+        let res = cvt(unsafe { libc::recv(raw, ptr.cast(), cap.min(max), libc::MSG_DONTWAIT) });
         if matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             taken = None;
         }

@@ -32,6 +32,8 @@ pub(crate) enum Source {
 pub(crate) struct Recv<B> {
     fd: SharedFd,
     buf: B,
+    /// The most one receive may take (`u32::MAX` unless fault injection cuts it short).
+    max: u32,
     /// Stream bytes of a dropped read are kept for the next read; a datagram is not.
     stream: bool,
     pipe: bool,
@@ -42,6 +44,7 @@ impl<B: IoBufMut> Recv<B> {
         Recv {
             fd,
             buf,
+            max: u32::MAX,
             stream: source != Source::Datagram,
             pipe: source == Source::Pipe,
         }
@@ -53,7 +56,7 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     type Output = BufResult<usize, B>;
 
     fn sqe(&mut self) -> squeue::Entry {
-        let len = clamp_len(self.buf.bytes_total());
+        let len = self.len();
         if self.pipe {
             return opcode::Read::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len)
                 .offset(CURRENT_POSITION)
@@ -73,7 +76,7 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     }
 
     fn try_syscall(&mut self) -> io::Result<u32> {
-        let len = clamp_len(self.buf.bytes_total()) as usize;
+        let len = self.len() as usize;
         let ptr = self.buf.stable_mut_ptr().cast();
         // SAFETY: the buffer is writable for `len <= bytes_total` bytes.
         let res = cvt(unsafe {
@@ -93,10 +96,15 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     fn drained(&self, n: u32) -> bool {
         // Only where a short read proves the fd empty: elsewhere (a Unix stream stops after a
         // segment with SCM_RIGHTS) data may still be queued, and no new edge would announce it.
+        self.stream && self.fd.short_read_drains(n as usize, self.len() as usize)
+    }
+
+    fn shorten(&mut self, max: u32) -> bool {
+        // A datagram read is cut only by the buffer's size: it is never short by choice.
+        if self.stream {
+            self.max = max;
+        }
         self.stream
-            && self
-                .fd
-                .short_read_drains(n as usize, self.buf.bytes_total())
     }
 
     fn inline_first(&self) -> bool {
@@ -106,7 +114,7 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
         if self.stream {
             // The hint for the next read (uring polls first): any short read suggests it.
-            let total = self.buf.bytes_total();
+            let total = self.len() as usize;
             self.fd
                 .set_read_drained(matches!(res, Ok(n) if n > 0 && (n as usize) < total));
         }
@@ -134,11 +142,42 @@ pub(crate) struct Send<B> {
     fd: SharedFd,
     buf: B,
     pipe: bool,
+    /// The most one send may move (`u32::MAX` unless fault injection cuts it short).
+    max: u32,
+    /// A byte stream (a stream socket or a pipe), not a datagram: only a stream send may move
+    /// fewer bytes than given.
+    stream: bool,
 }
 
 impl<B: IoBuf> Send<B> {
     pub(crate) fn new(fd: SharedFd, buf: B, pipe: bool) -> Self {
-        Send { fd, buf, pipe }
+        Send {
+            fd,
+            buf,
+            pipe,
+            max: u32::MAX,
+            stream: true,
+        }
+    }
+
+    /// Sends one datagram on a connected datagram socket.
+    pub(crate) fn datagram(fd: SharedFd, buf: B) -> Self {
+        Send {
+            stream: false,
+            ..Send::new(fd, buf, false)
+        }
+    }
+
+    /// The bytes this send moves at most.
+    fn len(&self) -> u32 {
+        clamp_len(self.buf.bytes_init()).min(self.max)
+    }
+}
+
+impl<B: IoBufMut> Recv<B> {
+    /// The bytes this receive takes at most.
+    fn len(&self) -> u32 {
+        clamp_len(self.buf.bytes_total()).min(self.max)
     }
 }
 
@@ -147,7 +186,7 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
     type Output = BufResult<usize, B>;
 
     fn sqe(&mut self) -> squeue::Entry {
-        let len = clamp_len(self.buf.bytes_init());
+        let len = self.len();
         if self.pipe {
             return opcode::Write::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
                 .offset(CURRENT_POSITION)
@@ -163,7 +202,7 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
     }
 
     fn try_syscall(&mut self) -> io::Result<u32> {
-        let len = clamp_len(self.buf.bytes_init()) as usize;
+        let len = self.len() as usize;
         let ptr = self.buf.stable_ptr().cast();
         // SAFETY: the buffer holds `len <= bytes_init` initialised bytes. MSG_NOSIGNAL turns a
         // closed peer into EPIPE instead of SIGPIPE (for a pipe, Rust programs ignore SIGPIPE).
@@ -177,7 +216,15 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
     }
 
     fn drained(&self, n: u32) -> bool {
-        (n as usize) < self.buf.bytes_init()
+        n < self.len()
+    }
+
+    fn shorten(&mut self, max: u32) -> bool {
+        // A datagram goes whole or not at all.
+        if self.stream {
+            self.max = max;
+        }
+        self.stream
     }
 
     fn inline_first(&self) -> bool {

@@ -54,7 +54,7 @@ fn poll_accept_queue(
         driver,
         SharedFd::accept_queue,
         entry,
-        deliver_accept,
+        (deliver_accept, libc::ECANCELED),
         true,
         cx,
     )?;

@@ -55,6 +55,13 @@ macro_rules! both_backends {
     };
 }
 
+/// Whether this run injects faults (`RINGLOOP_FAULTS`, in a build with the `fault-injection`
+/// feature): tests that measure the fast paths' exact cost (syscall or op counts, a write that
+/// goes whole) do not hold then, by design, and skip those checks.
+pub fn faults_on() -> bool {
+    cfg!(feature = "fault-injection") && std::env::var_os("RINGLOOP_FAULTS").is_some()
+}
+
 /// True inside a child started by `run_in_child`.
 pub fn in_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some()
@@ -78,6 +85,13 @@ pub fn run_in_child(name: &str, envs: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "child test {name} failed:\n{text}");
+    // The child's fault-injection totals, for the fault suite's summary (`ci/faults.sh`).
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("ringloop: faults injected"))
+    {
+        eprintln!("{line}");
+    }
     assert!(
         text.contains("1 passed"),
         "child test {name} ran no test (wrong name?):\n{text}"
