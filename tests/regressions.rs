@@ -533,3 +533,51 @@ mod short_reads {
         }
     }
 }
+
+/// Issue "trust, part two": timers.
+mod timers {
+    use super::*;
+    use ringloop::EventLoop;
+    use ringloop::time::{interval, sleep_until};
+    use std::time::Instant;
+
+    both_backends! {
+        /// An elapsed `Sleep` returned `Ready` at its first poll and spent no budget, so a task
+        /// looping on `sleep(Duration::ZERO)` (asyncio's "yield to the loop") or on
+        /// `sleep_until` of a past instant never let another task run: the loop stalled. An
+        /// elapsed sleep now yields once, as `yield_now`.
+        fn an_elapsed_sleep_lets_other_tasks_run(lp: &mut EventLoop) {
+            lp.run_until_complete(async {
+                for past in [false, true] {
+                    let ran = Rc::new(Cell::new(false));
+                    let r = ran.clone();
+                    spawn(async move { r.set(true) });
+                    let mut turns = 0;
+                    while !ran.get() && turns < 100_000 {
+                        if past {
+                            sleep_until(Instant::now() - Duration::from_millis(1)).await;
+                        } else {
+                            sleep(Duration::ZERO).await;
+                        }
+                        turns += 1;
+                    }
+                    assert!(ran.get(), "a task looping on an elapsed sleep starved the loop");
+                    assert_eq!(turns, 1, "the other task ran only after {turns} elapsed sleeps");
+                }
+            });
+        }
+
+        /// `interval(Duration::MAX)` panicked computing its next tick (`tick + period`
+        /// overflowed `Instant`), and `reset` did the same. Both clamp to a far future now.
+        fn an_interval_with_a_huge_period_does_not_panic(lp: &mut EventLoop) {
+            lp.run_until_complete(async {
+                let mut ticks = interval(Duration::MAX);
+                ticks.tick().await;
+                let second = timeout(Duration::from_millis(5), ticks.tick()).await;
+                assert!(second.is_err(), "the second tick of a huge period came at once");
+                ticks.reset();
+                assert!(timeout(Duration::from_millis(5), ticks.tick()).await.is_err());
+            });
+        }
+    }
+}

@@ -47,6 +47,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         entry: None,
+        yielded: false,
     }
 }
 
@@ -56,11 +57,18 @@ fn far_future() -> Instant {
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
+///
+/// A sleep whose deadline has already passed when it is first polled (`sleep(Duration::ZERO)`,
+/// `sleep_until` of a past instant) behaves like [`yield_now`](crate::yield_now): it returns
+/// `Pending` once and completes after the loop has run the other ready tasks, looked at I/O and
+/// fired due timers, as asyncio's `sleep(0)` does. A task looping on it never stalls the loop.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
     entry: Option<(Rc<RefCell<TimerStore>>, TimerKey)>,
+    /// Elapsed at its first poll, it yielded once (see the type's docs).
+    yielded: bool,
 }
 
 impl Sleep {
@@ -78,6 +86,7 @@ impl Sleep {
     pub fn reset(&mut self, deadline: Instant) {
         self.disarm();
         self.deadline = deadline;
+        self.yielded = false;
     }
 
     fn disarm(&mut self) {
@@ -93,6 +102,15 @@ impl Future for Sleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if Instant::now() >= this.deadline {
+            if this.entry.is_none() && !this.yielded {
+                // Never waited: yield once, so a task looping on an elapsed sleep lets the rest
+                // of the loop run (as `yield_now`).
+                this.yielded = true;
+                if !crate::context::defer_yield(cx.waker()) {
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
             this.disarm();
             return Poll::Ready(());
         }
@@ -210,10 +228,10 @@ pub fn interval(period: Duration) -> Interval {
         "ringloop::time::interval: the period must be non-zero"
     );
     let now = Instant::now();
-    Interval {
-        period,
-        sleep: sleep_until(now),
-    }
+    let mut sleep = sleep_until(now);
+    // The first tick is at once: ticks are never behind, so an interval needs no yield.
+    sleep.yielded = true;
+    Interval { period, sleep }
 }
 
 /// The ticker of [`interval`].
@@ -236,11 +254,13 @@ impl Interval {
             Poll::Ready(()) => {
                 let tick = self.sleep.deadline();
                 let now = Instant::now();
-                let mut next = tick + self.period;
+                // A period too long to add to an instant puts the next tick in the far future.
+                let mut next = tick.checked_add(self.period).unwrap_or_else(far_future);
                 if next <= now {
-                    next = now + self.period;
+                    next = now.checked_add(self.period).unwrap_or_else(far_future);
                 }
                 self.sleep.reset(next);
+                self.sleep.yielded = true;
                 Poll::Ready(tick)
             }
         }
@@ -253,6 +273,9 @@ impl Interval {
 
     /// Restarts the ticker: the next tick is one period from now.
     pub fn reset(&mut self) {
-        self.sleep.reset(Instant::now() + self.period);
+        let next = Instant::now()
+            .checked_add(self.period)
+            .unwrap_or_else(far_future);
+        self.sleep.reset(next);
     }
 }
