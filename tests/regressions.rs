@@ -581,3 +581,119 @@ mod timers {
         }
     }
 }
+
+/// Issue "trust, part two": the driver.
+mod driver {
+    use super::*;
+    use ringloop::EventLoop;
+    use ringloop::net::TcpStream;
+    use std::future::poll_fn;
+    use std::time::Instant;
+
+    /// A connected pair (ours, theirs) over loopback.
+    async fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (s, _) = listener.accept().await.unwrap();
+        (s, peer)
+    }
+
+    /// Starts `fut` (one poll) and drops it: an op left in flight, its future gone.
+    async fn start_and_drop<F: Future>(fut: F) {
+        let mut fut = Box::pin(fut);
+        poll_fn(|cx| {
+            assert!(
+                fut.as_mut().poll(cx).is_pending(),
+                "the op completed at once"
+            );
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    both_backends! {
+        /// Completions of dropped ops reaped outside the loop's park (here by `into_std` of
+        /// another stream, which cancels its multishot receive and reaps at once) were released
+        /// only after the next park, which could block with nothing else due: a read waiting
+        /// for that orphan to settle then waited for an unrelated completion.
+        fn an_orphan_reaped_outside_park_does_not_leave_a_read_waiting(lp: &mut EventLoop) {
+            lp.run_until_complete(async {
+                let (a, mut a_peer) = pair().await;
+                let (b, mut b_peer) = pair().await;
+                // b's pooled receive stays armed (a multishot on uring).
+                b_peer.write_all(b"b").unwrap();
+                assert_eq!(&b.recv_pooled().await.unwrap()[..], b"b");
+                // A read on a, dropped in flight: an orphan whose cancel is queued.
+                start_and_drop(a.read(Vec::with_capacity(64))).await;
+                // into_std submits the queue and reaps, the orphan's completion among them.
+                let _b = b.into_std().unwrap();
+                a_peer.write_all(b"after").unwrap();
+                let start = Instant::now();
+                let (res, buf) = timeout(Duration::from_secs(5), a.read(Vec::with_capacity(64)))
+                    .await
+                    .expect("the read never completed");
+                assert_eq!(&buf[..res.unwrap()], b"after");
+                assert!(
+                    start.elapsed() < Duration::from_secs(3),
+                    "the read waited {:?} for an orphan reaped outside park",
+                    start.elapsed()
+                );
+            });
+        }
+
+        /// `readv` whose first buffer is empty returned `Ok(0)` while bytes a dropped read had
+        /// received were waiting and a later buffer had room. They fill the first buffer with
+        /// room now, as the kernel would.
+        fn readv_with_an_empty_first_buffer_takes_what_a_dropped_read_left(lp: &mut EventLoop) {
+            lp.run_until_complete(async {
+                let (s, mut peer) = pair().await;
+                let read = s.read(Vec::with_capacity(64));
+                let mut read = Box::pin(read);
+                poll_fn(|cx| {
+                    assert!(read.as_mut().poll(cx).is_pending());
+                    Poll::Ready(())
+                })
+                .await;
+                peer.write_all(b"left").unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                // On uring the dropped read may already hold the bytes: they are stashed.
+                drop(read);
+                let (res, bufs) = timeout(
+                    Duration::from_secs(5),
+                    s.readv(vec![Vec::with_capacity(0), Vec::with_capacity(64)]),
+                )
+                .await
+                .expect("readv never completed");
+                assert_eq!(res.unwrap(), 4, "readv took nothing though bytes were waiting");
+                assert_eq!(bufs[1], b"left");
+            });
+        }
+
+        /// A dropped read whose completion was `ECONNRESET` lost the error: only bytes were kept
+        /// for the next read, which then said `Ok(0)`, a clean end of stream. The error is kept
+        /// and the next read returns it.
+        fn a_reset_seen_by_a_dropped_read_reaches_the_next_read(lp: &mut EventLoop) {
+            lp.run_until_complete(async {
+                let (s, peer) = pair().await;
+                let read = s.read(Vec::with_capacity(64));
+                let mut read = Box::pin(read);
+                poll_fn(|cx| {
+                    assert!(read.as_mut().poll(cx).is_pending());
+                    Poll::Ready(())
+                })
+                .await;
+                // The peer resets the connection (linger 0) while the read is in flight, and the
+                // read's future is dropped before the loop looks at its completion.
+                socket2::SockRef::from(&peer).set_linger(Some(Duration::ZERO)).unwrap();
+                drop(peer);
+                std::thread::sleep(Duration::from_millis(50));
+                drop(read);
+                let (res, _) = timeout(Duration::from_secs(5), s.read(Vec::with_capacity(64)))
+                    .await
+                    .expect("the read after the reset never completed");
+                let err = res.expect_err("a reset connection read as a clean end of stream");
+                assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+            });
+        }
+    }
+}

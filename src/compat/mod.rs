@@ -190,8 +190,8 @@ impl<S: PollStream> PollIo<S> {
         // A dropped owned-buffer read still in the kernel goes first, then what it left.
         ready!(fd.poll_settled(Interest::Read, cx));
         // SAFETY: the caller makes `ptr` writable for `len` bytes.
-        if let Some(n) = unsafe { fd.take_stash(ptr, len) } {
-            return Poll::Ready(Ok(n));
+        if let Some(res) = unsafe { fd.take_stash(ptr, len) } {
+            return Poll::Ready(res);
         }
         // Then what pooled receives delivered, if any are in play.
         // SAFETY: the caller makes `ptr` writable for `len` bytes.

@@ -129,7 +129,7 @@ struct FdInner {
     registration: RefCell<Option<(Rc<DriverCell>, u64)>>,
     /// What only some fds need (see `Rare`), allocated on first use.
     rare: RefCell<Option<Box<Rare>>>,
-    /// Whether `rare.stash` holds bytes (checked before every read).
+    /// Whether `rare.stash` holds bytes or `rare.error` an error (checked before every read).
     has_stash: Cell<bool>,
     /// Dropped ops still in the kernel, per direction (read, write); a new op in that direction
     /// waits for them so the byte stream keeps its order.
@@ -158,6 +158,9 @@ struct FdInner {
 struct Rare {
     /// Bytes a cancelled read received; the next read returns them first.
     stash: Vec<u8>,
+    /// The error a cancelled read completed with (a reset, say), returned by the next read once
+    /// the stashed bytes before it are taken.
+    error: Option<io::Error>,
     /// Woken when a direction's last orphan completes.
     settle_wakers: WakerList,
 }
@@ -288,24 +291,42 @@ impl SharedFd {
         }
     }
 
-    /// Moves up to `cap` stashed bytes to `out`; returns how many, or `None` if the stash is empty.
+    /// Keeps the error a cancelled stream read completed with, for the next read. The cancel's
+    /// own `ECANCELED` (the read never ran) is no error of the stream.
+    pub(crate) fn stash_error(&self, err: io::Error) {
+        if err.raw_os_error() == Some(libc::ECANCELED) {
+            return;
+        }
+        let mut rare = self.rare();
+        rare.error.get_or_insert(err);
+        self.inner.has_stash.set(true);
+    }
+
+    /// Moves up to `cap` stashed bytes to `out` and returns how many; once the bytes are taken,
+    /// the stashed error if any; `None` if nothing is stashed.
     ///
     /// # Safety
     ///
     /// `out` must be valid for writes of `cap` bytes.
-    pub(crate) unsafe fn take_stash(&self, out: *mut u8, cap: usize) -> Option<usize> {
+    pub(crate) unsafe fn take_stash(&self, out: *mut u8, cap: usize) -> Option<io::Result<usize>> {
         if !self.inner.has_stash.get() {
             return None;
         }
         let mut rare = self.rare();
+        if rare.stash.is_empty() {
+            let err = rare.error.take();
+            self.inner.has_stash.set(false);
+            return err.map(Err);
+        }
         let stash = &mut rare.stash;
         let n = stash.len().min(cap);
         // SAFETY: `stash` holds at least `n` bytes and the caller makes `out` writable for
         // `cap >= n` bytes; a Vec's storage never overlaps a caller's buffer.
         unsafe { std::ptr::copy_nonoverlapping(stash.as_ptr(), out, n) };
         stash.drain(..n);
-        self.inner.has_stash.set(!stash.is_empty());
-        Some(n)
+        let more = !stash.is_empty() || rare.error.is_some();
+        self.inner.has_stash.set(more);
+        Some(Ok(n))
     }
 
     /// A dropped op in direction `dir` is still in the kernel.

@@ -629,8 +629,11 @@ impl UringDriver {
     /// completion), then dispatch every completion.
     pub(super) fn park(&mut self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
         self.arm_wake()?;
-        // Completions held back are due at this reap: no blocking before it.
-        let mut block = timeout != Some(Duration::ZERO) && self.late.is_empty();
+        // Completions held back are due at this reap, and orphans reaped outside a park (by a
+        // full SQ's submit, or `stop_multishot_now`) are released right after it: a read may
+        // wait for one of them, so no blocking before.
+        let mut block =
+            timeout != Some(Duration::ZERO) && self.late.is_empty() && self.orphans.is_empty();
         if block && !shared.prepare_sleep() {
             block = false;
         }

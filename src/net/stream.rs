@@ -45,17 +45,20 @@ impl Stream {
         Stream { fd, pipe: true }
     }
 
-    /// Bytes a dropped read received, into `buf` (up to its capacity); `None` if there are none.
-    fn take_stashed_into<B: IoBufMut>(&self, buf: &mut B) -> Option<usize> {
+    /// Bytes a dropped read received, into `buf` (up to its capacity), or the error it met;
+    /// `None` if there are none.
+    fn take_stashed_into<B: IoBufMut>(&self, buf: &mut B) -> Option<io::Result<usize>> {
         if !self.fd.has_stash() {
             return None;
         }
         let cap = buf.bytes_total();
         // SAFETY: the buffer is writable for `bytes_total` bytes.
-        let n = unsafe { self.fd.take_stash(buf.stable_mut_ptr(), cap) }?;
-        // SAFETY: `take_stash` initialised the first `n <= cap` bytes.
-        unsafe { buf.set_init(n) };
-        Some(n)
+        let res = unsafe { self.fd.take_stash(buf.stable_mut_ptr(), cap) }?;
+        if let Ok(n) = res {
+            // SAFETY: `take_stash` initialised the first `n <= cap` bytes.
+            unsafe { buf.set_init(n) };
+        }
+        Some(res)
     }
 
     /// What pooled receives delivered and nobody took yet, into `buf`; `None` if no pooled
@@ -74,8 +77,8 @@ impl Stream {
 
     pub(crate) async fn read<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
         self.fd.settled(Interest::Read).await;
-        if let Some(n) = self.take_stashed_into(&mut buf) {
-            return (Ok(n), buf);
+        if let Some(res) = self.take_stashed_into(&mut buf) {
+            return (res, buf);
         }
         if let Some(res) = self.take_queued_into(&mut buf).await {
             return (res, buf);
@@ -94,15 +97,19 @@ impl Stream {
 
     pub(crate) async fn readv<B: IoBufMut>(&self, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.fd.settled(Interest::Read).await;
-        if let Some(first) = bufs.first_mut() {
-            let res = match self.take_stashed_into(first) {
-                Some(n) => Some(Ok(n)),
-                None => self.take_queued_into(first).await,
+        // What a dropped read left, or pooled receives delivered, goes into the first buffer
+        // with room (as the kernel fills buffers): an empty first buffer must not make it Ok(0).
+        if let Some(at) = bufs.iter().position(|b| b.bytes_total() > 0) {
+            let res = match self.take_stashed_into(&mut bufs[at]) {
+                Some(res) => Some(res),
+                None => self.take_queued_into(&mut bufs[at]).await,
             };
             if let Some(res) = res {
-                for b in bufs.iter_mut().skip(1) {
-                    // SAFETY: zero bytes are always initialised.
-                    unsafe { b.set_init(0) };
+                for (i, b) in bufs.iter_mut().enumerate() {
+                    if i != at || res.is_err() {
+                        // SAFETY: zero bytes are always initialised.
+                        unsafe { b.set_init(0) };
+                    }
                 }
                 return (res, bufs);
             }

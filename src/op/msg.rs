@@ -182,10 +182,13 @@ unsafe impl<B: IoBufMut> Operation for RecvMsg<B> {
     }
 
     fn orphaned(self, res: io::Result<u32>) {
-        if let Ok(n) = res
-            && self.stream
-        {
-            self.fd.stash(&self.received(n as usize));
+        if !self.stream {
+            return;
+        }
+        match res {
+            Ok(n) => self.fd.stash(&self.received(n as usize)),
+            // A reset (say) that nobody saw: the next read must, not a clean end of stream.
+            Err(e) => self.fd.stash_error(e),
         }
     }
 }

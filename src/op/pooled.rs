@@ -124,9 +124,13 @@ impl Future for RecvPooled<'_> {
                 if fd.has_stash() {
                     let mut bytes = Vec::with_capacity(64 * 1024);
                     // SAFETY: `bytes` has room for its capacity.
-                    let n = unsafe { fd.take_stash(bytes.as_mut_ptr(), bytes.capacity()) };
+                    let n = match unsafe { fd.take_stash(bytes.as_mut_ptr(), bytes.capacity()) } {
+                        Some(Err(e)) => return Poll::Ready(Err(e)),
+                        Some(Ok(n)) => n,
+                        None => 0,
+                    };
                     // SAFETY: `take_stash` initialised the first `n` bytes.
-                    unsafe { bytes.set_len(n.unwrap_or(0)) };
+                    unsafe { bytes.set_len(n) };
                     return Poll::Ready(Ok(PooledBuf::from_vec(bytes)));
                 }
                 let driver = current_driver().ok_or_else(outside_loop)?;

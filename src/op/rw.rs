@@ -126,13 +126,19 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     }
 
     fn orphaned(self, res: io::Result<u32>) {
-        if let Ok(n) = res
-            && self.stream
-        {
-            // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start, and it
-            // is done with the buffer (this is its completion).
-            let received = unsafe { std::slice::from_raw_parts(self.buf.stable_ptr(), n as usize) };
-            self.fd.stash(received);
+        if !self.stream {
+            return;
+        }
+        match res {
+            Ok(n) => {
+                // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start, and
+                // it is done with the buffer (this is its completion).
+                let received =
+                    unsafe { std::slice::from_raw_parts(self.buf.stable_ptr(), n as usize) };
+                self.fd.stash(received);
+            }
+            // A reset (say) that nobody saw: the next read must, not a clean end of stream.
+            Err(e) => self.fd.stash_error(e),
         }
     }
 }
