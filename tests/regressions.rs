@@ -537,7 +537,6 @@ mod short_reads {
 /// Issue "trust, part two": timers.
 mod timers {
     use super::*;
-    use ringloop::EventLoop;
     use ringloop::time::{interval, sleep_until};
     use std::time::Instant;
 
@@ -585,7 +584,6 @@ mod timers {
 /// Issue "trust, part two": the driver.
 mod driver {
     use super::*;
-    use ringloop::EventLoop;
     use ringloop::net::TcpStream;
     use std::future::poll_fn;
     use std::time::Instant;
