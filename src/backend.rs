@@ -295,6 +295,14 @@ fn run_probe() -> Result<UringFeatures, Unavailable> {
             fatal: false,
         });
     }
+    if !ring.params().is_feature_ext_arg() {
+        // Waits are bounded by a timeout passed to io_uring_enter (EXT_ARG, Linux 5.11).
+        return Err(Unavailable {
+            errno: Some(libc::EOPNOTSUPP),
+            reason: "the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux 5.11)".to_owned(),
+            fatal: false,
+        });
+    }
     let missing: Vec<&str> = REQUIRED_OPCODES
         .iter()
         .filter(|(code, _)| !probe.is_supported(*code))

@@ -25,8 +25,6 @@ use crate::stats::Counters;
 const WAKE_TAG: u64 = u64::MAX;
 /// user_data of `ASYNC_CANCEL` requests (their own CQEs need no handling).
 const CANCEL_TAG: u64 = u64::MAX - 1;
-/// user_data of `TIMEOUT` ops, used to bound a wait on kernels without `EXT_ARG`.
-const TIMEOUT_TAG: u64 = u64::MAX - 2;
 /// user_data of the CQE another loop's `MSG_RING` posts into this ring to wake it. No SQE of
 /// this ring made it, so it does not count as in flight.
 const MSG_WAKE_TAG: u64 = u64::MAX - 3;
@@ -71,8 +69,6 @@ pub(crate) struct UringDriver {
     ops: Slab<Lifecycle>,
     /// SQEs pushed whose CQE has not arrived yet (ops, wake read, cancels, timeouts).
     in_flight: usize,
-    timeouts_in_flight: usize,
-    ext_arg: bool,
     defer_taskrun: bool,
     /// Which setup flags the ring got, for `EventLoop`'s debug output.
     pub(super) setup: &'static str,
@@ -80,8 +76,6 @@ pub(crate) struct UringDriver {
     wake_buf: Box<u64>,
     wake_armed: bool,
     closing: bool,
-    /// Kept alive for the `TIMEOUT` fallback; the kernel copies it at submission.
-    timeout_ts: Box<Timespec>,
     orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>,
     /// Loops woken through `MSG_RING` whose message has not completed: each `Shared` keeps its
     /// ring's fd open until then.
@@ -164,20 +158,24 @@ impl UringDriver {
         fast: FastPaths,
     ) -> io::Result<Self> {
         let (ring, setup) = build_ring(entries, fast)?;
-        let params = ring.params();
+        if !ring.params().is_feature_ext_arg() {
+            // Waits are bounded through EXT_ARG (Linux 5.11); the backend probe refuses io_uring
+            // without it, so this is only reached by a ring built past the probe.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux 5.11)",
+            ));
+        }
         let mut driver = UringDriver {
-            ext_arg: params.is_feature_ext_arg(),
             defer_taskrun: setup.contains("DEFER_TASKRUN"),
             ring,
             ops: Slab::with_capacity(entries as usize),
             in_flight: 0,
-            timeouts_in_flight: 0,
             setup,
             wake_fd: shared.eventfd(),
             wake_buf: Box::new(0),
             wake_armed: false,
             closing: false,
-            timeout_ts: Box::new(Timespec::new()),
             orphans: Vec::new(),
             msgs: Slab::new(),
             pool: None,
@@ -573,7 +571,7 @@ impl UringDriver {
     /// One `io_uring_enter`: submits what is queued and waits for `want` completions or `timeout`.
     fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
         let res = match timeout {
-            Some(t) if self.ext_arg => {
+            Some(t) => {
                 let ts = Timespec::from(t);
                 let args = SubmitArgs::new().timespec(&ts);
                 let arg: *const SubmitArgs<'_, '_> = &args;
@@ -589,25 +587,7 @@ impl UringDriver {
                     )
                 }
             }
-            Some(t) if want > 0 => {
-                if self.timeouts_in_flight > 0 {
-                    // The previous wait ended early: retire its timeout rather than let them pile
-                    // up. The cancel is queued before the new timeout, so it cannot match it.
-                    let cancel = opcode::AsyncCancel::new(TIMEOUT_TAG)
-                        .build()
-                        .user_data(CANCEL_TAG);
-                    // SAFETY: ASYNC_CANCEL carries no pointers.
-                    unsafe { self.push(&cancel)? };
-                }
-                *self.timeout_ts = Timespec::from(t);
-                let ts: *const Timespec = &*self.timeout_ts;
-                let entry = opcode::Timeout::new(ts).build().user_data(TIMEOUT_TAG);
-                // SAFETY: the timespec is boxed in the driver for its whole life.
-                unsafe { self.push(&entry)? };
-                self.timeouts_in_flight += 1;
-                self.submit_and_wait(want)
-            }
-            _ => self.submit_and_wait(want),
+            None => self.submit_and_wait(want),
         };
         match res {
             Ok(_) => Ok(()),
@@ -724,7 +704,6 @@ impl UringDriver {
         match user_data {
             WAKE_TAG => self.wake_armed = false,
             CANCEL_TAG => {}
-            TIMEOUT_TAG => self.timeouts_in_flight -= 1,
             tag if tag & MSG_SENT_BIT != 0 => {
                 let (target, _fd) = self.msgs.remove((tag & !MSG_SENT_BIT) as usize);
                 if res.is_err() {
@@ -791,11 +770,7 @@ impl UringDriver {
             .filter(|(_, l)| !matches!(l, Lifecycle::Completed(_)))
             .map(|(k, _)| k as u64)
             .collect();
-        let timeouts = self.timeouts_in_flight;
-        let targets = keys
-            .into_iter()
-            .chain(self.wake_armed.then_some(WAKE_TAG))
-            .chain(std::iter::repeat_n(TIMEOUT_TAG, timeouts));
+        let targets = keys.into_iter().chain(self.wake_armed.then_some(WAKE_TAG));
         for target in targets {
             let cancel = opcode::AsyncCancel::new(target)
                 .build()
@@ -882,41 +857,7 @@ mod tests {
     fn a_wait_ends_at_its_timeout_with_ext_arg() {
         let shared = Shared::new().unwrap();
         let mut d = driver(&shared);
-        assert!(d.ext_arg, "kernels 5.11+ have EXT_ARG");
         park_20ms(&mut d, &shared);
-    }
-
-    /// Kernels before 5.11 have no EXT_ARG: a TIMEOUT op bounds the wait instead.
-    #[test]
-    fn a_wait_ends_at_its_timeout_through_a_timeout_op_without_ext_arg() {
-        let shared = Shared::new().unwrap();
-        let mut d = driver(&shared);
-        d.ext_arg = false;
-        for _ in 0..3 {
-            park_20ms(&mut d, &shared);
-        }
-        // A wait ended early by a remote wake leaves its hour-long timeout in flight; the next
-        // wait retires it, and shutdown cancels the last one instead of waiting an hour.
-        let shared = std::sync::Arc::new(shared);
-        for _ in 0..3 {
-            let s = shared.clone();
-            let t = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(10));
-                s.push_remote(1);
-            });
-            d.park(Some(Duration::from_secs(3600)), &shared).unwrap();
-            t.join().unwrap();
-            shared.take_remote(&mut Vec::new(), &mut Vec::new());
-            assert!(
-                d.timeouts_in_flight <= 1,
-                "{} timeouts pile up",
-                d.timeouts_in_flight
-            );
-        }
-        let start = Instant::now();
-        d.shutdown();
-        assert_eq!(d.in_flight, 0);
-        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
