@@ -695,3 +695,54 @@ mod driver {
         }
     }
 }
+
+/// Issue "trust, part two": the blocking pool.
+mod blocking_pool {
+    use super::*;
+    use ringloop::EventLoop;
+
+    /// A value that panics when dropped on a pool thread.
+    struct PanicsWhenDropped;
+
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("a blocking job's output panicked in its destructor");
+        }
+    }
+
+    both_backends! {
+        /// The blocking pool ran jobs without `catch_unwind`: an output nobody awaits any more
+        /// (its handle aborted) is dropped on the pool thread, and if its destructor panicked
+        /// the thread died without leaving the pool's count. After 512 such deaths every
+        /// `spawn_blocking` (and every file op on epoll) queued forever.
+        fn panicking_blocking_jobs_do_not_use_up_the_pool(lp: &mut EventLoop) {
+            if !common::in_child() {
+                let name = format!(
+                    "blocking_pool::{}::panicking_blocking_jobs_do_not_use_up_the_pool",
+                    lp.backend()
+                );
+                common::run_in_child(&name, &[]);
+                return;
+            }
+            lp.run_until_complete(async {
+                for _ in 0..600 {
+                    let (tx, rx) = std::sync::mpsc::channel::<()>();
+                    let job = ringloop::spawn_blocking(move || {
+                        // Finishes only once its handle has been aborted and dropped.
+                        let _ = rx.recv();
+                        PanicsWhenDropped
+                    });
+                    job.abort();
+                    drop(job);
+                    yield_now().await;
+                    drop(tx);
+                }
+                let last = timeout(Duration::from_secs(30), ringloop::spawn_blocking(|| 7)).await;
+                assert_eq!(
+                    last.expect("spawn_blocking queued forever after panicking jobs").unwrap(),
+                    7
+                );
+            });
+        }
+    }
+}
