@@ -699,7 +699,6 @@ mod driver {
 /// Issue "trust, part two": the blocking pool.
 mod blocking_pool {
     use super::*;
-    use ringloop::EventLoop;
 
     /// A value that panics when dropped on a pool thread.
     struct PanicsWhenDropped;
