@@ -25,6 +25,8 @@ pub(crate) struct LoopInner {
     pub(crate) timers: Rc<RefCell<TimerStore>>,
     pub(crate) driver: Rc<DriverCell>,
     pub(crate) shared: Arc<Shared>,
+    /// The main future's waker state (its remote wakes are taken like a task's).
+    pub(crate) main: Arc<crate::executor::waker::TaskWaker>,
     pub(crate) counters: Rc<Counters>,
     pub(crate) scratch_wakers: RefCell<Vec<Waker>>,
     pub(crate) scratch_ids: RefCell<Vec<u64>>,
@@ -42,14 +44,17 @@ pub(crate) fn current() -> Option<Rc<LoopInner>> {
         .flatten()
 }
 
-/// Queues task `id` on the running loop if it is the loop `shared` belongs to; false otherwise
-/// (the caller then goes through the remote queue).
-pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64) -> bool {
+/// On the thread of the loop `shared` belongs to, queues task `id` there if `first()` says it is
+/// not queued yet, and returns true; false on any other thread (the caller then goes through the
+/// remote queue).
+pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64, first: impl FnOnce() -> bool) -> bool {
     CURRENT
         .try_with(|c| match c.try_borrow() {
             Ok(cur) => match &*cur {
                 Some(inner) if Arc::ptr_eq(&inner.shared, shared) => {
-                    inner.executor.schedule(id);
+                    if first() {
+                        inner.executor.schedule(id);
+                    }
                     true
                 }
                 _ => false,

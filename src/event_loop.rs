@@ -119,7 +119,16 @@ impl LoopInner {
         let mut jobs = Vec::new();
         self.shared.take_remote(&mut ids, &mut jobs);
         for id in ids.drain(..) {
-            self.executor.schedule(id);
+            // Taking the id clears the task's remote flag (acquiring what its waker published);
+            // a task already queued, or gone, is not queued again.
+            let header = if id == MAIN_ID {
+                Some(self.main.clone())
+            } else {
+                self.executor.header(id)
+            };
+            if header.is_some_and(|h| h.take_remote_wake()) {
+                self.executor.schedule(id);
+            }
         }
         drop(ids);
         for job in jobs {
@@ -548,6 +557,7 @@ impl Builder {
                 timers: Rc::new(RefCell::new(TimerStore::default())),
                 driver,
                 shared,
+                main: main.clone(),
                 counters,
                 scratch_wakers: RefCell::new(Vec::new()),
                 scratch_ids: RefCell::new(Vec::new()),

@@ -99,6 +99,15 @@ impl Executor {
         JoinHandle::new(task)
     }
 
+    /// The waker state of live task `id`; `None` once it finished.
+    pub(crate) fn header(&self, id: u64) -> Option<Arc<TaskWaker>> {
+        let (key, generation) = split_id(id);
+        match self.tasks.borrow().get(key) {
+            Some((g, t)) if *g == generation => Some(t.header().clone()),
+            _ => None,
+        }
+    }
+
     /// Queues a woken task (or the main future).
     pub(crate) fn schedule(&self, id: u64) {
         if id == MAIN_ID {

@@ -16,6 +16,8 @@ pub(crate) trait Runnable {
     fn run(&self) -> bool;
     /// Drops the future (the loop is closing).
     fn cancel(&self);
+    /// The task's waker state.
+    fn header(&self) -> &Arc<TaskWaker>;
     /// What introspection shows of the task with this id (and this name: names live with the
     /// executor, so unnamed tasks do not pay for them).
     fn info(&self, id: u64, name: Option<std::rc::Rc<str>>) -> super::TaskInfo;
@@ -118,6 +120,10 @@ impl<F: Future> Runnable for Task<F> {
                 true
             }
         }
+    }
+
+    fn header(&self) -> &Arc<TaskWaker> {
+        &self.header
     }
 
     fn info(&self, id: u64, name: Option<std::rc::Rc<str>>) -> super::TaskInfo {

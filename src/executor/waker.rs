@@ -1,6 +1,19 @@
 //! Task wakers. A waker is `Send + Sync`: on the loop's own thread it pushes the task straight onto
 //! the local ready queue; from any other thread it goes through the loop's remote queue and, if the
 //! loop is asleep, its eventfd.
+//!
+//! Two flags keep a task from being queued twice, one per path (model-checked in `loom_model`
+//! below):
+//! - `queued`: the task sits in the loop's local ready queue. Only the loop's thread touches it,
+//!   so plain (relaxed) loads and stores do: the hot path, a task woken by another task or by
+//!   I/O on its own loop, takes no locked instruction.
+//! - `remote`: an id of the task sits in the remote queue. A waker on another thread swaps it to
+//!   true (and queues the id if it was false); the loop swaps it back to false when it takes the
+//!   id, and only then polls. Both sides are read-modify-writes on one flag, so they are totally
+//!   ordered: a waker that finds `true` comes before the loop's swap, which acquires what the
+//!   waker published, and the poll that follows sees it. **A wake from another thread is never
+//!   lost.** (A single flag cleared by a plain store before each poll could lose one: store
+//!   buffering let the waker's swap read a stale `true` while the poll read stale data.)
 
 use std::sync::Arc;
 use std::task::Wake;
@@ -16,32 +29,44 @@ pub(crate) const MAIN_ID: u64 = u64::MAX;
 pub(crate) struct TaskWaker {
     /// Slab key in the low 32 bits, generation in the high 32, or [`MAIN_ID`].
     pub(crate) id: u64,
-    /// Set while the task sits in a ready queue, so repeated wakes queue it once.
-    scheduled: AtomicBool,
+    /// Set while the task sits in the loop's local ready queue. The loop's thread alone uses it.
+    queued: AtomicBool,
+    /// Set while an id of the task sits in the loop's remote queue (see the module docs).
+    remote: AtomicBool,
     pub(crate) shared: Arc<Shared>,
 }
 
 impl TaskWaker {
-    pub(crate) fn new(id: u64, shared: Arc<Shared>, scheduled: bool) -> Self {
+    pub(crate) fn new(id: u64, shared: Arc<Shared>, queued: bool) -> Self {
         TaskWaker {
             id,
-            scheduled: AtomicBool::new(scheduled),
+            queued: AtomicBool::new(queued),
+            remote: AtomicBool::new(false),
             shared,
         }
     }
 
-    /// Called right before the task is polled: a wake from now on queues it again.
-    ///
-    /// A read-modify-write, not a store: a remote waker publishes its data and then swaps the
-    /// flag to true. With a plain store here, the loop's store and its reads in the poll could
-    /// be ordered against the waker's write and swap as in the store-buffering pattern: the
-    /// swap reads the old `true` (so the waker queues nothing) while the poll reads the data
-    /// from before the waker wrote it (so the task goes back to sleep), and the wake is lost.
-    /// Both sides' RMWs on one flag are totally ordered: either the waker's swap comes after
-    /// ours and reads `false` (it queues the task), or ours comes after and acquires what the
-    /// waker released (the poll sees its data).
+    /// Called on the loop's thread right before the task is polled: a wake from now on queues
+    /// it again.
     pub(crate) fn clear_scheduled(&self) {
-        self.scheduled.swap(false, Ordering::AcqRel);
+        self.queued.store(false, Ordering::Relaxed);
+    }
+
+    /// On the loop's thread: marks the task queued; false if it already was.
+    fn queue_locally(&self) -> bool {
+        if self.queued.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.queued.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// On the loop's thread, which took this task's id from the remote queue: clears `remote`
+    /// (a read-modify-write that acquires what the waker published) and says whether the task
+    /// must be queued (it is not already).
+    pub(crate) fn take_remote_wake(&self) -> bool {
+        self.remote.swap(false, Ordering::AcqRel);
+        self.queue_locally()
     }
 }
 
@@ -51,10 +76,10 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.scheduled.swap(true, Ordering::AcqRel) {
+        if crate::context::schedule_local(&self.shared, self.id, || self.queue_locally()) {
             return;
         }
-        if !crate::context::schedule_local(&self.shared, self.id) {
+        if !self.remote.swap(true, Ordering::AcqRel) {
             self.shared.push_remote(self.id);
         }
     }
@@ -64,9 +89,17 @@ impl Wake for TaskWaker {
 mod loom_model {
     use super::*;
 
-    /// The loop clears the flag of a queued task and polls it (the poll reads what the waker
-    /// publishes); another thread publishes and wakes. Either the poll saw the data or the task
-    /// was queued again. Fails with `clear_scheduled` as a plain store (store buffering).
+    /// Takes the remote queue as the loop does: each id's flag is cleared, and the ids whose
+    /// task must be queued are returned.
+    fn drain(shared: &Shared, waker: &TaskWaker) -> Vec<u64> {
+        let (mut ids, mut jobs) = (Vec::new(), Vec::new());
+        shared.take_remote(&mut ids, &mut jobs);
+        ids.retain(|&id| id == waker.id && waker.take_remote_wake());
+        ids
+    }
+
+    /// The loop polls a queued task (the poll reads what the waker publishes) while another
+    /// thread publishes and wakes it. Either the poll saw the data or the task is queued again.
     #[test]
     fn loom_a_remote_wake_racing_a_poll_is_never_lost() {
         loom::model(|| {
@@ -82,10 +115,43 @@ mod loom_model {
             waker.clear_scheduled();
             let seen = data.load(Ordering::Acquire);
             remote.join().unwrap();
-            let (mut ids, mut jobs) = (Vec::new(), Vec::new());
-            shared.take_remote(&mut ids, &mut jobs);
+            let again = drain(&shared, &waker);
             assert!(
-                seen || ids == [7],
+                seen || again == [7],
+                "the poll missed the data and the task was not queued again"
+            );
+        });
+    }
+
+    /// The same with an earlier remote wake still in the remote queue: the second waker may
+    /// find `remote` set and queue nothing, so the loop's taking of the first id must make the
+    /// poll that follows see the second waker's data. Fails with `take_remote_wake` clearing
+    /// the flag with a plain store (store buffering).
+    #[test]
+    fn loom_a_remote_wake_behind_a_pending_one_is_never_lost() {
+        loom::model(|| {
+            let shared = Arc::new(Shared::new().unwrap());
+            let waker = Arc::new(TaskWaker::new(7, shared.clone(), false));
+            // An earlier wake from another thread, not taken yet.
+            waker.wake_by_ref();
+            let data = Arc::new(AtomicBool::new(false));
+            let (w, d) = (waker.clone(), data.clone());
+            let remote = crate::sync::thread::spawn(move || {
+                d.store(true, Ordering::Release);
+                w.wake_by_ref();
+            });
+            // The loop takes the first wake, then polls.
+            let first = drain(&shared, &waker);
+            let seen = if first == [7] {
+                waker.clear_scheduled();
+                data.load(Ordering::Acquire)
+            } else {
+                false
+            };
+            remote.join().unwrap();
+            let again = drain(&shared, &waker);
+            assert!(
+                seen || again == [7],
                 "the poll missed the data and the task was not queued again"
             );
         });
