@@ -7,7 +7,7 @@
 //!
 //! | protocol | module | promise |
 //! |---|---|---|
-//! | a task's `scheduled` flag against remote wakes | `executor::waker` | a wake after the loop cleared the flag queues the task again, or the poll it races with sees what the waker published |
+//! | a task's `queued` and `remote` flags against wakes from other threads | `executor::waker` | a wake from another thread either queues the task again or is seen by the poll that follows the loop's taking of an earlier one |
 //! | remote queue, `has_remote` and `sleeping` against the loop going to sleep | `driver::wake` | a loop never blocks with a remote wake or job queued and no wake on its way |
 //! | `RemoteJoinHandle` against completion, `abort` and drop | `handle` | the handle resolves exactly once, to the output or a cancellation, and whoever awaits it is woken |
 //! | `Shutdown` | `handle` | every `triggered()` future registered before or after `trigger` completes |
