@@ -4,9 +4,9 @@
 # rarely does (short transfers, EINTR, spurious wakeups, ops cancelled before they start,
 # multishots that end at once, refused and partial submits, late and reordered completions, a
 # small ring whose completion queue overflows). Runs the differential proptest, the storms, the
-# compat tests (PollIo mixed with owned reads) and the pooled-receive tests on
-# both backends, then the echo example (checked byte for byte) and hyper_server (10 MiB echoed
-# through curl, HTTP/1.1 and h2c) under faults. Wanted: every byte once and in order, no hang
+# compat tests (PollIo mixed with owned reads), the pooled-receive tests, the signal tests and the
+# toolbox tests (processes, TaskGroup) on both backends, then the echo example (checked byte for
+# byte) and hyper_server (10 MiB echoed through curl, HTTP/1.1 and h2c) under faults. Wanted: every byte once and in order, no hang
 # (each step has a time limit), no fd or buffer leak (the storms and pooled tests check), and no
 # injected fault surfacing as an error. Prints the faults injected, by kind, and the bytes checked.
 set -euo pipefail
@@ -19,7 +19,7 @@ log=$(mktemp)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp" "$log"; kill $(jobs -p) 2>/dev/null || true' EXIT
 specs=(1:0.05 2:0.1 3:0.2)
-tests=(differential storms compat pooled)
+tests=(differential storms compat pooled signals toolbox)
 
 cargo build --all-features --tests --examples -q
 start=$(date +%s)

@@ -62,7 +62,8 @@ pub struct FaultCounts {
     pub short_transfers: u64,
     /// Syscalls answered with `EINTR` (nonblocking I/O, `epoll_wait`).
     pub interrupted: u64,
-    /// Readiness reported for an fd that was not ready (epoll).
+    /// Readiness reported for an fd that may not be ready (an epoll event, or a uring poll that
+    /// completes at once).
     pub spurious_wakeups: u64,
     /// uring ops completed with `ECANCELED` before they started.
     pub cancelled_before_start: u64,

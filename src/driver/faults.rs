@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | short transfer | an op's read or write (both backends) | a stream read or write may move fewer bytes than asked |
 //! | `EINTR` | an op's nonblocking syscall, `epoll_wait` | a signal may interrupt any of them |
-//! | spurious wakeup | epoll readiness | readiness is a hint: the syscall may then say `EAGAIN` |
+//! | spurious wakeup | epoll readiness, uring readiness polls | readiness is a hint: the syscall may then say `EAGAIN` |
 //! | cancelled before start | a uring op's submission | `ECANCELED` for an op the kernel never ran |
 //! | multishot end | a uring multishot's submission | a multishot may end at once (`ENOBUFS`, no `F_MORE`) |
 //! | submit refused | `io_uring_enter` | `EBUSY` / `EAGAIN` when completions are backed up |

@@ -247,6 +247,13 @@ impl DriverCell {
                 }
                 // Submits the op's SQE; `Err` if it could not be queued (it never started).
                 let submit = |u: &mut UringDriver, op: &mut OpCore<T>| {
+                    if let Some(result) = op.data.as_ref().and_then(|d| d.spurious_result())
+                        && self.counters.faults.inject(Fault::SpuriousWakeup)
+                    {
+                        // Readiness is a hint: report it when the fd may not be ready.
+                        op.slot = Slot::Submitted(u.complete_spuriously(result, cx.waker()));
+                        return Ok(());
+                    }
                     let key = u.submit_op(op.data_mut().sqe(), cx.waker())?;
                     op.slot = Slot::Submitted(key);
                     Ok::<(), io::Error>(())

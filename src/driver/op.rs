@@ -80,6 +80,13 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         let _ = res;
     }
 
+    /// uring half, fault injection: the result a spurious completion of this op would carry
+    /// (a readiness poll reporting ready when the fd is not). `None` for ops that cannot complete
+    /// spuriously.
+    fn spurious_result(&self) -> Option<i32> {
+        None
+    }
+
     /// The op never reached the kernel: its SQE could not be queued (`err`). By default the
     /// error is its result; an op that owns a resource the kernel was to consume (a `Close`'s
     /// fd) releases it here instead.

@@ -477,6 +477,16 @@ impl UringDriver {
         Ok(key)
     }
 
+    /// Fault injection: an op that completes with `result` without reaching the kernel (a
+    /// spurious readiness report). Its completion comes with the next reap.
+    pub(super) fn complete_spuriously(&mut self, result: i32, waker: &Waker) -> usize {
+        let key = self.ops.insert(Lifecycle::Waiting(waker.clone()));
+        self.in_flight += 1;
+        self.late.push((key as u64, result, 0));
+        Counters::bump(&self.counters.ops_submitted);
+        key
+    }
+
     /// Wakes the sleeping uring loop `target` with a `MSG_RING` from this ring, submitted now:
     /// the wake must reach its target whatever this loop does next (its main future may have
     /// returned, or the task may block its thread), so it cannot wait for this loop's next ring

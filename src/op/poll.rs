@@ -66,6 +66,10 @@ unsafe impl Operation for PollAdd {
     fn complete(self, res: io::Result<u32>) -> io::Result<()> {
         res.map(|_| ())
     }
+
+    fn spurious_result(&self) -> Option<i32> {
+        Some(i32::from(poll_events(self.dir)))
+    }
 }
 
 enum WaitState {
