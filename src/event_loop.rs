@@ -121,12 +121,12 @@ impl LoopInner {
         for id in ids.drain(..) {
             // Taking the id clears the task's remote flag (acquiring what its waker published);
             // a task already queued, or gone, is not queued again.
-            let header = if id == MAIN_ID {
-                Some(self.main.clone())
+            let queue = if id == MAIN_ID {
+                self.main.take_remote_wake()
             } else {
-                self.executor.header(id)
+                self.executor.take_remote_wake(id)
             };
-            if header.is_some_and(|h| h.take_remote_wake()) {
+            if queue {
                 self.executor.schedule(id);
             }
         }

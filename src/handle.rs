@@ -409,6 +409,30 @@ mod loom_model {
         Pin::new(f).poll(&mut Context::from_waker(waker))
     }
 
+    /// The handle's result, given its first poll's outcome (after the task's thread ended): if
+    /// that poll was pending, the awaiter must have been woken and a second poll must resolve.
+    fn settled<T>(
+        first: Poll<Result<T, JoinError>>,
+        handle: &mut RemoteJoinHandle<T>,
+        count: &Count,
+        waker: &Waker,
+    ) -> Result<T, JoinError> {
+        match first {
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                assert_eq!(
+                    count.0.load(Ordering::Acquire),
+                    1,
+                    "the awaiter was not woken"
+                );
+                match poll_once(handle, waker) {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => panic!("woken, but no result"),
+                }
+            }
+        }
+    }
+
     /// The task finishes on its loop's thread while another thread awaits the handle: the
     /// awaiting side is woken if it went pending, and gets the output exactly once.
     #[test]
@@ -419,20 +443,7 @@ mod loom_model {
             let (count, waker) = counting_waker();
             let first = poll_once(&mut handle, &waker);
             task.join().unwrap();
-            let result = match first {
-                Poll::Ready(r) => r,
-                Poll::Pending => {
-                    assert_eq!(
-                        count.0.load(Ordering::Acquire),
-                        1,
-                        "the awaiter was not woken"
-                    );
-                    match poll_once(&mut handle, &waker) {
-                        Poll::Ready(r) => r,
-                        Poll::Pending => panic!("woken, but no result"),
-                    }
-                }
-            };
+            let result = settled(first, &mut handle, &count, &waker);
             assert_eq!(result.unwrap(), 5);
         });
     }
@@ -495,20 +506,7 @@ mod loom_model {
             let (count, waker) = counting_waker();
             let first = poll_once(&mut handle, &waker);
             task.join().unwrap();
-            let result = match first {
-                Poll::Ready(r) => r,
-                Poll::Pending => {
-                    assert_eq!(
-                        count.0.load(Ordering::Acquire),
-                        1,
-                        "the awaiter was not woken"
-                    );
-                    match poll_once(&mut handle, &waker) {
-                        Poll::Ready(r) => r,
-                        Poll::Pending => panic!("woken, but no result"),
-                    }
-                }
-            };
+            let result = settled(first, &mut handle, &count, &waker);
             assert!(result.unwrap_err().is_cancelled());
         });
     }

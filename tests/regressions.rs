@@ -596,8 +596,8 @@ mod driver {
         (s, peer)
     }
 
-    /// Starts `fut` (one poll) and drops it: an op left in flight, its future gone.
-    async fn start_and_drop<F: Future>(fut: F) {
+    /// Starts `fut` (one poll, which must leave it pending: its op is in flight) and returns it.
+    async fn started<F: Future>(fut: F) -> Pin<Box<F>> {
         let mut fut = Box::pin(fut);
         poll_fn(|cx| {
             assert!(
@@ -607,6 +607,12 @@ mod driver {
             Poll::Ready(())
         })
         .await;
+        fut
+    }
+
+    /// Starts `fut` and drops it: an op left in flight, its future gone.
+    async fn start_and_drop<F: Future>(fut: F) {
+        drop(started(fut).await);
     }
 
     both_backends! {
@@ -645,13 +651,7 @@ mod driver {
         fn readv_with_an_empty_first_buffer_takes_what_a_dropped_read_left(lp: &mut EventLoop) {
             lp.run_until_complete(async {
                 let (s, mut peer) = pair().await;
-                let read = s.read(Vec::with_capacity(64));
-                let mut read = Box::pin(read);
-                poll_fn(|cx| {
-                    assert!(read.as_mut().poll(cx).is_pending());
-                    Poll::Ready(())
-                })
-                .await;
+                let read = started(s.read(Vec::with_capacity(64))).await;
                 peer.write_all(b"left").unwrap();
                 std::thread::sleep(Duration::from_millis(50));
                 // On uring the dropped read may already hold the bytes: they are stashed.
@@ -673,13 +673,7 @@ mod driver {
         fn a_reset_seen_by_a_dropped_read_reaches_the_next_read(lp: &mut EventLoop) {
             lp.run_until_complete(async {
                 let (s, peer) = pair().await;
-                let read = s.read(Vec::with_capacity(64));
-                let mut read = Box::pin(read);
-                poll_fn(|cx| {
-                    assert!(read.as_mut().poll(cx).is_pending());
-                    Poll::Ready(())
-                })
-                .await;
+                let read = started(s.read(Vec::with_capacity(64))).await;
                 // The peer resets the connection (linger 0) while the read is in flight, and the
                 // read's future is dropped before the loop looks at its completion.
                 socket2::SockRef::from(&peer).set_linger(Some(Duration::ZERO)).unwrap();

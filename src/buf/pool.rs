@@ -300,7 +300,7 @@ impl Pool {
         let idx = tail.get() & (self.count - 1);
         let entry = entries.ptr.as_ptr().cast::<RingEntry>();
         // SAFETY: `idx < count` and the region holds `count` entries of `RingEntry`'s layout
-        // (checked against the kernel's struct below). The kernel reads only the entries between
+        // (asserted equal to `BufRingEntry`'s at the top of this file). The kernel reads only the entries between
         // its head and the published tail, and this one lies past the tail. Each field is
         // written through a raw pointer, never a reference to the whole entry: the first
         // entry's last field is the ring's tail, which the kernel reads concurrently and which

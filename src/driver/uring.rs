@@ -334,9 +334,7 @@ impl UringDriver {
         self.multis += 1;
         if self.counters.faults.inject(Fault::MultishotEnd) {
             // Ended before its first completion (no F_MORE): the pool ran dry, or cancelled.
-            self.in_flight += 1;
-            self.late.push((key as u64, -ends_with, 0));
-            Counters::bump(&self.counters.ops_submitted);
+            self.complete_without_kernel(key, -ends_with);
             return Ok(key);
         }
         let entry = entry.user_data(key as u64);
@@ -461,9 +459,7 @@ impl UringDriver {
         let key = self.ops.insert(Lifecycle::Waiting(waker.clone()));
         if !self.closing && self.counters.faults.inject(Fault::CancelledBeforeStart) {
             // Cancelled before it started: nothing of it reached the kernel.
-            self.in_flight += 1;
-            self.late.push((key as u64, -libc::ECANCELED, 0));
-            Counters::bump(&self.counters.ops_submitted);
+            self.complete_without_kernel(key, -libc::ECANCELED);
             return Ok(key);
         }
         let entry = entry.user_data(key as u64);
@@ -481,10 +477,16 @@ impl UringDriver {
     /// spurious readiness report). Its completion comes with the next reap.
     pub(super) fn complete_spuriously(&mut self, result: i32, waker: &Waker) -> usize {
         let key = self.ops.insert(Lifecycle::Waiting(waker.clone()));
+        self.complete_without_kernel(key, result);
+        key
+    }
+
+    /// Fault injection: the op in slot `key` ends with `result` (its final completion, at the
+    /// next reap) without its SQE ever reaching the kernel.
+    fn complete_without_kernel(&mut self, key: usize, result: i32) {
         self.in_flight += 1;
         self.late.push((key as u64, result, 0));
         Counters::bump(&self.counters.ops_submitted);
-        key
     }
 
     /// Wakes the sleeping uring loop `target` with a `MSG_RING` from this ring, submitted now:

@@ -99,12 +99,13 @@ impl Executor {
         JoinHandle::new(task)
     }
 
-    /// The waker state of live task `id`; `None` once it finished.
-    pub(crate) fn header(&self, id: u64) -> Option<Arc<TaskWaker>> {
+    /// The loop took task `id`'s wake from the remote queue: clears its remote flag (see
+    /// `TaskWaker::take_remote_wake`) and says whether it must be queued (false once it finished).
+    pub(crate) fn take_remote_wake(&self, id: u64) -> bool {
         let (key, generation) = split_id(id);
         match self.tasks.borrow().get(key) {
-            Some((g, t)) if *g == generation => Some(t.header().clone()),
-            _ => None,
+            Some((g, t)) if *g == generation => t.header().take_remote_wake(),
+            _ => false,
         }
     }
 
