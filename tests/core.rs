@@ -61,7 +61,7 @@ both_backends! {
             }
             sum
         });
-        assert_eq!(out, (0..100u64).map(|i| i * 2).sum());
+        assert_eq!(out, (0..100u64).map(|i| i * 2).sum::<u64>());
         assert_eq!(lp.stats().tasks_spawned, 100);
     }
 

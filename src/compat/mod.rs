@@ -9,6 +9,7 @@
 //! | `futures-io` | `futures_io::AsyncRead`, `futures_io::AsyncWrite` |
 //! | `tokio-io` | `tokio::io::AsyncRead`, `tokio::io::AsyncWrite` |
 //! | `hyper` | `hyper::rt::Read`, `hyper::rt::Write`, plus [`hyper::LocalExec`](self::hyper) and [`hyper::Timer`](self::hyper) |
+//! | `axum` | everything of `hyper`, plus [`axum::serve`](self::axum::serve): an `axum::Router` on a ringloop listener |
 //!
 //! # How it works: readiness, no copy
 //!
@@ -56,6 +57,8 @@
 //! });
 //! ```
 
+#[cfg(feature = "axum")]
+pub mod axum;
 #[cfg(feature = "futures-io")]
 mod futures_io;
 #[cfg(feature = "hyper")]
