@@ -12,3 +12,15 @@ cargo clippy --all-targets --all-features -- -D warnings
 
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+echo "== no tokio runtime unless asked for"
+# Default features: tokio is not a dependency at all. With `axum` (whose ConnectInfo needs axum's
+# tokio feature) tokio is compiled, but its multi-thread runtime only comes with `tokio-compat`.
+if cargo tree -e normal -i tokio 2>/dev/null | grep -q '^tokio'; then
+    echo "tokio is a dependency with default features:"; cargo tree -e normal -i tokio; exit 1
+fi
+if cargo tree -e normal,features --features axum -i tokio 2>/dev/null | grep -q 'rt-multi-thread'; then
+    echo "the axum feature pulls in tokio's multi-thread runtime"; exit 1
+fi
+cargo tree -e normal,features --features tokio-compat -i tokio | grep -q 'rt-multi-thread' \
+    || { echo "tokio-compat does not enable tokio's runtime (is the check above still right?)"; exit 1; }

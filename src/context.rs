@@ -95,8 +95,21 @@ pub(crate) fn current_timers() -> Option<Rc<RefCell<TimerStore>>> {
     current().map(|inner| inner.timers.clone())
 }
 
-/// Marks a loop as running on this thread for as long as it lives.
-pub(crate) struct Enter;
+/// Marks a loop as running on this thread for as long as it lives (and, with `tokio-compat`, keeps
+/// the thread in a tokio runtime context meanwhile).
+pub(crate) struct Enter {
+    #[cfg(feature = "tokio-compat")]
+    _tokio: Option<tokio::runtime::EnterGuard<'static>>,
+}
+
+impl Enter {
+    fn entered() -> Enter {
+        Enter {
+            #[cfg(feature = "tokio-compat")]
+            _tokio: crate::compat::enter_tokio(),
+        }
+    }
+}
 
 impl Enter {
     pub(crate) fn new(inner: &Rc<LoopInner>) -> Enter {
@@ -112,7 +125,7 @@ impl Enter {
             }
             *c = Some(inner.clone());
         });
-        Enter
+        Enter::entered()
     }
 
     /// Like `new`, but if another loop is running just returns `None`.
@@ -124,10 +137,11 @@ impl Enter {
                     return None;
                 }
                 *c = Some(inner.clone());
-                Some(Enter)
+                Some(())
             })
             .ok()
             .flatten()
+            .map(|()| Enter::entered())
     }
 }
 

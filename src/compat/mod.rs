@@ -9,6 +9,7 @@
 //! | `futures-io` | `futures_io::AsyncRead`, `futures_io::AsyncWrite` |
 //! | `tokio-io` | `tokio::io::AsyncRead`, `tokio::io::AsyncWrite` |
 //! | `hyper` | `hyper::rt::Read`, `hyper::rt::Write`, plus [`hyper::LocalExec`](self::hyper) and [`hyper::Timer`](self::hyper) |
+//! | `tokio-compat` | no traits: every loop runs in a tokio runtime context, so `tokio::spawn`, `tokio::time` and `tokio::net` work in ringloop tasks (see [`tokio_handle`]) |
 //! | `axum` | everything of `hyper`, plus [`axum::serve`](self::axum::serve): an `axum::Router` on a ringloop listener |
 //!
 //! # How it works: readiness, no copy
@@ -63,6 +64,12 @@ pub mod axum;
 mod futures_io;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[cfg(feature = "tokio-compat")]
+mod tokio_context;
+#[cfg(feature = "tokio-compat")]
+pub(crate) use tokio_context::enter as enter_tokio;
+#[cfg(feature = "tokio-compat")]
+pub use tokio_context::tokio_handle;
 #[cfg(feature = "tokio-io")]
 mod tokio_io;
 
