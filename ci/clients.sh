@@ -2,7 +2,10 @@
 # The poll-based ecosystem on ringloop, checked by real clients on both backends: curl (HTTP/1.1
 # and h2c), h2load and wrk against the hyper_server example; hyper_client; openssl s_client and
 # the example's own client against tls_echo; the websocket example's client against its server.
-# Installs curl, wrk, nghttp2-client (h2load) and openssl from Debian's packages when missing.
+# Then the axum app (curl, h2load, wrk, graceful shutdown) and the gRPC example (its own tonic client
+# and Python's grpcio).
+# Installs curl, wrk, nghttp2-client (h2load) and openssl from Debian's packages when missing,
+# and grpcio from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/lib.sh
@@ -12,7 +15,11 @@ need h2load nghttp2-client
 need openssl openssl
 
 cargo build --examples --all-features
+cargo build -p ringloop-grpc --bins
 bin=target/debug/examples
+# grpcio: a gRPC client from PyPI, with grpcio-tools to compile the proto for it.
+python3 -c 'import grpc, grpc_tools' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check grpcio grpcio-tools
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
 head -c $((10 << 20)) /dev/urandom > "$tmp/body"
@@ -81,5 +88,72 @@ for backend in uring epoll; do
         || fail "the websocket client"
     kill $server; wait $server 2>/dev/null || true
     echo "websocket: ok"
+
+    echo "== axum_app on $backend"
+    "$bin/axum_app" 127.0.0.1:0 2>"$tmp/axum.err" &
+    server=$!
+    wait_port "$tmp/axum.err" axum_app $server
+    grep -q "backend: $backend" "$tmp/axum.err" || fail "axum_app did not report $backend"
+    url="http://127.0.0.1:$port"
+    for proto in --http1.1 --http2-prior-knowledge; do
+        [ "$(curl -sS $proto "$url/")" = "Hello, world!" ] || fail "axum GET / with $proto"
+        [ "$(curl -sS $proto "$url/users/42")" = '{"id":42}' ] || fail "axum /users/42 with $proto"
+        [ "$(curl -sS $proto "$url/search?q=ring&limit=3")" = '{"q":"ring","limit":3}' ] \
+            || fail "axum query extractor with $proto"
+        got=$(curl -sS $proto -H 'content-type: application/json' -d '{"name":"ada"}' \
+            -w ' %{http_code}' "$url/users")
+        [[ "$got" =~ ^\{\"id\":[0-9]+,\"name\":\"ada\"\}\ 201$ ]] || fail "axum POST /users: $got"
+        [ "$(curl -sS $proto "$url/stream/1000" | wc -l)" = 1000 ] || fail "axum streamed body"
+        [ "$(curl -sS $proto --compressed -o /dev/null -w '%{size_download}' "$url/stream/1000")" -lt 5000 ] \
+            || fail "axum did not compress /stream for a client that accepts gzip"
+        [ "$(curl -sS $proto -o /dev/null -w '%{http_code}' "$url/nowhere")" = 404 ] || fail "axum 404"
+    done
+    [ "$(curl -sS -o /dev/null -w '%{http_version}' --http2-prior-knowledge "$url/")" = 2 ] \
+        || fail "axum_app did not speak HTTP/2"
+    # The body limit answers 413 before reading the body. Over HTTP/2 the server then resets the
+    # stream (NO_ERROR, as RFC 9113 8.1 allows); curl 7.88 drops the answer then, nghttp shows it.
+    [ "$(curl -sS -o /dev/null -w '%{http_code}' --data-binary @"$tmp/body" "$url/echo")" = 413 ] \
+        || fail "axum's body limit let 10 MiB through over HTTP/1.1"
+    timeout 10 nghttp -v -d "$tmp/body" "$url/echo" > "$tmp/nghttp.out" 2>&1 || true
+    grep -q ":status: 413" "$tmp/nghttp.out" || { cat "$tmp/nghttp.out" | head -30; fail "axum's body limit over h2c"; }
+    echo "curl: axum routes over HTTP/1.1 and h2c: ok"
+    h2load -n 20000 -c 16 -m 10 "$url/users/7" > "$tmp/h2load.out" 2>&1 || true
+    grep -q "20000 succeeded, 0 failed, 0 errored" "$tmp/h2load.out" || { cat "$tmp/h2load.out"; fail "h2load on axum"; }
+    wrk -c 64 -t 1 -d 2s "$url/users/7" > "$tmp/wrk.out" 2>&1
+    if grep -E "Socket errors|Non-2xx" "$tmp/wrk.out"; then fail "wrk saw errors on axum"; fi
+    grep -q "requests in" "$tmp/wrk.out" || { cat "$tmp/wrk.out"; fail "wrk did not run"; }
+    echo "h2load and wrk on axum: ok"
+    # Graceful shutdown: a request in flight when SIGTERM arrives still gets its answer.
+    curl -sS "$url/slow/500" > "$tmp/slow.out" &
+    slow=$!
+    sleep 0.2
+    kill -TERM $server
+    wait $slow || fail "the request in flight failed on SIGTERM"
+    [ "$(cat "$tmp/slow.out")" = "slept 500 ms" ] || fail "the request in flight got '$(cat "$tmp/slow.out")'"
+    wait $server || fail "axum_app exited with an error after SIGTERM"
+    grep -q "axum_app: stopped" "$tmp/axum.err" || fail "axum_app did not stop gracefully"
+    echo "axum graceful shutdown: ok"
+
+    echo "== axum_pool on $backend"
+    "$bin/axum_pool" 127.0.0.1:0 --threads 2 2>"$tmp/pool.err" &
+    server=$!
+    wait_port "$tmp/pool.err" axum_pool $server
+    for _ in 1 2 3 4; do
+        [ "$(curl -sS "http://127.0.0.1:$port/users/5")" = '{"id":5}' ] || fail "axum_pool /users/5"
+    done
+    kill -TERM $server
+    wait $server || fail "axum_pool exited with an error after SIGTERM"
+    grep -q "axum_pool: stopped" "$tmp/pool.err" || fail "axum_pool did not stop"
+    echo "axum_pool: ok"
+
+    echo "== grpc_server on $backend"
+    target/debug/grpc_server 127.0.0.1:0 2>"$tmp/grpc.err" &
+    server=$!
+    wait_port "$tmp/grpc.err" grpc_server $server
+    grep -q "backend: $backend" "$tmp/grpc.err" || fail "grpc_server did not report $backend"
+    timeout 60 target/debug/grpc_client "127.0.0.1:$port" || fail "the tonic client on ringloop"
+    timeout 120 python3 ci/grpc_check.py "127.0.0.1:$port" examples/grpc/proto || fail "python grpcio"
+    kill -TERM $server; wait $server 2>/dev/null || true
+    echo "grpc: ok"
 done
 echo "clients: ok"

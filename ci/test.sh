@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 unset RINGLOOP_BACKEND
 
 echo "== kernel $(uname -r); kernel.io_uring_disabled=$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo absent)"
-echo "== cargo test --all-features"
-cargo test --all-features
+echo "== cargo test --workspace --all-features"
+cargo test --workspace --all-features
