@@ -24,15 +24,36 @@ pub mod pb {
 
 use pb::{EchoReply, EchoRequest, SleepRequest, StatsReply, StatsRequest, StreamRequest};
 
-/// A sleep on the running loop's timers that is `Send`, as tonic's handler futures must be.
-pub fn sleep(d: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-    hyper::rt::Timer::sleep(&Timer, d)
+/// A sleep that is `Send`, as tonic's handler futures must be.
+pub type Sleeper = fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A sleep on the running ringloop loop's timers (through hyper's `Send` sleep).
+pub fn sleep(d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(hyper::rt::Timer::sleep(&Timer, d))
 }
 
-/// The service: stateless but for its counters.
-#[derive(Debug, Default, Clone)]
+/// The service: stateless but for its counters, and the sleep of the runtime that serves it.
+#[derive(Debug, Clone)]
 pub struct EchoService {
     counters: Arc<Counters>,
+    sleeper: Sleeper,
+}
+
+impl Default for EchoService {
+    /// The service on ringloop's timers.
+    fn default() -> Self {
+        EchoService::with_sleeper(sleep)
+    }
+}
+
+impl EchoService {
+    /// The service with another runtime's sleep (`tokio::time::sleep` for the tokio reference).
+    pub fn with_sleeper(sleeper: Sleeper) -> Self {
+        EchoService {
+            counters: Arc::default(),
+            sleeper,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -124,7 +145,7 @@ impl pb::echo_server::Echo for EchoService {
             counters: self.counters.clone(),
             finished: false,
         };
-        sleep(Duration::from_millis(millis)).await;
+        (self.sleeper)(Duration::from_millis(millis)).await;
         guard.finished = true;
         Ok(Response::new(EchoReply {
             message: format!("slept {millis} ms"),
@@ -145,12 +166,13 @@ impl pb::echo_server::Echo for EchoService {
 #[derive(Debug, Clone)]
 pub struct Deadline<S> {
     inner: S,
+    sleeper: Sleeper,
 }
 
 impl<S> Deadline<S> {
-    /// Wraps a service.
-    pub fn new(inner: S) -> Self {
-        Deadline { inner }
+    /// Wraps a service; `sleeper` is the serving runtime's sleep.
+    pub fn new(inner: S, sleeper: Sleeper) -> Self {
+        Deadline { inner, sleeper }
     }
 }
 
@@ -198,6 +220,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
         let fut = self.inner.call(req);
+        let sleep = self.sleeper;
         Box::pin(async move {
             let Some(after) = deadline else {
                 return fut.await;
@@ -212,9 +235,11 @@ where
     }
 }
 
-/// The service as an axum `Router`, ready for [`ringloop::compat::axum::serve`].
+/// The service as an axum `Router`, ready for [`ringloop::compat::axum::serve`] (or, with a tokio
+/// sleeper, `axum::serve` on tokio).
 pub fn router(service: EchoService) -> axum::Router {
-    let grpc = Deadline::new(pb::echo_server::EchoServer::new(service));
+    let sleeper = service.sleeper;
+    let grpc = Deadline::new(pb::echo_server::EchoServer::new(service), sleeper);
     axum::Router::new().route_service("/echo.Echo/{*method}", grpc)
 }
 

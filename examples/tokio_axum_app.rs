@@ -1,0 +1,84 @@
+//! The `axum_app` example's `Router` served by `axum::serve` on tokio: the reference the axum
+//! figures in BENCHMARKS.md compare ringloop with.
+//!
+//! ```text
+//! cargo run --release --example tokio_axum_app --features axum -- [ADDR] [--threads N]
+//! ```
+//!
+//! Without `--threads`, tokio's current_thread runtime (one thread, as one ringloop loop); with
+//! `--threads N`, the multi-thread runtime with N workers (as an `axum_pool` of N loops).
+//! `--no-timeout` leaves out tower-http's `TimeoutLayer`, as `axum_app` does without the
+//! `tokio-compat` feature.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[path = "support/axum_routes.rs"]
+mod routes;
+
+fn sleeper(d: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(tokio::time::sleep(d))
+}
+
+fn main() -> ExitCode {
+    let mut addr = "127.0.0.1:3000".to_owned();
+    let mut threads = None;
+    let mut timeout = Some(Duration::from_secs(10));
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--threads" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n > 0 => threads = Some(n),
+                _ => {
+                    eprintln!("usage: tokio_axum_app [ADDR] [--threads N] [--no-timeout]");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "--no-timeout" => timeout = None,
+            a => addr = a.to_owned(),
+        }
+    }
+    let rt = match threads {
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio_axum_app: cannot build a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(addr.as_str()).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tokio_axum_app: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Ok(a) = listener.local_addr() {
+            let kind = threads.map_or("current_thread".to_owned(), |n| format!("{n} workers"));
+            eprintln!("listening on {a} (tokio {kind})");
+        }
+        let app = routes::app(sleeper, timeout);
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tokio_axum_app: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
