@@ -410,3 +410,128 @@ proptest! {
         abandonment_case(ringloop::Backend::Epoll, &steps, chunk, wmicros);
     }
 }
+
+/// `PollIo::pooled`: reads from the loop's receive pool.
+mod pooled_reads {
+    use super::*;
+
+    /// Reads everything from `r` in reads of varying sizes (1 byte to 64 KiB), `stop` bytes at most.
+    async fn read_varied(r: &mut PollIo<TcpStream>, stop: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut i = 0usize;
+        while got.len() < stop {
+            let want = [1, 7, 100, 4096, 5000, 65536][i % 6].min(stop - got.len());
+            i += 1;
+            let n = poll_fn(|cx| r.poll_read(cx, &mut buf[..want]))
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    both_backends! {
+        /// `PollIo::pooled`: 8 MiB read in pieces of every size, in order, byte for byte; then the
+        /// stream taken back with `into_inner` reads the rest with the owned API, nothing lost.
+        fn pooled_poll_reads_keep_order_and_lose_nothing(lp: &mut EventLoop) {
+            let lp_backend = lp.backend();
+            lp.run_until_complete(async move {
+                const LEN: usize = 8 << 20;
+                const REST: usize = 1 << 20;
+                let (w, r) = tcp_pair().await;
+                let data = common::pattern(5, LEN + REST);
+                let expected = data.clone();
+                let writer = spawn(async move {
+                    for chunk in data.chunks(300_000) {
+                        let (res, _) = w.write_all(chunk.to_vec()).await;
+                        res.unwrap();
+                    }
+                });
+                let mut r = PollIo::pooled(r);
+                let before = ringloop::current_stats();
+                let mut got = read_varied(&mut r, LEN).await;
+                let after = ringloop::current_stats();
+                assert_eq!(got.len(), LEN);
+                if lp_backend == ringloop::Backend::Uring && !common::faults_on() {
+                    // The reads came from the pool: one completion per 4 KiB buffer at most.
+                    let (before, after) = (before.unwrap(), after.unwrap());
+                    let completions = after.completions - before.completions;
+                    assert!(completions >= (LEN / 4096) as u64, "{completions} completions: {after:?}");
+                }
+                let r = r.into_inner();
+                writer.await.unwrap();
+                let mut buf = Vec::with_capacity(64 * 1024);
+                while got.len() < LEN + REST {
+                    let (res, b) = r.read(buf).await;
+                    let n = res.unwrap();
+                    assert!(n > 0, "end of stream after {} bytes", got.len());
+                    got.extend_from_slice(&b[..n]);
+                    buf = b;
+                }
+                assert!(got == expected, "the bytes came out different");
+            });
+        }
+
+        /// With a receive pool of 2 buffers shared by 6 streams the pool runs dry: pooled reads fall
+        /// back to plain `recv` then, and every stream still gets its bytes in order.
+        fn pooled_poll_reads_survive_an_exhausted_pool(lp: &mut EventLoop) {
+            let backend = lp.backend();
+            let mut lp = ringloop::EventLoop::builder()
+                .backend(backend)
+                .recv_pool(2, 4096)
+                .build()
+                .unwrap();
+            lp.run_until_complete(async {
+                const LEN: usize = 1 << 20;
+                let mut readers = ringloop::TaskGroup::new();
+                for s in 0..6 {
+                    let (w, r) = tcp_pair().await;
+                    let data = common::pattern(s * 1000, LEN);
+                    spawn(async move {
+                        let (res, _) = w.write_all(data).await;
+                        res.unwrap();
+                    });
+                    readers.spawn(async move {
+                        let mut r = PollIo::pooled(r);
+                        let got = read_varied(&mut r, LEN).await;
+                        assert!(got == common::pattern(s * 1000, LEN), "stream {s} came out different");
+                    });
+                }
+                while let Some(res) = readers.join_next().await {
+                    res.unwrap();
+                }
+            });
+            lp.close();
+        }
+
+        /// hyper's HTTP/1.1 server on `PollIo::pooled` (as `compat::axum::serve` runs it): 200
+        /// echoes of bodies up to 1 MiB, each intact.
+        fn hyper_on_pooled_poll_reads(lp: &mut EventLoop) {
+            lp.run_until_complete(async {
+                let (client, server) = tcp_pair().await;
+                spawn(async move {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(Timer)
+                        .serve_connection(PollIo::pooled(server), hyper::service::service_fn(service));
+                    conn.await.unwrap();
+                });
+                let (mut h1, conn) =
+                    hyper::client::conn::http1::handshake(PollIo::new(client)).await.unwrap();
+                spawn(async move { drop(conn.await) });
+                for i in 0..200usize {
+                    let body = common::pattern(i, (i * 5243) % (1 << 20));
+                    let req = Request::post("/echo")
+                        .header("host", "localhost")
+                        .body(Full::new(Bytes::from(body.clone())))
+                        .unwrap();
+                    let got = body_of(h1.send_request(req).await.unwrap()).await;
+                    assert!(got == body, "echo {i} came back different");
+                }
+            });
+        }
+    }
+}

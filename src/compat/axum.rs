@@ -186,7 +186,7 @@ async fn run(
                 };
                 let (builder, conns) = (Rc::clone(&builder), Rc::clone(&conns));
                 crate::spawn(async move {
-                    let conn = builder.serve_connection(PollIo::new(stream), service);
+                    let conn = builder.serve_connection(PollIo::pooled(stream), service);
                     serve_one(conn, &conns).await;
                 });
             }

@@ -163,6 +163,37 @@ fn poll_from_ring(
         pool.wait_for_buffer(cx.waker());
         return Poll::Pending;
     }
+    arm_ring_recv(fd, driver, pool, cx)?;
+    Poll::Pending
+}
+
+/// For `PollIo`'s pooled reads: arms the stream's multishot receive into the loop's buffer ring
+/// (the waker waits on the stream's queue) and returns `Some(Ok)`, or `None` where that does not
+/// apply (epoll, a free-list pool, no multishot receive, an exhausted pool, a loop whose pool
+/// cannot be made): the caller reads with a plain `recv` then. Call it only when nothing is armed
+/// on the stream, or bytes could be read out of order.
+pub(crate) fn try_arm_ring_recv(
+    fd: &SharedFd,
+    driver: &Rc<DriverCell>,
+    cx: &mut Context<'_>,
+) -> Option<io::Result<()>> {
+    if !driver.fast().multishot_recv {
+        return None;
+    }
+    let pool = driver.recv_pool().ok()?;
+    if !pool.is_ring() || pool.exhausted() {
+        return None;
+    }
+    Some(arm_ring_recv(fd, driver, &pool, cx))
+}
+
+/// Arms the stream's receive into the buffer ring: multishot where the kernel has it.
+fn arm_ring_recv(
+    fd: &SharedFd,
+    driver: &Rc<DriverCell>,
+    pool: &Rc<Pool>,
+    cx: &mut Context<'_>,
+) -> io::Result<()> {
     let multishot = driver.fast().multishot_recv;
     let entry = if multishot {
         opcode::RecvMulti::new(Fd(fd.raw()), POOL_GROUP).build()
@@ -181,8 +212,7 @@ fn poll_from_ring(
         (deliver_recv, libc::ENOBUFS),
         multishot,
         cx,
-    )?;
-    Poll::Pending
+    )
 }
 
 /// The marker inside the error `poll_from_list` makes when the pool is exhausted.
