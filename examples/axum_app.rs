@@ -19,8 +19,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ringloop::net::TcpListener;
-
+#[path = "support/axum_main.rs"]
+mod axum_main;
 #[path = "support/axum_routes.rs"]
 mod routes;
 
@@ -44,50 +44,6 @@ fn main() -> ExitCode {
             a => addr = a.to_owned(),
         }
     }
-    let mut lp = match ringloop::EventLoop::new() {
-        Ok(lp) => lp,
-        Err(e) => {
-            eprintln!("axum_app: cannot build an event loop: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let backend = lp.backend();
-    lp.run_until_complete(async move {
-        let listener = match TcpListener::bind(addr.as_str()) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("axum_app: cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let timeout = cfg!(feature = "tokio-compat").then_some(Duration::from_secs(10));
-        let app = routes::app(sleeper, timeout);
-        let mut term = match ringloop::signal::signal(ringloop::signal::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("axum_app: cannot listen for SIGTERM: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let interrupted = ringloop::signal::ctrl_c();
-        let stop = async move {
-            futures::future::select(Box::pin(term.wait()), Box::pin(interrupted)).await;
-            eprintln!("axum_app: signal received, finishing the requests in flight");
-        };
-        let server = ringloop::compat::axum::serve(listener, app).with_graceful_shutdown(stop);
-        match server.local_addr() {
-            Ok(a) => eprintln!("listening on {a} (backend: {backend})"),
-            Err(e) => eprintln!("axum_app: {e}"),
-        }
-        match server.await {
-            Ok(()) => {
-                eprintln!("axum_app: stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("axum_app: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    let timeout = cfg!(feature = "tokio-compat").then_some(Duration::from_secs(10));
+    axum_main::serve("axum_app", &addr, routes::app(sleeper, timeout))
 }

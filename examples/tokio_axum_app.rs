@@ -15,6 +15,8 @@ use std::time::Duration;
 
 #[path = "support/axum_routes.rs"]
 mod routes;
+#[path = "support/tokio_axum_main.rs"]
+mod tokio_axum_main;
 
 fn sleeper(d: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(tokio::time::sleep(d))
@@ -38,47 +40,10 @@ fn main() -> ExitCode {
             a => addr = a.to_owned(),
         }
     }
-    let rt = match threads {
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    };
-    let rt = match rt {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tokio_axum_app: cannot build a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(addr.as_str()).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("tokio_axum_app: cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Ok(a) = listener.local_addr() {
-            let kind = threads.map_or("current_thread".to_owned(), |n| format!("{n} workers"));
-            eprintln!("listening on {a} (tokio {kind})");
-        }
-        let app = routes::app(sleeper, timeout);
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        match axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("tokio_axum_app: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    tokio_axum_main::serve(
+        "tokio_axum_app",
+        &addr,
+        threads,
+        routes::app(sleeper, timeout),
+    )
 }

@@ -9,6 +9,9 @@
 #   compat::axum::serve vs axum::serve on tokio; h2load req/s and CPU per request at a fixed rate.
 # - axum on two threads: `axum_pool --threads 2` vs tokio's multi-thread runtime with 2 workers,
 #   wrk unpinned (server and client share the two cores: noisy, reported as such).
+# - What `tokio-compat` costs: `axum_app` built with it, so tower-http's TimeoutLayer (a
+#   tokio::time sleep per request, on the tokio runtime's thread) is on, vs tokio with the same
+#   layer ("uring+compat" and "tokio+timeout": the axum single-thread figures only).
 #
 # Single-thread servers are pinned to CPU 0 and the clients to CPU 1; servers alternate within
 # each round. Prints each round, then medians and ratios to tokio.
@@ -23,12 +26,14 @@ secs=${2:-5}
 for tool in h2load:nghttp2-client wrk:wrk; do
     command -v "${tool%%:*}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${tool#*:}" >/dev/null; }
 done
+out=$(mktemp -d)
+cargo build --release --features axum,tokio-compat --example axum_app 2>/dev/null
+cp target/release/examples/axum_app "$out/axum_app_compat"
 cargo build --release --features axum --example axum_app --example axum_pool --example tokio_axum_app 2>/dev/null
 cargo build --release -p ringloop-grpc --bins 2>/dev/null
 ex=target/release/examples
 bin=target/release
 port=18090
-out=$(mktemp -d)
 hz=$(getconf CLK_TCK)
 # One gRPC frame: no compression, length 66, then EchoRequest { message: 64 x "x" }.
 printf '\x00\x00\x00\x00\x42\x0a\x40%s' "$(head -c 64 /dev/zero | tr '\0' x)" > "$out/unary.bin"
@@ -55,19 +60,25 @@ cpu_per_request() {
 }
 
 for round in $(seq "$rounds"); do
-    for mode in uring epoll tokio; do
-        if [ $mode = tokio ]; then
-            axum=("$ex/tokio_axum_app" --no-timeout); grpcsrv=("$bin/tokio_grpc_server")
-        else
-            export RINGLOOP_BACKEND=$mode
-            axum=("$ex/axum_app"); grpcsrv=("$bin/grpc_server")
-        fi
+    for mode in uring epoll tokio uring+compat tokio+timeout; do
+        case $mode in
+            tokio) axum=("$ex/tokio_axum_app" --no-timeout); grpcsrv=("$bin/tokio_grpc_server") ;;
+            tokio+timeout) axum=("$ex/tokio_axum_app") ;;
+            uring+compat) export RINGLOOP_BACKEND=uring; axum=("$out/axum_app_compat") ;;
+            *) export RINGLOOP_BACKEND=$mode; axum=("$ex/axum_app"); grpcsrv=("$bin/grpc_server") ;;
+        esac
         url="http://127.0.0.1:$port"
         start 0 "${axum[@]}"
         w=$(wrkrate 1 "$url/users/7")
         h2=$(h2rate -c 64 -m 10 -D "$secs" --warm-up-time=1 "$url/users/7")
         cpu=$(cpu_per_request "$url/users/7")
         stop
+        if [[ $mode == *+* ]]; then
+            unset RINGLOOP_BACKEND
+            echo "round $round $mode: axum wrk $w, h2load $h2 req/s, $cpu us/req" | tee -a "$out/log"
+            echo "$mode $w $h2 $cpu" >> "$out/compat"
+            continue
+        fi
         start 0 "${grpcsrv[@]}"
         g=$(h2rate -c 64 -m 10 -D "$secs" --warm-up-time=1 "${grpc[@]}" "$url/echo.Echo/Unary")
         gcpu=$(cpu_per_request "${grpc[@]}" "$url/echo.Echo/Unary")
@@ -81,7 +92,7 @@ for round in $(seq "$rounds"); do
         echo "$mode $w $h2 $cpu $g $gcpu $w2" >> "$out/data"
     done
 done
-python3 - "$out/data" <<'PY'
+python3 - "$out/data" "$out/compat" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -97,4 +108,17 @@ for i, name in enumerate(names):
     cells = [f"{med[m][i]:,.2f}" if "CPU" in name else f"{med[m][i]:,.0f}" for m in ["uring", "epoll", "tokio"]]
     cells = [f"{c} ({med[m][i] / t[i]:.2f}x)" for c, m in zip(cells, ["uring", "epoll", "tokio"])]
     print(f"| {name} | " + " | ".join(cells) + " |")
+comp = {}
+for line in open(sys.argv[2]):
+    mode, *vals = line.split()
+    comp.setdefault(mode, []).append([float(v) for v in vals])
+cm = {m: [statistics.median(col) for col in zip(*v)] for m, v in comp.items()}
+u, t = cm["uring+compat"], cm["tokio+timeout"]
+print()
+print("With tower-http's TimeoutLayer (tokio::time through tokio-compat on ringloop):")
+print("| | uring+compat | tokio+timeout |")
+print("|---|---|---|")
+for i, name in enumerate(names[:3]):
+    fmt = (lambda v: f"{v:,.2f}") if "CPU" in name else (lambda v: f"{v:,.0f}")
+    print(f"| {name} | {fmt(u[i])} ({u[i] / t[i]:.2f}x) | {fmt(t[i])} (1.00x) |")
 PY

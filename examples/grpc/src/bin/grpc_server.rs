@@ -8,8 +8,10 @@
 
 use std::process::ExitCode;
 
-use ringloop::net::TcpListener;
 use ringloop_grpc::{EchoService, router};
+
+#[path = "../../../support/axum_main.rs"]
+mod axum_main;
 
 fn main() -> ExitCode {
     let mut addr = "127.0.0.1:50051".to_owned();
@@ -22,48 +24,5 @@ fn main() -> ExitCode {
             a => addr = a.to_owned(),
         }
     }
-    let mut lp = match ringloop::EventLoop::new() {
-        Ok(lp) => lp,
-        Err(e) => {
-            eprintln!("grpc_server: cannot build an event loop: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let backend = lp.backend();
-    lp.run_until_complete(async move {
-        let listener = match TcpListener::bind(addr.as_str()) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("grpc_server: cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let mut term = match ringloop::signal::signal(ringloop::signal::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("grpc_server: cannot listen for SIGTERM: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let interrupted = ringloop::signal::ctrl_c();
-        let stop = async move {
-            futures::future::select(Box::pin(term.wait()), Box::pin(interrupted)).await;
-        };
-        let server = ringloop::compat::axum::serve(listener, router(EchoService::default()))
-            .with_graceful_shutdown(stop);
-        match server.local_addr() {
-            Ok(a) => eprintln!("listening on {a} (backend: {backend})"),
-            Err(e) => eprintln!("grpc_server: {e}"),
-        }
-        match server.await {
-            Ok(()) => {
-                eprintln!("grpc_server: stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("grpc_server: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    axum_main::serve("grpc_server", &addr, router(EchoService::default()))
 }

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use ringloop_grpc::{EchoService, router};
 
+#[path = "../../../support/tokio_axum_main.rs"]
+mod tokio_axum_main;
+
 fn sleeper(d: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(tokio::time::sleep(d))
 }
@@ -21,46 +24,6 @@ fn main() -> ExitCode {
             a => addr = a.to_owned(),
         }
     }
-    let rt = match threads {
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n.max(1))
-            .enable_all()
-            .build(),
-    };
-    let rt = match rt {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tokio_grpc_server: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(addr.as_str()).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("tokio_grpc_server: cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Ok(a) = listener.local_addr() {
-            eprintln!("listening on {a} (tokio)");
-        }
-        let app = router(EchoService::with_sleeper(sleeper));
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        match axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("tokio_grpc_server: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    let app = router(EchoService::with_sleeper(sleeper));
+    tokio_axum_main::serve("tokio_grpc_server", &addr, threads, app)
 }
