@@ -30,7 +30,7 @@ struct State {
     threads: usize,
     /// Under the model checker only: threads exit once the queue is empty (loom's condition
     /// variable never times out, and a model must end with every thread done).
-    #[cfg(loom)]
+    #[cfg(ringloop_loom)]
     closing: bool,
 }
 
@@ -107,7 +107,7 @@ impl Pool {
                 state = self.lock();
                 continue;
             }
-            #[cfg(loom)]
+            #[cfg(ringloop_loom)]
             if state.closing {
                 state.threads -= 1;
                 return;
@@ -188,7 +188,7 @@ where
     handle
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, ringloop_loom))]
 mod loom_model {
     use super::*;
     use crate::sync::{AtomicU32, Ordering};

@@ -386,7 +386,7 @@ impl Shutdown {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, ringloop_loom))]
 mod loom_model {
     use super::*;
     use std::task::Wake;

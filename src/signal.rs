@@ -43,7 +43,7 @@ struct Slot {
 }
 
 impl Slot {
-    #[cfg(not(loom))]
+    #[cfg(not(ringloop_loom))]
     const fn new() -> Slot {
         Slot {
             signum: AtomicI32::new(0),
@@ -53,7 +53,7 @@ impl Slot {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(ringloop_loom)]
     fn new() -> Slot {
         Slot {
             signum: AtomicI32::new(0),
@@ -99,12 +99,12 @@ impl Slot {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(ringloop_loom))]
 static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 
 // Under the model checker, loom's atomics cannot live in a `static`; nothing but the models'
 // own slots is used there.
-#[cfg(loom)]
+#[cfg(ringloop_loom)]
 loom::lazy_static! {
     static ref TABLE: Vec<Slot> = (0..SLOTS).map(|_| Slot::new()).collect();
 }
@@ -521,7 +521,7 @@ impl Signals {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, ringloop_loom))]
 mod loom_model {
     use super::*;
     use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The synchronisation that threads share, in one place.
 //!
 //! Every atomic, lock, condition variable and thread that two threads touch is imported from
-//! here: std's in a normal build, [loom]'s under `RUSTFLAGS="--cfg loom"`, so that the protocols'
+//! here: std's in a normal build, [loom]'s under `RUSTFLAGS="--cfg ringloop_loom"`, so that the protocols'
 //! own code (not a copy of it) runs under the model checker. `ci/loom.sh` runs the models; each
 //! sits next to its protocol in a `loom_model` module:
 //!
@@ -22,20 +22,20 @@
 //!
 //! [loom]: https://docs.rs/loom
 
-#[cfg(loom)]
+#[cfg(ringloop_loom)]
 pub(crate) use loom::hint::spin_loop;
-#[cfg(loom)]
+#[cfg(ringloop_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-#[cfg(loom)]
+#[cfg(ringloop_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
-#[cfg(loom)]
+#[cfg(ringloop_loom)]
 pub(crate) use loom::thread;
 
-#[cfg(not(loom))]
+#[cfg(not(ringloop_loom))]
 pub(crate) use std::hint::spin_loop;
-#[cfg(not(loom))]
+#[cfg(not(ringloop_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(ringloop_loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
-#[cfg(not(loom))]
+#[cfg(not(ringloop_loom))]
 pub(crate) use std::thread;

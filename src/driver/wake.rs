@@ -249,7 +249,7 @@ mod tests {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, ringloop_loom))]
 mod loom_model {
     use super::*;
 

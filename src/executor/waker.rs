@@ -85,7 +85,7 @@ impl Wake for TaskWaker {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, ringloop_loom))]
 mod loom_model {
     use super::*;
 
