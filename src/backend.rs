@@ -148,6 +148,7 @@ pub(crate) const REQUIRED_OPCODES: &[(u8, &str)] = &[
     (opcode::RenameAt::CODE, "IORING_OP_RENAMEAT"),
     (opcode::MkDirAt::CODE, "IORING_OP_MKDIRAT"),
     (opcode::PollAdd::CODE, "IORING_OP_POLL_ADD"),
+    (opcode::Splice::CODE, "IORING_OP_SPLICE"),
 ];
 
 /// What the probe found beyond the required opcodes.
@@ -186,6 +187,10 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
         "setup-flags",
         "the ring is set up without SUBMIT_ALL and NO_SQARRAY",
     ),
+    (
+        "splice",
+        "send_file uses sendfile(2) after a readiness wait instead of two splices through a pipe",
+    ),
 ];
 
 /// Which io_uring fast paths a loop uses: those the kernel has and nobody switched off.
@@ -201,6 +206,8 @@ pub(crate) struct FastPaths {
     pub(crate) registered_ring: bool,
     /// `SUBMIT_ALL` and `NO_SQARRAY` are tried first at ring setup.
     pub(crate) setup_flags: bool,
+    /// `send_file` splices through a pipe on the ring (off on epoll: `sendfile(2)` there).
+    pub(crate) splice: bool,
 }
 
 impl FastPaths {
@@ -210,6 +217,7 @@ impl FastPaths {
         multishot_accept: true,
         registered_ring: true,
         setup_flags: true,
+        splice: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -225,6 +233,7 @@ impl FastPaths {
                     "multishot-accept" => &mut fast.multishot_accept,
                     "registered-ring" => &mut fast.registered_ring,
                     "setup-flags" => &mut fast.setup_flags,
+                    "splice" => &mut fast.splice,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(

@@ -40,6 +40,11 @@ impl File {
         File { fd: Arc::new(fd) }
     }
 
+    /// The fd, shared with the ops that use it.
+    pub(crate) fn shared_fd(&self) -> &FileFd {
+        &self.fd
+    }
+
     /// Opens a file read-only.
     ///
     /// # Errors

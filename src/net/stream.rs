@@ -312,6 +312,32 @@ macro_rules! stream_methods {
             self.io.write_all(buf)
         }
 
+        /// Sends `len` bytes of `file` from `offset` without copying them through user space,
+        /// looping over short transfers as `write_all` does; returns how many bytes went, fewer
+        /// than `len` only if the file ends first (0 from or past its end).
+        ///
+        /// On io_uring two `IORING_OP_SPLICE`s per chunk move page references through a pipe
+        /// that the thread keeps for it (up to 1 MiB a chunk); on epoll (or with
+        /// `RINGLOOP_DISABLE=splice`) `sendfile(2)` runs when the socket is writable, on the loop
+        /// thread: a file not in the page cache makes it wait for the disk there.
+        ///
+        /// Dropping the future cancels it as any write: some bytes may have gone, the stream
+        /// stays usable, and its next write waits for a splice still in the kernel.
+        ///
+        /// # Errors
+        ///
+        /// The kernel's error (`BrokenPipe` once the peer is gone, `EINVAL` for a file that
+        /// cannot be spliced or sent, such as a directory), with the bytes sent so far lost
+        /// to the count; `InvalidInput` for an offset past `i64::MAX`.
+        pub async fn send_file(
+            &self,
+            file: &$crate::fs::File,
+            offset: u64,
+            len: u64,
+        ) -> std::io::Result<u64> {
+            $crate::op::splice::send_file(&self.io.fd, file.shared_fd(), offset, len).await
+        }
+
         /// Shuts down the read half, the write half, or both (the peer reads end-of-stream after
         /// a write shutdown).
         ///

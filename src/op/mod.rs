@@ -7,6 +7,7 @@ pub(crate) mod poll;
 pub(crate) mod pooled;
 pub(crate) mod rw;
 pub(crate) mod socket;
+pub(crate) mod splice;
 
 use std::cell::RefMut;
 use std::io;

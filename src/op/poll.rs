@@ -185,7 +185,7 @@ impl ReadyWait {
         len: usize,
         mut syscall: impl FnMut(std::os::fd::RawFd) -> io::Result<u32>,
     ) -> Poll<io::Result<usize>> {
-        self.poll_transfer_inner(driver, fd, cx, len, false, |raw, _| syscall(raw))
+        self.poll_transfer_inner(driver, fd, cx, len, (false, true), |raw, _| syscall(raw))
     }
 
     /// As [`poll_syscall`](Self::poll_syscall) for a byte transfer that may move fewer bytes
@@ -199,16 +199,32 @@ impl ReadyWait {
         len: usize,
         syscall: impl FnMut(std::os::fd::RawFd, usize) -> io::Result<u32>,
     ) -> Poll<io::Result<usize>> {
-        self.poll_transfer_inner(driver, fd, cx, len, true, syscall)
+        self.poll_transfer_inner(driver, fd, cx, len, (true, true), syscall)
     }
 
+    /// As [`poll_transfer`](Self::poll_transfer) for a transfer whose short result proves
+    /// nothing about the fd (`sendfile` stops short at the end of the file, with room left in
+    /// the socket): the next try is never skipped for it.
+    pub(crate) fn poll_transfer_unproven(
+        &mut self,
+        driver: &Rc<DriverCell>,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+        len: usize,
+        syscall: impl FnMut(std::os::fd::RawFd, usize) -> io::Result<u32>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_transfer_inner(driver, fd, cx, len, (true, false), syscall)
+    }
+
+    /// `shortable`: fault injection may cut the transfer short; `short_proves`: a short result
+    /// shows the fd drained or full.
     fn poll_transfer_inner(
         &mut self,
         driver: &Rc<DriverCell>,
         fd: &SharedFd,
         cx: &mut Context<'_>,
         len: usize,
-        shortable: bool,
+        (shortable, short_proves): (bool, bool),
         mut syscall: impl FnMut(std::os::fd::RawFd, usize) -> io::Result<u32>,
     ) -> Poll<io::Result<usize>> {
         let faults = &driver.counters().faults;
@@ -229,7 +245,9 @@ impl ReadyWait {
             match syscall(fd.raw(), max) {
                 Ok(n) => {
                     let n = n as usize;
-                    self.transferred(driver, fd, n, max);
+                    if short_proves {
+                        self.transferred(driver, fd, n, max);
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -1,0 +1,234 @@
+//! `send_file` on both backends (and on uring with the splice path off, which uses sendfile):
+//! random ranges of a 10 MiB file checked byte for byte, a file shorter than asked, a range past
+//! the end, a dropped send_file after which the stream still works, a Unix stream, and errors.
+
+mod common;
+
+use std::time::Duration;
+
+use ringloop::net::{TcpListener, TcpStream, UnixStream};
+use ringloop::{Backend, EventLoop, spawn};
+
+const FILE_LEN: usize = 10 << 20;
+
+/// A connected TCP pair on the running loop.
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = spawn(async move { listener.accept().await.unwrap().0 });
+    let client = TcpStream::connect(addr).await.unwrap();
+    (client, accept.await.unwrap())
+}
+
+/// A temporary file holding `data`, opened with ringloop.
+async fn file_with(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> ringloop::fs::File {
+    let path = dir.path().join(name);
+    std::fs::write(&path, data).unwrap();
+    ringloop::fs::File::open(&path).await.unwrap()
+}
+
+/// Reads exactly `n` bytes.
+async fn read_exact(s: &TcpStream, n: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(n);
+    let mut buf = Vec::with_capacity(256 * 1024);
+    while got.len() < n {
+        let (res, b) = s.read(buf).await;
+        let k = res.unwrap();
+        assert!(k > 0, "end of stream after {} of {n} bytes", got.len());
+        got.extend_from_slice(&b[..k]);
+        buf = b;
+    }
+    assert_eq!(got.len(), n, "more bytes than sent");
+    got
+}
+
+fn random_ranges(lp: &mut EventLoop) {
+    lp.run_until_complete(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = common::pattern(17, FILE_LEN);
+        let file = file_with(&dir, "big", &data).await;
+        let (tx, rx) = tcp_pair().await;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut ranges = vec![
+            (0u64, FILE_LEN as u64),
+            (FILE_LEN as u64 - 1, 1),
+            (12345, 0),
+        ];
+        for _ in 0..40 {
+            let off = next() % FILE_LEN as u64;
+            let len = next() % (FILE_LEN as u64 - off + 1);
+            ranges.push((off, len.min(3 << 20)));
+        }
+        let expected: Vec<u8> = ranges
+            .iter()
+            .flat_map(|&(o, l)| data[o as usize..(o + l) as usize].to_vec())
+            .collect();
+        let total = expected.len();
+        let reader = spawn(async move { read_exact(&rx, total).await });
+        for &(off, len) in &ranges {
+            assert_eq!(
+                tx.send_file(&file, off, len).await.unwrap(),
+                len,
+                "range {off}+{len}"
+            );
+        }
+        let got = reader.await.unwrap();
+        assert!(got == expected, "the bytes came out different");
+    });
+}
+
+fn short_file_and_past_the_end(lp: &mut EventLoop) {
+    lp.run_until_complete(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = common::pattern(3, 5000);
+        let file = file_with(&dir, "short", &data).await;
+        let (tx, rx) = tcp_pair().await;
+        // More than the file holds: what there is, from the offset.
+        assert_eq!(tx.send_file(&file, 1000, 1 << 20).await.unwrap(), 4000);
+        // From the end or past it: nothing.
+        assert_eq!(tx.send_file(&file, 5000, 10).await.unwrap(), 0);
+        assert_eq!(tx.send_file(&file, 1 << 40, 10).await.unwrap(), 0);
+        let empty = file_with(&dir, "empty", b"").await;
+        assert_eq!(tx.send_file(&empty, 0, 100).await.unwrap(), 0);
+        let got = read_exact(&rx, 4000).await;
+        assert!(got == data[1000..], "the short file came out different");
+    });
+}
+
+fn dropped_send_file_leaves_the_stream_usable(lp: &mut EventLoop) {
+    lp.run_until_complete(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = common::pattern(11, FILE_LEN);
+        let file = file_with(&dir, "big", &data).await;
+        let (tx, rx) = tcp_pair().await;
+        // Nobody reads yet: the socket fills and a send waits, then is dropped. (Loopback
+        // buffers grow to several MiB, so the file goes again and again until one waits.)
+        let sends = async {
+            for _ in 0..1000 {
+                tx.send_file(&file, 0, FILE_LEN as u64).await.unwrap();
+            }
+        };
+        let res = ringloop::time::timeout(Duration::from_millis(200), sends).await;
+        assert!(res.is_err(), "10 GiB went into an unread socket");
+        let marker = b"after the dropped send_file";
+        // The reader starts now, so the full socket drains while the marker waits for room.
+        let reader = spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(256 * 1024);
+            loop {
+                let (res, b) = rx.read(buf).await;
+                let n = res.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&b[..n]);
+                buf = b;
+            }
+        });
+        let (res, _) = tx.write_all(&marker[..]).await;
+        res.unwrap();
+        tx.shutdown(std::net::Shutdown::Write).unwrap();
+        let got = reader.await.unwrap();
+        assert!(
+            got.ends_with(marker),
+            "the write after the drop was lost or reordered"
+        );
+        // Before the marker: whole copies of the file, then a prefix of it.
+        let sent = got.len() - marker.len();
+        for (i, piece) in got[..sent].chunks(FILE_LEN).enumerate() {
+            assert!(
+                piece == &data[..piece.len()],
+                "copy {i} of the file came out different"
+            );
+        }
+    });
+}
+
+fn unix_stream_and_errors(lp: &mut EventLoop) {
+    lp.run_until_complete(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = common::pattern(5, 300_000);
+        let file = file_with(&dir, "f", &data).await;
+        let (a, b) = UnixStream::pair().unwrap();
+        let reader = spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(65536);
+            while got.len() < 300_000 {
+                let (res, bb) = b.read(buf).await;
+                let n = res.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&bb[..n]);
+                buf = bb;
+            }
+            got
+        });
+        assert_eq!(a.send_file(&file, 0, 300_000).await.unwrap(), 300_000);
+        assert!(reader.await.unwrap() == data);
+        // A directory cannot be sent: an error, not a panic or a hang.
+        let d = ringloop::fs::File::open(dir.path()).await.unwrap();
+        assert!(a.send_file(&d, 0, 10).await.is_err());
+        // A closed peer: BrokenPipe (or a reset), never SIGPIPE.
+        let (c, gone) = UnixStream::pair().unwrap();
+        drop(gone);
+        let err = c.send_file(&file, 0, 300_000).await.unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "{err}"
+        );
+    });
+}
+
+both_backends! {
+    fn send_file_random_ranges_byte_for_byte(lp: &mut EventLoop) {
+        random_ranges(lp);
+    }
+
+    fn send_file_of_a_short_file_and_past_its_end(lp: &mut EventLoop) {
+        short_file_and_past_the_end(lp);
+    }
+
+    fn a_dropped_send_file_leaves_the_stream_usable(lp: &mut EventLoop) {
+        dropped_send_file_leaves_the_stream_usable(lp);
+    }
+
+    fn send_file_on_a_unix_stream_and_its_errors(lp: &mut EventLoop) {
+        unix_stream_and_errors(lp);
+    }
+}
+
+/// uring with the splice path off: send_file falls back to sendfile after a ring readiness wait.
+mod uring_sendfile {
+    use super::*;
+
+    fn lp() -> EventLoop {
+        EventLoop::builder()
+            .backend(Backend::Uring)
+            .disable_fast_paths("splice")
+            .build()
+            .expect("the uring backend is required here")
+    }
+
+    #[test]
+    fn random_ranges() {
+        super::random_ranges(&mut lp());
+    }
+
+    #[test]
+    fn dropped() {
+        super::dropped_send_file_leaves_the_stream_usable(&mut lp());
+    }
+
+    #[test]
+    fn short_file() {
+        super::short_file_and_past_the_end(&mut lp());
+    }
+}
