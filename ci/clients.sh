@@ -155,5 +155,43 @@ for backend in uring epoll; do
     timeout 120 python3 ci/grpc_check.py "127.0.0.1:$port" examples/grpc/proto || fail "python grpcio"
     kill -TERM $server; wait $server 2>/dev/null || true
     echo "grpc: ok"
+
+    echo "== file_server on $backend"
+    root="$tmp/root"; rm -rf "$root" "$tmp/outside"; mkdir -p "$root/sub" "$tmp/outside"
+    echo hello > "$root/a.txt"; head -c 3000000 /dev/urandom > "$root/sub/big.bin"
+    echo secret > "$tmp/outside/s"
+    ln -s "$tmp/outside/s" "$root/abs_link"; ln -s ../outside/s "$root/rel_link"; ln -s a.txt "$root/in_link"
+    "$bin/file_server" "$root" 127.0.0.1:0 --threads 2 2>"$tmp/fs.err" &
+    server=$!
+    wait_port "$tmp/fs.err" file_server $server
+    url="http://127.0.0.1:$port"
+    [ "$(curl -sS "$url/a.txt")" = hello ] || fail "file_server GET"
+    cmp <(curl -sS "$url/sub/big.bin") "$root/sub/big.bin" || fail "file_server 3 MB body"
+    heads=$(curl -sSI "$url/sub/big.bin" | tr -d '\r')
+    grep -q "^Content-Length: 3000000$" <<<"$heads" && grep -q "^Last-Modified: " <<<"$heads" \
+        || { echo "$heads"; fail "file_server HEAD"; }
+    [ -z "$(curl -sS -X HEAD "$url/a.txt" --max-time 5)" ] || fail "a HEAD answer carried a body"
+    code() { curl -sS --path-as-is -o /dev/null -w '%{http_code}' "$@"; }
+    for case in "404 /nope" "404 /../outside/s" "404 /sub/../../outside/s" "404 /%2e%2e/outside/s" \
+        "404 /abs_link" "404 /rel_link" "200 /in_link" "400 /a%00.txt" "400 /a%zz" "404 /sub" "404 /"; do
+        [ "$(code "$url${case#* }")" = "${case%% *}" ] || fail "file_server ${case#* } is not ${case%% *}"
+    done
+    [ "$(code "$url/$(head -c 2000 /dev/zero | tr '\0' a)")" = 414 ] || fail "an overlong path"
+    [ "$(code -X DELETE "$url/a.txt")" = 405 ] || fail "DELETE is not 405"
+    # Keep-alive: three requests on one connection; a pipeline of three in one write.
+    [ "$(curl -sS -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects}' "$url/a.txt" "$url/sub/big.bin" "$url/a.txt" | tr -d '\n')" = 100 ] \
+        || fail "curl did not reuse the connection"
+    python3 - "$port" <<'PY' || fail "a pipeline of three requests"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nHEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+          b"GET /in_link HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+assert data.count(b"HTTP/1.1 200 OK") == 3 and data.count(b"hello\n") == 2, data
+PY
+    kill -TERM $server; wait $server || fail "file_server exited with an error on SIGTERM"
+    echo "file_server: ok"
 done
 echo "clients: ok"
