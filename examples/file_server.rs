@@ -220,6 +220,9 @@ async fn serve(
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    // Headers and body go as separate sends: without NODELAY a small body would
+                    // wait for the client's delayed ACK of the headers.
+                    let _ = stream.set_nodelay(true);
                     let root = root.clone();
                     ringloop::spawn(async move {
                         if let Err(e) = serve_conn(stream, root).await

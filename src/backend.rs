@@ -189,7 +189,8 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
     ),
     (
         "splice",
-        "send_file uses sendfile(2) after a readiness wait instead of two splices through a pipe",
+        "send_file uses sendfile(2) on the loop thread even for a file not in the page cache, \
+         instead of two splices through a pipe",
     ),
 ];
 
@@ -206,7 +207,8 @@ pub(crate) struct FastPaths {
     pub(crate) registered_ring: bool,
     /// `SUBMIT_ALL` and `NO_SQARRAY` are tried first at ring setup.
     pub(crate) setup_flags: bool,
-    /// `send_file` splices through a pipe on the ring (off on epoll: `sendfile(2)` there).
+    /// `send_file` of a file not in the page cache splices through a pipe on the ring (epoll:
+    /// `sendfile(2)` always).
     pub(crate) splice: bool,
 }
 

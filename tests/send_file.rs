@@ -27,6 +27,16 @@ async fn file_with(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> ringloop
     ringloop::fs::File::open(&path).await.unwrap()
 }
 
+/// Drops the file's pages from the page cache, so send_file finds it uncached (on uring: the
+/// splice path).
+fn evict(dir: &tempfile::TempDir, name: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir.path().join(name)).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: fadvise on an open fd only drops clean cached pages; no memory is passed.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
 /// Reads exactly `n` bytes.
 async fn read_exact(s: &TcpStream, n: usize) -> Vec<u8> {
     let mut got = Vec::with_capacity(n);
@@ -42,8 +52,9 @@ async fn read_exact(s: &TcpStream, n: usize) -> Vec<u8> {
     got
 }
 
-fn random_ranges(lp: &mut EventLoop) {
-    lp.run_until_complete(async {
+fn random_ranges(lp: &mut EventLoop, uncached: bool, splice: bool) {
+    let backend = lp.backend();
+    lp.run_until_complete(async move {
         let dir = tempfile::tempdir().unwrap();
         let data = common::pattern(17, FILE_LEN);
         let file = file_with(&dir, "big", &data).await;
@@ -70,15 +81,46 @@ fn random_ranges(lp: &mut EventLoop) {
             .flat_map(|&(o, l)| data[o as usize..(o + l) as usize].to_vec())
             .collect();
         let total = expected.len();
-        let reader = spawn(async move { read_exact(&rx, total).await });
+        // The reader is a plain thread, so the loop's counters show only send_file's work.
+        let rx = rx.into_std().unwrap();
+        rx.set_nonblocking(false).unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut got = vec![0u8; total];
+            (&rx).read_exact(&mut got).unwrap();
+            got
+        });
+        let before = ringloop::current_stats().unwrap();
         for &(off, len) in &ranges {
+            if uncached {
+                evict(&dir, "big");
+            }
             assert_eq!(
                 tx.send_file(&file, off, len).await.unwrap(),
                 len,
                 "range {off}+{len}"
             );
         }
-        let got = reader.await.unwrap();
+        if uncached && backend == Backend::Uring && !common::faults_on() {
+            // Uncached on uring the bytes move by splices in the ring: no sendfile syscall from
+            // the loop. With splicing off, at least one per range that moved bytes.
+            let after = ringloop::current_stats().unwrap();
+            let syscalls = after.io_syscalls - before.io_syscalls;
+            let moving = ranges.iter().filter(|r| r.1 > 0).count() as u64;
+            if splice {
+                // (Eviction is advisory: a page the kernel keeps sends one range by sendfile.)
+                assert!(
+                    syscalls * 4 < moving,
+                    "{syscalls} sendfiles for {moving} ranges: the splice path did not run"
+                );
+            } else {
+                assert!(
+                    syscalls >= moving,
+                    "{syscalls} syscalls for {moving} ranges"
+                );
+            }
+        }
+        let got = reader.join().unwrap();
         assert!(got == expected, "the bytes came out different");
     });
 }
@@ -101,8 +143,8 @@ fn short_file_and_past_the_end(lp: &mut EventLoop) {
     });
 }
 
-fn dropped_send_file_leaves_the_stream_usable(lp: &mut EventLoop) {
-    lp.run_until_complete(async {
+fn dropped_send_file_leaves_the_stream_usable(lp: &mut EventLoop, uncached: bool) {
+    lp.run_until_complete(async move {
         let dir = tempfile::tempdir().unwrap();
         let data = common::pattern(11, FILE_LEN);
         let file = file_with(&dir, "big", &data).await;
@@ -111,6 +153,9 @@ fn dropped_send_file_leaves_the_stream_usable(lp: &mut EventLoop) {
         // buffers grow to several MiB, so the file goes again and again until one waits.)
         let sends = async {
             for _ in 0..1000 {
+                if uncached {
+                    evict(&dir, "big");
+                }
                 tx.send_file(&file, 0, FILE_LEN as u64).await.unwrap();
             }
         };
@@ -189,7 +234,12 @@ fn unix_stream_and_errors(lp: &mut EventLoop) {
 
 both_backends! {
     fn send_file_random_ranges_byte_for_byte(lp: &mut EventLoop) {
-        random_ranges(lp);
+        random_ranges(lp, false, true);
+    }
+
+    /// The file evicted from the page cache before each range: uring splices then.
+    fn send_file_of_an_uncached_file(lp: &mut EventLoop) {
+        random_ranges(lp, true, true);
     }
 
     fn send_file_of_a_short_file_and_past_its_end(lp: &mut EventLoop) {
@@ -197,7 +247,11 @@ both_backends! {
     }
 
     fn a_dropped_send_file_leaves_the_stream_usable(lp: &mut EventLoop) {
-        dropped_send_file_leaves_the_stream_usable(lp);
+        dropped_send_file_leaves_the_stream_usable(lp, false);
+    }
+
+    fn a_dropped_send_file_of_an_uncached_file(lp: &mut EventLoop) {
+        dropped_send_file_leaves_the_stream_usable(lp, true);
     }
 
     fn send_file_on_a_unix_stream_and_its_errors(lp: &mut EventLoop) {
@@ -205,7 +259,7 @@ both_backends! {
     }
 }
 
-/// uring with the splice path off: send_file falls back to sendfile after a ring readiness wait.
+/// uring with the splice path off: send_file uses sendfile even for an uncached file.
 mod uring_sendfile {
     use super::*;
 
@@ -219,12 +273,12 @@ mod uring_sendfile {
 
     #[test]
     fn random_ranges() {
-        super::random_ranges(&mut lp());
+        super::random_ranges(&mut lp(), true, false);
     }
 
     #[test]
     fn dropped() {
-        super::dropped_send_file_leaves_the_stream_usable(&mut lp());
+        super::dropped_send_file_leaves_the_stream_usable(&mut lp(), true);
     }
 
     #[test]

@@ -316,10 +316,11 @@ macro_rules! stream_methods {
         /// looping over short transfers as `write_all` does; returns how many bytes went, fewer
         /// than `len` only if the file ends first (0 from or past its end).
         ///
-        /// On io_uring two `IORING_OP_SPLICE`s per chunk move page references through a pipe
-        /// that the thread keeps for it (up to 1 MiB a chunk); on epoll (or with
-        /// `RINGLOOP_DISABLE=splice`) `sendfile(2)` runs when the socket is writable, on the loop
-        /// thread: a file not in the page cache makes it wait for the disk there.
+        /// `sendfile(2)` runs on the loop thread when the socket is writable. On io_uring, when
+        /// the range's first page is not in the page cache, two `IORING_OP_SPLICE`s per chunk
+        /// move page references through a pipe the thread keeps for it instead, so the disk
+        /// read does not stall the loop (`RINGLOOP_DISABLE=splice` turns that off). On epoll a
+        /// file not in the page cache makes the loop wait for the disk.
         ///
         /// Dropping the future cancels it as any write: some bytes may have gone, the stream
         /// stays usable, and its next write waits for a splice still in the kernel.

@@ -1,9 +1,12 @@
 //! `send_file`: a file's bytes to a stream without a copy through user space.
 //!
-//! - uring: two `IORING_OP_SPLICE`s per chunk through a pipe the loop's thread keeps for it (file
-//!   to pipe, then pipe to stream; the kernel moves page references, not bytes).
-//! - epoll (and uring with the `splice` fast path off): `sendfile(2)` on the socket, waiting for
-//!   writability on `EAGAIN` like any poll-based write.
+//! - `sendfile(2)` on the socket, waiting for writability on `EAGAIN` like any poll-based write
+//!   (on uring a poll in the ring): on epoll always, on uring when the range's first page is in
+//!   the page cache (the faster path, measured).
+//! - uring, for a file not in the page cache: two `IORING_OP_SPLICE`s per chunk through a pipe
+//!   the loop's thread keeps for it (file to pipe, then pipe to stream; the kernel moves page
+//!   references, not bytes), so the disk read happens in the kernel's workers, not on the loop
+//!   thread. `RINGLOOP_DISABLE=splice` turns this off.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -169,11 +172,29 @@ pub(crate) async fn send_file(
     })?;
     // Writes a dropped op left in the kernel go first.
     poll_fn(|cx| stream.poll_settled(Interest::Write, cx)).await;
-    if driver.backend() == crate::Backend::Uring && driver.fast().splice {
+    if driver.backend() == crate::Backend::Uring && driver.fast().splice && !cached(file, offset) {
         spliced(&driver, stream, file, offset, len).await
     } else {
         sendfile(&driver, stream, file, offset, len).await
     }
+}
+
+/// Whether the page at `offset` is in the page cache (a one-byte `preadv2` with `RWF_NOWAIT`; past
+/// the end counts as cached). `sendfile` from the loop thread is the faster path for cached
+/// files (measured: 1.1–1.6x the splices' requests per second in the file server, 1 KiB to
+/// 1 MiB), but would wait for the disk on the loop thread otherwise.
+fn cached(file: &FileFd, offset: u64) -> bool {
+    let Ok(pos) = libc::off_t::try_from(offset) else {
+        return true; // sendfile reports the bad offset
+    };
+    let mut byte = 0u8;
+    let iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    // SAFETY: `iov` describes one writable byte on the stack; the file's fd is held by `file`.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, pos, libc::RWF_NOWAIT) };
+    n >= 0
 }
 
 /// Waits until `fd` is writable (a poll in the ring).

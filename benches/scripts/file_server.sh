@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The file_server example (uring, epoll) against nginx serving the same files: one nginx worker
+# (sendfile on, tcp_nopush on, access_log off) pinned to CPU 0 like our one loop, wrk pinned to
+# CPU 1 with 64 connections, files of 1 KiB, 64 KiB and 1 MiB (in the page cache). Servers
+# alternate within each round; prints each round, then medians of req/s and server CPU per
+# request (from /proc/PID/stat during the wrk run), with ratios to nginx.
+#
+#   bash benches/scripts/file_server.sh [ROUNDS=3] [SECONDS=5]
+#
+# Installs nginx and wrk with apt-get when missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+secs=${2:-5}
+for tool in nginx:nginx wrk:wrk; do
+    command -v "${tool%%:*}" >/dev/null || [ -x "/usr/sbin/${tool%%:*}" ] \
+        || { apt-get update -qq && apt-get install -y -qq "${tool#*:}" >/dev/null; }
+done
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+cargo build --release --example file_server 2>/dev/null
+out=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
+mkdir -p "$out/root"
+head -c 1024 /dev/urandom > "$out/root/1k"
+head -c 65536 /dev/urandom > "$out/root/64k"
+head -c 1048576 /dev/urandom > "$out/root/1m"
+cat "$out/root/"* > /dev/null # into the page cache
+port=18099
+hz=$(getconf CLK_TCK)
+cat > "$out/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+worker_cpu_affinity 0001;
+pid $out/nginx.pid;
+error_log $out/nginx.err;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path $out;
+    proxy_temp_path $out;
+    fastcgi_temp_path $out;
+    uwsgi_temp_path $out;
+    scgi_temp_path $out;
+    server { listen 127.0.0.1:$port; root $out/root; }
+}
+CONF
+
+start() { # MODE -> $pid
+    case $1 in
+        nginx) taskset -c 0 "$nginx_bin" -c "$out/nginx.conf" 2>/dev/null & ;;
+        *) RINGLOOP_BACKEND=$1 taskset -c 0 target/release/examples/file_server "$out/root" "127.0.0.1:$port" 2>/dev/null & ;;
+    esac
+    pid=$!
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return; sleep 0.1; done
+    echo "server $1 did not start"; cat "$out/nginx.err" 2>/dev/null; exit 1
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+for round in $(seq "$rounds"); do
+    for mode in uring epoll nginx; do
+        start $mode
+        for f in 1k 64k 1m; do
+            t0=$(cpu_ticks $pid)
+            res=$(taskset -c 1 wrk -c 64 -t 1 -d "${secs}s" "http://127.0.0.1:$port/$f" 2>&1)
+            t1=$(cpu_ticks $pid)
+            rate=$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' <<<"$res")
+            n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$res")
+            if grep -qE "Non-2xx|Socket errors" <<<"$res"; then echo "$mode $f: errors"; echo "$res"; exit 1; fi
+            cpu=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$n" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+            echo "round $round $mode $f: $rate req/s, $cpu us CPU/request"
+            echo "$mode $f $rate $cpu" >> "$out/data"
+        done
+        kill $pid; wait $pid 2>/dev/null || true
+        sleep 0.5
+    done
+done
+python3 - "$out/data" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    mode, f, rate, cpu = line.split()
+    rows.setdefault((mode, f), []).append((float(rate), float(cpu)))
+med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
+print("| file | uring req/s | epoll req/s | nginx req/s | uring CPU/req | epoll CPU/req | nginx CPU/req |")
+print("|---|---|---|---|---|---|---|")
+for f in ["1k", "64k", "1m"]:
+    u, e, n = med[("uring", f)], med[("epoll", f)], med[("nginx", f)]
+    print(f"| {f} | {u[0]:,.0f} ({u[0]/n[0]:.2f}x) | {e[0]:,.0f} ({e[0]/n[0]:.2f}x) | {n[0]:,.0f} | "
+          f"{u[1]:.2f} us ({u[1]/n[1]:.2f}x) | {e[1]:.2f} us ({e[1]/n[1]:.2f}x) | {n[1]:.2f} us |")
+PY
