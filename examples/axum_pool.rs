@@ -14,6 +14,8 @@ use std::time::Duration;
 use ringloop::LoopPool;
 use ringloop::net::TcpListener;
 
+#[path = "support/pool_main.rs"]
+mod pool_main;
 #[path = "support/axum_routes.rs"]
 mod routes;
 
@@ -44,37 +46,7 @@ fn main() -> ExitCode {
             a => addr = a.to_owned(),
         }
     }
-    // The first listener picks the port (for port 0); the others share it.
-    let first = match TcpListener::builder().reuse_port(true).bind(addr.as_str()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("axum_pool: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = match first.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("axum_pool: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut listeners = vec![Some(first)];
-    for _ in 1..threads {
-        match TcpListener::builder().reuse_port(true).bind(local) {
-            Ok(l) => listeners.push(Some(l)),
-            Err(e) => {
-                eprintln!("axum_pool: cannot listen on {local} again: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    // A ringloop listener moves between threads only as a std one.
-    let listeners: Vec<_> = match listeners
-        .into_iter()
-        .map(|l| l.map(TcpListener::into_std).transpose())
-        .collect()
-    {
+    let (local, listeners) = match pool_main::bind_shared(&addr, threads) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("axum_pool: {e}");
@@ -109,24 +81,5 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("listening on {local} ({threads} loops; Ctrl-C or SIGTERM stops)");
-    let mut failed = false;
-    for (i, res) in pool.join().into_iter().enumerate() {
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("axum_pool: loop {i}: {e}");
-                failed = true;
-            }
-            Err(e) => {
-                eprintln!("axum_pool: loop {i}: {e}");
-                failed = true;
-            }
-        }
-    }
-    eprintln!("axum_pool: stopped");
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    pool_main::join("axum_pool", pool)
 }

@@ -21,6 +21,9 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use ringloop::LoopPool;
+
+#[path = "support/pool_main.rs"]
+mod pool_main;
 use ringloop::net::{TcpListener, TcpStream};
 
 /// The longest request path taken (after decoding).
@@ -280,27 +283,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let first = match TcpListener::builder().reuse_port(true).bind(addr.as_str()) {
+    let (local, listeners) = match pool_main::bind_shared(&addr, threads) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("file_server: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = first.local_addr().expect("a bound listener has an address");
-    let mut listeners = vec![first.into_std()];
-    for _ in 1..threads {
-        listeners.push(
-            TcpListener::builder()
-                .reuse_port(true)
-                .bind(local)
-                .and_then(|l| l.into_std()),
-        );
-    }
-    let listeners: Vec<_> = match listeners.into_iter().collect::<io::Result<Vec<_>>>() {
-        Ok(l) => l.into_iter().map(Some).collect(),
-        Err(e) => {
-            eprintln!("file_server: cannot listen on {local} again: {e}");
+            eprintln!("file_server: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -340,24 +326,5 @@ fn main() -> ExitCode {
         "listening on {local} ({threads} loops, backend: {backend}; serving {})",
         std::path::Path::new(&dir).as_os_str().to_string_lossy()
     );
-    let mut failed = false;
-    for (i, res) in pool.join().into_iter().enumerate() {
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("file_server: loop {i}: {e}");
-                failed = true;
-            }
-            Err(e) => {
-                eprintln!("file_server: loop {i}: {e}");
-                failed = true;
-            }
-        }
-    }
-    eprintln!("file_server: stopped");
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    pool_main::join("file_server", pool)
 }

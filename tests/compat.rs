@@ -23,14 +23,7 @@ use ringloop::net::{TcpListener, TcpStream, UnixStream};
 use ringloop::spawn;
 use ringloop::time::{sleep, timeout};
 
-/// A connected TCP pair on the running loop.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accept = spawn(async move { listener.accept().await.unwrap().0 });
-    let client = TcpStream::connect(addr).await.unwrap();
-    (client, accept.await.unwrap())
-}
+use common::tcp_pair;
 
 /// The echo service: `POST /echo` returns the body; anything else says hello.
 async fn service(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {

@@ -64,14 +64,7 @@ fn pattern(offset: usize, len: usize) -> Vec<u8> {
     common::pattern(offset, len)
 }
 
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
+use common::tcp_pair;
 
 /// Sends `total` pattern bytes in random chunks with pauses, then shuts the write side.
 fn send_pattern(w: impl Into<Rc<TcpStream>>, total: usize, seed: u64) -> ringloop::JoinHandle<()> {

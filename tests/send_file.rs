@@ -6,19 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use ringloop::net::{TcpListener, TcpStream, UnixStream};
+use ringloop::net::{TcpStream, UnixStream};
 use ringloop::{Backend, EventLoop, spawn};
 
 const FILE_LEN: usize = 10 << 20;
 
-/// A connected TCP pair on the running loop.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accept = spawn(async move { listener.accept().await.unwrap().0 });
-    let client = TcpStream::connect(addr).await.unwrap();
-    (client, accept.await.unwrap())
-}
+use common::tcp_pair;
 
 /// A temporary file holding `data`, opened with ringloop.
 async fn file_with(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> ringloop::fs::File {

@@ -64,7 +64,7 @@ use tower_service::Service as _;
 
 use super::PollIo;
 use super::hyper::{LocalExec, Timer};
-use crate::net::TcpListener;
+use crate::net::{TcpListener, TcpStream};
 
 /// Serves `router` on `listener`: HTTP/1.1 and h2c, one task per connection. Await the returned
 /// [`Serve`] (it runs until the loop closes), or first give it a shutdown signal with
@@ -184,11 +184,12 @@ async fn run(
                     router: router.clone(),
                     peer,
                 };
-                let (builder, conns) = (Rc::clone(&builder), Rc::clone(&conns));
-                crate::spawn(async move {
-                    let conn = builder.serve_connection(PollIo::pooled(stream), service);
-                    serve_one(conn, &conns).await;
-                });
+                crate::spawn(serve_one(
+                    Rc::clone(&builder),
+                    PollIo::pooled(stream),
+                    service,
+                    Rc::clone(&conns),
+                ));
             }
             // The peer reset the connection before it was accepted: nothing to do.
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -209,11 +210,13 @@ async fn run(
 }
 
 /// Drives one connection until it ends, asking it to shut down gracefully when the server does.
-async fn serve_one<C>(conn: C, conns: &Connections)
-where
-    C: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulConn,
-{
-    let mut conn = pin!(conn);
+async fn serve_one(
+    builder: Rc<auto::Builder<LocalExec>>,
+    io: PollIo<TcpStream>,
+    service: ConnService,
+    conns: Rc<Connections>,
+) {
+    let mut conn = pin!(builder.serve_connection(io, service));
     let key = conns.add();
     let mut shutting = false;
     let _res = poll_fn(|cx| {
@@ -225,25 +228,6 @@ where
     })
     .await;
     conns.remove(key);
-}
-
-/// The graceful-shutdown hook of a connection future.
-trait GracefulConn {
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S, E> GracefulConn for auto::Connection<'_, I, S, E>
-where
-    S: ::hyper::service::HttpService<Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: ::hyper::body::Body + 'static,
-    <S::ResBody as ::hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: ::hyper::rt::Read + ::hyper::rt::Write + Unpin + 'static,
-    E: ::hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        auto::Connection::graceful_shutdown(self);
-    }
 }
 
 /// The server's open connections: the waker of each (to tell it to shut down), whether the

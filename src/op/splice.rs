@@ -12,12 +12,14 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types::Fd};
 
 use super::cvt;
 use super::fs::FileFd;
-use super::poll::ReadyWait;
+use super::poll::{PollAdd, ReadyWait};
+use crate::driver::DriverCell;
 use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Op, Operation};
 
@@ -173,7 +175,7 @@ pub(crate) async fn send_file(
     // Writes a dropped op left in the kernel go first.
     poll_fn(|cx| stream.poll_settled(Interest::Write, cx)).await;
     if driver.backend() == crate::Backend::Uring && driver.fast().splice && !cached(file, offset) {
-        spliced(&driver, stream, file, offset, len).await
+        spliced(stream, file, offset, len).await
     } else {
         sendfile(&driver, stream, file, offset, len).await
     }
@@ -197,30 +199,7 @@ fn cached(file: &FileFd, offset: u64) -> bool {
     n >= 0
 }
 
-/// Waits until `fd` is writable (a poll in the ring).
-async fn writable(
-    driver: &std::rc::Rc<crate::driver::DriverCell>,
-    fd: &SharedFd,
-) -> io::Result<()> {
-    let mut wait = ReadyWait::new(Interest::Write);
-    let mut begun = false;
-    poll_fn(|cx| {
-        if std::mem::replace(&mut begun, true) {
-            wait.poll_ready(driver, fd, cx)
-        } else {
-            wait.poll_begin(driver, fd, cx)
-        }
-    })
-    .await
-}
-
-async fn spliced(
-    driver: &std::rc::Rc<crate::driver::DriverCell>,
-    stream: &SharedFd,
-    file: &FileFd,
-    offset: u64,
-    len: u64,
-) -> io::Result<u64> {
+async fn spliced(stream: &SharedFd, file: &FileFd, offset: u64, len: u64) -> io::Result<u64> {
     let pipe = SplicePipe::take()?;
     let mut sent = 0u64;
     while sent < len {
@@ -246,7 +225,7 @@ async fn spliced(
             // kernel's worker; wait for room, then splice again.
             let n = match Op::new(pipe_to_stream).await {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    writable(driver, stream).await?;
+                    Op::new(PollAdd::new(stream.clone(), Interest::Write)).await?;
                     continue;
                 }
                 res => res?,
@@ -266,7 +245,7 @@ async fn spliced(
 }
 
 async fn sendfile(
-    driver: &std::rc::Rc<crate::driver::DriverCell>,
+    driver: &Rc<DriverCell>,
     stream: &SharedFd,
     file: &FileFd,
     offset: u64,

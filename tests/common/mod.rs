@@ -208,3 +208,12 @@ pub fn deny_syscall(nr: libc::c_long, errno: i32) {
         );
     }
 }
+
+/// A connected TCP pair (client, server) on the running loop.
+pub async fn tcp_pair() -> (ringloop::net::TcpStream, ringloop::net::TcpStream) {
+    let listener = ringloop::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = ringloop::spawn(async move { listener.accept().await.unwrap().0 });
+    let client = ringloop::net::TcpStream::connect(addr).await.unwrap();
+    (client, accept.await.unwrap())
+}
