@@ -1,13 +1,15 @@
 //! Throughput of two I/O paths on the loop's backend.
 //!
 //! ```text
-//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64]
+//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--zc BYTES]
 //! cargo run --release --example throughput -- randread [--file-mib 256] [--reads 200000] [--in-flight 32]
 //! RINGLOOP_BACKEND=epoll cargo run --release --example throughput -- tcp
 //! ```
 //!
 //! `tcp`: a sender on its own thread and loop streams `--mib` MiB over loopback to a receiver;
-//! prints MiB/s. `randread`: makes a file, reads it once so it sits in the page cache, then
+//! prints MiB/s. `--zc BYTES` makes the sender's writes of at least BYTES zero-copy sends
+//! (`Builder::zero_copy_threshold`, uring only); `examples/tokio_throughput.rs` is the same
+//! transfer on tokio. `randread`: makes a file, reads it once so it sits in the page cache, then
 //! `--in-flight` tasks read random 4 KiB blocks; prints reads/s and MiB/s.
 
 use std::cell::Cell;
@@ -33,16 +35,27 @@ fn new_loop() -> Result<ringloop::EventLoop, String> {
     ringloop::EventLoop::new().map_err(|e| format!("cannot build an event loop: {e}"))
 }
 
+/// `--zc BYTES`, if given.
+fn zero_copy(args: &[String]) -> Result<Option<usize>, String> {
+    if !args.iter().any(|a| a == "--zc") {
+        return Ok(None);
+    }
+    Ok(Some(flag(args, "--zc", 0)? as usize))
+}
+
 fn tcp(args: &[String]) -> Result<(), String> {
     let total = flag(args, "--mib", 1024)? << 20;
     let chunk = (flag(args, "--chunk-kib", 64)? << 10) as usize;
     if chunk == 0 {
         return Err("--chunk-kib must be at least 1".into());
     }
+    let zc = zero_copy(args)?;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut lp = ringloop::EventLoop::new()?;
+        let mut lp = ringloop::EventLoop::builder()
+            .zero_copy_threshold(zc)
+            .build()?;
         lp.run_until_complete(async move {
             let s = TcpStream::connect(addr).await?;
             let mut buf = vec![0x5a; chunk];
@@ -84,10 +97,16 @@ fn tcp(args: &[String]) -> Result<(), String> {
     if got != total {
         return Err(format!("received {got} of {total} bytes"));
     }
+    let zc = match zc {
+        Some(min) => format!(", zero-copy from {min} B"),
+        None => String::new(),
+    };
     println!(
-        "tcp on {backend}: {} MiB in {chunk} B chunks in {secs:.3} s = {:.0} MiB/s",
+        "tcp on {backend}{zc}: {} MiB in {chunk} B chunks in {secs:.3} s = {:.0} MiB/s, \
+         {:.3} s CPU per GiB",
         total >> 20,
-        (total as f64 / (1 << 20) as f64) / secs
+        (total as f64 / (1 << 20) as f64) / secs,
+        cpu_seconds() / (total as f64 / (1u64 << 30) as f64)
     );
     Ok(())
 }
@@ -161,14 +180,26 @@ fn randread(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// User and system CPU time of the whole process so far (sender and receiver threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a live rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("tcp") => tcp(&args),
         Some("randread") => randread(&args),
-        _ => Err("usage: throughput tcp [--mib N] [--chunk-kib N] | \
+        _ => Err(
+            "usage: throughput tcp [--mib N] [--chunk-kib N] [--zc BYTES] | \
                   randread [--file-mib N] [--reads N] [--in-flight N]"
-            .into()),
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

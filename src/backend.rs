@@ -161,6 +161,9 @@ pub(crate) struct UringFeatures {
     /// `DEFER_TASKRUN` rings): a uring loop may wake another uring loop through its own ring
     /// instead of the target's eventfd. `RINGLOOP_CROSS_WAKE=eventfd` turns it off.
     pub(crate) msg_ring: bool,
+    /// `IORING_OP_SEND_ZC` (Linux 6.0): a send that pins the caller's pages instead of copying
+    /// them, with a second completion once the kernel is done with them.
+    pub(crate) send_zc: bool,
 }
 
 /// Linux's (major, minor) version, from uname.
@@ -192,6 +195,11 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
         "send_file uses sendfile(2) on the loop thread even for a file not in the page cache, \
          instead of two splices through a pipe",
     ),
+    (
+        "send-zc",
+        "stream writes of owned buffers at or above Builder::zero_copy_threshold are plain \
+         sends (a copy) rather than zero-copy sends",
+    ),
 ];
 
 /// Which io_uring fast paths a loop uses: those the kernel has and nobody switched off.
@@ -210,6 +218,9 @@ pub(crate) struct FastPaths {
     /// `send_file` of a file not in the page cache splices through a pipe on the ring (epoll:
     /// `sendfile(2)` always).
     pub(crate) splice: bool,
+    /// Large owned-buffer writes are zero-copy sends (`IORING_OP_SEND_ZC`), as
+    /// `Builder::zero_copy_threshold` says.
+    pub(crate) send_zc: bool,
 }
 
 impl FastPaths {
@@ -220,6 +231,7 @@ impl FastPaths {
         registered_ring: true,
         setup_flags: true,
         splice: true,
+        send_zc: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -236,6 +248,7 @@ impl FastPaths {
                     "registered-ring" => &mut fast.registered_ring,
                     "setup-flags" => &mut fast.setup_flags,
                     "splice" => &mut fast.splice,
+                    "send-zc" => &mut fast.send_zc,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(
@@ -289,6 +302,7 @@ pub(crate) fn uring_features() -> UringFeatures {
         Err(_) => UringFeatures {
             recv_poll_first: false,
             msg_ring: false,
+            send_zc: false,
         },
     }
 }
@@ -332,6 +346,7 @@ fn run_probe() -> Result<UringFeatures, Unavailable> {
         msg_ring: msg_ring_wanted
             && probe.is_supported(opcode::MsgRingData::CODE)
             && kernel_version().is_some_and(|v| v >= (6, 1)),
+        send_zc: probe.is_supported(opcode::SendZc::CODE),
     })
 }
 

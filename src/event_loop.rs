@@ -26,6 +26,13 @@ pub const DEBUG_ENV: &str = "RINGLOOP_DEBUG";
 /// The default of [`Builder::slow_poll_threshold`], asyncio's.
 const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
 
+/// The default of [`Builder::zero_copy_threshold`]: off. Measured over loopback (where the kernel
+/// copies zero-copy data on delivery anyway), zero-copy sends of 64 KiB and 1 MiB chunks took
+/// 1.3-1.4x the CPU per byte of plain sends and moved 0.5-0.6x the bytes per second
+/// (BENCHMARKS.md, "Zero-copy sends"); a server sending large buffers to a network device is where
+/// to try it.
+pub const DEFAULT_ZERO_COPY_THRESHOLD: Option<usize> = None;
+
 fn debug_from_env() -> io::Result<bool> {
     let Some(raw) = std::env::var_os(DEBUG_ENV) else {
         return Ok(false);
@@ -344,6 +351,7 @@ pub struct Builder {
     backend: Option<Backend>,
     entries: u32,
     recv_pool: (u16, u32),
+    zero_copy_threshold: Option<usize>,
     disable: Option<String>,
     debug: Option<bool>,
     slow_poll_threshold: Duration,
@@ -356,6 +364,7 @@ impl fmt::Debug for Builder {
             .field("backend", &self.backend)
             .field("entries", &self.entries)
             .field("recv_pool", &self.recv_pool)
+            .field("zero_copy_threshold", &self.zero_copy_threshold)
             .field("debug", &self.debug)
             .field("slow_poll_threshold", &self.slow_poll_threshold)
             .field("on_slow_poll", &self.on_slow_poll.is_some())
@@ -372,6 +381,7 @@ impl Default for Builder {
                 crate::buf::DEFAULT_POOL_COUNT,
                 crate::buf::DEFAULT_POOL_SIZE,
             ),
+            zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
             disable: None,
             debug: None,
             slow_poll_threshold: DEFAULT_SLOW_POLL,
@@ -414,9 +424,26 @@ impl Builder {
         self
     }
 
+    /// Stream writes of owned buffers of at least this many bytes are zero-copy sends on io_uring
+    /// (`IORING_OP_SEND_ZC`, Linux 6.0+): the kernel pins the buffer's pages and sends from them
+    /// instead of copying, and the write completes, handing the buffer back, only once the kernel
+    /// has let go of it. `None` makes every write a plain send (a copy). On epoll, and where the
+    /// kernel has no zero-copy send, every write is a plain send whatever this says.
+    ///
+    /// Default: [`DEFAULT_ZERO_COPY_THRESHOLD`] (off). Pinning pages and the second completion
+    /// cost more than copying a small buffer does, and the notification comes only once the peer
+    /// acknowledged the data, so one stream's writes wait longer; over loopback the kernel copies
+    /// zero-copy data when it delivers it, so there it never pays (BENCHMARKS.md has the
+    /// figures). For large buffers sent through a network device, 64 KiB is a starting point to
+    /// measure from. `RINGLOOP_DISABLE=send-zc` switches it off whatever the builder says.
+    pub fn zero_copy_threshold(mut self, bytes: Option<usize>) -> Builder {
+        self.zero_copy_threshold = bytes;
+        self
+    }
+
     /// Switches io_uring fast paths off, as `RINGLOOP_DISABLE` does (a comma-separated list of
-    /// `multishot-recv`, `buf-ring`, `multishot-accept`, `registered-ring`, `setup-flags`); for
-    /// tests and measurements of the fallbacks.
+    /// `multishot-recv`, `buf-ring`, `multishot-accept`, `registered-ring`, `setup-flags`, `splice`,
+    /// `send-zc`); for tests and measurements of the fallbacks.
     #[doc(hidden)]
     pub fn disable_fast_paths(mut self, list: &str) -> Builder {
         self.disable = Some(list.to_owned());
@@ -538,6 +565,7 @@ impl Builder {
             counters.clone(),
             fast,
             self.recv_pool,
+            self.zero_copy_threshold,
         )
         .map_err(|e| match backend {
             Backend::Uring => {

@@ -81,7 +81,8 @@ pub mod time;
 pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
 pub use blocking::spawn_blocking;
 pub use event_loop::{
-    Builder, DEBUG_ENV, EventLoop, current_stats, current_task, run, spawn, spawn_named,
+    Builder, DEBUG_ENV, DEFAULT_ZERO_COPY_THRESHOLD, EventLoop, current_stats, current_task, run,
+    spawn, spawn_named,
 };
 pub use executor::{
     JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, wait, yield_now,

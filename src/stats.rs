@@ -39,6 +39,13 @@ pub struct Stats {
     /// Sleeping uring loops this loop woke with `IORING_OP_MSG_RING` through its own ring (no
     /// eventfd write), uring backend on Linux 6.1+.
     pub wake_messages: u64,
+    /// Zero-copy sends whose result came (`IORING_OP_SEND_ZC`; see
+    /// [`Builder::zero_copy_threshold`](crate::Builder::zero_copy_threshold)), uring backend.
+    pub zero_copy_sends: u64,
+    /// Notifications of zero-copy sends: the kernel let go of the buffer. A zero-copy write
+    /// completes only after its notification, so once every write returned this equals
+    /// `zero_copy_sends`.
+    pub zero_copy_notifications: u64,
     /// Buffers of the loop's receive pool held right now: by users (a
     /// [`PooledBuf`](crate::buf::PooledBuf) not yet dropped) or waiting in a stream's queue. A
     /// gauge, not a count: it goes down as buffers come back.
@@ -111,6 +118,8 @@ pub(crate) struct Counters {
     pub(crate) task_polls: Cell<u64>,
     pub(crate) tasks_spawned: Cell<u64>,
     pub(crate) wake_messages: Cell<u64>,
+    pub(crate) zero_copy_sends: Cell<u64>,
+    pub(crate) zero_copy_notifications: Cell<u64>,
     pub(crate) pool_in_use: Cell<u64>,
     pub(crate) multishot_rearms: Cell<u64>,
     pub(crate) pool_empty_waits: Cell<u64>,
@@ -134,6 +143,8 @@ impl Counters {
             task_polls: self.task_polls.get(),
             tasks_spawned: self.tasks_spawned.get(),
             wake_messages: self.wake_messages.get(),
+            zero_copy_sends: self.zero_copy_sends.get(),
+            zero_copy_notifications: self.zero_copy_notifications.get(),
             pool_buffers_in_use: self.pool_in_use.get(),
             multishot_rearms: self.multishot_rearms.get(),
             pool_empty_waits: self.pool_empty_waits.get(),

@@ -48,6 +48,8 @@ pub(crate) struct DriverCell {
     pool_config: (u16, u32),
     /// The receive pool, made on first use.
     pool: RefCell<Option<Rc<Pool>>>,
+    /// Stream sends of at least this many bytes are zero-copy (uring with `IORING_OP_SEND_ZC`).
+    zero_copy: Option<u32>,
 }
 
 impl fmt::Debug for DriverCell {
@@ -70,7 +72,15 @@ impl DriverCell {
         counters: Rc<Counters>,
         fast: FastPaths,
         pool_config: (u16, u32),
+        zero_copy_threshold: Option<usize>,
     ) -> io::Result<Rc<Self>> {
+        let zero_copy = zero_copy_threshold
+            .filter(|_| {
+                backend == Backend::Uring
+                    && fast.send_zc
+                    && crate::backend::uring_features().send_zc
+            })
+            .map(|t| u32::try_from(t.max(1)).unwrap_or(u32::MAX));
         let driver = match backend {
             Backend::Uring => {
                 Driver::Uring(UringDriver::new(entries, shared, counters.clone(), fast)?)
@@ -84,12 +94,18 @@ impl DriverCell {
             fast,
             pool_config,
             pool: RefCell::new(None),
+            zero_copy,
         }))
     }
 
     /// The fast paths this loop uses (uring).
     pub(crate) fn fast(&self) -> FastPaths {
         self.fast
+    }
+
+    /// The smallest stream send that goes zero-copy on this loop, if any does.
+    pub(crate) fn zero_copy_threshold(&self) -> Option<u32> {
+        self.zero_copy
     }
 
     pub(crate) fn counters(&self) -> &Counters {

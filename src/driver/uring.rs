@@ -51,6 +51,9 @@ enum Lifecycle {
     Waiting(Waker),
     /// The CQE arrived; the op's future has not seen it yet.
     Completed(io::Result<u32>),
+    /// A zero-copy send's result came (a CQE with `IORING_CQE_F_MORE`), but the kernel may still
+    /// read the buffer: the op completes, with this result, when the notification CQE comes.
+    Notifying(Waker, io::Result<u32>),
     /// The op's future was dropped; its data waits here for the CQE.
     Ignored(Box<dyn Orphan>),
     /// A multishot op: every CQE goes to `deliver`, until one comes without `IORING_CQE_F_MORE`.
@@ -524,7 +527,7 @@ impl UringDriver {
     /// Checks an op's slot: its result if the CQE came, else remembers the waker.
     pub(super) fn poll_op(&mut self, key: usize, cx: &Context<'_>) -> Poll<io::Result<u32>> {
         match &mut self.ops[key] {
-            Lifecycle::Waiting(w) => {
+            Lifecycle::Waiting(w) | Lifecycle::Notifying(w, _) => {
                 if !w.will_wake(cx.waker()) {
                     *w = cx.waker().clone();
                 }
@@ -553,6 +556,11 @@ impl UringDriver {
                 Lifecycle::Completed(res) => Some((data, res)),
                 _ => unreachable!("slot {key} was Completed a moment ago"),
             };
+        }
+        if let Lifecycle::Notifying(..) = &self.ops[key] {
+            // The send is done; only its notification is to come, and a cancel cannot hurry it.
+            self.ops[key] = Lifecycle::Ignored(data);
+            return None;
         }
         self.ops[key] = Lifecycle::Ignored(data);
         let cancel = opcode::AsyncCancel::new(key as u64)
@@ -743,6 +751,16 @@ impl UringDriver {
                             stop.push(key);
                         }
                     }
+                    Some(Lifecycle::Waiting(_)) if more => {
+                        // A zero-copy send: the result, with its notification still to come.
+                        Counters::bump(&self.counters.zero_copy_sends);
+                        if let Lifecycle::Waiting(w) = mem::replace(
+                            &mut self.ops[key],
+                            Lifecycle::Completed(Ok(0)), // replaced at once
+                        ) {
+                            self.ops[key] = Lifecycle::Notifying(w, res);
+                        }
+                    }
                     Some(Lifecycle::Waiting(_)) => {
                         if let Lifecycle::Waiting(w) =
                             mem::replace(&mut self.ops[key], Lifecycle::Completed(res))
@@ -750,7 +768,24 @@ impl UringDriver {
                             w.wake();
                         }
                     }
+                    Some(Lifecycle::Notifying(..)) => {
+                        // The notification: the kernel is done with the buffer.
+                        Counters::bump(&self.counters.zero_copy_notifications);
+                        if let Lifecycle::Notifying(w, sent) =
+                            mem::replace(&mut self.ops[key], Lifecycle::Completed(Ok(0)))
+                        {
+                            self.ops[key] = Lifecycle::Completed(sent);
+                            w.wake();
+                        }
+                    }
+                    Some(Lifecycle::Ignored(_)) if more => {
+                        // An abandoned zero-copy send: its data waits for the notification.
+                        Counters::bump(&self.counters.zero_copy_sends);
+                    }
                     Some(Lifecycle::Ignored(_)) => {
+                        if io_uring::cqueue::notif(flags) {
+                            Counters::bump(&self.counters.zero_copy_notifications);
+                        }
                         if let Lifecycle::Ignored(data) = self.ops.remove(key) {
                             self.orphans.push((data, res));
                         }

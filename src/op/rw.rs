@@ -153,6 +153,8 @@ pub(crate) struct Send<B> {
     /// A byte stream (a stream socket or a pipe), not a datagram: only a stream send may move
     /// fewer bytes than given.
     stream: bool,
+    /// uring: a zero-copy send (`IORING_OP_SEND_ZC`); see [`Send::zero_copy_if_large`].
+    zero_copy: bool,
 }
 
 impl<B: IoBuf> Send<B> {
@@ -163,7 +165,22 @@ impl<B: IoBuf> Send<B> {
             pipe,
             max: u32::MAX,
             stream: true,
+            zero_copy: false,
         }
+    }
+
+    /// Makes a stream socket's send zero-copy when the current loop sends that many bytes so
+    /// (`Builder::zero_copy_threshold`; uring only). The op then completes only after the kernel's
+    /// notification that it no longer reads the buffer, so handing the buffer back stays safe.
+    pub(crate) fn zero_copy_if_large(mut self) -> Self {
+        if self.stream
+            && !self.pipe
+            && let Some(min) =
+                crate::context::current_driver().and_then(|d| d.zero_copy_threshold())
+        {
+            self.zero_copy = self.len() >= min;
+        }
+        self
     }
 
     /// Sends one datagram on a connected datagram socket.
@@ -196,6 +213,11 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
         if self.pipe {
             return opcode::Write::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
                 .offset(CURRENT_POSITION)
+                .build();
+        }
+        if self.zero_copy {
+            return opcode::SendZc::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
                 .build();
         }
         opcode::Send::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
@@ -234,7 +256,8 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
     }
 
     fn inline_first(&self) -> bool {
-        true
+        // An inline send would copy: a zero-copy one goes to the ring.
+        !self.zero_copy
     }
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {

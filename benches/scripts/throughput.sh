@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One TCP stream over loopback: examples/throughput.rs (tcp) on uring, on uring with zero-copy
+# sends, on epoll, and examples/tokio_throughput.rs, interleaved per round, at two chunk sizes.
+# Prints each run, then per chunk size the median MiB/s and CPU per GiB (both threads), and the
+# median of each round's ratio to tokio.
+#
+#   bash benches/scripts/throughput.sh [ROUNDS] [MIB]
+#
+# Env: CHUNKS_KIB ("64 1024").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-5}
+mib=${2:-2048}
+cargo build --release --example throughput --example tokio_throughput >/dev/null 2>&1
+bin=target/release/examples
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+
+for chunk in ${CHUNKS_KIB:-64 1024}; do
+    for r in $(seq 1 "$rounds"); do
+        for rt in uring uring-zc epoll tokio; do
+            case $rt in
+                uring|epoll) out=$(RINGLOOP_BACKEND=$rt "$bin/throughput" tcp --mib "$mib" --chunk-kib "$chunk") ;;
+                uring-zc) out=$(RINGLOOP_BACKEND=uring "$bin/throughput" tcp --mib "$mib" --chunk-kib "$chunk" --zc 1) ;;
+                tokio) out=$("$bin/tokio_throughput" --mib "$mib" --chunk-kib "$chunk") ;;
+            esac
+            echo "$out"
+            mibs=$(sed -n 's/.* = \([0-9]*\) MiB\/s.*/\1/p' <<<"$out")
+            cpu=$(sed -n 's/.*, \([0-9.]*\) s CPU per GiB.*/\1/p' <<<"$out")
+            echo "$chunk $r $rt $mibs $cpu" >>"$results"
+        done
+    done
+done
+
+echo
+echo "summary (median over rounds; ratio = median of each round's figure over tokio's in that round)"
+python3 - "$results" <<'PY'
+import sys, statistics
+rows = [l.split() for l in open(sys.argv[1])]
+by = {}
+for chunk, r, rt, mibs, cpu in rows:
+    by.setdefault((chunk, rt), {})[r] = (float(mibs), float(cpu))
+for chunk in dict.fromkeys(c for c, *_ in rows):
+    print(f"{chunk} KiB chunks:")
+    tok = by[(chunk, "tokio")]
+    for rt in ["uring", "uring-zc", "epoll", "tokio"]:
+        runs = by[(chunk, rt)]
+        mibs = statistics.median(v[0] for v in runs.values())
+        cpu = statistics.median(v[1] for v in runs.values())
+        rate = statistics.median(runs[r][0] / tok[r][0] for r in runs)
+        cpur = statistics.median(runs[r][1] / tok[r][1] for r in runs)
+        print(f"  {rt:9s} {mibs:7.0f} MiB/s ({rate:.2f}x tokio)  {cpu:.3f} s CPU/GiB ({cpur:.2f}x tokio)")
+PY

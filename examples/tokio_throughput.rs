@@ -1,0 +1,109 @@
+//! The `tcp` case of `examples/throughput.rs` on tokio's current_thread runtime: the reference
+//! the throughput figures compare ringloop against.
+//!
+//! ```text
+//! cargo run --release --example tokio_throughput -- [--mib 1024] [--chunk-kib 64]
+//! ```
+//!
+//! A sender on its own thread and runtime streams `--mib` MiB over loopback in `--chunk-kib`
+//! chunks (`write_all`); the receiver reads into a buffer of the chunk's size. Prints MiB/s.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn flag(args: &[String], name: &str, default: u64) -> Result<u64, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .ok_or(format!("{name} needs a number"))?
+            .parse()
+            .map_err(|e| format!("{name}: {e}")),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let total = flag(args, "--mib", 1024)? << 20;
+    let chunk = (flag(args, "--chunk-kib", 64)? << 10) as usize;
+    if chunk == 0 {
+        return Err("--chunk-kib must be at least 1".into());
+    }
+    let rt = runtime().map_err(|e| e.to_string())?;
+    let listener = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        runtime()?.block_on(async move {
+            let mut s = TcpStream::connect(addr).await?;
+            let buf = vec![0x5a; chunk];
+            let mut sent = 0u64;
+            while sent < total {
+                let n = chunk.min((total - sent) as usize);
+                s.write_all(&buf[..n]).await?;
+                sent += n as u64;
+            }
+            Ok(())
+        })
+    });
+    let (got, secs) = rt
+        .block_on(async move {
+            let (mut s, _) = listener.accept().await?;
+            let start = Instant::now();
+            let mut got = 0u64;
+            let mut buf = vec![0u8; chunk];
+            loop {
+                match s.read(&mut buf).await? {
+                    0 => break,
+                    n => got += n as u64,
+                }
+            }
+            std::io::Result::Ok((got, start.elapsed().as_secs_f64()))
+        })
+        .map_err(|e| e.to_string())?;
+    sender
+        .join()
+        .map_err(|_| "the sender panicked".to_string())?
+        .map_err(|e| format!("sender: {e}"))?;
+    if got != total {
+        return Err(format!("received {got} of {total} bytes"));
+    }
+    println!(
+        "tcp on tokio: {} MiB in {chunk} B chunks in {secs:.3} s = {:.0} MiB/s, \
+         {:.3} s CPU per GiB",
+        total >> 20,
+        (total as f64 / (1 << 20) as f64) / secs,
+        cpu_seconds() / (total as f64 / (1u64 << 30) as f64)
+    );
+    Ok(())
+}
+
+/// User and system CPU time of the whole process so far (sender and receiver threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a live rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tokio_throughput: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
