@@ -26,7 +26,7 @@ for bin in $bins; do
     timeout 900 "${vg[@]}" "$bin" --test-threads=1 "${skips[@]}"
 done
 
-# Pooled receives on every path: buffers the kernel fills from the ring, a PooledBuf that
+# Pooled receives on every path: buffers the kernel fills from the ring (bundles too), a PooledBuf that
 # outlives its loop, streams dropped with their multishot receive armed.
 pooled=$(cargo test --no-run --message-format=json 2>/dev/null \
     | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -E '/pooled-[0-9a-f]+$')
@@ -34,5 +34,5 @@ pooled=$(cargo test --no-run --message-format=json 2>/dev/null \
 echo "== valgrind memcheck: $(basename "$pooled") (selected tests)"
 timeout 900 "${vg[@]}" "$pooled" --test-threads=1 a_buffer_outlives_its_stream_and_its_loop \
     end_of_stream_is_an_empty_buffer a_stream_dropped_with_its_receive_armed_closes \
-    stats_count_buffers_in_use into_std_after_pooled_receives_and_accepts
+    stats_count_buffers_in_use into_std_after_pooled_receives_and_accepts bundled_receives
 echo "valgrind: no memory errors, no definite leaks"

@@ -164,6 +164,9 @@ pub(crate) struct UringFeatures {
     /// `IORING_OP_SEND_ZC` (Linux 6.0): a send that pins the caller's pages instead of copying
     /// them, with a second completion once the kernel is done with them.
     pub(crate) send_zc: bool,
+    /// `IORING_FEAT_RECVSEND_BUNDLE` (Linux 6.10): one receive completion may fill several
+    /// buffers of a provided buffer ring.
+    pub(crate) recv_bundle: bool,
 }
 
 /// Linux's (major, minor) version, from uname.
@@ -196,6 +199,10 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
          instead of two splices through a pipe",
     ),
     (
+        "bundle",
+        "a multishot receive fills one pool buffer per completion rather than a bundle of them",
+    ),
+    (
         "send-zc",
         "stream writes of owned buffers at or above Builder::zero_copy_threshold are plain \
          sends (a copy) rather than zero-copy sends",
@@ -221,6 +228,9 @@ pub(crate) struct FastPaths {
     /// Large owned-buffer writes are zero-copy sends (`IORING_OP_SEND_ZC`), as
     /// `Builder::zero_copy_threshold` says.
     pub(crate) send_zc: bool,
+    /// A stream's multishot receive may fill several pool buffers per completion
+    /// (`IORING_RECVSEND_BUNDLE`, Linux 6.10+; probed when the loop is built).
+    pub(crate) bundle: bool,
 }
 
 impl FastPaths {
@@ -232,6 +242,7 @@ impl FastPaths {
         setup_flags: true,
         splice: true,
         send_zc: true,
+        bundle: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -249,6 +260,7 @@ impl FastPaths {
                     "setup-flags" => &mut fast.setup_flags,
                     "splice" => &mut fast.splice,
                     "send-zc" => &mut fast.send_zc,
+                    "bundle" => &mut fast.bundle,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(
@@ -303,6 +315,7 @@ pub(crate) fn uring_features() -> UringFeatures {
             recv_poll_first: false,
             msg_ring: false,
             send_zc: false,
+            recv_bundle: false,
         },
     }
 }
@@ -347,6 +360,7 @@ fn run_probe() -> Result<UringFeatures, Unavailable> {
             && probe.is_supported(opcode::MsgRingData::CODE)
             && kernel_version().is_some_and(|v| v >= (6, 1)),
         send_zc: probe.is_supported(opcode::SendZc::CODE),
+        recv_bundle: ring.params().is_feature_recvsend_bundle(),
     })
 }
 

@@ -50,6 +50,12 @@ pub struct Stats {
     /// [`PooledBuf`](crate::buf::PooledBuf) not yet dropped) or waiting in a stream's queue. A
     /// gauge, not a count: it goes down as buffers come back.
     pub pool_buffers_in_use: u64,
+    /// Pool buffers that received data (each holds up to the pool's buffer size), on either
+    /// backend.
+    pub pool_buffers_received: u64,
+    /// Receive completions that filled more than one pool buffer (bundled receives, uring on
+    /// Linux 6.10+).
+    pub recv_bundles: u64,
     /// Times a stream's multishot receive was armed again after it ended (its queue was full, the
     /// pool ran dry, or the kernel ended it), uring backend.
     pub multishot_rearms: u64,
@@ -121,6 +127,8 @@ pub(crate) struct Counters {
     pub(crate) zero_copy_sends: Cell<u64>,
     pub(crate) zero_copy_notifications: Cell<u64>,
     pub(crate) pool_in_use: Cell<u64>,
+    pub(crate) pool_received: Cell<u64>,
+    pub(crate) recv_bundles: Cell<u64>,
     pub(crate) multishot_rearms: Cell<u64>,
     pub(crate) pool_empty_waits: Cell<u64>,
     /// The fault injector (a build with `fault-injection`; nothing otherwise).
@@ -146,6 +154,8 @@ impl Counters {
             zero_copy_sends: self.zero_copy_sends.get(),
             zero_copy_notifications: self.zero_copy_notifications.get(),
             pool_buffers_in_use: self.pool_in_use.get(),
+            pool_buffers_received: self.pool_received.get(),
+            recv_bundles: self.recv_bundles.get(),
             multishot_rearms: self.multishot_rearms.get(),
             pool_empty_waits: self.pool_empty_waits.get(),
             faults_injected: self.faults.counts(),

@@ -1,6 +1,7 @@
 //! Pooled receives (`recv_pooled`) and multishot accept, on every path a loop can take: uring with
 //! a multishot receive on a buffer ring, uring with one-shot buffer-select receives, uring with a
-//! free-list pool (readiness, then `recv`), and epoll. The fallbacks are forced through the
+//! free-list pool (readiness, then `recv`), and epoll; the multishot path with bundled receives
+//! (several buffers per completion, Linux 6.10+) and without. The fallbacks are forced through the
 //! builder's switch, so the code for older kernels runs here too.
 
 mod common;
@@ -40,6 +41,11 @@ macro_rules! every_path {
         mod uring_multishot {
             $( #[test] fn $name() {
                 super::$name(&|p| super::path_loop(ringloop::Backend::Uring, "", p))
+            } )*
+        }
+        mod uring_multishot_no_bundle {
+            $( #[test] fn $name() {
+                super::$name(&|p| super::path_loop(ringloop::Backend::Uring, "bundle", p))
             } )*
         }
         mod uring_oneshot_select {
@@ -132,6 +138,70 @@ every_path! {
             }
             sender.await.unwrap();
             echo.await.unwrap();
+        });
+        assert_eq!(lp.stats().pool_buffers_in_use, 0, "every buffer came back");
+    }
+
+    /// `recv_pooled_many` on the echo side, its calls dropped at random points (a timeout, or
+    /// polled once and dropped), each buffer written straight back; the client checks 16 MiB
+    /// come back in order. The client reads pooled too, so every byte the kernel writes lands in
+    /// the pool's mapping (valgrind knows nothing of io_uring's writes into other memory). On the
+    /// multishot path with Linux 6.10+ bundles must have happened.
+    fn bundled_receives_echo_sixteen_mib_through_random_drops(mk) {
+        let mut lp = mk(None);
+        lp.run_until_complete(async {
+            const TOTAL: usize = 16 << 20;
+            let (client, server) = tcp_pair().await;
+            let client = Rc::new(client);
+            let sender = send_pattern(client.clone(), TOTAL, 11);
+            let echo = spawn(async move {
+                let mut rng = Rng(0x5eed);
+                let mut bufs = Vec::new();
+                let mut calls = 0u64;
+                loop {
+                    let got = match rng.below(8) {
+                        0 => {
+                            let mut fut = pin!(server.recv_pooled_many(&mut bufs));
+                            match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+                                Poll::Ready(res) => Some(res.unwrap()),
+                                Poll::Pending => None,
+                            }
+                        }
+                        1 => {
+                            let limit = Duration::from_micros(rng.below(200));
+                            timeout(limit, server.recv_pooled_many(&mut bufs))
+                                .await
+                                .ok()
+                                .map(Result::unwrap)
+                        }
+                        _ => Some(server.recv_pooled_many(&mut bufs).await.unwrap()),
+                    };
+                    match got {
+                        None => {
+                            assert!(bufs.is_empty(), "a dropped call handed buffers over");
+                            yield_now().await;
+                        }
+                        Some(0) => return calls,
+                        Some(n) => {
+                            calls += 1;
+                            assert_eq!(bufs.iter().map(|b| b.len()).sum::<usize>(), n);
+                            for buf in bufs.drain(..) {
+                                assert!(!buf.is_empty(), "an empty buffer in the middle");
+                                server.write_all(buf).await.0.unwrap();
+                            }
+                        }
+                    }
+                }
+            });
+            let mut at = 0;
+            while at < TOTAL {
+                let buf = client.recv_pooled().await.unwrap();
+                assert!(!buf.is_empty(), "the echo ended at {at} of {TOTAL}");
+                assert!(buf[..] == pattern(at, buf.len())[..], "bytes from {at} differ");
+                at += buf.len();
+            }
+            sender.await.unwrap();
+            assert!(echo.await.unwrap() > 0);
         });
         assert_eq!(lp.stats().pool_buffers_in_use, 0, "every buffer came back");
     }
@@ -374,6 +444,53 @@ fn each_path_is_the_one_asked_for() {
         sys_one <= sys_multi + 2,
         "one-shot {sys_one}, multishot {sys_multi}"
     );
+}
+
+/// Bundles happen where they should and nowhere else: a stream with a few MiB waiting gets
+/// several buffers per completion on the multishot path (Linux 6.10+), and `recv_pooled_many`
+/// hands a whole bundle over in one call; with `bundle` switched off, or on epoll, never.
+#[test]
+fn bundled_receives_fill_several_buffers_per_completion() {
+    let run = |lp: &mut EventLoop| {
+        lp.run_until_complete(async {
+            const TOTAL: usize = 4 << 20;
+            let (client, server) = tcp_pair().await;
+            // Arm the receive, then let a few MiB pile up before reading.
+            client.write_all(vec![1u8; 10]).await.0.unwrap();
+            assert_eq!(server.recv_pooled().await.unwrap().len(), 10);
+            let sender = send_pattern(client, TOTAL, 3);
+            sleep(Duration::from_millis(20)).await;
+            let before = ringloop::current_stats().unwrap();
+            let (mut bufs, mut at, mut most) = (Vec::new(), 0, 0);
+            loop {
+                let n = server.recv_pooled_many(&mut bufs).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                most = most.max(bufs.len());
+                for b in bufs.drain(..) {
+                    assert!(b[..] == pattern(at, b.len())[..], "bytes from {at} differ");
+                    at += b.len();
+                }
+            }
+            assert_eq!(at, TOTAL);
+            sender.await.unwrap();
+            let after = ringloop::current_stats().unwrap();
+            (after.recv_bundles - before.recv_bundles, most)
+        })
+    };
+    let (bundles, most) = run(&mut path_loop(Backend::Uring, "", None));
+    if common::kernel_at_least(6, 10) && !common::faults_on() {
+        assert!(bundles > 0, "no bundled receive on Linux 6.10+");
+        assert!(
+            most > 1,
+            "recv_pooled_many never handed over more than one buffer"
+        );
+    }
+    let (off, _) = run(&mut path_loop(Backend::Uring, "bundle", None));
+    assert_eq!(off, 0, "a bundle with bundles switched off");
+    let (epoll, _) = run(&mut path_loop(Backend::Epoll, "", None));
+    assert_eq!(epoll, 0, "a bundle on epoll");
 }
 
 #[test]

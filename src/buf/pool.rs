@@ -131,6 +131,16 @@ enum Free {
         /// False once the loop unregistered the ring (it closed): returned buffers just stay here
         /// until the pool goes.
         live: Cell<bool>,
+        /// Which buffer each ring entry holds (by entry index), which entry each buffer was
+        /// last published in, and whether it is still there or taken by the kernel with its
+        /// completion not seen yet (by buffer id): a bundled receive names only its first
+        /// buffer, and the others are the entries after it. An entry is not written again while
+        /// its buffer is in the ring, so a bundle's entries still name its buffers when its
+        /// completion is read, however late (completions of different receives may come in any
+        /// order).
+        entry_bid: Box<[Cell<u16>]>,
+        bid_entry: Box<[Cell<u16>]>,
+        in_ring: Box<[Cell<bool>]>,
     },
     /// A free list the loop takes from before each `recv`.
     List(RefCell<Vec<u16>>),
@@ -190,6 +200,9 @@ impl Pool {
                 target: Cell::new(u32::from(count).min(INITIAL_RING_FILL)),
                 spare: RefCell::new((0..count).rev().collect()),
                 live: Cell::new(true),
+                entry_bid: (0..count).map(|_| Cell::new(0)).collect(),
+                bid_entry: (0..count).map(|_| Cell::new(0)).collect(),
+                in_ring: (0..count).map(|_| Cell::new(false)).collect(),
             },
             waiters: RefCell::new(Vec::new()),
             counters,
@@ -215,7 +228,7 @@ impl Pool {
         }
         let mut spare = spare.borrow_mut();
         let mut pushed = false;
-        while avail.get() < target.get() {
+        while avail.get() < target.get() && self.tail_entry_free() {
             let Some(bid) = spare.pop() else { break };
             self.ring_push(bid);
             avail.set(avail.get() + 1);
@@ -292,12 +305,42 @@ impl Pool {
         }
     }
 
+    /// Whether the entry at the tail may be written: the buffer it last held is not still in the
+    /// ring (taken by the kernel, its completion not read yet). When it is, the ring is topped up
+    /// again once that completion is read.
+    fn tail_entry_free(&self) -> bool {
+        let Free::Ring {
+            tail,
+            entry_bid,
+            bid_entry,
+            in_ring,
+            ..
+        } = &self.free
+        else {
+            return true;
+        };
+        let idx = tail.get() & (self.count - 1);
+        let old = entry_bid[idx as usize].get();
+        !(in_ring[old as usize].get() && bid_entry[old as usize].get() == idx)
+    }
+
     /// Writes the entry for `bid` at the tail (not yet visible to the kernel).
     fn ring_push(&self, bid: u16) {
-        let Free::Ring { entries, tail, .. } = &self.free else {
+        let Free::Ring {
+            entries,
+            tail,
+            entry_bid,
+            bid_entry,
+            in_ring,
+            ..
+        } = &self.free
+        else {
             return;
         };
         let idx = tail.get() & (self.count - 1);
+        entry_bid[idx as usize].set(bid);
+        bid_entry[bid as usize].set(idx);
+        in_ring[bid as usize].set(true);
         let entry = entries.ptr.as_ptr().cast::<RingEntry>();
         // SAFETY: `idx < count` and the region holds `count` entries of `RingEntry`'s layout
         // (asserted equal to `BufRingEntry`'s at the top of this file). The kernel reads only the entries between
@@ -344,12 +387,105 @@ impl Pool {
                 self.count, self.size
             )));
         }
-        if let Free::Ring { avail, .. } = &self.free {
-            avail.set(avail.get().saturating_sub(1));
-        }
-        let buf = self.lend(bid, len as usize);
+        // SAFETY: the caller's promise, passed on.
+        let buf = unsafe { self.take_unrefilled(bid, len) }?;
         self.refill();
         Ok(buf)
+    }
+
+    /// `take_selected` without topping the ring up: the ring's entries stay as they are (a
+    /// bundle's later entries are read after its first buffer is taken).
+    ///
+    /// # Safety
+    ///
+    /// As [`take_selected`](Self::take_selected).
+    unsafe fn take_unrefilled(self: &Rc<Self>, bid: u16, len: u32) -> io::Result<PooledBuf> {
+        if bid >= self.count || len > self.size {
+            return Err(io::Error::other(format!(
+                "the kernel selected buffer {bid} with {len} bytes from a pool of {} x {}",
+                self.count, self.size
+            )));
+        }
+        if let Free::Ring { avail, in_ring, .. } = &self.free {
+            if !in_ring[bid as usize].replace(false) {
+                return Err(io::Error::other(format!(
+                    "the kernel completed a receive into buffer {bid}, which was not in the \
+                     loop's buffer ring"
+                )));
+            }
+            avail.set(avail.get().saturating_sub(1));
+        }
+        if len > 0 {
+            Counters::bump(&self.counters.pool_received);
+        }
+        Ok(self.lend(bid, len as usize))
+    }
+
+    /// A bundled receive (`IORING_RECVSEND_BUNDLE`) put `len` bytes into consecutive ring
+    /// entries, the first holding buffer `first`: each entry's buffer full but the last. Calls
+    /// `each` with every buffer in order (one for a `len` that fits a buffer).
+    ///
+    /// # Safety
+    ///
+    /// As [`take_selected`](Self::take_selected): the completion of an op that selected from this
+    /// pool's ring reported `first` and `len`.
+    pub(crate) unsafe fn take_bundle(
+        self: &Rc<Self>,
+        first: u16,
+        len: u32,
+        mut each: impl FnMut(PooledBuf),
+    ) -> io::Result<()> {
+        let Free::Ring {
+            entry_bid,
+            bid_entry,
+            ..
+        } = &self.free
+        else {
+            // SAFETY: the caller's promise, passed on.
+            return unsafe { self.take_selected(first, len) }.map(each);
+        };
+        if len <= self.size {
+            // One buffer: the completion names it.
+            // SAFETY: the caller's promise, passed on.
+            return unsafe { self.take_selected(first, len) }.map(each);
+        }
+        if first >= self.count {
+            return Err(io::Error::other(format!(
+                "the kernel selected buffer {first} from a pool of {} buffers",
+                self.count
+            )));
+        }
+        let parts = len.div_ceil(self.size).max(1);
+        if parts > u32::from(self.count) {
+            return Err(io::Error::other(format!(
+                "the kernel reported a bundle of {len} bytes, more than the pool's {} x {}",
+                self.count, self.size
+            )));
+        }
+        if parts > 1 {
+            Counters::bump(&self.counters.recv_bundles);
+        }
+        let start = bid_entry[first as usize].get();
+        let mut left = len;
+        let mut res = Ok(());
+        for i in 0..parts {
+            let entry = (u32::from(start) + i) & (u32::from(self.count) - 1);
+            let bid = entry_bid[entry as usize].get();
+            let n = left.min(self.size);
+            left -= n;
+            // SAFETY: the kernel filled the ring entries from `first`'s on, in order, and
+            // reported them all in this one completion: each entry's buffer is done with and
+            // nobody else holds it. No entry is rewritten before the loop ends (no refill).
+            match unsafe { self.take_unrefilled(bid, n) } {
+                Ok(buf) => each(buf),
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        self.refill();
+        res
     }
 
     /// Takes a free buffer from the list (free-list pools); `None` if none is free.
@@ -467,9 +603,11 @@ impl PooledBuf {
     ///
     /// The first `len` bytes must be initialised and `len` at most the capacity.
     pub(crate) unsafe fn set_received(&mut self, len: usize) {
-        if let Storage::Owned(v) = &mut self.storage {
+        match &mut self.storage {
             // SAFETY: the caller initialised `len <= capacity` bytes.
-            unsafe { v.set_len(len) };
+            Storage::Owned(v) => unsafe { v.set_len(len) },
+            Storage::Pool { pool, .. } if len > 0 => Counters::bump(&pool.counters.pool_received),
+            Storage::Pool { .. } => {}
         }
         self.start = 0;
         self.len = len;

@@ -81,6 +81,13 @@ impl DriverCell {
                     && crate::backend::uring_features().send_zc
             })
             .map(|t| u32::try_from(t.max(1)).unwrap_or(u32::MAX));
+        let fast = FastPaths {
+            bundle: fast.bundle
+                && fast.multishot_recv
+                && backend == Backend::Uring
+                && crate::backend::uring_features().recv_bundle,
+            ..fast
+        };
         let driver = match backend {
             Backend::Uring => {
                 Driver::Uring(UringDriver::new(entries, shared, counters.clone(), fast)?)

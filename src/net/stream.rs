@@ -95,6 +95,13 @@ impl Stream {
         crate::op::pooled::RecvPooled::new(&self.fd)
     }
 
+    pub(crate) async fn recv_pooled_many(
+        &self,
+        out: &mut Vec<crate::buf::PooledBuf>,
+    ) -> std::io::Result<usize> {
+        crate::op::pooled::recv_many(&self.fd, out).await
+    }
+
     pub(crate) async fn readv<B: IoBufMut>(&self, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.fd.settled(Interest::Read).await;
         // What a dropped read left, or pooled receives delivered, goes into the first buffer
@@ -256,6 +263,56 @@ macro_rules! stream_methods {
             &self,
         ) -> impl std::future::Future<Output = std::io::Result<$crate::buf::PooledBuf>> + '_ {
             self.io.recv_pooled()
+        }
+
+        /// As [`recv_pooled`](Self::recv_pooled), but hands over everything that arrived: waits
+        /// for the next receive, then appends its buffer and every buffer already delivered
+        /// behind it to `out`, in order, and returns the bytes appended; 0 means the peer closed
+        /// its side (`out` is left as it was).
+        ///
+        /// On io_uring with Linux 6.10+ one receive completion may fill several pool buffers at
+        /// once (a bundle, `IORING_RECVSEND_BUNDLE`): a stream with much data waiting gets it in
+        /// one call, as one [`PooledBuf`](crate::buf::PooledBuf) per buffer, each up to the pool's
+        /// buffer size. Elsewhere it returns what one receive brought, one buffer.
+        ///
+        /// Cancel-safe as `recv_pooled` is. An error, or the end of stream, queued behind the
+        /// buffers is left for the next call.
+        ///
+        /// # Errors
+        ///
+        /// As [`recv_pooled`](Self::recv_pooled).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use ringloop::net::{TcpListener, TcpStream};
+        ///
+        /// ringloop::run(async {
+        ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+        ///     let client = TcpStream::connect(listener.local_addr()?).await?;
+        ///     let (server, _) = listener.accept().await?;
+        ///     client.write_all(vec![7u8; 100_000]).await.0?;
+        ///     drop(client);
+        ///     let (mut bufs, mut total) = (Vec::new(), 0);
+        ///     loop {
+        ///         match server.recv_pooled_many(&mut bufs).await? {
+        ///             0 => break,
+        ///             n => total += n,
+        ///         }
+        ///         // Each buffer could be written on as it is, with no copy; here they go back
+        ///         // to the pool.
+        ///         bufs.clear();
+        ///     }
+        ///     assert_eq!(total, 100_000);
+        ///     std::io::Result::Ok(())
+        /// })
+        /// .unwrap();
+        /// ```
+        pub async fn recv_pooled_many(
+            &self,
+            out: &mut Vec<$crate::buf::PooledBuf>,
+        ) -> std::io::Result<usize> {
+            self.io.recv_pooled_many(out).await
         }
 
         /// Reads into several buffers in order, each from its start up to its capacity, and sets

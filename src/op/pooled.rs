@@ -5,7 +5,10 @@
 //!   with buffer select when multishot receives are off or missing). What it delivers waits in
 //!   the stream's queue, bounded by [`QUEUE_BOUND`]: past it the receive is cancelled, and armed
 //!   again once a reader finds the queue empty. When the pool runs dry the kernel ends the receive
-//!   (`ENOBUFS`); the reader then waits for a buffer to come back before arming it again.
+//!   (`ENOBUFS`); the reader then waits for a buffer to come back before arming it again. On
+//!   Linux 6.10+ the multishot receive is bundled (`IORING_RECVSEND_BUNDLE`): one completion may
+//!   fill several buffers, consecutive entries of the ring from the one it names (see
+//!   `Pool::take_bundle`), queued as one item each; `recv_pooled_many` takes them all at once.
 //! - epoll, or a free-list pool on uring: wait for readiness, take a buffer, `recv` into it; on
 //!   `EAGAIN` the buffer goes straight back.
 
@@ -31,42 +34,10 @@ use crate::driver::op::Interest;
 /// about 64 KiB of the pool.
 pub(crate) const QUEUE_BOUND: usize = 16;
 
-/// A completion of a stream's multishot (or buffer-select) receive as a queue item; `None` for
-/// an end that is not the reader's business (the pool ran dry, or the receive was cancelled): the
+/// Where a stream's multishot (or buffer-select) receive delivers: the stream's queue, one item
+/// per pool buffer (a bundled receive fills several in one completion). `None` goes in for an
+/// end that is not the reader's business (the pool ran dry, or the receive was cancelled): the
 /// reader arms it again.
-fn recv_item(
-    pool: Option<&Rc<Pool>>,
-    res: io::Result<u32>,
-    flags: u32,
-) -> Option<io::Result<PooledBuf>> {
-    match res {
-        Ok(n) => Some(match (io_uring::cqueue::buffer_select(flags), pool) {
-            // SAFETY: the kernel selected `bid` from the pool's group for this completion and is
-            // done with it.
-            (Some(bid), Some(pool)) => unsafe { pool.take_selected(bid, n) }.map(|buf| {
-                if n == 0 {
-                    PooledBuf::eof() // `buf` goes back to the pool
-                } else {
-                    buf
-                }
-            }),
-            (None, _) if n == 0 => Ok(PooledBuf::eof()),
-            _ => Err(io::Error::other(
-                "the kernel completed a pooled receive without a buffer of the loop's pool",
-            )),
-        }),
-        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-            if let Some(pool) = pool {
-                pool.note_ring_empty();
-            }
-            None
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => None,
-        Err(e) => Some(Err(e)),
-    }
-}
-
-/// Where a stream's multishot (or buffer-select) receive delivers: the stream's queue.
 fn deliver_recv(
     fd: &WeakFd,
     pool: Option<&Rc<Pool>>,
@@ -74,10 +45,52 @@ fn deliver_recv(
     flags: u32,
     more: bool,
 ) -> bool {
-    let item = recv_item(pool, res, flags);
-    // Without the stream, `item` is dropped: its buffer goes back to the pool.
-    fd.upgrade()
-        .is_some_and(|fd| fd.recv_queue().deliver(item, more, QUEUE_BOUND))
+    // Without the stream, the buffers are dropped: they go back to the pool.
+    let stream = fd.upgrade();
+    let mut queue = stream.as_ref().map(|fd| fd.recv_queue());
+    let mut push = |item: Option<io::Result<PooledBuf>>, more: bool| match &mut queue {
+        Some(q) => q.deliver(item, more, QUEUE_BOUND),
+        None => false,
+    };
+    match res {
+        Ok(0) => {
+            if let (Some(bid), Some(pool)) = (io_uring::cqueue::buffer_select(flags), pool) {
+                // SAFETY: the kernel selected `bid` for this completion and is done with it; the
+                // buffer goes straight back.
+                drop(unsafe { pool.take_selected(bid, 0) });
+            }
+            push(Some(Ok(PooledBuf::eof())), more)
+        }
+        Ok(n) => match (io_uring::cqueue::buffer_select(flags), pool) {
+            (Some(bid), Some(pool)) => {
+                let mut go_on = true;
+                // SAFETY: the kernel selected `bid` (and for a bundle the ring entries after it)
+                // from the pool's group for this completion and is done with them.
+                let taken =
+                    unsafe { pool.take_bundle(bid, n, |buf| go_on = push(Some(Ok(buf)), true)) };
+                match taken {
+                    Ok(()) if more => go_on,
+                    // The op's last completion: the queue must hear that it ended.
+                    Ok(()) => push(None, false),
+                    Err(e) => push(Some(Err(e)), more),
+                }
+            }
+            _ => push(
+                Some(Err(io::Error::other(
+                    "the kernel completed a pooled receive without a buffer of the loop's pool",
+                ))),
+                more,
+            ),
+        },
+        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+            if let Some(pool) = pool {
+                pool.note_ring_empty();
+            }
+            push(None, more)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => push(None, more),
+        Err(e) => push(Some(Err(e)), more),
+    }
 }
 
 fn outside_loop() -> io::Error {
@@ -148,6 +161,28 @@ impl Future for RecvPooled<'_> {
     }
 }
 
+/// `recv_pooled_many`: waits for the next pooled receive like `recv_pooled`, then appends it and
+/// every buffer already delivered behind it (the rest of a bundle, and later receives) to `out`.
+/// Stops before an error or the end of stream, which the next call returns. 0 means end of
+/// stream.
+pub(crate) async fn recv_many(fd: &SharedFd, out: &mut Vec<PooledBuf>) -> io::Result<usize> {
+    let first = RecvPooled::new(fd).await?;
+    if first.is_empty() {
+        return Ok(0);
+    }
+    let mut total = first.len();
+    out.push(first);
+    if let Some(mut queue) = fd.recv_queue_if_any() {
+        while matches!(queue.items.front_mut(), Some(Ok(buf)) if !buf.is_empty()) {
+            if let Some(Ok(buf)) = queue.items.pop_front() {
+                total += buf.len();
+                out.push(buf);
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// uring with a buffer ring: takes the next delivery, arming the receive when none is armed.
 fn poll_from_ring(
     fd: &SharedFd,
@@ -194,8 +229,11 @@ fn arm_ring_recv(
     pool: &Rc<Pool>,
     cx: &mut Context<'_>,
 ) -> io::Result<()> {
-    let multishot = driver.fast().multishot_recv;
-    let entry = if multishot {
+    let fast = driver.fast();
+    let multishot = fast.multishot_recv;
+    let entry = if multishot && fast.bundle {
+        opcode::RecvMultiBundle::new(Fd(fd.raw()), POOL_GROUP).build()
+    } else if multishot {
         opcode::RecvMulti::new(Fd(fd.raw()), POOL_GROUP).build()
     } else {
         opcode::Recv::new(Fd(fd.raw()), std::ptr::null_mut(), pool.size())

@@ -217,3 +217,16 @@ pub async fn tcp_pair() -> (ringloop::net::TcpStream, ringloop::net::TcpStream) 
     let client = ringloop::net::TcpStream::connect(addr).await.unwrap();
     (client, accept.await.unwrap())
 }
+
+/// Whether the running kernel is at least `major.minor` (from `uname -r`).
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    (next(), next()) >= (major, minor)
+}
