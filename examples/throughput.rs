@@ -1,13 +1,15 @@
 //! Throughput of two I/O paths on the loop's backend.
 //!
 //! ```text
-//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--zc BYTES]
+//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1] [--pooled] [--zc BYTES]
 //! cargo run --release --example throughput -- randread [--file-mib 256] [--reads 200000] [--in-flight 32]
 //! RINGLOOP_BACKEND=epoll cargo run --release --example throughput -- tcp
 //! ```
 //!
 //! `tcp`: a sender on its own thread and loop streams `--mib` MiB over loopback to a receiver;
-//! prints MiB/s. `--zc BYTES` makes the sender's writes of at least BYTES zero-copy sends
+//! prints MiB/s. `--conns N` splits it over N connections at once; `--pooled` receives with
+//! `recv_pooled_many` (the loop's pool, bundles on Linux 6.10+) instead of a `chunk`-sized
+//! buffer per connection. `--zc BYTES` makes the sender's writes of at least BYTES zero-copy sends
 //! (`Builder::zero_copy_threshold`, uring only); `examples/tokio_throughput.rs` is the same
 //! transfer on tokio. `randread`: makes a file, reads it once so it sits in the page cache, then
 //! `--in-flight` tasks read random 4 KiB blocks; prints reads/s and MiB/s.
@@ -46,10 +48,14 @@ fn zero_copy(args: &[String]) -> Result<Option<usize>, String> {
 fn tcp(args: &[String]) -> Result<(), String> {
     let total = flag(args, "--mib", 1024)? << 20;
     let chunk = (flag(args, "--chunk-kib", 64)? << 10) as usize;
-    if chunk == 0 {
-        return Err("--chunk-kib must be at least 1".into());
+    let conns = flag(args, "--conns", 1)?;
+    if chunk == 0 || conns == 0 {
+        return Err("--chunk-kib and --conns must be at least 1".into());
     }
+    let pooled = args.iter().any(|a| a == "--pooled");
     let zc = zero_copy(args)?;
+    let per_conn = total / conns;
+    let total = per_conn * conns;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
@@ -57,16 +63,25 @@ fn tcp(args: &[String]) -> Result<(), String> {
             .zero_copy_threshold(zc)
             .build()?;
         lp.run_until_complete(async move {
-            let s = TcpStream::connect(addr).await?;
-            let mut buf = vec![0x5a; chunk];
-            let mut sent = 0u64;
-            while sent < total {
-                let n = chunk.min((total - sent) as usize);
-                buf.truncate(n);
-                let (res, b) = s.write_all(buf).await;
-                res?;
-                buf = b;
-                sent += n as u64;
+            let mut tasks = Vec::new();
+            for _ in 0..conns {
+                let s = TcpStream::connect(addr).await?;
+                tasks.push(ringloop::spawn(async move {
+                    let mut buf = vec![0x5a; chunk];
+                    let mut sent = 0u64;
+                    while sent < per_conn {
+                        let n = chunk.min((per_conn - sent) as usize);
+                        buf.truncate(n);
+                        let (res, b) = s.write_all(buf).await;
+                        res?;
+                        buf = b;
+                        sent += n as u64;
+                    }
+                    std::io::Result::Ok(())
+                }));
+            }
+            for t in tasks {
+                t.await.map_err(std::io::Error::from)??;
             }
             Ok(())
         })
@@ -75,17 +90,18 @@ fn tcp(args: &[String]) -> Result<(), String> {
     let backend = lp.backend();
     let (got, secs) = lp
         .run_until_complete(async move {
-            let (s, _) = listener.accept().await?;
+            let mut streams = Vec::new();
+            for _ in 0..conns {
+                streams.push(listener.accept().await?.0);
+            }
             let start = Instant::now();
+            let tasks: Vec<_> = streams
+                .into_iter()
+                .map(|s| ringloop::spawn(receive(s, chunk, pooled)))
+                .collect();
             let mut got = 0u64;
-            let mut buf = Vec::with_capacity(chunk);
-            loop {
-                let (res, b) = s.read(buf).await;
-                buf = b;
-                match res? {
-                    0 => break,
-                    n => got += n as u64,
-                }
+            for t in tasks {
+                got += t.await.map_err(std::io::Error::from)??;
             }
             std::io::Result::Ok((got, start.elapsed().as_secs_f64()))
         })
@@ -97,18 +113,49 @@ fn tcp(args: &[String]) -> Result<(), String> {
     if got != total {
         return Err(format!("received {got} of {total} bytes"));
     }
-    let zc = match zc {
-        Some(min) => format!(", zero-copy from {min} B"),
-        None => String::new(),
-    };
+    let mut how = String::new();
+    if let Some(min) = zc {
+        how += &format!(", zero-copy from {min} B");
+    }
+    if conns > 1 {
+        how += &format!(", {conns} connections");
+    }
+    if pooled {
+        how += ", pooled receives";
+    }
     println!(
-        "tcp on {backend}{zc}: {} MiB in {chunk} B chunks in {secs:.3} s = {:.0} MiB/s, \
+        "tcp on {backend}{how}: {} MiB in {chunk} B chunks in {secs:.3} s = {:.0} MiB/s, \
          {:.3} s CPU per GiB",
         total >> 20,
         (total as f64 / (1 << 20) as f64) / secs,
         cpu_seconds() / (total as f64 / (1u64 << 30) as f64)
     );
     Ok(())
+}
+
+/// Reads a stream to its end, into a buffer of `chunk` bytes or (`pooled`) pool buffers, and
+/// returns the byte count.
+async fn receive(s: TcpStream, chunk: usize, pooled: bool) -> std::io::Result<u64> {
+    let mut got = 0u64;
+    if pooled {
+        let mut bufs = Vec::new();
+        loop {
+            match s.recv_pooled_many(&mut bufs).await? {
+                0 => return Ok(got),
+                n => got += n as u64,
+            }
+            bufs.clear();
+        }
+    }
+    let mut buf = Vec::with_capacity(chunk);
+    loop {
+        let (res, b) = s.read(buf).await;
+        buf = b;
+        match res? {
+            0 => return Ok(got),
+            n => got += n as u64,
+        }
+    }
 }
 
 fn randread(args: &[String]) -> Result<(), String> {

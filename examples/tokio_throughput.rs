@@ -2,11 +2,12 @@
 //! the throughput figures compare ringloop against.
 //!
 //! ```text
-//! cargo run --release --example tokio_throughput -- [--mib 1024] [--chunk-kib 64]
+//! cargo run --release --example tokio_throughput -- [--mib 1024] [--chunk-kib 64] [--conns 1]
 //! ```
 //!
 //! A sender on its own thread and runtime streams `--mib` MiB over loopback in `--chunk-kib`
-//! chunks (`write_all`); the receiver reads into a buffer of the chunk's size. Prints MiB/s.
+//! chunks (`write_all`), split over `--conns` connections at once; the receiver reads each into a
+//! buffer of the chunk's size. Prints MiB/s and CPU per GiB.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -34,9 +35,12 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn run(args: &[String]) -> Result<(), String> {
     let total = flag(args, "--mib", 1024)? << 20;
     let chunk = (flag(args, "--chunk-kib", 64)? << 10) as usize;
-    if chunk == 0 {
-        return Err("--chunk-kib must be at least 1".into());
+    let conns = flag(args, "--conns", 1)?;
+    if chunk == 0 || conns == 0 {
+        return Err("--chunk-kib and --conns must be at least 1".into());
     }
+    let per_conn = total / conns;
+    let total = per_conn * conns;
     let rt = runtime().map_err(|e| e.to_string())?;
     let listener = rt
         .block_on(TcpListener::bind("127.0.0.1:0"))
@@ -44,28 +48,51 @@ fn run(args: &[String]) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
         runtime()?.block_on(async move {
-            let mut s = TcpStream::connect(addr).await?;
-            let buf = vec![0x5a; chunk];
-            let mut sent = 0u64;
-            while sent < total {
-                let n = chunk.min((total - sent) as usize);
-                s.write_all(&buf[..n]).await?;
-                sent += n as u64;
+            let mut tasks = Vec::new();
+            for _ in 0..conns {
+                let mut s = TcpStream::connect(addr).await?;
+                tasks.push(tokio::spawn(async move {
+                    let buf = vec![0x5a; chunk];
+                    let mut sent = 0u64;
+                    while sent < per_conn {
+                        let n = chunk.min((per_conn - sent) as usize);
+                        s.write_all(&buf[..n]).await?;
+                        sent += n as u64;
+                    }
+                    std::io::Result::Ok(())
+                }));
+            }
+            for t in tasks {
+                t.await??;
             }
             Ok(())
         })
     });
     let (got, secs) = rt
         .block_on(async move {
-            let (mut s, _) = listener.accept().await?;
+            let mut streams = Vec::new();
+            for _ in 0..conns {
+                streams.push(listener.accept().await?.0);
+            }
             let start = Instant::now();
+            let tasks: Vec<_> = streams
+                .into_iter()
+                .map(|mut s| {
+                    tokio::spawn(async move {
+                        let mut got = 0u64;
+                        let mut buf = vec![0u8; chunk];
+                        loop {
+                            match s.read(&mut buf).await? {
+                                0 => return std::io::Result::Ok(got),
+                                n => got += n as u64,
+                            }
+                        }
+                    })
+                })
+                .collect();
             let mut got = 0u64;
-            let mut buf = vec![0u8; chunk];
-            loop {
-                match s.read(&mut buf).await? {
-                    0 => break,
-                    n => got += n as u64,
-                }
+            for t in tasks {
+                got += t.await??;
             }
             std::io::Result::Ok((got, start.elapsed().as_secs_f64()))
         })
@@ -77,8 +104,13 @@ fn run(args: &[String]) -> Result<(), String> {
     if got != total {
         return Err(format!("received {got} of {total} bytes"));
     }
+    let how = if conns > 1 {
+        format!(", {conns} connections")
+    } else {
+        String::new()
+    };
     println!(
-        "tcp on tokio: {} MiB in {chunk} B chunks in {secs:.3} s = {:.0} MiB/s, \
+        "tcp on tokio{how}: {} MiB in {chunk} B chunks in {secs:.3} s = {:.0} MiB/s, \
          {:.3} s CPU per GiB",
         total >> 20,
         (total as f64 / (1 << 20) as f64) / secs,

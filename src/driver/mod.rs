@@ -110,11 +110,6 @@ impl DriverCell {
         self.fast
     }
 
-    /// The smallest stream send that goes zero-copy on this loop, if any does.
-    pub(crate) fn zero_copy_threshold(&self) -> Option<u32> {
-        self.zero_copy
-    }
-
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -267,6 +262,9 @@ impl DriverCell {
             Driver::Uring(u) => {
                 if matches!(op.slot, Slot::Idle) {
                     self.maybe_shorten(op.data_mut());
+                    if let Some(min) = self.zero_copy {
+                        op.data_mut().offer_zero_copy(min);
+                    }
                 }
                 // Submits the op's SQE; `Err` if it could not be queued (it never started).
                 let submit = |u: &mut UringDriver, op: &mut OpCore<T>| {

@@ -56,6 +56,13 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
+    /// uring half: the loop sends stream writes of at least `min` bytes zero-copy
+    /// (`Builder::zero_copy_threshold`); an op that can (a stream socket's send) switches to it.
+    /// Called before the op's first submission.
+    fn offer_zero_copy(&mut self, min: u32) {
+        let _ = min;
+    }
+
     /// uring half: whether this op's nonblocking syscall (`try_syscall`) is worth trying inline
     /// when the op would otherwise make a ring trip alone (nothing else queued, in flight or
     /// ready to run). True for ops that usually complete at once: a send; a stream read whose

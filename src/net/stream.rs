@@ -127,7 +127,7 @@ impl Stream {
 
     pub(crate) async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.fd.settled(Interest::Write).await;
-        Op::new(Send::new(self.fd.clone(), buf, self.pipe).zero_copy_if_large()).await
+        Op::new(Send::new(self.fd.clone(), buf, self.pipe)).await
     }
 
     pub(crate) async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
@@ -184,9 +184,11 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
                     ready!(this.fd.poll_settled(Interest::Write, cx));
                     let buf = buf.take().expect("WriteAll polled after it completed");
                     let slice = buf.slice(this.written..this.total);
-                    this.state = WriteAllState::Writing(Op::new(
-                        Send::new(this.fd.clone(), slice, this.pipe).zero_copy_if_large(),
-                    ));
+                    this.state = WriteAllState::Writing(Op::new(Send::new(
+                        this.fd.clone(),
+                        slice,
+                        this.pipe,
+                    )));
                 }
                 WriteAllState::Writing(op) => {
                     let (res, slice) = ready!(Pin::new(op).poll(cx));

@@ -169,20 +169,6 @@ impl<B: IoBuf> Send<B> {
         }
     }
 
-    /// Makes a stream socket's send zero-copy when the current loop sends that many bytes so
-    /// (`Builder::zero_copy_threshold`; uring only). The op then completes only after the kernel's
-    /// notification that it no longer reads the buffer, so handing the buffer back stays safe.
-    pub(crate) fn zero_copy_if_large(mut self) -> Self {
-        if self.stream
-            && !self.pipe
-            && let Some(min) =
-                crate::context::current_driver().and_then(|d| d.zero_copy_threshold())
-        {
-            self.zero_copy = self.len() >= min;
-        }
-        self
-    }
-
     /// Sends one datagram on a connected datagram socket.
     pub(crate) fn datagram(fd: SharedFd, buf: B) -> Self {
         Send {
@@ -253,6 +239,12 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
             self.max = max;
         }
         self.stream
+    }
+
+    fn offer_zero_copy(&mut self, min: u32) {
+        // A zero-copy send completes only after the kernel's notification that it no longer
+        // reads the buffer, so handing the buffer back stays safe.
+        self.zero_copy = self.stream && !self.pipe && self.len() >= min;
     }
 
     fn inline_first(&self) -> bool {
