@@ -21,7 +21,7 @@ use ringloop::Backend;
 use support::{ALL, Rt};
 
 /// What the bench server does with a connection.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Serve {
     /// Write back whatever comes in.
     Echo,
@@ -54,9 +54,14 @@ impl Drop for Server {
 fn start_server(rt: Rt, serve: Serve) -> Server {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || match rt.backend() {
-        Some(backend) => ringloop_server(backend, serve, addr_tx, stopped),
-        None => tokio_server(serve, addr_tx, stopped),
+    let thread = std::thread::spawn(move || {
+        if serve == Serve::Sink {
+            support::pin_to_cpu(0);
+        }
+        match rt.backend() {
+            Some(backend) => ringloop_server(backend, serve, addr_tx, stopped),
+            None => tokio_server(serve, addr_tx, stopped),
+        }
     });
     let addr = addr_rx.recv().expect("the bench server did not start");
     Server {
@@ -326,8 +331,9 @@ fn echo(c: &mut Criterion) {
 }
 
 /// Streaming: one iteration is one 64 KiB chunk on every connection; the throughput is bytes per
-/// second.
+/// second. The server runs on CPU 0 and the client on CPU 1.
 fn streaming(c: &mut Criterion) {
+    support::pin_to_cpu(1);
     for conns in [1usize, 4] {
         let mut g = c.benchmark_group(format!("stream_64KiB_{conns}conn"));
         g.throughput(Throughput::Bytes((conns * CHUNK) as u64));
@@ -342,6 +348,7 @@ fn streaming(c: &mut Criterion) {
         }
         g.finish();
     }
+    support::unpin();
 }
 
 /// The bare cost of ops through the loop: one iteration writes one byte into a Unix socket pair

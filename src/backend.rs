@@ -203,6 +203,11 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
         "a multishot receive fills one pool buffer per completion rather than a bundle of them",
     ),
     (
+        "wait-batch",
+        "a busy loop's wait ends at the first completion rather than holding out a few \
+         microseconds for a second",
+    ),
+    (
         "send-zc",
         "stream writes of owned buffers at or above Builder::zero_copy_threshold are plain \
          sends (a copy) rather than zero-copy sends",
@@ -231,6 +236,9 @@ pub(crate) struct FastPaths {
     /// A stream's multishot receive may fill several pool buffers per completion
     /// (`IORING_RECVSEND_BUNDLE`, Linux 6.10+; probed when the loop is built).
     pub(crate) bundle: bool,
+    /// A busy loop's wait holds out a few microseconds for a second completion
+    /// (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12+; probed when the ring is set up).
+    pub(crate) wait_batch: bool,
 }
 
 impl FastPaths {
@@ -243,6 +251,7 @@ impl FastPaths {
         splice: true,
         send_zc: true,
         bundle: true,
+        wait_batch: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -261,6 +270,7 @@ impl FastPaths {
                     "splice" => &mut fast.splice,
                     "send-zc" => &mut fast.send_zc,
                     "bundle" => &mut fast.bundle,
+                    "wait-batch" => &mut fast.wait_batch,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(
@@ -285,7 +295,7 @@ impl FastPaths {
     }
 }
 
-fn kernel_version() -> Option<(u32, u32)> {
+pub(crate) fn kernel_version() -> Option<(u32, u32)> {
     // SAFETY: an all-zero utsname is valid; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: `u` is a live utsname.

@@ -161,3 +161,34 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
+
+/// Pins the calling thread to one CPU (if the machine has it): the streaming benches put the
+/// server on one core and the client on the other, since an unpinned pair of threads flips between
+/// two speeds by where the scheduler happens to put them (BENCHMARKS.md, streaming).
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE for any machine this runs on; `set` is live.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        eprintln!(
+            "note: cannot pin the bench thread to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Lets the calling thread run on every CPU again.
+pub fn unpin() {
+    // SAFETY: as in `pin_to_cpu`, with every CPU the machine has set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for cpu in 0..cpus {
+        // SAFETY: as in `pin_to_cpu`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: as in `pin_to_cpu`.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+}

@@ -37,6 +37,24 @@ const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
 const IORING_REGISTER_RING_FDS: u32 = 20;
 const IORING_UNREGISTER_RING_FDS: u32 = 21;
 
+/// `struct io_uring_getevents_arg` with the field Linux 6.12 added (`min_wait_usec`, formerly
+/// padding): the argument of an `EXT_ARG` enter that batches its wait.
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// How long a batched wait holds out for more completions once one came (see
+/// `UringDriver::park`).
+const BATCH_WAIT_USEC: u32 = 10;
+
+/// Waits batch only while at most this many ops are in flight: with more, completions come in
+/// batches by themselves, and holding out measured slower (BENCHMARKS.md, streaming).
+const BATCH_MAX_IN_FLIGHT: usize = 8;
+
 /// `struct io_uring_rsrc_update`, the argument of `IORING_(UN)REGISTER_RING_FDS`.
 #[repr(C)]
 struct RsrcUpdate {
@@ -73,6 +91,11 @@ pub(crate) struct UringDriver {
     /// SQEs pushed whose CQE has not arrived yet (ops, wake read, cancels, timeouts).
     in_flight: usize,
     defer_taskrun: bool,
+    /// Waits may batch (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12, and the fast path on).
+    batch_waits: bool,
+    /// Completions the last reap dispatched: two or more mark the loop busy, and its next wait
+    /// batches.
+    last_reaped: usize,
     /// Which setup flags the ring got, for `EventLoop`'s debug output.
     pub(super) setup: &'static str,
     wake_fd: RawFd,
@@ -169,8 +192,12 @@ impl UringDriver {
                 "the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux 5.11)",
             ));
         }
+        let defer_taskrun = setup.contains("DEFER_TASKRUN");
         let mut driver = UringDriver {
-            defer_taskrun: setup.contains("DEFER_TASKRUN"),
+            // Only with DEFER_TASKRUN does a waiting task stay asleep until its count is reached.
+            batch_waits: fast.wait_batch && defer_taskrun && ring.params().is_feature_min_timeout(),
+            last_reaped: 0,
+            defer_taskrun,
             ring,
             ops: Slab::with_capacity(entries as usize),
             in_flight: 0,
@@ -620,6 +647,46 @@ impl UringDriver {
         }
     }
 
+    /// A busy loop's wait: for `want` completions, but for at most [`BATCH_WAIT_USEC`] once one
+    /// came, then up to `timeout` for the first. A waiting task is woken once per completion
+    /// otherwise, and each wake of a sleeping thread is paid by the thread that completes the
+    /// I/O (on a virtual machine an interrupt to another vCPU): with a few connections streaming
+    /// into the loop, the senders spent more on those wakes than on sending (BENCHMARKS.md,
+    /// streaming).
+    fn enter_batched(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
+        // Without a general timeout the kernel ends the whole wait when the min-wait ends, with
+        // or without a completion: an hour stands for "none" (a loop that sleeps that long wakes
+        // once for nothing).
+        let ts = Timespec::from(timeout.unwrap_or(Duration::from_secs(3600)));
+        let arg = GeteventsArg {
+            sigmask: 0,
+            sigmask_sz: 0,
+            min_wait_usec: BATCH_WAIT_USEC,
+            ts: std::ptr::from_ref(&ts) as u64,
+        };
+        // SAFETY: `arg` is a valid `io_uring_getevents_arg` for this call (EXT_ARG, with the
+        // min-wait field the kernel has, IORING_FEAT_MIN_TIMEOUT), and `ts` outlives it.
+        let res = unsafe {
+            self.sys_enter(
+                want,
+                IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                std::ptr::from_ref(&arg).cast(),
+                std::mem::size_of::<GeteventsArg>(),
+            )
+        };
+        match res {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     fn submit_and_wait(&mut self, want: u32) -> io::Result<()> {
         // SAFETY: no argument.
         unsafe { self.sys_enter(want, IORING_ENTER_GETEVENTS, std::ptr::null(), 0) }
@@ -638,7 +705,16 @@ impl UringDriver {
             block = false;
         }
         let res = if block {
-            let r = self.enter(1, timeout);
+            let ops_in_flight = self.in_flight - usize::from(self.wake_armed);
+            let r = if self.batch_waits
+                && self.last_reaped >= 2
+                && (2..=BATCH_MAX_IN_FLIGHT).contains(&ops_in_flight)
+            {
+                // All but one of the ops in flight, at least two and at most three.
+                self.enter_batched((ops_in_flight as u32 - 1).clamp(2, 3), timeout)
+            } else {
+                self.enter(1, timeout)
+            };
             shared.finish_sleep();
             r
         } else {
@@ -676,11 +752,13 @@ impl UringDriver {
             self.dispatch(user_data, result, flags, &mut stop);
         }
         let mut batch = mem::take(&mut self.batch);
+        let mut reaped = 0;
         loop {
             let mut cq = self.ring.completion();
             cq.sync();
             batch.extend((&mut cq).map(|c| (c.user_data(), c.result(), c.flags())));
             drop(cq);
+            reaped += batch.len();
             for (user_data, result, flags) in batch.drain(..) {
                 if may_hold
                     && self.counters.faults.enabled()
@@ -701,6 +779,7 @@ impl UringDriver {
             let _ = self.submit_and_wait(0);
         }
         self.batch = batch;
+        self.last_reaped = reaped;
         // Held back now, delivered at the next reap (after completions that came later).
         self.late.append(&mut late);
         for key in stop {
@@ -923,5 +1002,38 @@ mod tests {
         let mut ids = Vec::new();
         shared.take_remote(&mut ids, &mut Vec::new());
         assert_eq!(ids, vec![1]);
+    }
+
+    /// A batched wait (a busy loop with a few ops in flight) still ends soon after one
+    /// completion: it holds out microseconds for more, not until the others come.
+    #[test]
+    fn a_batched_wait_ends_soon_after_one_completion() {
+        let shared = Shared::new().unwrap();
+        let mut d = driver(&shared);
+        if crate::backend::kernel_version().is_some_and(|v| v >= (6, 12)) {
+            assert!(d.batch_waits, "IORING_FEAT_MIN_TIMEOUT on Linux 6.12+");
+        }
+        let waker = std::task::Waker::noop();
+        let times: Vec<Box<Timespec>> = [5u64, 2_000, 3_000]
+            .iter()
+            .map(|&ms| Box::new(Timespec::from(Duration::from_millis(ms))))
+            .collect();
+        for ts in &times {
+            let entry = opcode::Timeout::new(&**ts).build();
+            // The test keeps `times` alive until the driver shut down below.
+            d.submit_op(entry, waker).unwrap();
+        }
+        d.last_reaped = 2; // as if the last turn was busy
+        let start = Instant::now();
+        d.park(None, &shared).unwrap();
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(5), "woke early: {waited:?}");
+        assert!(
+            waited < Duration::from_millis(1_000),
+            "a batched wait held out for the slower ops: {waited:?}"
+        );
+        d.shutdown();
+        drop(d);
+        drop(times);
     }
 }
