@@ -1,7 +1,7 @@
 //! Throughput of two I/O paths on the loop's backend.
 //!
 //! ```text
-//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1] [--pooled] [--zc BYTES]
+//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1] [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats]
 //! cargo run --release --example throughput -- randread [--file-mib 256] [--reads 200000] [--in-flight 32]
 //! RINGLOOP_BACKEND=epoll cargo run --release --example throughput -- tcp
 //! ```
@@ -9,9 +9,11 @@
 //! `tcp`: a sender on its own thread and loop streams `--mib` MiB over loopback to a receiver;
 //! prints MiB/s. `--conns N` splits it over N connections at once; `--pooled` receives with
 //! `recv_pooled_many` (the loop's pool, bundles on Linux 6.10+) instead of a `chunk`-sized
-//! buffer per connection. `--zc BYTES` makes the sender's writes of at least BYTES zero-copy sends
+//! buffer per connection; `--pin` puts the receiver on CPU 0 and the sender on CPU 1. `--zc BYTES`
+//! makes the sender's writes of at least BYTES zero-copy sends
 //! (`Builder::zero_copy_threshold`, uring only); `examples/tokio_throughput.rs` is the same
-//! transfer on tokio. `randread`: makes a file, reads it once so it sits in the page cache, then
+//! transfer on tokio. `--sender` runs the sender on another backend than the receiver's; `--stats`
+//! prints each loop's counters per MiB. `randread`: makes a file, reads it once so it sits in the page cache, then
 //! `--in-flight` tasks read random 4 KiB blocks; prints reads/s and MiB/s.
 
 use std::cell::Cell;
@@ -54,14 +56,31 @@ fn tcp(args: &[String]) -> Result<(), String> {
     }
     let pooled = args.iter().any(|a| a == "--pooled");
     let zc = zero_copy(args)?;
+    let pin = args.iter().any(|a| a == "--pin");
+    let show_stats = args.iter().any(|a| a == "--stats");
+    let sender_backend: Option<ringloop::Backend> = match args.iter().position(|a| a == "--sender")
+    {
+        None => None,
+        Some(i) => Some(
+            args.get(i + 1)
+                .ok_or("--sender needs a backend: uring or epoll")?
+                .parse()
+                .map_err(|e| format!("--sender: {e}"))?,
+        ),
+    };
     let per_conn = total / conns;
     let total = per_conn * conns;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut lp = ringloop::EventLoop::builder()
-            .zero_copy_threshold(zc)
-            .build()?;
+        if pin {
+            pin_to_cpu(1);
+        }
+        let mut builder = ringloop::EventLoop::builder().zero_copy_threshold(zc);
+        if let Some(b) = sender_backend {
+            builder = builder.backend(b);
+        }
+        let mut lp = builder.build()?;
         lp.run_until_complete(async move {
             let mut tasks = Vec::new();
             for _ in 0..conns {
@@ -83,9 +102,15 @@ fn tcp(args: &[String]) -> Result<(), String> {
             for t in tasks {
                 t.await.map_err(std::io::Error::from)??;
             }
+            if show_stats {
+                print_stats("sender", total);
+            }
             Ok(())
         })
     });
+    if pin {
+        pin_to_cpu(0);
+    }
     let mut lp = new_loop()?;
     let backend = lp.backend();
     let (got, secs) = lp
@@ -102,6 +127,9 @@ fn tcp(args: &[String]) -> Result<(), String> {
             let mut got = 0u64;
             for t in tasks {
                 got += t.await.map_err(std::io::Error::from)??;
+            }
+            if show_stats {
+                print_stats("receiver", total);
             }
             std::io::Result::Ok((got, start.elapsed().as_secs_f64()))
         })
@@ -131,6 +159,25 @@ fn tcp(args: &[String]) -> Result<(), String> {
         cpu_seconds() / (total as f64 / (1u64 << 30) as f64)
     );
     Ok(())
+}
+
+/// `--stats`: the current loop's counters per MiB moved.
+fn print_stats(side: &str, bytes: u64) {
+    let Some(s) = ringloop::current_stats() else {
+        return;
+    };
+    let mib = bytes as f64 / (1 << 20) as f64;
+    let per = |n: u64| n as f64 / mib;
+    eprintln!(
+        "{side} per MiB: {:.1} ops, {:.1} completions, {:.1} enters, {:.1} epoll waits, \
+         {:.1} syscalls, {:.1} task polls",
+        per(s.ops_submitted),
+        per(s.completions),
+        per(s.uring_enters),
+        per(s.epoll_waits),
+        per(s.io_syscalls),
+        per(s.task_polls)
+    );
 }
 
 /// Reads a stream to its end, into a buffer of `chunk` bytes or (`pooled`) pool buffers, and
@@ -225,6 +272,22 @@ fn randread(args: &[String]) -> Result<(), String> {
         reads as f64 * 4096.0 / (1 << 20) as f64 / secs
     );
     Ok(())
+}
+
+/// `--pin`: the receiver on CPU 0, the sender on CPU 1, so runs do not differ by where the
+/// scheduler puts the two threads.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is far below CPU_SETSIZE; `set` is live.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        eprintln!(
+            "note: cannot pin to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// User and system CPU time of the whole process so far (sender and receiver threads).

@@ -2,12 +2,13 @@
 //! the throughput figures compare ringloop against.
 //!
 //! ```text
-//! cargo run --release --example tokio_throughput -- [--mib 1024] [--chunk-kib 64] [--conns 1]
+//! cargo run --release --example tokio_throughput -- [--mib 1024] [--chunk-kib 64] [--conns 1] [--pin]
 //! ```
 //!
 //! A sender on its own thread and runtime streams `--mib` MiB over loopback in `--chunk-kib`
 //! chunks (`write_all`), split over `--conns` connections at once; the receiver reads each into a
-//! buffer of the chunk's size. Prints MiB/s and CPU per GiB.
+//! buffer of the chunk's size. Prints MiB/s and CPU per GiB. `--pin` puts the receiver on CPU 0
+//! and the sender on CPU 1.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -39,14 +40,21 @@ fn run(args: &[String]) -> Result<(), String> {
     if chunk == 0 || conns == 0 {
         return Err("--chunk-kib and --conns must be at least 1".into());
     }
+    let pin = args.iter().any(|a| a == "--pin");
     let per_conn = total / conns;
     let total = per_conn * conns;
+    if pin {
+        pin_to_cpu(0);
+    }
     let rt = runtime().map_err(|e| e.to_string())?;
     let listener = rt
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        if pin {
+            pin_to_cpu(1);
+        }
         runtime()?.block_on(async move {
             let mut tasks = Vec::new();
             for _ in 0..conns {
@@ -117,6 +125,22 @@ fn run(args: &[String]) -> Result<(), String> {
         cpu_seconds() / (total as f64 / (1u64 << 30) as f64)
     );
     Ok(())
+}
+
+/// `--pin`: the receiver on CPU 0, the sender on CPU 1, so runs do not differ by where the
+/// scheduler puts the two threads.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is far below CPU_SETSIZE; `set` is live.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        eprintln!(
+            "note: cannot pin to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// User and system CPU time of the whole process so far (sender and receiver threads).

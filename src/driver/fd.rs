@@ -146,6 +146,9 @@ struct FdInner {
     /// request-response peer), so on uring they go straight to the ring from then on instead of
     /// being tried inline first.
     read_waits: Cell<bool>,
+    /// The last stream read filled a large buffer: more is most likely queued, so on uring the
+    /// next read is tried inline even when other ops share the ring trip.
+    read_full: Cell<bool>,
     /// Pooled receives delivered by a multishot (or buffer-select) receive (uring).
     recv_queue: RefCell<Option<Box<MultiQueue<PooledBuf>>>>,
     /// Connections a multishot accept delivered (uring).
@@ -187,6 +190,7 @@ impl SharedFd {
                 read_drained: Cell::new(false),
                 short_read_proves_empty: Cell::new(false),
                 read_waits: Cell::new(false),
+                read_full: Cell::new(false),
                 recv_queue: RefCell::new(None),
                 accept_queue: RefCell::new(None),
             }),
@@ -281,6 +285,15 @@ impl SharedFd {
 
     pub(crate) fn set_read_waits(&self) {
         self.inner.read_waits.set(true);
+    }
+
+    /// Whether the last stream read on this fd filled a large buffer (see `read_full`).
+    pub(crate) fn read_full(&self) -> bool {
+        self.inner.read_full.get()
+    }
+
+    pub(crate) fn set_read_full(&self, full: bool) {
+        self.inner.read_full.set(full);
     }
 
     /// Keeps bytes a dropped read received, for the next read.

@@ -283,10 +283,12 @@ impl DriverCell {
                 // its SQE could not be queued.
                 let res = match op.slot {
                     Slot::Idle
-                        if op.data.as_ref().is_some_and(|d| d.inline_first())
-                            && u.no_ops()
-                            && crate::context::nothing_else_ready()
-                            && crate::executor::coop::proceed() =>
+                        if op.data.as_ref().is_some_and(|d| {
+                            d.inline_always()
+                                || (d.inline_first()
+                                    && u.no_ops()
+                                    && crate::context::nothing_else_ready())
+                        }) && crate::executor::coop::proceed() =>
                     {
                         // This op would make the ring trip alone: try its nonblocking syscall
                         // first, which costs one syscall instead of an enter plus a loop turn.

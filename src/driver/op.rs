@@ -71,6 +71,14 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
+    /// uring half: whether this op's nonblocking syscall (`try_syscall`) is tried inline even
+    /// when other ops would share its ring trip: a stream read right after one that filled a
+    /// large buffer, which most likely finds more at once (as epoll's reads do). Queued in the
+    /// ring it would wait for the loop turn's end.
+    fn inline_always(&self) -> bool {
+        false
+    }
+
     /// File ops, both halves: the syscall tried on the loop thread without blocking (a read the
     /// page cache serves whole), before the op goes to the blocking pool (epoll) or the ring
     /// (uring, when the SQ is empty). `None` sends it on its way.

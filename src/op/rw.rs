@@ -14,6 +14,12 @@ use crate::driver::op::{Interest, Operation};
 /// `IORING_RECVSEND_POLL_FIRST`, in the SQE's ioprio field of a receive (Linux 5.19).
 const RECVSEND_POLL_FIRST: u16 = 1;
 
+/// A stream read that follows one which filled a buffer of at least this size is tried inline on
+/// uring even when other ops share the ring trip (see `Operation::inline_always`): more data is
+/// most likely queued. Measured with four connections streaming 64 KiB writes (BENCHMARKS.md,
+/// streaming). Other reads batch in the ring.
+const INLINE_BULK_MIN: u32 = 16 * 1024;
+
 /// The offset io_uring takes as "the file's current position" (a pipe has no other).
 const CURRENT_POSITION: u64 = u64::MAX;
 
@@ -111,12 +117,20 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
         self.stream && !self.fd.read_drained() && !self.fd.read_waits()
     }
 
+    fn inline_always(&self) -> bool {
+        self.stream && self.fd.read_full()
+    }
+
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
         if self.stream {
             // The hint for the next read (uring polls first): any short read suggests it.
             let total = self.len() as usize;
             self.fd
                 .set_read_drained(matches!(res, Ok(n) if n > 0 && (n as usize) < total));
+            // And the opposite: a large buffer filled, so the next read goes inline.
+            self.fd.set_read_full(
+                total >= INLINE_BULK_MIN as usize && matches!(res, Ok(n) if n as usize == total),
+            );
         }
         if let Ok(n) = res {
             // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start.
