@@ -1,7 +1,8 @@
 //! Throughput of two I/O paths on the loop's backend.
 //!
 //! ```text
-//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1] [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats]
+//! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1]
+//!     [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats] [--pool-kib N]
 //! cargo run --release --example throughput -- randread [--file-mib 256] [--reads 200000] [--in-flight 32]
 //! RINGLOOP_BACKEND=epoll cargo run --release --example throughput -- tcp
 //! ```
@@ -13,7 +14,8 @@
 //! makes the sender's writes of at least BYTES zero-copy sends
 //! (`Builder::zero_copy_threshold`, uring only); `examples/tokio_throughput.rs` is the same
 //! transfer on tokio. `--sender` runs the sender on another backend than the receiver's; `--stats`
-//! prints each loop's counters per MiB. `randread`: makes a file, reads it once so it sits in the page cache, then
+//! prints each loop's counters per MiB; `--pool-kib N` gives the receiver's pool N KiB buffers
+//! (4 MiB in all) instead of the default 1024 x 4 KiB. `randread`: makes a file, reads it once so it sits in the page cache, then
 //! `--in-flight` tasks read random 4 KiB blocks; prints reads/s and MiB/s.
 
 use std::cell::Cell;
@@ -111,7 +113,18 @@ fn tcp(args: &[String]) -> Result<(), String> {
     if pin {
         pin_to_cpu(0);
     }
-    let mut lp = new_loop()?;
+    // `--pool-kib N`: the receiver's pool buffers (count scaled to keep the pool at 4 MiB).
+    let mut lp = match flag(args, "--pool-kib", 0)? {
+        0 => new_loop()?,
+        kib => {
+            let size = u32::try_from(kib << 10).map_err(|_| "--pool-kib is too large")?;
+            let count = (4096 / kib).clamp(1, 32768).next_power_of_two() as u16;
+            ringloop::EventLoop::builder()
+                .recv_pool(count, size)
+                .build()
+                .map_err(|e| format!("cannot build an event loop: {e}"))?
+        }
+    };
     let backend = lp.backend();
     let (got, secs) = lp
         .run_until_complete(async move {

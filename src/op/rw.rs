@@ -258,7 +258,9 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
     fn offer_zero_copy(&mut self, min: u32) {
         // A zero-copy send completes only after the kernel's notification that it no longer
         // reads the buffer, so handing the buffer back stays safe.
-        self.zero_copy = self.stream && !self.pipe && self.len() >= min;
+        // By the buffer's size, not by how much this one send may move (fault injection may cut
+        // that short).
+        self.zero_copy = self.stream && !self.pipe && clamp_len(self.buf.bytes_init()) >= min;
     }
 
     fn inline_first(&self) -> bool {
