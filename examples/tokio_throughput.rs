@@ -16,16 +16,9 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn flag(args: &[String], name: &str, default: u64) -> Result<u64, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .ok_or(format!("{name} needs a number"))?
-            .parse()
-            .map_err(|e| format!("{name}: {e}")),
-    }
-}
+#[path = "support/measure.rs"]
+mod measure;
+use measure::{cpu_seconds, flag, pin_to_cpu};
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -125,32 +118,6 @@ fn run(args: &[String]) -> Result<(), String> {
         cpu_seconds() / (total as f64 / (1u64 << 30) as f64)
     );
     Ok(())
-}
-
-/// `--pin`: the receiver on CPU 0, the sender on CPU 1, so runs do not differ by where the
-/// scheduler puts the two threads.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET writes inside it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is far below CPU_SETSIZE; `set` is live.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        eprintln!(
-            "note: cannot pin to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-/// User and system CPU time of the whole process so far (sender and receiver threads).
-fn cpu_seconds() -> f64 {
-    // SAFETY: an all-zero rusage is valid; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a live rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 fn main() -> ExitCode {

@@ -6,12 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use ringloop::net::{TcpStream, UnixStream};
+use ringloop::net::UnixStream;
 use ringloop::{Backend, EventLoop, spawn};
 
 const FILE_LEN: usize = 10 << 20;
 
-use common::tcp_pair;
+use common::{read_n, tcp_pair};
 
 /// A temporary file holding `data`, opened with ringloop.
 async fn file_with(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> ringloop::fs::File {
@@ -28,21 +28,6 @@ fn evict(dir: &tempfile::TempDir, name: &str) {
     f.sync_all().unwrap();
     // SAFETY: fadvise on an open fd only drops clean cached pages; no memory is passed.
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
-
-/// Reads exactly `n` bytes.
-async fn read_exact(s: &TcpStream, n: usize) -> Vec<u8> {
-    let mut got = Vec::with_capacity(n);
-    let mut buf = Vec::with_capacity(256 * 1024);
-    while got.len() < n {
-        let (res, b) = s.read(buf).await;
-        let k = res.unwrap();
-        assert!(k > 0, "end of stream after {} of {n} bytes", got.len());
-        got.extend_from_slice(&b[..k]);
-        buf = b;
-    }
-    assert_eq!(got.len(), n, "more bytes than sent");
-    got
 }
 
 fn random_ranges(lp: &mut EventLoop, uncached: bool, splice: bool) {
@@ -131,7 +116,7 @@ fn short_file_and_past_the_end(lp: &mut EventLoop) {
         assert_eq!(tx.send_file(&file, 1 << 40, 10).await.unwrap(), 0);
         let empty = file_with(&dir, "empty", b"").await;
         assert_eq!(tx.send_file(&empty, 0, 100).await.unwrap(), 0);
-        let got = read_exact(&rx, 4000).await;
+        let got = read_n(&rx, 4000).await;
         assert!(got == data[1000..], "the short file came out different");
     });
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ringloop::{Backend, EventLoop};
 
-use common::{pattern, tcp_pair};
+use common::{pattern, read_n, tcp_pair};
 
 const THRESHOLD: usize = 16 * 1024;
 
@@ -24,20 +24,6 @@ fn zc_loop(backend: Backend, threshold: Option<usize>) -> EventLoop {
 
 fn stats() -> ringloop::Stats {
     ringloop::current_stats().expect("inside a loop")
-}
-
-/// Reads until `n` bytes came, then returns them.
-async fn read_n(s: &ringloop::net::TcpStream, n: usize) -> Vec<u8> {
-    let mut got = Vec::with_capacity(n);
-    let mut buf = Vec::with_capacity(256 * 1024);
-    while got.len() < n {
-        let (res, b) = s.read(buf).await;
-        let k = res.unwrap();
-        assert!(k > 0, "end of stream after {} of {n} bytes", got.len());
-        got.extend_from_slice(&b[..k]);
-        buf = b;
-    }
-    got
 }
 
 /// Writes of 1 KiB to 1 MiB, large and small mixed, with `write_all` and `write`: each large

@@ -162,23 +162,13 @@ impl Rng {
     }
 }
 
-/// Pins the calling thread to one CPU (if the machine has it): the streaming benches put the
-/// server on one core and the client on the other, since an unpinned pair of threads flips between
-/// two speeds by where the scheduler happens to put them (BENCHMARKS.md, streaming).
-pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is an empty set; CPU_SET writes inside it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE for any machine this runs on; `set` is live.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        eprintln!(
-            "note: cannot pin the bench thread to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
+/// `pin_to_cpu`: the streaming benches put the server on one core and the client on the other,
+/// since an unpinned pair of threads flips between two speeds by where the scheduler happens to
+/// put them (BENCHMARKS.md, streaming).
+#[path = "../../examples/support/measure.rs"]
+mod measure;
+#[allow(unused_imports)] // only the streaming bench pins
+pub use measure::pin_to_cpu;
 
 /// Lets the calling thread run on every CPU again.
 pub fn unpin() {

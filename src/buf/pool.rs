@@ -228,9 +228,7 @@ impl Pool {
         }
         let mut spare = spare.borrow_mut();
         let mut pushed = false;
-        while avail.get() < target.get() && self.tail_entry_free() {
-            let Some(bid) = spare.pop() else { break };
-            self.ring_push(bid);
+        while avail.get() < target.get() && self.ring_push_spare(&mut spare) {
             avail.set(avail.get() + 1);
             pushed = true;
         }
@@ -305,27 +303,11 @@ impl Pool {
         }
     }
 
-    /// Whether the entry at the tail may be written: the buffer it last held is not still in the
-    /// ring (taken by the kernel, its completion not read yet). When it is, the ring is topped up
-    /// again once that completion is read.
-    fn tail_entry_free(&self) -> bool {
-        let Free::Ring {
-            tail,
-            entry_bid,
-            bid_entry,
-            in_ring,
-            ..
-        } = &self.free
-        else {
-            return true;
-        };
-        let idx = tail.get() & (self.count - 1);
-        let old = entry_bid[idx as usize].get();
-        !(in_ring[old as usize].get() && bid_entry[old as usize].get() == idx)
-    }
-
-    /// Writes the entry for `bid` at the tail (not yet visible to the kernel).
-    fn ring_push(&self, bid: u16) {
+    /// Writes the entry at the tail (not yet visible to the kernel) for a buffer from `spare`.
+    /// False, writing nothing, when no buffer is spare or the entry's last buffer is still in the
+    /// ring (taken by the kernel, its completion not read yet: a bundle may name the entries
+    /// after its first); the ring is topped up again once that completion is read.
+    fn ring_push_spare(&self, spare: &mut Vec<u16>) -> bool {
         let Free::Ring {
             entries,
             tail,
@@ -335,19 +317,25 @@ impl Pool {
             ..
         } = &self.free
         else {
-            return;
+            return false;
         };
         let idx = tail.get() & (self.count - 1);
+        let old = entry_bid[idx as usize].get();
+        if in_ring[old as usize].get() && bid_entry[old as usize].get() == idx {
+            return false;
+        }
+        let Some(bid) = spare.pop() else {
+            return false;
+        };
         entry_bid[idx as usize].set(bid);
         bid_entry[bid as usize].set(idx);
         in_ring[bid as usize].set(true);
         let entry = entries.ptr.as_ptr().cast::<RingEntry>();
-        // SAFETY: `idx < count` and the region holds `count` entries of `RingEntry`'s layout
-        // (asserted equal to `BufRingEntry`'s at the top of this file). The kernel reads only the entries between
-        // its head and the published tail, and this one lies past the tail. Each field is
-        // written through a raw pointer, never a reference to the whole entry: the first
-        // entry's last field is the ring's tail, which the kernel reads concurrently and which
-        // only `publish_tail` writes (atomically).
+        // SAFETY: `idx < count`, and the region holds `count` entries laid out as `RingEntry`
+        // (asserted equal to `BufRingEntry` above). The kernel reads only entries between its
+        // head and the published tail; this one lies past the tail. Fields are written through
+        // raw pointers, never a reference to the whole entry: the first entry's last field is
+        // the tail, which the kernel reads concurrently and only `publish_tail` writes.
         unsafe {
             let entry = entry.add(idx as usize);
             std::ptr::addr_of_mut!((*entry).addr).write(self.buffer_ptr(bid) as u64);
@@ -355,6 +343,7 @@ impl Pool {
             std::ptr::addr_of_mut!((*entry).bid).write(bid);
         }
         tail.set(tail.get().wrapping_add(1));
+        true
     }
 
     /// Makes the entries written so far visible to the kernel.

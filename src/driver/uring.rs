@@ -168,6 +168,22 @@ fn build_ring(entries: u32, fast: FastPaths) -> io::Result<(IoUring, &'static st
     Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
 }
 
+/// A waiting enter's result: a timeout, a signal, or completions backed up (`EBUSY`, `EAGAIN`)
+/// only end the wait early, which the next loop turn handles.
+fn wait_ended(res: io::Result<()>) -> io::Result<()> {
+    match res {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 fn cqe_result(res: i32) -> io::Result<u32> {
     if res < 0 {
         Err(io::Error::from_raw_os_error(-res))
@@ -636,15 +652,7 @@ impl UringDriver {
             }
             None => self.submit_and_wait(want),
         };
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                    Ok(())
-                }
-                _ => Err(e),
-            },
-        }
+        wait_ended(res)
     }
 
     /// A busy loop's wait: for `want` completions, but for at most [`BATCH_WAIT_USEC`] once one
@@ -674,17 +682,7 @@ impl UringDriver {
                 std::mem::size_of::<GeteventsArg>(),
             )
         };
-        match res {
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            r => r,
-        }
+        wait_ended(res)
     }
 
     fn submit_and_wait(&mut self, want: u32) -> io::Result<()> {
@@ -830,31 +828,26 @@ impl UringDriver {
                             stop.push(key);
                         }
                     }
-                    Some(Lifecycle::Waiting(_)) if more => {
-                        // A zero-copy send: the result, with its notification still to come.
-                        Counters::bump(&self.counters.zero_copy_sends);
-                        if let Lifecycle::Waiting(w) = mem::replace(
-                            &mut self.ops[key],
-                            Lifecycle::Completed(Ok(0)), // replaced at once
-                        ) {
-                            self.ops[key] = Lifecycle::Notifying(w, res);
-                        }
-                    }
-                    Some(Lifecycle::Waiting(_)) => {
-                        if let Lifecycle::Waiting(w) =
-                            mem::replace(&mut self.ops[key], Lifecycle::Completed(res))
-                        {
-                            w.wake();
-                        }
-                    }
-                    Some(Lifecycle::Notifying(..)) => {
-                        // The notification: the kernel is done with the buffer.
-                        Counters::bump(&self.counters.zero_copy_notifications);
-                        if let Lifecycle::Notifying(w, sent) =
-                            mem::replace(&mut self.ops[key], Lifecycle::Completed(Ok(0)))
-                        {
-                            self.ops[key] = Lifecycle::Completed(sent);
-                            w.wake();
+                    Some(Lifecycle::Waiting(_) | Lifecycle::Notifying(..)) => {
+                        let placeholder = Lifecycle::Completed(Ok(0)); // replaced below
+                        match mem::replace(&mut self.ops[key], placeholder) {
+                            Lifecycle::Waiting(w) if more => {
+                                // A zero-copy send's result: the kernel may read the buffer
+                                // until its notification comes.
+                                Counters::bump(&self.counters.zero_copy_sends);
+                                self.ops[key] = Lifecycle::Notifying(w, res);
+                            }
+                            Lifecycle::Waiting(w) => {
+                                self.ops[key] = Lifecycle::Completed(res);
+                                w.wake();
+                            }
+                            Lifecycle::Notifying(w, sent) => {
+                                // The notification: the kernel is done with the buffer.
+                                Counters::bump(&self.counters.zero_copy_notifications);
+                                self.ops[key] = Lifecycle::Completed(sent);
+                                w.wake();
+                            }
+                            _ => unreachable!("slot {key} was Waiting or Notifying a moment ago"),
                         }
                     }
                     Some(Lifecycle::Ignored(_)) if more => {

@@ -230,3 +230,18 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     };
     (next(), next()) >= (major, minor)
 }
+
+/// Reads from `s` until exactly `n` bytes came (panics at an early end of stream or an error).
+pub async fn read_n(s: &ringloop::net::TcpStream, n: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(n);
+    let mut buf = Vec::with_capacity(256 * 1024);
+    while got.len() < n {
+        let (res, b) = s.read(buf).await;
+        let k = res.unwrap();
+        assert!(k > 0, "end of stream after {} of {n} bytes", got.len());
+        got.extend_from_slice(&b[..k]);
+        buf = b;
+    }
+    assert_eq!(got.len(), n, "more bytes than sent");
+    got
+}
