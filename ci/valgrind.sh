@@ -35,4 +35,13 @@ echo "== valgrind memcheck: $(basename "$pooled") (selected tests)"
 timeout 900 "${vg[@]}" "$pooled" --test-threads=1 a_buffer_outlives_its_stream_and_its_loop \
     end_of_stream_is_an_empty_buffer a_stream_dropped_with_its_receive_armed_closes \
     stats_count_buffers_in_use into_std_after_pooled_receives_and_accepts bundled_receives
+
+# AsyncFd: multishot polls armed, cancelled with the fd's duplicate kept until their last
+# completion, fds handed back with into_inner; eventfd, timerfd, inotify. (The eventfd test's
+# writer thread must wake a loop asleep in io_uring_enter: skipped on uring, as above.)
+async_fd=$(cargo test --no-run --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -E '/async_fd-[0-9a-f]+$')
+[ -n "$async_fd" ] || { echo "valgrind.sh: no async_fd test binary found"; exit 1; }
+echo "== valgrind memcheck: $(basename "$async_fd")"
+timeout 900 "${vg[@]}" "$async_fd" --test-threads=1 --skip uring::eventfd_written_from_another_thread
 echo "valgrind: no memory errors, no definite leaks"

@@ -69,6 +69,7 @@ mod event_loop;
 mod executor;
 pub mod fs;
 mod handle;
+pub mod io;
 pub mod net;
 mod op;
 mod pool;

@@ -149,6 +149,9 @@ struct FdInner {
     /// The last stream read filled a large buffer: more is most likely queued, so on uring the
     /// next read is tried inline even when other ops share the ring trip.
     read_full: Cell<bool>,
+    /// The fd is a duplicate of one its user keeps (`io::AsyncFd`): closing it does not take the
+    /// open file out of epoll, so its registration is removed explicitly.
+    duplicate: Cell<bool>,
     /// Pooled receives delivered by a multishot (or buffer-select) receive (uring).
     recv_queue: RefCell<Option<Box<MultiQueue<PooledBuf>>>>,
     /// Connections a multishot accept delivered (uring).
@@ -166,6 +169,8 @@ struct Rare {
     error: Option<io::Error>,
     /// Woken when a direction's last orphan completes.
     settle_wakers: WakerList,
+    /// What a multishot poll delivered, per direction (read, write): `io::AsyncFd` on uring.
+    polls: [MultiQueue<u32>; 2],
 }
 
 /// A `SharedFd` that does not keep the fd open: what a multishot op's sink holds, so a socket
@@ -191,10 +196,18 @@ impl SharedFd {
                 short_read_proves_empty: Cell::new(false),
                 read_waits: Cell::new(false),
                 read_full: Cell::new(false),
+                duplicate: Cell::new(false),
                 recv_queue: RefCell::new(None),
                 accept_queue: RefCell::new(None),
             }),
         }
+    }
+
+    /// A `SharedFd` for a duplicate of `fd`, which its user keeps open (`io::AsyncFd`).
+    pub(crate) fn duplicate(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        let fd = SharedFd::new(fd.try_clone_to_owned()?);
+        fd.inner.duplicate.set(true);
+        Ok(fd)
     }
 
     pub(crate) fn raw(&self) -> RawFd {
@@ -399,6 +412,21 @@ impl SharedFd {
         RefMut::filter_map(self.inner.recv_queue.borrow_mut(), |q| q.as_deref_mut()).ok()
     }
 
+    /// The multishot poll queue of direction `dir` (uring `io::AsyncFd`), made on first use.
+    pub(crate) fn poll_queue(&self, dir: Interest) -> RefMut<'_, MultiQueue<u32>> {
+        RefMut::map(self.rare(), |r| &mut r.polls[dir as usize])
+    }
+
+    /// The read direction's poll queue (a `queue` for `op::arm_multishot`).
+    pub(crate) fn poll_read_queue(&self) -> RefMut<'_, MultiQueue<u32>> {
+        self.poll_queue(Interest::Read)
+    }
+
+    /// The write direction's poll queue (a `queue` for `op::arm_multishot`).
+    pub(crate) fn poll_write_queue(&self) -> RefMut<'_, MultiQueue<u32>> {
+        self.poll_queue(Interest::Write)
+    }
+
     /// The fd's multishot-accept queue, made on first use.
     pub(crate) fn accept_queue(&self) -> RefMut<'_, MultiQueue<OwnedFd>> {
         RefMut::map(self.inner.accept_queue.borrow_mut(), |q| {
@@ -440,7 +468,15 @@ impl Drop for FdInner {
         if let Some((driver, token)) = self.registration.get_mut().take()
             && let Some(fd) = &self.fd
         {
-            driver.deregister(fd.as_raw_fd(), token, false);
+            driver.deregister(fd.as_raw_fd(), token, self.duplicate.get());
+        }
+        // Multishot polls still armed are cancelled the same way. The first keeps the fd open
+        // until its last completion; the other's SQE went to the kernel before that cancel did,
+        // so it no longer needs the fd's number.
+        if let Some(rare) = self.rare.get_mut().as_mut() {
+            for q in rare.polls.iter_mut().filter(|q| q.is_armed()) {
+                q.stop(self.fd.take());
+            }
         }
         // A multishot still armed is cancelled; the driver keeps the fd open until its last
         // completion. Queued connections close and queued buffers go back to the pool with the

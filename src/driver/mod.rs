@@ -425,8 +425,8 @@ impl DriverCell {
         }
     }
 
-    /// The fd's registration with this loop's epoll, added on first need.
-    fn epoll_token(self: &Rc<Self>, fd: &SharedFd) -> io::Result<u64> {
+    /// epoll: the fd's registration with this loop's epoll (its token), added on first need.
+    pub(crate) fn epoll_token(self: &Rc<Self>, fd: &SharedFd) -> io::Result<u64> {
         if let Some(token) = fd.registration(self) {
             return Ok(token);
         }
