@@ -167,6 +167,8 @@ pub(crate) struct UringFeatures {
     /// `IORING_FEAT_RECVSEND_BUNDLE` (Linux 6.10): one receive completion may fill several
     /// buffers of a provided buffer ring.
     pub(crate) recv_bundle: bool,
+    /// `IORING_OP_FTRUNCATE` (Linux 6.9): `File::set_len` on the ring rather than the pool.
+    pub(crate) ftruncate: bool,
 }
 
 /// Linux's (major, minor) version, from uname.
@@ -326,6 +328,7 @@ pub(crate) fn uring_features() -> UringFeatures {
             msg_ring: false,
             send_zc: false,
             recv_bundle: false,
+            ftruncate: false,
         },
     }
 }
@@ -371,6 +374,7 @@ fn run_probe() -> Result<UringFeatures, Unavailable> {
             && kernel_version().is_some_and(|v| v >= (6, 1)),
         send_zc: probe.is_supported(opcode::SendZc::CODE),
         recv_bundle: ring.params().is_feature_recvsend_bundle(),
+        ftruncate: probe.is_supported(opcode::Ftruncate::CODE),
     })
 }
 

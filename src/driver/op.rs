@@ -86,6 +86,12 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         None
     }
 
+    /// File ops, uring half: whether this kernel's ring has the op's opcode (probed). False
+    /// sends the op to the blocking pool, as on epoll.
+    fn on_ring(&self) -> bool {
+        true
+    }
+
     /// Both halves: turns the kernel's result into the output.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
 
@@ -331,7 +337,7 @@ impl<T: Operation + Send> Future for FileOp<T> {
                 }
                 let data = data.take().expect("a file op starts once");
                 match driver {
-                    Some(d) if d.files_on_pool() => {
+                    Some(d) if d.files_on_pool() || !data.on_ring() => {
                         let slot = std::sync::Arc::new(std::sync::Mutex::new(PoolSlot {
                             result: None,
                             waker: Some(cx.waker().clone()),

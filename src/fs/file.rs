@@ -6,10 +6,11 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::OpenOptions;
+use super::{Metadata, OpenOptions};
 use crate::buf::{BufResult, IoBuf, IoBufMut, write_all_with};
 use crate::driver::op::FileOp;
 use crate::op::fs::{Close, FileFd, Fsync, ReadAt, Size, WriteAt};
+use crate::op::fs_path::{FileRange, RangeOp, StatTarget, Statx};
 
 /// An open file, read and written at explicit offsets with owned buffers. Dropping it closes it
 /// (once no op on it is in flight); [`close`](File::close) does the same and reports errors.
@@ -176,6 +177,78 @@ impl File {
     /// The kernel's error.
     pub async fn len(&self) -> io::Result<u64> {
         FileOp::new(Size::new(self.fd.clone())).await
+    }
+
+    /// The file's metadata (`statx` of the open file).
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error.
+    pub async fn metadata(&self) -> io::Result<Metadata> {
+        FileOp::new(Statx::new(StatTarget::File(self.fd.clone())))
+            .await
+            .map(Metadata::from_statx)
+    }
+
+    /// Truncates or extends the file to `len` bytes (`ftruncate`; extended bytes read as zeros).
+    /// A ring op on Linux 6.9+, on the blocking pool before.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if the file is not open for writing or `len` is beyond the largest offset;
+    /// the kernel's error (`EFBIG`, `EIO`).
+    pub async fn set_len(&self, len: u64) -> io::Result<()> {
+        FileOp::new(FileRange::new(self.fd.clone(), RangeOp::SetLen(len)))
+            .await
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::EBADF) => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("set_len({len}): {e} (is the file open for writing?)"),
+                ),
+                _ => e,
+            })
+    }
+
+    /// Reserves disk space for `len` bytes from `offset` (`fallocate` mode 0): later writes
+    /// there cannot fail with `ENOSPC`, and the file grows to `offset + len` if shorter. For other
+    /// `fallocate` modes (punching holes, zeroing ranges) see
+    /// [`allocate_with_mode`](File::allocate_with_mode).
+    ///
+    /// # Errors
+    ///
+    /// `StorageFull` (`ENOSPC`); `Unsupported` (`EOPNOTSUPP`) on filesystems without it; `EBADF`
+    /// if not open for writing.
+    pub async fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.allocate_with_mode(0, offset, len).await
+    }
+
+    /// `fallocate(mode, offset, len)`, with `libc::FALLOC_FL_*` flags in `mode`.
+    ///
+    /// # Errors
+    ///
+    /// As [`allocate`](File::allocate); `InvalidInput` for a mode the filesystem refuses.
+    pub async fn allocate_with_mode(&self, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+        FileOp::new(FileRange::new(
+            self.fd.clone(),
+            RangeOp::Allocate(mode, offset, len),
+        ))
+        .await
+    }
+
+    /// Starts or waits for writeback of a byte range (`sync_file_range`), with
+    /// `libc::SYNC_FILE_RANGE_*` flags; `len` 0 means to the end of the file. Unlike
+    /// [`sync_data`](File::sync_data) it flushes no metadata and gives no durability guarantee;
+    /// it paces writeback of large files.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error (`EIO`, `EINVAL` for unknown flags).
+    pub async fn sync_range(&self, offset: u64, len: u64, flags: u32) -> io::Result<()> {
+        FileOp::new(FileRange::new(
+            self.fd.clone(),
+            RangeOp::SyncRange(offset, len, flags),
+        ))
+        .await
     }
 
     /// Whether the file is empty.

@@ -2,6 +2,7 @@
 //! [`Operation`](crate::driver::op::Operation) side by side.
 
 pub(crate) mod fs;
+pub(crate) mod fs_path;
 pub(crate) mod msg;
 pub(crate) mod poll;
 pub(crate) mod pooled;
