@@ -61,6 +61,10 @@ pub struct Stats {
     pub multishot_rearms: u64,
     /// Times a `recv_pooled` had to wait because every buffer of the pool was in use.
     pub pool_empty_waits: u64,
+    /// File reads and writes submitted with a registered buffer of a
+    /// [`FixedBufs`](crate::buf::FixedBufs) set (`IORING_OP_READ_FIXED` / `WRITE_FIXED`), uring
+    /// backend.
+    pub fixed_buffer_ops: u64,
     /// Faults injected into this loop (cargo feature `fault-injection` with `RINGLOOP_FAULTS`
     /// set); all zero otherwise.
     pub faults_injected: FaultCounts,
@@ -131,6 +135,7 @@ pub(crate) struct Counters {
     pub(crate) recv_bundles: Cell<u64>,
     pub(crate) multishot_rearms: Cell<u64>,
     pub(crate) pool_empty_waits: Cell<u64>,
+    pub(crate) fixed_buffer_ops: Cell<u64>,
     /// The fault injector (a build with `fault-injection`; nothing otherwise).
     pub(crate) faults: crate::driver::faults::Faults,
 }
@@ -158,6 +163,7 @@ impl Counters {
             recv_bundles: self.recv_bundles.get(),
             multishot_rearms: self.multishot_rearms.get(),
             pool_empty_waits: self.pool_empty_waits.get(),
+            fixed_buffer_ops: self.fixed_buffer_ops.get(),
             faults_injected: self.faults.counts(),
         }
     }

@@ -15,9 +15,11 @@
 //!
 //! The epoll backend implements the very same API, so code does not change with the backend.
 
+mod direct;
 pub(crate) mod pool;
 mod slice;
 
+pub use direct::{AlignedBuf, DEFAULT_DIRECT_ALIGN, FixedBuf, FixedBufs};
 pub use pool::{DEFAULT_POOL_COUNT, DEFAULT_POOL_SIZE, PooledBuf};
 pub use slice::Slice;
 
@@ -113,6 +115,13 @@ pub unsafe trait IoBuf: Unpin + 'static {
             "slice end {end} is past the buffer's capacity {total}"
         );
         Slice::new(self, begin, end)
+    }
+
+    /// Which registered buffer this is, for buffers of a [`FixedBufs`] set: the set's id and
+    /// the buffer's index. `None` for every other buffer (the default).
+    #[doc(hidden)]
+    fn fixed_slot(&self) -> Option<(u64, u16)> {
+        None
     }
 }
 

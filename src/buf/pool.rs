@@ -43,6 +43,9 @@ pub const DEFAULT_POOL_COUNT: u16 = 1024;
 /// The default buffer size of [`Builder::recv_pool`](crate::Builder::recv_pool).
 pub const DEFAULT_POOL_SIZE: u32 = 4096;
 
+/// What a failed mapping of the pool says it was for.
+const POOL_WHAT: &str = "receive pool; lower Builder::recv_pool";
+
 /// How many buffers a pool's ring holds at first (see `Free::Ring`).
 const INITIAL_RING_FILL: u32 = 64;
 
@@ -71,13 +74,13 @@ pub(crate) fn check_config(count: u16, size: u32) -> io::Result<()> {
 /// Anonymous memory straight from the kernel (`mmap`), unmapped on drop. The kernel zeroes pages
 /// on first touch, so a page of the pool no receive ever used costs nothing (an allocator's zeroed
 /// allocation would write every page up front).
-struct Region {
-    ptr: NonNull<u8>,
-    len: usize,
+pub(super) struct Region {
+    pub(super) ptr: NonNull<u8>,
+    pub(super) len: usize,
 }
 
 impl Region {
-    fn zeroed(bytes: usize) -> io::Result<Region> {
+    pub(super) fn zeroed(bytes: usize, what: &str) -> io::Result<Region> {
         let len = bytes.max(1);
         // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
         // pointer of ours is passed in.
@@ -95,7 +98,7 @@ impl Region {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
-                format!("cannot map the {bytes}-byte receive pool ({e}); lower Builder::recv_pool"),
+                format!("cannot map the {bytes}-byte {what} ({e})"),
             ));
         }
         let ptr = NonNull::new(ptr.cast()).expect("mmap returned a null mapping");
@@ -172,7 +175,7 @@ impl fmt::Debug for Pool {
 impl Pool {
     /// A pool with a free list.
     pub(crate) fn with_list(count: u16, size: u32, counters: Rc<Counters>) -> io::Result<Pool> {
-        let memory = Region::zeroed(count as usize * size as usize)?;
+        let memory = Region::zeroed(count as usize * size as usize, POOL_WHAT)?;
         Ok(Pool {
             memory,
             count,
@@ -187,8 +190,11 @@ impl Pool {
     /// [`ring_addr`](Self::ring_addr) with the kernel before any op selects from group
     /// [`POOL_GROUP`], and calls [`retire_ring`](Self::retire_ring) once it unregistered it.
     pub(crate) fn with_ring(count: u16, size: u32, counters: Rc<Counters>) -> io::Result<Pool> {
-        let memory = Region::zeroed(count as usize * size as usize)?;
-        let entries = Region::zeroed(count as usize * std::mem::size_of::<BufRingEntry>())?;
+        let memory = Region::zeroed(count as usize * size as usize, POOL_WHAT)?;
+        let entries = Region::zeroed(
+            count as usize * std::mem::size_of::<BufRingEntry>(),
+            POOL_WHAT,
+        )?;
         let pool = Pool {
             memory,
             count,

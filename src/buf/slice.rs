@@ -76,6 +76,10 @@ unsafe impl<T: IoBuf> IoBuf for Slice<T> {
     fn bytes_total(&self) -> usize {
         self.end - self.begin
     }
+    fn fixed_slot(&self) -> Option<(u64, u16)> {
+        // A part of a registered buffer lies inside it, which is all a fixed op needs.
+        self.buf.fixed_slot()
+    }
 }
 
 // SAFETY: as for IoBuf; the inner buffer is writable over the whole range.

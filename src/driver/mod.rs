@@ -50,7 +50,13 @@ pub(crate) struct DriverCell {
     pool: RefCell<Option<Rc<Pool>>>,
     /// Stream sends of at least this many bytes are zero-copy (uring with `IORING_OP_SEND_ZC`).
     zero_copy: Option<u32>,
+    /// The `FixedBufs` set registered with the ring (uring): its id, and its memory, kept while
+    /// the ring may use it.
+    fixed: RefCell<Option<(u64, FixedMemory)>>,
 }
+
+/// The memory of a registered buffer set, kept alive by the driver while the ring has it.
+pub(crate) type FixedMemory = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 impl fmt::Debug for DriverCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,7 +108,52 @@ impl DriverCell {
             pool_config,
             pool: RefCell::new(None),
             zero_copy,
+            fixed: RefCell::new(None),
         }))
+    }
+
+    /// Registers a buffer set with the ring (uring): true if registered, false on epoll (no
+    /// ring; the set is plain memory there). `keep` is the set's memory, kept until
+    /// `unregister_fixed` or the loop's close.
+    pub(crate) fn register_fixed(
+        &self,
+        id: u64,
+        iovecs: &[libc::iovec],
+        keep: FixedMemory,
+    ) -> io::Result<bool> {
+        let mut fixed = self.fixed.borrow_mut();
+        if fixed.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "FixedBufs::register: this loop has a set of fixed buffers registered already \
+                 (one per ring); drop it first or take buffers from it",
+            ));
+        }
+        match &mut *self.driver.borrow_mut() {
+            Driver::Uring(u) => u.register_buffers(iovecs)?,
+            Driver::Epoll(_) => return Ok(false),
+            Driver::Closed => return Err(closed_error()),
+        }
+        *fixed = Some((id, keep));
+        Ok(true)
+    }
+
+    /// Unregisters the buffer set `id` (its last handle went). Ops in flight with its buffers
+    /// keep them: the kernel holds a registered buffer until the ops that use it complete, and
+    /// each op owns its `FixedBuf`, which keeps the memory.
+    pub(crate) fn unregister_fixed(&self, id: u64) {
+        let mut fixed = self.fixed.borrow_mut();
+        if fixed.as_ref().is_some_and(|(set, _)| *set == id) {
+            if let Ok(Driver::Uring(u)) = self.driver.try_borrow_mut().as_deref_mut() {
+                u.unregister_buffers();
+            }
+            *fixed = None;
+        }
+    }
+
+    /// The id of the buffer set registered with the ring, if any.
+    pub(crate) fn fixed_set(&self) -> Option<u64> {
+        self.fixed.borrow().as_ref().map(|(id, _)| *id)
     }
 
     /// The fast paths this loop uses (uring).
@@ -235,6 +286,12 @@ impl DriverCell {
                         std::mem::forget(pool.clone());
                     }
                 }
+                if !u.drained()
+                    && let Some((_, memory)) = self.fixed.borrow_mut().take()
+                {
+                    // Likewise for registered buffers the kernel may still write.
+                    std::mem::forget(memory);
+                }
                 u.take_orphans()
             }
             Driver::Epoll(e) => {
@@ -277,6 +334,9 @@ impl DriverCell {
                     }
                     let key = u.submit_op(op.data_mut().sqe(), cx.waker())?;
                     op.slot = Slot::Submitted(key);
+                    if op.data.as_ref().is_some_and(|d| d.uses_fixed_buffer()) {
+                        Counters::bump(&self.counters.fixed_buffer_ops);
+                    }
                     Ok::<(), io::Error>(())
                 };
                 // `Ok(result)`: the op is done; `Err(submitted)`: it went to the ring (pending), or

@@ -92,6 +92,12 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         true
     }
 
+    /// uring half: whether the SQE reads or writes a registered buffer (`READ_FIXED` /
+    /// `WRITE_FIXED`), for `Stats::fixed_buffer_ops`.
+    fn uses_fixed_buffer(&self) -> bool {
+        false
+    }
+
     /// Both halves: turns the kernel's result into the output.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
 

@@ -916,6 +916,41 @@ impl UringDriver {
     }
 
     /// Whether every CQE came in (after `shutdown`): nothing the kernel may write is still in use.
+    /// Registers `iovecs` as the ring's buffer table (`IORING_REGISTER_BUFFERS`).
+    pub(super) fn register_buffers(&mut self, iovecs: &[libc::iovec]) -> io::Result<()> {
+        let bytes: usize = iovecs.iter().map(|v| v.iov_len).sum();
+        // SAFETY: every iovec describes memory of a `FixedBufs` set, which the driver keeps
+        // alive (`DriverCell::fixed`) until it unregisters the table or the ring is gone, and
+        // which ops in flight keep through the `FixedBuf` they own.
+        unsafe { self.ring.submitter().register_buffers(iovecs) }.map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOMEM) => {
+                    "the kernel could not pin the memory: raise RLIMIT_MEMLOCK (ulimit -l; \
+                     kernels before 5.12) or the memory cgroup's limit, or register fewer or \
+                     smaller buffers"
+                }
+                Some(libc::EBUSY) => "the ring has a buffer table already",
+                _ => "the kernel refused the registration",
+            };
+            io::Error::new(
+                if e.raw_os_error() == Some(libc::ENOMEM) {
+                    io::ErrorKind::OutOfMemory
+                } else {
+                    e.kind()
+                },
+                format!(
+                    "FixedBufs::register: registering {} buffers ({bytes} bytes) failed: {e}: {why}",
+                    iovecs.len()
+                ),
+            )
+        })
+    }
+
+    /// Drops the ring's buffer table.
+    pub(super) fn unregister_buffers(&mut self) {
+        let _ = self.ring.submitter().unregister_buffers();
+    }
+
     pub(super) fn drained(&self) -> bool {
         self.in_flight == 0
     }

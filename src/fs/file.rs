@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Metadata, OpenOptions};
 use crate::buf::{BufResult, IoBuf, IoBufMut, write_all_with};
 use crate::driver::op::FileOp;
-use crate::op::fs::{Close, FileFd, Fsync, ReadAt, Size, WriteAt};
+use crate::op::fs::{Access, Close, FileFd, Fsync, ReadAt, Size, WriteAt};
 use crate::op::fs_path::{FileRange, RangeOp, StatTarget, Statx};
 
 /// An open file, read and written at explicit offsets with owned buffers. Dropping it closes it
@@ -34,11 +34,53 @@ use crate::op::fs_path::{FileRange, RangeOp, StatTarget, Statx};
 /// ```
 pub struct File {
     fd: FileFd,
+    /// Opened with `O_DIRECT`: the (memory, offset) alignment its reads and writes need.
+    direct: Option<(u32, u32)>,
 }
 
 impl File {
-    pub(crate) fn from_owned(fd: OwnedFd) -> File {
-        File { fd: Arc::new(fd) }
+    /// `direct`: the fd was opened with `O_DIRECT` (its alignment is then looked up).
+    pub(crate) fn from_owned(fd: OwnedFd, direct: bool) -> File {
+        let direct = direct.then(|| direct_alignment_now(&fd));
+        File {
+            fd: Arc::new(fd),
+            direct,
+        }
+    }
+
+    /// For a file opened with `O_DIRECT`: the alignment (memory, file offset and length) its
+    /// reads and writes need, in bytes, from the file's `statx` (Linux 6.1+) or else
+    /// [`DEFAULT_DIRECT_ALIGN`](crate::buf::DEFAULT_DIRECT_ALIGN). `None` for other files.
+    pub fn direct_io_align(&self) -> Option<(u32, u32)> {
+        self.direct
+    }
+
+    /// The alignment an `AlignedBuf` for this file takes (the default for buffered files).
+    pub(crate) fn direct_align(&self) -> (u32, u32) {
+        let d = crate::buf::DEFAULT_DIRECT_ALIGN as u32;
+        self.direct.unwrap_or((d, d))
+    }
+
+    /// Refuses a direct-I/O transfer the kernel would refuse with a bare `EINVAL`.
+    fn check_direct(&self, ptr: *const u8, len: usize, pos: u64) -> io::Result<()> {
+        let Some((mem, off)) = self.direct else {
+            return Ok(());
+        };
+        let (mem, off) = (u64::from(mem.max(1)), u64::from(off.max(1)));
+        if pos.is_multiple_of(off)
+            && (len as u64).is_multiple_of(off)
+            && (ptr as u64).is_multiple_of(mem)
+        {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "direct I/O (O_DIRECT) on this file needs offsets and lengths that are multiples \
+                 of {off} bytes and buffers aligned to {mem} bytes; got offset {pos}, length \
+                 {len}, buffer address {ptr:p}: use buf::AlignedBuf::for_file and whole blocks"
+            ),
+        ))
     }
 
     /// The fd, shared with the ops that use it.
@@ -76,7 +118,9 @@ impl File {
 
     /// Takes over a std file.
     pub fn from_std(file: std::fs::File) -> File {
-        File::from_owned(file.into())
+        let fd = OwnedFd::from(file);
+        let direct = is_direct(&fd);
+        File::from_owned(fd, direct)
     }
 
     /// Gives the file back as a std file.
@@ -101,7 +145,24 @@ impl File {
     ///
     /// The kernel's error, e.g. `EBADF` if the file was not opened for reading.
     pub async fn read_at<B: IoBufMut + Send>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        FileOp::new(ReadAt::new(self.fd.clone(), buf, pos)).await
+        if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_total(), pos) {
+            return (Err(e), buf);
+        }
+        let access = self.access(&buf);
+        FileOp::new(ReadAt::new(self.fd.clone(), buf, pos, access)).await
+    }
+
+    /// How a transfer with `buf` reaches the kernel: a fixed-buffer op if `buf` belongs to the
+    /// set registered with this loop's ring.
+    fn access(&self, buf: &impl IoBuf) -> Access {
+        let fixed = buf.fixed_slot().and_then(|(set, index)| {
+            let driver = crate::context::current_driver()?;
+            (driver.fixed_set() == Some(set)).then_some(index)
+        });
+        Access {
+            fixed,
+            direct: self.direct.is_some(),
+        }
     }
 
     /// Fills `buf` up to its capacity from offset `pos`.
@@ -140,7 +201,11 @@ impl File {
     ///
     /// The kernel's error, e.g. `EBADF` if the file was not opened for writing, `ENOSPC`.
     pub async fn write_at<B: IoBuf + Send>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
-        FileOp::new(WriteAt::new(self.fd.clone(), buf, pos)).await
+        if let Err(e) = self.check_direct(buf.stable_ptr(), buf.bytes_init(), pos) {
+            return (Err(e), buf);
+        }
+        let access = self.access(&buf);
+        FileOp::new(WriteAt::new(self.fd.clone(), buf, pos, access)).await
     }
 
     /// Writes all of `buf`'s initialised bytes at offset `pos`.
@@ -271,6 +336,40 @@ impl File {
             Ok(fd) => FileOp::new(Close::new(fd)).await,
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Whether an fd is open with `O_DIRECT`.
+fn is_direct(fd: &OwnedFd) -> bool {
+    // SAFETY: F_GETFL takes no pointer.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_DIRECT != 0
+}
+
+/// The direct-I/O alignment of an fd open with `O_DIRECT` (`statx`, a quick syscall done once
+/// when the `File` is made): what the file reports, else the default.
+fn direct_alignment_now(fd: &OwnedFd) -> (u32, u32) {
+    let d = crate::buf::DEFAULT_DIRECT_ALIGN as u32;
+    // SAFETY: statx is plain data; an all-zero value is valid and the kernel fills it.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; `stx` is writable.
+    let ok = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    } == 0;
+    let reported = ok
+        && stx.stx_mask & libc::STATX_DIOALIGN != 0
+        && stx.stx_dio_mem_align > 0
+        && stx.stx_dio_offset_align > 0;
+    if reported {
+        (stx.stx_dio_mem_align, stx.stx_dio_offset_align)
+    } else {
+        (d, d)
     }
 }
 

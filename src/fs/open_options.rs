@@ -143,6 +143,6 @@ impl OpenOptions {
         let flags = self.flags()?;
         let path = c_path(path.as_ref())?;
         let fd = FileOp::new(OpenAt::new(path, flags, self.mode as libc::mode_t)).await?;
-        Ok(File::from_owned(fd))
+        Ok(File::from_owned(fd, flags & libc::O_DIRECT != 0))
     }
 }

@@ -71,16 +71,31 @@ unsafe impl Operation for OpenAt {
     }
 }
 
+/// How a read or write at an offset reaches the kernel: `fixed` is the index of a registered
+/// buffer (`READ_FIXED` / `WRITE_FIXED` on uring); `direct` says the file is open with
+/// `O_DIRECT`, whose reads wait for the device even with `RWF_NOWAIT` (so never tried inline).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Access {
+    pub(crate) fixed: Option<u16>,
+    pub(crate) direct: bool,
+}
+
 /// Reads at an offset into a buffer, from its start up to its capacity.
 pub(crate) struct ReadAt<B> {
     fd: FileFd,
     buf: B,
     pos: u64,
+    access: Access,
 }
 
 impl<B> ReadAt<B> {
-    pub(crate) fn new(fd: FileFd, buf: B, pos: u64) -> Self {
-        ReadAt { fd, buf, pos }
+    pub(crate) fn new(fd: FileFd, buf: B, pos: u64, access: Access) -> Self {
+        ReadAt {
+            fd,
+            buf,
+            pos,
+            access,
+        }
     }
 }
 
@@ -90,9 +105,19 @@ unsafe impl<B: IoBufMut> Operation for ReadAt<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = clamp_len(self.buf.bytes_total());
-        opcode::Read::new(fd_of(&self.fd), self.buf.stable_mut_ptr(), len)
-            .offset(self.pos)
-            .build()
+        let ptr = self.buf.stable_mut_ptr();
+        match self.access.fixed {
+            Some(index) => opcode::ReadFixed::new(fd_of(&self.fd), ptr, len, index)
+                .offset(self.pos)
+                .build(),
+            None => opcode::Read::new(fd_of(&self.fd), ptr, len)
+                .offset(self.pos)
+                .build(),
+        }
+    }
+
+    fn uses_fixed_buffer(&self) -> bool {
+        self.access.fixed.is_some()
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
@@ -113,6 +138,9 @@ unsafe impl<B: IoBufMut> Operation for ReadAt<B> {
     }
 
     fn try_nowait(&mut self) -> Option<io::Result<u32>> {
+        if self.access.direct {
+            return None; // a direct read waits for the device whatever the flags say
+        }
         let len = clamp_len(self.buf.bytes_total()) as usize;
         let iov = libc::iovec {
             iov_base: self.buf.stable_mut_ptr().cast(),
@@ -154,11 +182,17 @@ pub(crate) struct WriteAt<B> {
     fd: FileFd,
     buf: B,
     pos: u64,
+    fixed: Option<u16>,
 }
 
 impl<B> WriteAt<B> {
-    pub(crate) fn new(fd: FileFd, buf: B, pos: u64) -> Self {
-        WriteAt { fd, buf, pos }
+    pub(crate) fn new(fd: FileFd, buf: B, pos: u64, access: Access) -> Self {
+        WriteAt {
+            fd,
+            buf,
+            pos,
+            fixed: access.fixed,
+        }
     }
 }
 
@@ -168,9 +202,19 @@ unsafe impl<B: IoBuf> Operation for WriteAt<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = clamp_len(self.buf.bytes_init());
-        opcode::Write::new(fd_of(&self.fd), self.buf.stable_ptr(), len)
-            .offset(self.pos)
-            .build()
+        let ptr = self.buf.stable_ptr();
+        match self.fixed {
+            Some(index) => opcode::WriteFixed::new(fd_of(&self.fd), ptr, len, index)
+                .offset(self.pos)
+                .build(),
+            None => opcode::Write::new(fd_of(&self.fd), ptr, len)
+                .offset(self.pos)
+                .build(),
+        }
+    }
+
+    fn uses_fixed_buffer(&self) -> bool {
+        self.fixed.is_some()
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
