@@ -3,7 +3,9 @@
 //! ```text
 //! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1]
 //!     [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats] [--pool-kib N]
-//! cargo run --release --example throughput -- randread [--file-mib 256] [--reads 200000] [--in-flight 32]
+//! cargo run --release --example throughput -- randread [--file PATH | --file-mib 256 [--dir .]]
+//!     [--qd 32] [--bs 4096] [--direct] [--fixed] [--secs 10] [--reads N]
+//! cargo run --release --example throughput -- meta [--files 10000] [--tasks 16] [--dir .]
 //! RINGLOOP_BACKEND=epoll cargo run --release --example throughput -- tcp
 //! ```
 //!
@@ -15,8 +17,12 @@
 //! (`Builder::zero_copy_threshold`, uring only); `examples/tokio_throughput.rs` is the same
 //! transfer on tokio. `--sender` runs the sender on another backend than the receiver's; `--stats`
 //! prints each loop's counters per MiB; `--pool-kib N` gives the receiver's pool N KiB buffers
-//! (4 MiB in all) instead of the default 1024 x 4 KiB. `randread`: makes a file, reads it once so it sits in the page cache, then
-//! `--in-flight` tasks read random 4 KiB blocks; prints reads/s and MiB/s.
+//! (4 MiB in all) instead of the default 1024 x 4 KiB. `randread`: `--qd` tasks read random `--bs` blocks of
+//! a file (`--file`, or a new one of `--file-mib` MiB under `--dir`) for `--secs` seconds: from the
+//! page cache (the file is read once first), or with `--direct` through `O_DIRECT` into aligned
+//! buffers; `--fixed` reads into buffers registered with the ring (`FixedBufs`). Prints reads/s
+//! and an `IOPS=` line for scripts (`benches/scripts/fio_compare.sh`). `meta`: creates, stats,
+//! renames and removes `--files` files with `--tasks` tasks at once; prints files/s.
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -211,24 +217,87 @@ async fn receive(s: TcpStream, chunk: usize, pooled: bool) -> std::io::Result<u6
     }
 }
 
-fn randread(args: &[String]) -> Result<(), String> {
-    let size = flag(args, "--file-mib", 256)? << 20;
-    let reads = flag(args, "--reads", 200_000)?;
-    let in_flight = flag(args, "--in-flight", 32)?.max(1);
-    let blocks = size / 4096;
-    if blocks == 0 {
-        return Err("--file-mib must be at least 1".into());
+/// The file `randread` and `meta` work on: `--file PATH` as it is, or a new file of
+/// `--file-mib` MiB in a temporary directory under `--dir` (default: the current directory, so
+/// it is on a disk: `O_DIRECT` needs a real filesystem). Returns the path, its size and the
+/// directory to keep alive.
+fn bench_file(
+    args: &[String],
+) -> Result<(std::path::PathBuf, u64, Option<tempfile::TempDir>), String> {
+    if let Some(i) = args.iter().position(|a| a == "--file") {
+        let path = std::path::PathBuf::from(args.get(i + 1).ok_or("--file needs a path")?);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| format!("--file {path:?}: {e}"))?
+            .len();
+        return Ok((path, size, None));
     }
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let size = flag(args, "--file-mib", 256)? << 20;
+    let dir = tempfile::tempdir_in(text_flag(args, "--dir").unwrap_or("."))
+        .map_err(|e| format!("a temporary directory: {e}"))?;
     let path = dir.path().join("data");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&path).map_err(|e| e.to_string())?;
-        let block: Vec<u8> = (0..1 << 20).map(|i| (i * 7) as u8).collect();
-        for _ in 0..(size >> 20) {
-            f.write_all(&block).map_err(|e| e.to_string())?;
+    use std::io::Write;
+    let mut f = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    let block: Vec<u8> = (0..1 << 20).map(|i| (i * 7) as u8).collect();
+    for _ in 0..(size >> 20) {
+        f.write_all(&block).map_err(|e| e.to_string())?;
+    }
+    f.sync_all().map_err(|e| e.to_string())?;
+    Ok((path, size, Some(dir)))
+}
+
+/// The text after `name` in `args`.
+fn text_flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).map(String::as_str)
+}
+
+/// A buffer for one reader: from the registered set (`--fixed`), aligned (`--direct`), or a Vec.
+enum ReadBuf {
+    Fixed(ringloop::buf::FixedBuf),
+    Aligned(ringloop::buf::AlignedBuf),
+    Plain(Vec<u8>),
+}
+
+async fn read_block(
+    file: &File,
+    buf: ReadBuf,
+    pos: u64,
+    bs: usize,
+) -> (std::io::Result<usize>, ReadBuf) {
+    use ringloop::buf::IoBuf;
+    match buf {
+        ReadBuf::Fixed(b) => {
+            let (r, s) = file.read_at(b.slice(..bs), pos).await;
+            (r, ReadBuf::Fixed(s.into_inner()))
         }
-        f.sync_all().map_err(|e| e.to_string())?;
+        ReadBuf::Aligned(b) => {
+            let (r, b) = file.read_at(b, pos).await;
+            (r, ReadBuf::Aligned(b))
+        }
+        ReadBuf::Plain(b) => {
+            let (r, b) = file.read_at(b, pos).await;
+            (r, ReadBuf::Plain(b))
+        }
+    }
+}
+
+/// `randread`: `--qd` tasks (`--in-flight` is the same) read random `--bs` blocks (4096) of the
+/// file for `--secs` seconds (or `--reads` reads in all, whichever ends first). `--direct` opens
+/// it with `O_DIRECT` (no page cache; buffers aligned); without it the file is read once first so
+/// every block is cached. `--fixed` reads into buffers registered with the ring (`FixedBufs`).
+fn randread(args: &[String]) -> Result<(), String> {
+    let (path, size, _dir) = bench_file(args)?;
+    let reads = flag(args, "--reads", u64::MAX)?;
+    let secs = flag(args, "--secs", if reads == u64::MAX { 10 } else { 3600 })?;
+    let qd = flag(args, "--qd", flag(args, "--in-flight", 32)?)?.max(1);
+    let bs = flag(args, "--bs", 4096)? as usize;
+    let direct = args.iter().any(|a| a == "--direct");
+    let fixed = args.iter().any(|a| a == "--fixed");
+    let blocks = size / bs as u64;
+    if blocks == 0 || bs == 0 {
+        return Err("the file must hold at least one --bs block".into());
+    }
+    if !direct {
         // Read it once so every block is in the page cache.
         std::io::copy(
             &mut std::fs::File::open(&path).map_err(|e| e.to_string())?,
@@ -238,45 +307,128 @@ fn randread(args: &[String]) -> Result<(), String> {
     }
     let mut lp = new_loop()?;
     let backend = lp.backend();
-    let secs = lp
+    let (done, elapsed, used_fixed) = lp
         .run_until_complete(async move {
-            let file = Rc::new(File::open(&path).await?);
+            let mut options = File::options();
+            options.read(true);
+            if direct {
+                options.custom_flags(libc::O_DIRECT);
+            }
+            let file = Rc::new(options.open(&path).await?);
+            let set = if fixed {
+                Some(ringloop::buf::FixedBufs::register(qd as usize, bs)?)
+            } else {
+                None
+            };
             let left = Rc::new(Cell::new(reads));
             let start = Instant::now();
-            let tasks: Vec<_> = (0..in_flight)
+            let deadline = start + std::time::Duration::from_secs(secs);
+            let tasks: Vec<_> = (0..qd)
                 .map(|t| {
                     let (file, left) = (file.clone(), left.clone());
+                    let mut buf = match &set {
+                        Some(set) => ReadBuf::Fixed(set.try_take().expect("one buffer per task")),
+                        None if direct => ReadBuf::Aligned(
+                            ringloop::buf::AlignedBuf::for_file(&file, bs)
+                                .expect("an aligned buffer"),
+                        ),
+                        None => ReadBuf::Plain(Vec::with_capacity(bs)),
+                    };
                     ringloop::spawn(async move {
                         let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ (t + 1);
-                        let mut buf = Vec::with_capacity(4096);
-                        while left.get() > 0 {
+                        let mut done = 0u64;
+                        while left.get() > 0 && Instant::now() < deadline {
                             left.set(left.get() - 1);
                             state ^= state << 13;
                             state ^= state >> 7;
                             state ^= state << 17;
-                            let (res, b) = file.read_at(buf, (state % blocks) * 4096).await;
-                            if res? != 4096 {
+                            let (res, b) =
+                                read_block(&file, buf, (state % blocks) * bs as u64, bs).await;
+                            if res? != bs {
                                 return Err(std::io::Error::other("short read"));
                             }
                             buf = b;
+                            done += 1;
                         }
-                        std::io::Result::Ok(())
+                        std::io::Result::Ok(done)
                     })
                 })
                 .collect();
+            let mut done = 0;
             for t in tasks {
-                t.await.map_err(std::io::Error::from)??;
+                done += t.await.map_err(std::io::Error::from)??;
+            }
+            let stats = ringloop::current_stats().expect("inside the loop");
+            std::io::Result::Ok((done, start.elapsed().as_secs_f64(), stats.fixed_buffer_ops))
+        })
+        .map_err(|e| e.to_string())?;
+    let mode = match (direct, fixed) {
+        (true, true) => "O_DIRECT, fixed buffers",
+        (true, false) => "O_DIRECT",
+        (false, true) => "page cache, fixed buffers",
+        (false, false) => "page cache",
+    };
+    println!(
+        "randread on {backend} ({mode}): {done} reads of {bs} B, qd {qd}, {} MiB file: \
+         {:.0} reads/s = {:.0} MiB/s ({used_fixed} fixed-buffer ops)",
+        size >> 20,
+        done as f64 / elapsed,
+        done as f64 * bs as f64 / (1 << 20) as f64 / elapsed
+    );
+    println!("IOPS={:.0}", done as f64 / elapsed);
+    Ok(())
+}
+
+/// `meta`: `--files` files (10,000) in a new directory under `--dir`, by `--tasks` tasks (16) at
+/// once; each file is created (open with O_CREAT, close), stat'ed, renamed and removed. On uring
+/// each step is a ring op; on epoll each runs on the blocking pool.
+fn meta(args: &[String]) -> Result<(), String> {
+    let files = flag(args, "--files", 10_000)?;
+    let tasks = flag(args, "--tasks", 16)?.max(1);
+    let dir = tempfile::tempdir_in(text_flag(args, "--dir").unwrap_or("."))
+        .map_err(|e| format!("a temporary directory: {e}"))?;
+    let root = dir.path().to_owned();
+    let mut lp = new_loop()?;
+    let backend = lp.backend();
+    let secs = lp
+        .run_until_complete(async move {
+            let next = Rc::new(Cell::new(0u64));
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|_| {
+                    let (next, root) = (next.clone(), root.clone());
+                    ringloop::spawn(async move {
+                        loop {
+                            let i = next.get();
+                            if i >= files {
+                                return std::io::Result::Ok(());
+                            }
+                            next.set(i + 1);
+                            let a = root.join(format!("f{i}"));
+                            let b = root.join(format!("g{i}"));
+                            File::create(&a).await?.close().await?;
+                            let meta = ringloop::fs::metadata(&a).await?;
+                            if !meta.is_file() {
+                                return Err(std::io::Error::other("not a file"));
+                            }
+                            ringloop::fs::rename(&a, &b).await?;
+                            ringloop::fs::remove_file(&b).await?;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.map_err(std::io::Error::from)??;
             }
             std::io::Result::Ok(start.elapsed().as_secs_f64())
         })
         .map_err(|e| e.to_string())?;
     println!(
-        "randread on {backend}: {reads} reads of 4 KiB, {in_flight} in flight, {} MiB file: \
-         {:.0} reads/s = {:.0} MiB/s",
-        size >> 20,
-        reads as f64 / secs,
-        reads as f64 * 4096.0 / (1 << 20) as f64 / secs
+        "meta on {backend}: {files} files (create, stat, rename, unlink), {tasks} tasks: \
+         {:.0} files/s",
+        files as f64 / secs
     );
+    println!("FILES_PER_SEC={:.0}", files as f64 / secs);
     Ok(())
 }
 
@@ -285,9 +437,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("tcp") => tcp(&args),
         Some("randread") => randread(&args),
+        Some("meta") => meta(&args),
         _ => Err(
             "usage: throughput tcp [--mib N] [--chunk-kib N] [--zc BYTES] | \
-                  randread [--file-mib N] [--reads N] [--in-flight N]"
+                  randread [--file PATH | --file-mib N] [--qd N] [--bs N] [--direct] [--fixed] \
+                  [--secs N] [--reads N] | meta [--files N] [--tasks N] [--dir DIR]"
                 .into(),
         ),
     };

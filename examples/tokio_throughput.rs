@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! cargo run --release --example tokio_throughput -- [--mib 1024] [--chunk-kib 64] [--conns 1] [--pin]
+//! cargo run --release --example tokio_throughput -- randread --file PATH [--qd 32] [--bs 4096] [--direct] [--secs 10]
+//! cargo run --release --example tokio_throughput -- meta [--files 10000] [--tasks 16] [--dir .]
 //! ```
+//!
+//! `randread` and `meta` are the cases of the same names in `examples/throughput.rs`, on tokio.
 //!
 //! A sender on its own thread and runtime streams `--mib` MiB over loopback in `--chunk-kib`
 //! chunks (`write_all`), split over `--conns` connections at once; the receiver reads each into a
@@ -120,9 +124,181 @@ fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The file `randread` reads: `--file PATH` (its size from the filesystem).
+fn bench_file(args: &[String]) -> Result<(std::path::PathBuf, u64), String> {
+    let i = args
+        .iter()
+        .position(|a| a == "--file")
+        .ok_or("randread needs --file PATH (benches/scripts/fio_compare.sh makes one)")?;
+    let path = std::path::PathBuf::from(args.get(i + 1).ok_or("--file needs a path")?);
+    let size = std::fs::metadata(&path)
+        .map_err(|e| format!("--file {path:?}: {e}"))?
+        .len();
+    Ok((path, size))
+}
+
+/// `randread`, as `throughput randread`: `--qd` tasks read random `--bs` blocks for `--secs`.
+/// Buffered: each task has its own `tokio::fs::File` and seeks then reads (what tokio::fs users
+/// write; each call is a trip to tokio's blocking pool). `--direct`: `O_DIRECT` needs aligned
+/// buffers, which `tokio::fs::File`'s internal buffer is not, so each read is a `pread` into an
+/// aligned buffer on tokio's blocking pool (`spawn_blocking`, what tokio::fs does inside).
+fn randread(args: &[String]) -> Result<(), String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::sync::Arc;
+    use tokio::io::AsyncSeekExt;
+    let (path, size) = bench_file(args)?;
+    let secs = flag(args, "--secs", 10)?;
+    let qd = flag(args, "--qd", 32)?.max(1);
+    let bs = flag(args, "--bs", 4096)? as usize;
+    let direct = args.iter().any(|a| a == "--direct");
+    let blocks = size / bs as u64;
+    if blocks == 0 || bs == 0 {
+        return Err("the file must hold at least one --bs block".into());
+    }
+    if !direct {
+        std::io::copy(
+            &mut std::fs::File::open(&path).map_err(|e| e.to_string())?,
+            &mut std::io::sink(),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let rt = runtime().map_err(|e| e.to_string())?;
+    let (done, elapsed) = rt
+        .block_on(async move {
+            let start = Instant::now();
+            let deadline = start + std::time::Duration::from_secs(secs);
+            let std_file = Arc::new(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(if direct { libc::O_DIRECT } else { 0 })
+                    .open(&path)?,
+            );
+            let mut tasks = Vec::new();
+            for t in 0..qd {
+                let std_file = std_file.clone();
+                let path = path.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ (t + 1);
+                    let mut done = 0u64;
+                    let mut file = if direct {
+                        None
+                    } else {
+                        Some(tokio::fs::File::open(&path).await?)
+                    };
+                    let mut aligned = Some(ringloop::buf::AlignedBuf::new(bs, 4096)?);
+                    let mut plain = vec![0u8; bs];
+                    while Instant::now() < deadline {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let pos = (state % blocks) * bs as u64;
+                        match &mut file {
+                            Some(f) => {
+                                f.seek(std::io::SeekFrom::Start(pos)).await?;
+                                f.read_exact(&mut plain).await?;
+                            }
+                            None => {
+                                let mut buf = aligned.take().expect("kept between reads");
+                                let f = std_file.clone();
+                                let (res, back) = tokio::task::spawn_blocking(move || {
+                                    buf.set_len(bs);
+                                    let res = f.read_at(&mut buf, pos);
+                                    (res, buf)
+                                })
+                                .await?;
+                                if res? != bs {
+                                    return Err(std::io::Error::other("short read"));
+                                }
+                                aligned = Some(back);
+                            }
+                        }
+                        done += 1;
+                    }
+                    std::io::Result::Ok(done)
+                }));
+            }
+            let mut done = 0;
+            for t in tasks {
+                done += t.await??;
+            }
+            std::io::Result::Ok((done, start.elapsed().as_secs_f64()))
+        })
+        .map_err(|e| e.to_string())?;
+    let mode = if direct {
+        "O_DIRECT, spawn_blocking pread"
+    } else {
+        "page cache, tokio::fs"
+    };
+    println!(
+        "randread on tokio ({mode}): {done} reads of {bs} B, qd {qd}, {} MiB file: \
+         {:.0} reads/s = {:.0} MiB/s",
+        size >> 20,
+        done as f64 / elapsed,
+        done as f64 * bs as f64 / (1 << 20) as f64 / elapsed
+    );
+    println!("IOPS={:.0}", done as f64 / elapsed);
+    Ok(())
+}
+
+/// `meta`, as `throughput meta` on tokio::fs: `--files` files, `--tasks` at once, each created,
+/// stat'ed, renamed and removed.
+fn meta(args: &[String]) -> Result<(), String> {
+    let files = flag(args, "--files", 10_000)?;
+    let tasks = flag(args, "--tasks", 16)?.max(1);
+    let base = args
+        .iter()
+        .position(|a| a == "--dir")
+        .and_then(|i| args.get(i + 1))
+        .map_or(".", String::as_str);
+    let dir = tempfile::tempdir_in(base).map_err(|e| format!("a temporary directory: {e}"))?;
+    let root = dir.path().to_owned();
+    let rt = runtime().map_err(|e| e.to_string())?;
+    let secs = rt
+        .block_on(async move {
+            let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let start = Instant::now();
+            let mut handles = Vec::new();
+            for _ in 0..tasks {
+                let (next, root) = (next.clone(), root.clone());
+                handles.push(tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= files {
+                            return std::io::Result::Ok(());
+                        }
+                        let a = root.join(format!("f{i}"));
+                        let b = root.join(format!("g{i}"));
+                        drop(tokio::fs::File::create(&a).await?);
+                        if !tokio::fs::metadata(&a).await?.is_file() {
+                            return Err(std::io::Error::other("not a file"));
+                        }
+                        tokio::fs::rename(&a, &b).await?;
+                        tokio::fs::remove_file(&b).await?;
+                    }
+                }));
+            }
+            for h in handles {
+                h.await??;
+            }
+            std::io::Result::Ok(start.elapsed().as_secs_f64())
+        })
+        .map_err(|e| e.to_string())?;
+    println!(
+        "meta on tokio: {files} files (create, stat, rename, unlink), {tasks} tasks: {:.0} files/s",
+        files as f64 / secs
+    );
+    println!("FILES_PER_SEC={:.0}", files as f64 / secs);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    let result = match args.first().map(String::as_str) {
+        Some("randread") => randread(&args),
+        Some("meta") => meta(&args),
+        _ => run(&args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tokio_throughput: {e}");

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Random 4 KiB reads of one file on disk, ringloop against fio (the physical limit) and tokio,
+# interleaved rounds, medians:
+#
+#   bash benches/scripts/fio_compare.sh [ROUNDS] [SECS]      (defaults 3 and 5)
+#
+# Cases: O_DIRECT at queue depth 1 and 32 (fio's io_uring engine with and without fixed buffers;
+# `throughput randread --direct` on uring, with and without --fixed, and on epoll, whose reads run
+# on the blocking pool; tokio: pread on its blocking pool), then page-cache reads at QD 32 (fio's
+# io_uring and psync engines; ringloop on both backends; tokio::fs). Then the metadata case:
+# 10,000 files created, stat'ed, renamed and removed (`throughput meta`, tokio::fs).
+#
+# The file (FILE_MIB, default 1024 MiB) is made under DIR (default target/fio: it must be on a
+# disk, not tmpfs, for O_DIRECT) and removed at the end. fio comes from the system's packages if
+# it is missing. Prints one table of IOPS (files/s for meta) and the ratios the targets name.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${1:-3}
+SECS=${2:-5}
+FILE_MIB=${FILE_MIB:-1024}
+DIR=${DIR:-target/fio}
+
+command -v fio >/dev/null || { apt-get update -qq && apt-get install -y -qq fio >/dev/null; }
+cargo build --release --example throughput --example tokio_throughput 2>&1 | tail -1
+mkdir -p "$DIR"
+FILE=$(realpath "$DIR")/randread.data
+trap 'rm -f "$FILE"' EXIT
+if [ ! -f "$FILE" ] || [ "$(stat -c %s "$FILE")" -ne $((FILE_MIB << 20)) ]; then
+    dd if=/dev/urandom of="$FILE" bs=1M count="$FILE_MIB" status=none
+    sync
+fi
+RL=target/release/examples/throughput
+TK=target/release/examples/tokio_throughput
+
+fio_iops() { # engine depth direct [extra...]
+    local engine=$1 depth=$2 direct=$3
+    shift 3
+    fio --name=r --filename="$FILE" --size="${FILE_MIB}M" --rw=randread --bs=4k \
+        --ioengine="$engine" --iodepth="$depth" --direct="$direct" --runtime="$SECS" \
+        --time_based "$@" --output-format=json 2>/dev/null |
+        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
+}
+ours() { # backend args...
+    local backend=$1
+    shift
+    RINGLOOP_BACKEND=$backend "$RL" randread --file "$FILE" --secs "$SECS" "$@" | sed -n 's/^IOPS=//p'
+}
+theirs() { "$TK" randread --file "$FILE" --secs "$SECS" "$@" | sed -n 's/^IOPS=//p'; }
+warm() { cat "$FILE" >/dev/null; }
+
+declare -A R
+add() { R[$1]="${R[$1]:-} $2"; }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    for qd in 1 32; do
+        add "direct qd$qd fio io_uring" "$(fio_iops io_uring $qd 1)"
+        add "direct qd$qd fio io_uring fixedbufs" "$(fio_iops io_uring $qd 1 --fixedbufs)"
+        add "direct qd$qd ringloop uring" "$(ours uring --direct --qd $qd)"
+        add "direct qd$qd ringloop uring fixed" "$(ours uring --direct --qd $qd --fixed)"
+        add "direct qd$qd ringloop epoll" "$(ours epoll --direct --qd $qd)"
+        add "direct qd$qd tokio" "$(theirs --direct --qd $qd)"
+    done
+    warm
+    add "cached qd32 fio io_uring" "$(fio_iops io_uring 32 0)"
+    add "cached qd32 fio psync" "$(fio_iops psync 1 0 --numjobs=1)"
+    add "cached qd32 ringloop uring" "$(ours uring --qd 32)"
+    add "cached qd32 ringloop epoll" "$(ours epoll --qd 32)"
+    add "cached qd32 tokio" "$(theirs --qd 32)"
+    for b in uring epoll; do
+        add "meta ringloop $b" "$(RINGLOOP_BACKEND=$b "$RL" meta --dir "$DIR" | sed -n 's/^FILES_PER_SEC=//p')"
+    done
+    add "meta tokio" "$("$TK" meta --dir "$DIR" | sed -n 's/^FILES_PER_SEC=//p')"
+done
+
+echo
+echo "| case | median | rounds |"
+echo "|---|---|---|"
+for k in "${!R[@]}"; do echo "$k"; done | sort | while read -r k; do
+    echo "| $k | $(median "${R[$k]}") | ${R[$k]# } |"
+done
+m() { median "${R[$1]}"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
+echo
+echo "Ratios of the medians:"
+for qd in 1 32; do
+    echo "- direct QD $qd: uring / fio = $(ratio "$(m "direct qd$qd ringloop uring")" "$(m "direct qd$qd fio io_uring")");" \
+        "uring fixed / fio fixedbufs = $(ratio "$(m "direct qd$qd ringloop uring fixed")" "$(m "direct qd$qd fio io_uring fixedbufs")");" \
+        "uring / tokio = $(ratio "$(m "direct qd$qd ringloop uring")" "$(m "direct qd$qd tokio")");" \
+        "epoll / tokio = $(ratio "$(m "direct qd$qd ringloop epoll")" "$(m "direct qd$qd tokio")")"
+done
+echo "- cached QD 32: uring / fio io_uring = $(ratio "$(m "cached qd32 ringloop uring")" "$(m "cached qd32 fio io_uring")");" \
+    "uring / tokio = $(ratio "$(m "cached qd32 ringloop uring")" "$(m "cached qd32 tokio")");" \
+    "epoll / tokio = $(ratio "$(m "cached qd32 ringloop epoll")" "$(m "cached qd32 tokio")")"
+echo "- meta: uring / epoll (blocking pool) = $(ratio "$(m "meta ringloop uring")" "$(m "meta ringloop epoll")");" \
+    "uring / tokio = $(ratio "$(m "meta ringloop uring")" "$(m "meta tokio")")"
