@@ -24,7 +24,6 @@ command -v fio >/dev/null || { apt-get update -qq && apt-get install -y -qq fio 
 cargo build --release --example throughput --example tokio_throughput 2>&1 | tail -1
 mkdir -p "$DIR"
 FILE=$(realpath "$DIR")/randread.data
-trap 'rm -f "$FILE"' EXIT
 if [ ! -f "$FILE" ] || [ "$(stat -c %s "$FILE")" -ne $((FILE_MIB << 20)) ]; then
     dd if=/dev/urandom of="$FILE" bs=1M count="$FILE_MIB" status=none
     sync
@@ -37,7 +36,7 @@ fio_iops() { # engine depth direct [extra...]
     shift 3
     fio --name=r --filename="$FILE" --size="${FILE_MIB}M" --rw=randread --bs=4k \
         --ioengine="$engine" --iodepth="$depth" --direct="$direct" --runtime="$SECS" \
-        --time_based "$@" --output-format=json 2>/dev/null |
+        --time_based --invalidate=0 "$@" --output-format=json 2>/dev/null |
         python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
 }
 ours() { # backend args...
@@ -48,23 +47,23 @@ ours() { # backend args...
 theirs() { "$TK" randread --file "$FILE" --secs "$SECS" "$@" | sed -n 's/^IOPS=//p'; }
 warm() { cat "$FILE" >/dev/null; }
 
-declare -A R
-add() { R[$1]="${R[$1]:-} $2"; }
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+RAW=$(mktemp)
+trap 'rm -f "$FILE" "$RAW"' EXIT
+add() { printf '%s\t%s\t%s\n' "$round" "$1" "$2" >>"$RAW"; }
 
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
     for qd in 1 32; do
         add "direct qd$qd fio io_uring" "$(fio_iops io_uring $qd 1)"
-        add "direct qd$qd fio io_uring fixedbufs" "$(fio_iops io_uring $qd 1 --fixedbufs)"
         add "direct qd$qd ringloop uring" "$(ours uring --direct --qd $qd)"
+        add "direct qd$qd fio io_uring fixedbufs" "$(fio_iops io_uring $qd 1 --fixedbufs)"
         add "direct qd$qd ringloop uring fixed" "$(ours uring --direct --qd $qd --fixed)"
         add "direct qd$qd ringloop epoll" "$(ours epoll --direct --qd $qd)"
         add "direct qd$qd tokio" "$(theirs --direct --qd $qd)"
     done
     warm
     add "cached qd32 fio io_uring" "$(fio_iops io_uring 32 0)"
-    add "cached qd32 fio psync" "$(fio_iops psync 1 0 --numjobs=1)"
+    add "cached qd1 fio psync" "$(fio_iops psync 1 0)"
     add "cached qd32 ringloop uring" "$(ours uring --qd 32)"
     add "cached qd32 ringloop epoll" "$(ours epoll --qd 32)"
     add "cached qd32 tokio" "$(theirs --qd 32)"
@@ -74,24 +73,34 @@ for round in $(seq 1 "$ROUNDS"); do
     add "meta tokio" "$("$TK" meta --dir "$DIR" | sed -n 's/^FILES_PER_SEC=//p')"
 done
 
-echo
-echo "| case | median | rounds |"
-echo "|---|---|---|"
-for k in "${!R[@]}"; do echo "$k"; done | sort | while read -r k; do
-    echo "| $k | $(median "${R[$k]}") | ${R[$k]# } |"
-done
-m() { median "${R[$1]}"; }
-ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
-echo
-echo "Ratios of the medians:"
-for qd in 1 32; do
-    echo "- direct QD $qd: uring / fio = $(ratio "$(m "direct qd$qd ringloop uring")" "$(m "direct qd$qd fio io_uring")");" \
-        "uring fixed / fio fixedbufs = $(ratio "$(m "direct qd$qd ringloop uring fixed")" "$(m "direct qd$qd fio io_uring fixedbufs")");" \
-        "uring / tokio = $(ratio "$(m "direct qd$qd ringloop uring")" "$(m "direct qd$qd tokio")");" \
-        "epoll / tokio = $(ratio "$(m "direct qd$qd ringloop epoll")" "$(m "direct qd$qd tokio")")"
-done
-echo "- cached QD 32: uring / fio io_uring = $(ratio "$(m "cached qd32 ringloop uring")" "$(m "cached qd32 fio io_uring")");" \
-    "uring / tokio = $(ratio "$(m "cached qd32 ringloop uring")" "$(m "cached qd32 tokio")");" \
-    "epoll / tokio = $(ratio "$(m "cached qd32 ringloop epoll")" "$(m "cached qd32 tokio")")"
-echo "- meta: uring / epoll (blocking pool) = $(ratio "$(m "meta ringloop uring")" "$(m "meta ringloop epoll")");" \
-    "uring / tokio = $(ratio "$(m "meta ringloop uring")" "$(m "meta tokio")")"
+# Ratios are taken per round (the two runs of a round were seconds apart, so they saw the same
+# disk), then their median: this virtual disk's speed drifts between rounds.
+python3 - "$RAW" <<'PY'
+import sys, statistics
+from collections import defaultdict
+runs = defaultdict(dict)
+for line in open(sys.argv[1]):
+    rnd, case, val = line.rstrip("\n").split("\t")
+    if val:
+        runs[case][int(rnd)] = float(val)
+print("\n| case | median | rounds |\n|---|---|---|")
+for case in sorted(runs):
+    vals = [runs[case][r] for r in sorted(runs[case])]
+    print(f"| {case} | {statistics.median(vals):.0f} | {' '.join(f'{v:.0f}' for v in vals)} |")
+def ratio(a, b):
+    rs = [runs[a][r] / runs[b][r] for r in runs[a] if r in runs[b] and runs[b][r]]
+    return f"{statistics.median(rs):.2f}x ({' '.join(f'{x:.2f}' for x in rs)})" if rs else "n/a"
+print("\nMedians of the per-round ratios:")
+for qd in (1, 32):
+    d = f"direct qd{qd}"
+    print(f"- {d}: uring / fio = {ratio(d + ' ringloop uring', d + ' fio io_uring')}; "
+          f"uring fixed / fio fixedbufs = {ratio(d + ' ringloop uring fixed', d + ' fio io_uring fixedbufs')}; "
+          f"uring / tokio = {ratio(d + ' ringloop uring', d + ' tokio')}; "
+          f"epoll / tokio = {ratio(d + ' ringloop epoll', d + ' tokio')}")
+c = "cached qd32"
+print(f"- {c}: uring / fio io_uring = {ratio(c + ' ringloop uring', c + ' fio io_uring')}; "
+      f"uring / tokio = {ratio(c + ' ringloop uring', c + ' tokio')}; "
+      f"epoll / tokio = {ratio(c + ' ringloop epoll', c + ' tokio')}")
+print(f"- meta: uring / epoll (blocking pool) = {ratio('meta ringloop uring', 'meta ringloop epoll')}; "
+      f"uring / tokio = {ratio('meta ringloop uring', 'meta tokio')}")
+PY

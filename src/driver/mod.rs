@@ -334,8 +334,13 @@ impl DriverCell {
                     }
                     let key = u.submit_op(op.data_mut().sqe(), cx.waker())?;
                     op.slot = Slot::Submitted(key);
-                    if op.data.as_ref().is_some_and(|d| d.uses_fixed_buffer()) {
-                        Counters::bump(&self.counters.fixed_buffer_ops);
+                    if let Some(d) = op.data.as_ref() {
+                        if d.uses_fixed_buffer() {
+                            Counters::bump(&self.counters.fixed_buffer_ops);
+                        }
+                        if d.submit_at_once() {
+                            u.submit_now()?;
+                        }
                     }
                     Ok::<(), io::Error>(())
                 };

@@ -92,6 +92,14 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         true
     }
 
+    /// uring half: whether the SQE goes to the kernel at once rather than with the loop turn's
+    /// other SQEs: a direct (`O_DIRECT`) file transfer, which the device starts on its own. A
+    /// batch submitted together reaches the device as one plugged batch, and on some devices
+    /// completes together too, which locks a loop's reads into lockstep rounds.
+    fn submit_at_once(&self) -> bool {
+        false
+    }
+
     /// uring half: whether the SQE reads or writes a registered buffer (`READ_FIXED` /
     /// `WRITE_FIXED`), for `Stats::fixed_buffer_ops`.
     fn uses_fixed_buffer(&self) -> bool {

@@ -483,6 +483,15 @@ impl UringDriver {
     }
 
     /// Hands the queued SQEs to the kernel without waiting (the SQ was full).
+    /// Submits what is queued now, without waiting (see `Operation::submit_at_once`), when
+    /// other ops are in flight; alone, the op goes with the wait that follows (one enter).
+    pub(super) fn submit_now(&mut self) -> io::Result<()> {
+        if self.in_flight <= 1 + usize::from(self.wake_armed) {
+            return Ok(());
+        }
+        self.submit_queued()
+    }
+
     fn submit_queued(&mut self) -> io::Result<()> {
         // SAFETY: no argument.
         match unsafe { self.sys_enter(0, 0, std::ptr::null(), 0) } {

@@ -120,6 +120,10 @@ unsafe impl<B: IoBufMut> Operation for ReadAt<B> {
         self.access.fixed.is_some()
     }
 
+    fn submit_at_once(&self) -> bool {
+        self.access.direct
+    }
+
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
         None
     }
@@ -183,6 +187,7 @@ pub(crate) struct WriteAt<B> {
     buf: B,
     pos: u64,
     fixed: Option<u16>,
+    direct: bool,
 }
 
 impl<B> WriteAt<B> {
@@ -192,6 +197,7 @@ impl<B> WriteAt<B> {
             buf,
             pos,
             fixed: access.fixed,
+            direct: access.direct,
         }
     }
 }
@@ -215,6 +221,10 @@ unsafe impl<B: IoBuf> Operation for WriteAt<B> {
 
     fn uses_fixed_buffer(&self) -> bool {
         self.fixed.is_some()
+    }
+
+    fn submit_at_once(&self) -> bool {
+        self.direct
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
