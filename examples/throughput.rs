@@ -34,7 +34,7 @@ use ringloop::net::{TcpListener, TcpStream};
 
 #[path = "support/measure.rs"]
 mod measure;
-use measure::{cpu_seconds, flag, pin_to_cpu};
+use measure::{cpu_seconds, flag, pin_to_cpu, xorshift};
 
 fn new_loop() -> Result<ringloop::EventLoop, String> {
     ringloop::EventLoop::new().map_err(|e| format!("cannot build an event loop: {e}"))
@@ -339,11 +339,8 @@ fn randread(args: &[String]) -> Result<(), String> {
                         let mut done = 0u64;
                         while left.get() > 0 && Instant::now() < deadline {
                             left.set(left.get() - 1);
-                            state ^= state << 13;
-                            state ^= state >> 7;
-                            state ^= state << 17;
-                            let (res, b) =
-                                read_block(&file, buf, (state % blocks) * bs as u64, bs).await;
+                            let pos = (xorshift(&mut state) % blocks) * bs as u64;
+                            let (res, b) = read_block(&file, buf, pos, bs).await;
                             if res? != bs {
                                 return Err(std::io::Error::other("short read"));
                             }

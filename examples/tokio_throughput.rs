@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "support/measure.rs"]
 mod measure;
-use measure::{cpu_seconds, flag, pin_to_cpu};
+use measure::{cpu_seconds, flag, pin_to_cpu, xorshift};
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -188,10 +188,7 @@ fn randread(args: &[String]) -> Result<(), String> {
                     let mut aligned = Some(ringloop::buf::AlignedBuf::new(bs, 4096)?);
                     let mut plain = vec![0u8; bs];
                     while Instant::now() < deadline {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        let pos = (state % blocks) * bs as u64;
+                        let pos = (xorshift(&mut state) % blocks) * bs as u64;
                         match &mut file {
                             Some(f) => {
                                 f.seek(std::io::SeekFrom::Start(pos)).await?;

@@ -329,6 +329,20 @@ impl<T: AsFd> AsyncFd<T> {
     }
 }
 
+/// `try_io`'s rule: a `WouldBlock` clears readiness (`clear`) and becomes `TryIoError`.
+fn unless_would_block<R>(
+    res: io::Result<R>,
+    clear: impl FnOnce(),
+) -> Result<io::Result<R>, TryIoError> {
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            clear();
+            Err(TryIoError(()))
+        }
+        res => Ok(res),
+    }
+}
+
 /// Refuses what poll(2) would always call ready: regular files and directories.
 fn check_pollable(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: stat is plain data; an all-zero value is valid and fstat fills it.
@@ -404,13 +418,8 @@ impl<'a, T: AsFd> AsyncFdReadyGuard<'a, T> {
         &mut self,
         f: impl FnOnce(&'a AsyncFd<T>) -> io::Result<R>,
     ) -> Result<io::Result<R>, TryIoError> {
-        match f(self.fd) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.clear_ready();
-                Err(TryIoError(()))
-            }
-            res => Ok(res),
-        }
+        let res = f(self.fd);
+        unless_would_block(res, || self.clear_ready())
     }
 
     /// The `AsyncFd` this guard belongs to.
@@ -457,13 +466,8 @@ impl<T: AsFd> AsyncFdReadyMutGuard<'_, T> {
         &mut self,
         f: impl FnOnce(&mut AsyncFd<T>) -> io::Result<R>,
     ) -> Result<io::Result<R>, TryIoError> {
-        match f(self.fd) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.clear_ready();
-                Err(TryIoError(()))
-            }
-            res => Ok(res),
-        }
+        let res = f(self.fd);
+        unless_would_block(res, || self.clear_ready())
     }
 
     /// The `AsyncFd` this guard belongs to.

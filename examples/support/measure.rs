@@ -38,3 +38,12 @@ pub fn cpu_seconds() -> f64 {
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(u.ru_utime) + secs(u.ru_stime)
 }
+
+/// The next number of a xorshift sequence (`state` must start non-zero): random file offsets
+/// that cost nothing next to the I/O they pick.
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
