@@ -126,7 +126,15 @@ for backend in uring epoll; do
     echo "== throughput on $backend (small sizes: this checks it runs, not how fast)"
     grep -q "tcp on $backend" <<<"$(RINGLOOP_BACKEND=$backend "$bin/throughput" tcp --mib 16)"
     grep -q "randread on $backend" <<<"$(RINGLOOP_BACKEND=$backend "$bin/throughput" randread --file-mib 8 --reads 2000 --in-flight 4)"
+    grep -q "randread on $backend (O_DIRECT, fixed buffers)" <<<"$(RINGLOOP_BACKEND=$backend "$bin/throughput" randread --dir target --file-mib 8 --reads 2000 --qd 4 --direct --fixed)"
+    grep -q "meta on $backend: 200 files" <<<"$(RINGLOOP_BACKEND=$backend "$bin/throughput" meta --dir target --files 200)"
 done
+echo "== tokio_throughput randread and meta"
+data=$(mktemp -p target)
+head -c $((8 << 20)) /dev/zero >"$data"
+grep -q "randread on tokio (O_DIRECT" <<<"$("$bin/tokio_throughput" randread --file "$data" --secs 1 --qd 4 --direct)"
+grep -q "meta on tokio: 200 files" <<<"$("$bin/tokio_throughput" meta --dir target --files 200)"
+rm -f "$data"
 
 echo "== tokio_echo (the benchmarks' reference server) under loadgen"
 "$bin/tokio_echo" 127.0.0.1:0 2>/tmp/ringloop-tokio.err &
