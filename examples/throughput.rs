@@ -328,10 +328,9 @@ fn randread(args: &[String]) -> Result<(), String> {
                     let (file, left) = (file.clone(), left.clone());
                     let mut buf = match &set {
                         Some(set) => ReadBuf::Fixed(set.try_take().expect("one buffer per task")),
-                        None if direct => ReadBuf::Aligned(
-                            ringloop::buf::AlignedBuf::for_file(&file, bs)
-                                .expect("an aligned buffer"),
-                        ),
+                        None if direct => {
+                            ReadBuf::Aligned(file.aligned_buf(bs).expect("an aligned buffer"))
+                        }
                         None => ReadBuf::Plain(Vec::with_capacity(bs)),
                     };
                     ringloop::spawn(async move {

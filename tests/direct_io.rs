@@ -83,17 +83,17 @@ both_backends! {
             assert!(File::open(&path).await.unwrap().direct_io_align().is_none());
             let block = 4096usize.max(off as usize);
             let data = pattern(4 * block, 7);
-            let mut buf = AlignedBuf::for_file(&f, 4 * block).unwrap();
+            let mut buf = f.aligned_buf(4 * block).unwrap();
             buf.put_slice(&data);
             let (res, _) = f.write_all_at(buf, 0).await;
             res.unwrap();
             f.sync_data().await.unwrap();
-            let buf = AlignedBuf::for_file(&f, 2 * block).unwrap();
+            let buf = f.aligned_buf(2 * block).unwrap();
             let (res, buf) = f.read_exact_at(buf, block as u64).await;
             res.unwrap();
             assert_eq!(&buf[..], &data[block..3 * block]);
             // Past the end: 0 bytes.
-            let (res, _) = f.read_at(AlignedBuf::for_file(&f, block).unwrap(), 8 * block as u64).await;
+            let (res, _) = f.read_at(f.aligned_buf(block).unwrap(), 8 * block as u64).await;
             assert_eq!(res.unwrap(), 0);
             // A std file opened with O_DIRECT is noticed too.
             use std::os::unix::fs::OpenOptionsExt;
@@ -118,7 +118,7 @@ both_backends! {
                 assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
                 assert!(err.to_string().contains("AlignedBuf"), "{what}: {err}");
             };
-            let buf = AlignedBuf::for_file(&f, 2 * block).unwrap();
+            let buf = f.aligned_buf(2 * block).unwrap();
             let (res, buf) = f.read_at(buf, 100).await;
             check(res, "a misaligned offset");
             let (res, buf) = f.read_at(buf.slice(..100), 0).await;

@@ -21,7 +21,8 @@ pub const DEFAULT_DIRECT_ALIGN: usize = 4096;
 
 /// A heap buffer whose start is aligned to a power of two, as direct I/O (`O_DIRECT`) needs:
 /// the buffer's address, the file offset and the length must all be multiples of the file's
-/// alignment. [`for_file`](AlignedBuf::for_file) takes the alignment from the file.
+/// alignment. [`File::aligned_buf`](crate::fs::File::aligned_buf) takes the alignment from the
+/// file.
 ///
 /// Its capacity is fixed; its length (the initialised bytes a write sends) grows with reads and
 /// [`put_slice`](AlignedBuf::put_slice).
@@ -76,16 +77,6 @@ impl AlignedBuf {
             capacity,
             len: 0,
         })
-    }
-
-    /// A buffer of `capacity` bytes aligned for direct I/O on `file`: the memory alignment its
-    /// `statx` reports (Linux 6.1+), else [`DEFAULT_DIRECT_ALIGN`].
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](AlignedBuf::new).
-    pub fn for_file(file: &crate::fs::File, capacity: usize) -> io::Result<AlignedBuf> {
-        AlignedBuf::new(capacity, file.direct_align().0 as usize)
     }
 
     /// How many bytes it can hold.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Metadata, OpenOptions};
-use crate::buf::{BufResult, IoBuf, IoBufMut, write_all_with};
+use crate::buf::{AlignedBuf, BufResult, IoBuf, IoBufMut, write_all_with};
 use crate::driver::op::FileOp;
 use crate::op::fs::{Access, Close, FileFd, Fsync, ReadAt, Size, WriteAt};
 use crate::op::fs_path::{FileRange, RangeOp, StatTarget, Statx};
@@ -55,10 +55,18 @@ impl File {
         self.direct
     }
 
-    /// The alignment an `AlignedBuf` for this file takes (the default for buffered files).
-    pub(crate) fn direct_align(&self) -> (u32, u32) {
-        let d = crate::buf::DEFAULT_DIRECT_ALIGN as u32;
-        self.direct.unwrap_or((d, d))
+    /// A zeroed buffer of `capacity` bytes aligned for direct I/O on this file: the memory
+    /// alignment of [`direct_io_align`](File::direct_io_align), else
+    /// [`DEFAULT_DIRECT_ALIGN`](crate::buf::DEFAULT_DIRECT_ALIGN).
+    ///
+    /// # Errors
+    ///
+    /// As [`AlignedBuf::new`].
+    pub fn aligned_buf(&self, capacity: usize) -> io::Result<AlignedBuf> {
+        let align = self
+            .direct
+            .map_or(crate::buf::DEFAULT_DIRECT_ALIGN, |(mem, _)| mem as usize);
+        AlignedBuf::new(capacity, align)
     }
 
     /// Refuses a direct-I/O transfer the kernel would refuse with a bare `EINVAL`.
@@ -78,7 +86,7 @@ impl File {
             format!(
                 "direct I/O (O_DIRECT) on this file needs offsets and lengths that are multiples \
                  of {off} bytes and buffers aligned to {mem} bytes; got offset {pos}, length \
-                 {len}, buffer address {ptr:p}: use buf::AlignedBuf::for_file and whole blocks"
+                 {len}, buffer address {ptr:p}: use File::aligned_buf and whole blocks"
             ),
         ))
     }
