@@ -86,7 +86,7 @@ impl File {
             format!(
                 "direct I/O (O_DIRECT) on this file needs offsets and lengths that are multiples \
                  of {off} bytes and buffers aligned to {mem} bytes; got offset {pos}, length \
-                 {len}, buffer address {ptr:p}: use File::aligned_buf and whole blocks"
+                 {len}, buffer address {ptr:p}: use File::aligned_buf (a buf::AlignedBuf) and whole blocks"
             ),
         ))
     }
