@@ -1,0 +1,99 @@
+//! Unit tests of the uring driver.
+
+use super::*;
+use std::time::Instant;
+
+fn driver(shared: &Shared) -> UringDriver {
+    UringDriver::new(8, shared, Rc::new(Counters::default()), FastPaths::ALL)
+        .expect("io_uring is required")
+}
+
+/// Parks for 20 ms with nothing to complete and checks the wait lasted about that long.
+fn park_20ms(d: &mut UringDriver, shared: &Shared) {
+    let start = Instant::now();
+    d.park(Some(Duration::from_millis(20)), shared).unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(20),
+        "woke early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "overslept: {waited:?}");
+}
+
+/// On this kernel (6.x) the ring fd is registered and the first setup flags are taken; with
+/// those fast paths off, the fallbacks run (and a wait still works through them).
+#[test]
+fn the_ring_fd_is_registered_and_the_setup_flags_taken_unless_switched_off() {
+    let shared = Shared::new().unwrap();
+    let mut d = driver(&shared);
+    assert!(d.ring_index.is_some(), "IORING_REGISTER_RING_FDS failed");
+    assert!(d.setup.contains("NO_SQARRAY"), "{}", d.setup);
+    park_20ms(&mut d, &shared);
+    let off = FastPaths {
+        registered_ring: false,
+        setup_flags: false,
+        ..FastPaths::ALL
+    };
+    let mut d = UringDriver::new(8, &shared, Rc::new(Counters::default()), off).unwrap();
+    assert!(d.ring_index.is_none());
+    assert!(!d.setup.contains("NO_SQARRAY"), "{}", d.setup);
+    park_20ms(&mut d, &shared);
+}
+
+#[test]
+fn a_wait_ends_at_its_timeout_with_ext_arg() {
+    let shared = Shared::new().unwrap();
+    let mut d = driver(&shared);
+    park_20ms(&mut d, &shared);
+}
+
+#[test]
+fn a_remote_wake_ends_a_blocking_wait() {
+    let shared = std::sync::Arc::new(Shared::new().unwrap());
+    let mut d = driver(&shared);
+    let s = shared.clone();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        s.push_remote(1);
+    });
+    let start = Instant::now();
+    d.park(None, &shared).unwrap(); // no timeout: only the eventfd can end it
+    assert!(start.elapsed() < Duration::from_secs(5));
+    waker.join().unwrap();
+    let mut ids = Vec::new();
+    shared.take_remote(&mut ids, &mut Vec::new());
+    assert_eq!(ids, vec![1]);
+}
+
+/// A batched wait (a busy loop with a few ops in flight) still ends soon after one
+/// completion: it holds out microseconds for more, not until the others come.
+#[test]
+fn a_batched_wait_ends_soon_after_one_completion() {
+    let shared = Shared::new().unwrap();
+    let mut d = driver(&shared);
+    if crate::backend::kernel_version().is_some_and(|v| v >= (6, 12)) {
+        assert!(d.batch_waits, "IORING_FEAT_MIN_TIMEOUT on Linux 6.12+");
+    }
+    let waker = std::task::Waker::noop();
+    let times: Vec<Box<Timespec>> = [5u64, 2_000, 3_000]
+        .iter()
+        .map(|&ms| Box::new(Timespec::from(Duration::from_millis(ms))))
+        .collect();
+    for ts in &times {
+        let entry = opcode::Timeout::new(&**ts).build();
+        // The test keeps `times` alive until the driver shut down below.
+        d.submit_op(entry, waker).unwrap();
+    }
+    d.last_reaped = 2; // as if the last turn was busy
+    let start = Instant::now();
+    d.park(None, &shared).unwrap();
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(5), "woke early: {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1_000),
+        "a batched wait held out for the slower ops: {waited:?}"
+    );
+    d.shutdown();
+    drop(d);
+    drop(times);
+}
