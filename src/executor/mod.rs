@@ -6,6 +6,8 @@ mod group;
 pub(crate) mod info;
 mod join;
 mod task;
+#[cfg(feature = "tracing")]
+mod trace;
 mod wait;
 pub(crate) mod waker;
 
@@ -87,8 +89,18 @@ impl Executor {
         let generation = self.next_gen.get();
         self.next_gen.set(generation.wrapping_add(1));
         let id = (u64::from(generation) << 32) | key as u64;
-        let header = Arc::new(TaskWaker::new(id, shared.clone(), true));
-        let task = Rc::new(Task::new(future, header, spawned_at));
+        #[cfg(feature = "tracing")]
+        let (header, span) = {
+            let span = trace::task_span(id, name.as_deref(), spawned_at);
+            let span_id = span.id().map(|s| s.into_u64());
+            (
+                TaskWaker::new(id, shared.clone(), true).traced(span_id),
+                span,
+            )
+        };
+        #[cfg(not(feature = "tracing"))]
+        let (header, span) = (TaskWaker::new(id, shared.clone(), true), ());
+        let task = Rc::new(Task::new(future, Arc::new(header), spawned_at, span));
         if let Some(name) = name {
             self.names.borrow_mut().insert(id, name);
         }

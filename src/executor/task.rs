@@ -39,6 +39,25 @@ pub(crate) struct Task<F: Future> {
     joinable: Cell<bool>,
     spawned_at: &'static std::panic::Location<'static>,
     polls: Cell<u64>,
+    /// Entered around each poll (cargo feature `tracing`; `()` without it).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    span: TaskSpan,
+}
+
+/// A task's `tracing` span (cargo feature `tracing`), or nothing.
+#[cfg(feature = "tracing")]
+pub(crate) type TaskSpan = tracing::Span;
+/// A task's `tracing` span (cargo feature `tracing`), or nothing.
+#[cfg(not(feature = "tracing"))]
+pub(crate) type TaskSpan = ();
+
+/// The waker a task is polled with: with the feature `tracing`, one whose clones, drops and
+/// wakes are `tracing` events.
+fn task_waker(header: &Arc<TaskWaker>) -> Waker {
+    #[cfg(feature = "tracing")]
+    return super::trace::waker(header.clone());
+    #[cfg(not(feature = "tracing"))]
+    Waker::from(header.clone())
 }
 
 impl<F: Future> Task<F> {
@@ -46,11 +65,13 @@ impl<F: Future> Task<F> {
         future: F,
         header: Arc<TaskWaker>,
         spawned_at: &'static std::panic::Location<'static>,
+        span: TaskSpan,
     ) -> Self {
         Task {
             spawned_at,
             polls: Cell::new(0),
-            waker: Waker::from(header.clone()),
+            span,
+            waker: task_waker(&header),
             header,
             stage: RefCell::new(Stage::Running(future)),
             join_waker: Cell::new(None),
@@ -109,6 +130,8 @@ impl<F: Future> Runnable for Task<F> {
         let future = unsafe { Pin::new_unchecked(future) };
         let mut cx = Context::from_waker(&self.waker);
         self.polls.set(self.polls.get() + 1);
+        #[cfg(feature = "tracing")]
+        let _entered = self.span.enter();
         match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
             Ok(Poll::Pending) => false,
             Ok(Poll::Ready(v)) => {

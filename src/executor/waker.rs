@@ -34,6 +34,9 @@ pub(crate) struct TaskWaker {
     /// Set while an id of the task sits in the loop's remote queue (see the module docs).
     remote: AtomicBool,
     pub(crate) shared: Arc<Shared>,
+    /// The id of the task's `tracing` span (cargo feature `tracing`), for its waker events.
+    #[cfg(feature = "tracing")]
+    span: Option<u64>,
 }
 
 impl TaskWaker {
@@ -43,7 +46,22 @@ impl TaskWaker {
             queued: AtomicBool::new(queued),
             remote: AtomicBool::new(false),
             shared,
+            #[cfg(feature = "tracing")]
+            span: None,
         }
+    }
+
+    /// Records the task's `tracing` span id (cargo feature `tracing`).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn traced(mut self, span: Option<u64>) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// The task's `tracing` span id, if it has one (a subscriber wanted it).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn span_id(&self) -> Option<u64> {
+        self.span
     }
 
     /// Called on the loop's thread right before the task is polled: a wake from now on queues
