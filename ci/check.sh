@@ -24,3 +24,10 @@ if cargo tree -e normal,features --features axum -i tokio 2>/dev/null | grep -q 
 fi
 cargo tree -e normal,features --features tokio-compat -i tokio | grep -q 'rt-multi-thread' \
     || { echo "tokio-compat does not enable tokio's runtime (is the check above still right?)"; exit 1; }
+
+echo "== nothing of tracing unless the feature asks for it"
+if cargo tree -e normal -i tracing 2>/dev/null | grep -q '^tracing'; then
+    echo "tracing is a dependency with default features:"; cargo tree -e normal -i tracing; exit 1
+fi
+cargo tree -e normal --features tracing -i tracing | grep -q '^tracing' \
+    || { echo "the tracing feature does not bring tracing in (is the check above still right?)"; exit 1; }
