@@ -5,7 +5,9 @@
 #   bash benches/scripts/echo_cpu.sh [ROUNDS] [SECONDS]
 #
 # Env: CONNS (64), SIZE (64), INFLIGHT (full load, 4), RATE (fixed rate, 100000),
-#      LOADGEN_BACKEND (the generator's own backend, uring), MODES ("full fixed").
+#      LOADGEN_BACKEND (the generator's own backend, uring), MODES ("full fixed"),
+#      SERVERS ("uring epoll tokio"; add "traced", examples/echo.rs on uring built with the
+#      feature `tracing` and no subscriber, to see what the feature costs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -16,6 +18,10 @@ inflight=${INFLIGHT:-4}
 rate=${RATE:-100000}
 cargo build --release --example echo --example tokio_echo --example loadgen >/dev/null 2>&1
 bin=target/release/examples
+servers=${SERVERS:-uring epoll tokio}
+if [[ " $servers " == *" traced "* ]]; then
+    CARGO_TARGET_DIR=target/traced cargo build --release --example echo --features tracing >/dev/null 2>&1
+fi
 port=7310
 results=$(mktemp)
 
@@ -23,6 +29,7 @@ start_server() { # name -> sets pid
     case $1 in
         uring|epoll) RINGLOOP_BACKEND=$1 taskset -c 0 "$bin/echo" "$port" 2>/dev/null & ;;
         tokio) taskset -c 0 "$bin/tokio_echo" "$port" 2>/dev/null & ;;
+        traced) RINGLOOP_BACKEND=uring taskset -c 0 target/traced/release/examples/echo "$port" 2>/dev/null & ;;
     esac
     for _ in $(seq 1 50); do
         pid=$(pgrep -f "examples/(echo|tokio_echo) $port\$" | head -1 || true)
@@ -35,7 +42,7 @@ stop_server() { kill "$pid"; wait 2>/dev/null || true; sleep 0.3; }
 
 for mode in ${MODES:-full fixed}; do
     for r in $(seq 1 "$rounds"); do
-        for server in uring epoll tokio; do
+        for server in $servers; do
             start_server "$server"
             if [ "$mode" = full ]; then extra=(--inflight "$inflight"); else extra=(--rate "$rate"); fi
             out=$(RINGLOOP_BACKEND=${LOADGEN_BACKEND:-uring} taskset -c 1 "$bin/loadgen" "127.0.0.1:$port" \
@@ -68,7 +75,7 @@ for mode in dict.fromkeys(r[0] for r in rows):
     for server, vals in by.items():
         ratios = [vals[r] / tokio[r] for r in vals if r in tokio]
         spread = f"{min(vals.values())}..{max(vals.values())}"
-        line = f"{mode:5} {server:5} median {statistics.median(vals.values()):7.0f} ns (range {spread})"
+        line = f"{mode:5} {server:6} median {statistics.median(vals.values()):7.0f} ns (range {spread})"
         if server != "tokio" and ratios:
             line += f"  {statistics.median(ratios):.3f}x tokio (per-round range {min(ratios):.2f}..{max(ratios):.2f})"
         print(line)
