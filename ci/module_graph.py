@@ -109,26 +109,44 @@ def expand(tree):
     return [tree.replace(" ", "")]
 
 
+def inline_depths(text):
+    """For an offset into `text`: how many inline modules (`mod x { .. }`) enclose it."""
+    spans = []
+    for m in re.finditer(r"\bmod\s+\w+\s*\{", text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        spans.append((m.end(), i))
+    return lambda pos: sum(1 for a, b in spans if a <= pos < b)
+
+
 def uses(text):
-    """Every path the file names: (path segments, is a re-export)."""
+    """Every path the file names: (path segments, is a re-export, inline module depth)."""
+    depth = inline_depths(text)
     found = []
     for m in re.finditer(r"\b(pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text):
         for p in expand(m.group(2)):
-            found.append((p.split("::"), bool(m.group(1))))
+            found.append((p.split("::"), bool(m.group(1)), depth(m.start())))
     for m in re.finditer(r"\b((?:crate|super|self)(?:::\w+)+)", text):
-        found.append((m.group(1).split("::"), False))
+        found.append((m.group(1).split("::"), False, depth(m.start())))
     return found
 
 
-def absolute(module, segs):
-    """Resolves `crate::`, `super::`, `self::` against the module the path is written in."""
+def absolute(module, segs, inline=0):
+    """Resolves `crate::`, `super::`, `self::` against the module the path is written in
+    (`inline`: how many inline modules inside the file enclose it; a `super` leaves those
+    first, and a path that stays inside one names the file's own items)."""
     if segs[0] == "crate":
         return list(segs[1:])
     base = list(module)
     rest = list(segs)
     while rest and rest[0] in ("super", "self"):
         if rest.pop(0) == "super":
-            base = base[:-1]
+            if inline:
+                inline -= 1
+            else:
+                base = base[:-1]
     return base + rest
 
 
@@ -150,9 +168,9 @@ def main():
     # Re-exports: module -> {name: absolute path}.
     reexports = {m: {} for m in mods}
     for m, text in texts.items():
-        for segs, is_pub in uses(text):
+        for segs, is_pub, inline in uses(text):
             if is_pub and segs[0] in ("crate", "super", "self") or (is_pub and tuple(segs[:1]) in mods):
-                path = absolute(m, segs) if segs[0] in ("crate", "super", "self") else list(m) + segs
+                path = absolute(m, segs, inline) if segs[0] in ("crate", "super", "self") else list(m) + segs
                 name = path[-1]
                 if name != "*":
                     reexports[m][name] = path
@@ -172,9 +190,9 @@ def main():
 
     edges = set()
     for m, text in texts.items():
-        for segs, _ in uses(text):
+        for segs, _, inline in uses(text):
             if segs[0] in ("crate", "super", "self"):
-                path = absolute(m, segs)
+                path = absolute(m, segs, inline)
             elif m + (segs[0],) in mods:
                 path = list(m) + segs  # `use fd::SharedFd;` in a parent names its child
             else:

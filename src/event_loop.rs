@@ -229,7 +229,7 @@ impl EventLoop {
                 Counters::bump(&self.inner.counters.task_polls);
                 let polls = &self.inner.polls_since_io;
                 polls.set(polls.get() + 1);
-                crate::executor::coop::reset();
+                crate::coop::reset();
                 let executor = &self.inner.executor;
                 executor.set_main_current(true);
                 let started = executor.slow_poll.as_ref().map(|_| Instant::now());
@@ -550,11 +550,11 @@ impl Builder {
         };
         let shared = Arc::new(Shared::new()?);
         let counters = Rc::new(Counters {
-            faults: crate::driver::faults::Faults::from_env()?,
+            faults: crate::faults::Faults::from_env()?,
             ..Counters::default()
         });
         // Faults on: a small ring, so bursts overflow the completion queue.
-        let entries = match crate::driver::faults::RING_ENTRIES {
+        let entries = match crate::faults::RING_ENTRIES {
             Some(small) if counters.faults.enabled() => small,
             _ => self.entries,
         };

@@ -1,5 +1,6 @@
 //! Counters of what the loop did, for measuring syscalls and work per request.
 
+pub use crate::faults::FaultCounts;
 use std::cell::Cell;
 
 /// A snapshot of a loop's counters, from [`EventLoop::stats`](crate::EventLoop::stats).
@@ -70,44 +71,6 @@ pub struct Stats {
     pub faults_injected: FaultCounts,
 }
 
-/// Faults injected into a loop, by kind: the lies within what Linux may answer that a build with
-/// the cargo feature `fault-injection` tells when `RINGLOOP_FAULTS=SEED[:RATE]` is set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FaultCounts {
-    /// Reads and writes cut short.
-    pub short_transfers: u64,
-    /// Syscalls answered with `EINTR` (nonblocking I/O, `epoll_wait`).
-    pub interrupted: u64,
-    /// Readiness reported for an fd that may not be ready (an epoll event, or a uring poll that
-    /// completes at once).
-    pub spurious_wakeups: u64,
-    /// uring ops completed with `ECANCELED` before they started.
-    pub cancelled_before_start: u64,
-    /// uring multishot ops ended at once (`ENOBUFS`, no more completions).
-    pub multishot_ends: u64,
-    /// `io_uring_enter` calls answered with `EBUSY` before taking anything.
-    pub submits_refused: u64,
-    /// `io_uring_enter` calls that took fewer SQEs than offered.
-    pub partial_submits: u64,
-    /// uring completions held back and delivered with a later batch, out of order.
-    pub late_completions: u64,
-}
-
-impl FaultCounts {
-    /// All faults injected, of every kind.
-    pub fn total(&self) -> u64 {
-        self.short_transfers
-            + self.interrupted
-            + self.spurious_wakeups
-            + self.cancelled_before_start
-            + self.multishot_ends
-            + self.submits_refused
-            + self.partial_submits
-            + self.late_completions
-    }
-}
-
 impl Stats {
     /// Every syscall the loop thread made for I/O and waiting: `io_uring_enter`, `epoll_wait`,
     /// `epoll_ctl` and the I/O syscalls the loop made itself.
@@ -137,7 +100,7 @@ pub(crate) struct Counters {
     pub(crate) pool_empty_waits: Cell<u64>,
     pub(crate) fixed_buffer_ops: Cell<u64>,
     /// The fault injector (a build with `fault-injection`; nothing otherwise).
-    pub(crate) faults: crate::driver::faults::Faults,
+    pub(crate) faults: crate::faults::Faults,
 }
 
 impl Counters {

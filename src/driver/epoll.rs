@@ -10,9 +10,9 @@ use std::time::Duration;
 use slab::Slab;
 
 use super::Shared;
-use super::faults::Fault;
 use super::op::Interest;
 use super::small::WakerList;
+use crate::faults::Fault;
 use crate::stats::Counters;
 
 /// The token of the wake eventfd.

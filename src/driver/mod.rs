@@ -2,7 +2,6 @@
 //! everything above it (`op`, `net`, the loop) calls the same methods whichever runs.
 
 mod epoll;
-pub(crate) mod faults;
 pub(crate) mod fd;
 pub(crate) mod op;
 pub(crate) mod small;
@@ -22,9 +21,9 @@ use std::time::Duration;
 use crate::Backend;
 use crate::backend::FastPaths;
 use crate::buf::pool::Pool;
+use crate::faults::Fault;
 use crate::stats::Counters;
 use epoll::EpollDriver;
-use faults::Fault;
 use fd::SharedFd;
 use op::{Deliver, OpCore, Operation, Orphan, Slot};
 use uring::UringDriver;
@@ -353,7 +352,7 @@ impl DriverCell {
                                 || (d.inline_first()
                                     && u.no_ops()
                                     && crate::context::nothing_else_ready())
-                        }) && crate::executor::coop::proceed() =>
+                        }) && crate::coop::proceed() =>
                     {
                         // This op would make the ring trip alone: try its nonblocking syscall
                         // first, which costs one syscall instead of an enter plus a loop turn.
@@ -420,7 +419,7 @@ impl DriverCell {
         {
             return Poll::Pending; // no edge since EAGAIN: nothing to try yet
         }
-        if !crate::executor::coop::proceed() {
+        if !crate::coop::proceed() {
             // This task has completed many ops in one poll: let the others run first.
             cx.waker().wake_by_ref();
             return Poll::Pending;

@@ -338,7 +338,7 @@ impl<T: Operation + Send> Future for FileOp<T> {
                 {
                     // A read the page cache can serve whole completes here, without the pool or
                     // a ring trip. It spends cooperative budget like any op that completes at once.
-                    if !crate::executor::coop::proceed() {
+                    if !crate::coop::proceed() {
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }

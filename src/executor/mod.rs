@@ -1,7 +1,6 @@
 //! The executor: spawned tasks in a slab, a local ready queue, and the helpers built on them
 //! (`spawn`, `yield_now`, `wait`, `gather`). It makes no syscalls.
 
-pub(crate) mod coop;
 mod group;
 pub(crate) mod info;
 mod join;
@@ -163,7 +162,7 @@ impl Executor {
             };
             Counters::bump(&counters.task_polls);
             polled += 1;
-            coop::reset();
+            crate::coop::reset();
             self.current.set(Some(id));
             let started = self.slow_poll.as_ref().map(|_| Instant::now());
             let finished = task.run();

@@ -12,9 +12,9 @@ use io_uring::{opcode, squeue, types::Fd};
 
 use super::cvt;
 use crate::driver::DriverCell;
-use crate::driver::faults::Fault;
 use crate::driver::fd::SharedFd;
 use crate::driver::op::{Interest, Op, Operation};
+use crate::faults::Fault;
 
 fn poll_events(dir: Interest) -> i16 {
     match dir {
@@ -230,7 +230,7 @@ impl ReadyWait {
         let faults = &driver.counters().faults;
         loop {
             std::task::ready!(self.poll_ready(driver, fd, cx))?;
-            if !crate::executor::coop::proceed() {
+            if !crate::coop::proceed() {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

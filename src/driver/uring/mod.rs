@@ -21,11 +21,11 @@ use io_uring::{IoUring, opcode, squeue};
 use slab::Slab;
 
 use super::Shared;
-use super::faults::Fault;
 use super::fd::WeakFd;
 use super::op::{Deliver, Orphan};
 use crate::backend::FastPaths;
 use crate::buf::pool::{POOL_GROUP, Pool};
+use crate::faults::Fault;
 use crate::stats::Counters;
 
 /// user_data of the eventfd read that wakes the loop from other threads.

@@ -26,8 +26,6 @@
 
 use std::io;
 
-use crate::stats::FaultCounts;
-
 /// The kinds of fault, one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -286,4 +284,42 @@ impl Faults {
 
     #[inline(always)]
     pub(crate) fn add_to_totals(&self) {}
+}
+
+/// Faults injected into a loop, by kind: the lies within what Linux may answer that a build with
+/// the cargo feature `fault-injection` tells when `RINGLOOP_FAULTS=SEED[:RATE]` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultCounts {
+    /// Reads and writes cut short.
+    pub short_transfers: u64,
+    /// Syscalls answered with `EINTR` (nonblocking I/O, `epoll_wait`).
+    pub interrupted: u64,
+    /// Readiness reported for an fd that may not be ready (an epoll event, or a uring poll that
+    /// completes at once).
+    pub spurious_wakeups: u64,
+    /// uring ops completed with `ECANCELED` before they started.
+    pub cancelled_before_start: u64,
+    /// uring multishot ops ended at once (`ENOBUFS`, no more completions).
+    pub multishot_ends: u64,
+    /// `io_uring_enter` calls answered with `EBUSY` before taking anything.
+    pub submits_refused: u64,
+    /// `io_uring_enter` calls that took fewer SQEs than offered.
+    pub partial_submits: u64,
+    /// uring completions held back and delivered with a later batch, out of order.
+    pub late_completions: u64,
+}
+
+impl FaultCounts {
+    /// All faults injected, of every kind.
+    pub fn total(&self) -> u64 {
+        self.short_transfers
+            + self.interrupted
+            + self.spurious_wakeups
+            + self.cancelled_before_start
+            + self.multishot_ends
+            + self.submits_refused
+            + self.partial_submits
+            + self.late_completions
+    }
 }
