@@ -87,10 +87,6 @@ pub(crate) fn current_shared() -> Option<Arc<Shared>> {
     current().map(|inner| inner.shared.clone())
 }
 
-pub(crate) fn current_driver() -> Option<Rc<DriverCell>> {
-    current().map(|inner| inner.driver.clone())
-}
-
 pub(crate) fn current_timers() -> Option<Rc<RefCell<TimerStore>>> {
     current().map(|inner| inner.timers.clone())
 }
@@ -125,6 +121,7 @@ impl Enter {
             }
             *c = Some(inner.clone());
         });
+        crate::driver::set_current(Some(inner.driver.clone()));
         Enter::entered()
     }
 
@@ -141,23 +138,16 @@ impl Enter {
             })
             .ok()
             .flatten()
-            .map(|()| Enter::entered())
+            .map(|()| {
+                crate::driver::set_current(Some(inner.driver.clone()));
+                Enter::entered()
+            })
     }
 }
 
 impl Drop for Enter {
     fn drop(&mut self) {
+        crate::driver::set_current(None);
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = None);
-    }
-}
-
-/// Wakes the sleeping loop `target` through the ring of the uring loop running on this thread
-/// (`MSG_RING`), if there is one and it can; false otherwise (the caller writes the eventfd).
-pub(crate) fn send_wake_message(target: &Arc<Shared>) -> bool {
-    match current() {
-        Some(inner) if !Arc::ptr_eq(&inner.shared, target) => {
-            inner.driver.send_wake_message(target)
-        }
-        _ => false,
     }
 }

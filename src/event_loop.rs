@@ -566,6 +566,7 @@ impl Builder {
             fast,
             self.recv_pool,
             self.zero_copy_threshold,
+            crate::context::nothing_else_ready,
         )
         .map_err(|e| match backend {
             Backend::Uring => {

@@ -150,7 +150,7 @@ impl<T: AsFd> AsyncFd<T> {
     /// - `EMFILE` if the fd table has no room for the duplicate `AsyncFd` works on;
     /// - on epoll, the kernel's `epoll_ctl` error for other descriptors it refuses.
     pub fn new(inner: T) -> io::Result<Self> {
-        let driver = crate::context::current_driver().ok_or_else(|| {
+        let driver = crate::driver::current().ok_or_else(|| {
             io::Error::other(
                 "AsyncFd::new was called outside a running ringloop event loop: create it from a \
                  task of the loop that will wait on it",

@@ -35,7 +35,7 @@ use std::process::{ExitStatus, Output, Stdio};
 use std::task::{Poll, ready};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::context::current_driver;
+use crate::driver::current as current_driver;
 use crate::driver::fd::SharedFd;
 use crate::driver::op::Interest;
 use crate::net::stream::Stream;

@@ -495,7 +495,7 @@ impl Signals {
     ///
     /// As [`wait`](Self::wait).
     pub fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(driver) = crate::context::current_driver() else {
+        let Some(driver) = crate::driver::current() else {
             return Poll::Ready(Err(io::Error::other(
                 "a ringloop signal listener was polled outside a running ringloop event loop: \
                  await it inside EventLoop::run_until_complete or ringloop::run",

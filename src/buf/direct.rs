@@ -268,7 +268,7 @@ impl FixedBufs {
                 "FixedBufs::register: size {size} must be from 1 byte to 1 GiB"
             )));
         }
-        let driver = crate::context::current_driver().ok_or_else(|| {
+        let driver = crate::driver::current().ok_or_else(|| {
             io::Error::other(
                 "FixedBufs::register was called outside a running ringloop event loop: register \
                  the set from a task of the loop that will use it",

@@ -148,7 +148,7 @@ fn outside_loop() -> io::Error {
 }
 
 fn current_driver() -> io::Result<Rc<DriverCell>> {
-    crate::context::current_driver().ok_or_else(outside_loop)
+    crate::driver::current().ok_or_else(outside_loop)
 }
 
 impl<S: PollStream> PollIo<S> {

@@ -52,6 +52,30 @@ pub(crate) struct DriverCell {
     /// The `FixedBufs` set registered with the ring (uring): its id, and its memory, kept while
     /// the ring may use it.
     fixed: RefCell<Option<(u64, FixedMemory)>>,
+    /// The address of the loop's `Shared`, to tell this loop from another (`wake`).
+    shared: usize,
+    /// Whether the running loop has nothing else ready to poll (the executor's answer, which
+    /// the loop hands down: the driver sits below the executor).
+    nothing_else_ready: fn() -> bool,
+}
+
+thread_local! {
+    /// The driver of the loop running on this thread, set while the loop runs (the loop's
+    /// context enters and leaves it). Ops, files and streams find their loop's driver here.
+    static CURRENT: RefCell<Option<Rc<DriverCell>>> = const { RefCell::new(None) };
+}
+
+/// The driver of the loop running on this thread, or `None` outside a loop.
+pub(crate) fn current() -> Option<Rc<DriverCell>> {
+    CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+        .ok()
+        .flatten()
+}
+
+/// Makes `driver` the current one on this thread (`None`: no loop runs here any more).
+pub(crate) fn set_current(driver: Option<Rc<DriverCell>>) {
+    let _ = CURRENT.try_with(|c| *c.borrow_mut() = driver);
 }
 
 /// The memory of a registered buffer set, kept alive by the driver while the ring has it.
@@ -78,6 +102,7 @@ impl DriverCell {
         fast: FastPaths,
         pool_config: (u16, u32),
         zero_copy_threshold: Option<usize>,
+        nothing_else_ready: fn() -> bool,
     ) -> io::Result<Rc<Self>> {
         let zero_copy = zero_copy_threshold
             .filter(|_| {
@@ -108,6 +133,8 @@ impl DriverCell {
             pool: RefCell::new(None),
             zero_copy,
             fixed: RefCell::new(None),
+            shared: shared as *const Shared as usize,
+            nothing_else_ready,
         }))
     }
 
@@ -349,9 +376,7 @@ impl DriverCell {
                     Slot::Idle
                         if op.data.as_ref().is_some_and(|d| {
                             d.inline_always()
-                                || (d.inline_first()
-                                    && u.no_ops()
-                                    && crate::context::nothing_else_ready())
+                                || (d.inline_first() && u.no_ops() && (self.nothing_else_ready)())
                         }) && crate::coop::proceed() =>
                     {
                         // This op would make the ring trip alone: try its nonblocking syscall
@@ -510,8 +535,12 @@ impl DriverCell {
     }
 
     /// Queues a `MSG_RING` to wake the sleeping uring loop `target` with this loop's next ring
-    /// trip. False if this loop is not a uring loop or is busy (the caller writes the eventfd).
+    /// trip. False if this loop is not a uring loop, is `target` itself, or is busy (the caller
+    /// writes the eventfd).
     pub(crate) fn send_wake_message(&self, target: &std::sync::Arc<Shared>) -> bool {
+        if std::sync::Arc::as_ptr(target) as usize == self.shared {
+            return false;
+        }
         match self.driver.try_borrow_mut().as_deref_mut() {
             Ok(Driver::Uring(u)) => u.send_wake_message(target),
             _ => false,

@@ -245,7 +245,7 @@ impl<T: Operation> Future for Op<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
         if this.driver.is_none() {
-            match crate::context::current_driver() {
+            match crate::driver::current() {
                 Some(d) => this.driver = Some(d),
                 None => {
                     return Poll::Ready(this.core.finish(Err(io::Error::other(
@@ -332,7 +332,7 @@ impl<T: Operation + Send> Future for FileOp<T> {
         let this = self.get_mut();
         match &mut this.state {
             FileState::Start(data) => {
-                let driver = crate::context::current_driver();
+                let driver = crate::driver::current();
                 if let Some(d) = &driver
                     && d.try_files_inline()
                 {

@@ -134,7 +134,7 @@ impl Shared {
     fn notify(self: &Arc<Self>) {
         self.has_remote.swap(true, Ordering::AcqRel);
         if self.sleeping.swap(false, Ordering::AcqRel) {
-            if crate::context::send_wake_message(self) {
+            if super::current().is_some_and(|d| d.send_wake_message(self)) {
                 return;
             }
             self.write_eventfd();

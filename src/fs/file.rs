@@ -164,7 +164,7 @@ impl File {
     /// set registered with this loop's ring.
     fn access(&self, buf: &impl IoBuf) -> Access {
         let fixed = buf.fixed_slot().and_then(|(set, index)| {
-            let driver = crate::context::current_driver()?;
+            let driver = crate::driver::current()?;
             (driver.fixed_set() == Some(set)).then_some(index)
         });
         Access {

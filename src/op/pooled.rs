@@ -24,8 +24,8 @@ use super::cvt;
 use super::poll::ReadyWait;
 use crate::buf::PooledBuf;
 use crate::buf::pool::{POOL_GROUP, Pool};
-use crate::context::current_driver;
 use crate::driver::DriverCell;
+use crate::driver::current as current_driver;
 use crate::driver::fd::{SharedFd, WeakFd};
 use crate::driver::op::Interest;
 

@@ -65,7 +65,7 @@ fn poll_accept_queue(
 /// armed and queues connections nobody asked for yet (closed with the listener); otherwise with
 /// one accept op. The peer's address comes with it when the op gave one.
 pub(crate) async fn accept(fd: &SharedFd) -> io::Result<(OwnedFd, Option<SockAddr>)> {
-    if let Some(driver) = crate::context::current_driver()
+    if let Some(driver) = crate::driver::current()
         && driver.readiness_in_ring()
         && driver.fast().multishot_accept
     {

@@ -166,7 +166,7 @@ pub(crate) async fn send_file(
     offset: u64,
     len: u64,
 ) -> io::Result<u64> {
-    let driver = crate::context::current_driver().ok_or_else(|| {
+    let driver = crate::driver::current().ok_or_else(|| {
         io::Error::other(
             "send_file was polled outside a running ringloop event loop: await it inside \
              EventLoop::run_until_complete or ringloop::run",
