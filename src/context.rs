@@ -34,7 +34,7 @@ pub(crate) struct LoopInner {
     pub(crate) polls_since_io: Cell<usize>,
     /// Wakers of futures that called `yield_now`: woken after the next look at I/O, timers and
     /// wakes from other threads, never within the same batch of task polls.
-    pub(crate) yielded: RefCell<Vec<Waker>>,
+    pub(crate) yielded: crate::coop::Yielded,
 }
 
 pub(crate) fn current() -> Option<Rc<LoopInner>> {
@@ -70,25 +70,9 @@ pub(crate) fn nothing_else_ready() -> bool {
     current().is_some_and(|l| !l.executor.has_work())
 }
 
-/// Parks `waker` until the running loop has next looked at I/O, timers and wakes from other
-/// threads (`yield_now`). False outside a loop: the caller then wakes it at once.
-pub(crate) fn defer_yield(waker: &Waker) -> bool {
-    match current() {
-        Some(inner) => {
-            inner.yielded.borrow_mut().push(waker.clone());
-            true
-        }
-        None => false,
-    }
-}
-
 /// The shared (cross-thread) part of the loop running on this thread.
 pub(crate) fn current_shared() -> Option<Arc<Shared>> {
     current().map(|inner| inner.shared.clone())
-}
-
-pub(crate) fn current_timers() -> Option<Rc<RefCell<TimerStore>>> {
-    current().map(|inner| inner.timers.clone())
 }
 
 /// Marks a loop as running on this thread for as long as it lives (and, with `tokio-compat`, keeps
@@ -121,7 +105,7 @@ impl Enter {
             }
             *c = Some(inner.clone());
         });
-        crate::driver::set_current(Some(inner.driver.clone()));
+        enter_layers(inner);
         Enter::entered()
     }
 
@@ -139,15 +123,25 @@ impl Enter {
             .ok()
             .flatten()
             .map(|()| {
-                crate::driver::set_current(Some(inner.driver.clone()));
+                enter_layers(inner);
                 Enter::entered()
             })
     }
 }
 
+/// The layers below keep what they need of the running loop in thread-locals of their own
+/// (they do not reach up here): the driver, the timers, the yield list.
+fn enter_layers(inner: &LoopInner) {
+    crate::driver::set_current(Some(inner.driver.clone()));
+    crate::time::set_current(Some(inner.timers.clone()));
+    crate::coop::set_yielded(Some(inner.yielded.clone()));
+}
+
 impl Drop for Enter {
     fn drop(&mut self) {
         crate::driver::set_current(None);
+        crate::time::set_current(None);
+        crate::coop::set_yielded(None);
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = None);
     }
 }

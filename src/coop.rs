@@ -4,13 +4,40 @@
 //! it. A task serving a fast peer could then loop forever without returning `Pending`, starving
 //! every other task. Each poll gets a budget; once it is spent, ops yield to the loop first.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::task::Waker;
+
+/// Wakers of futures that called `yield_now` (or awaited an elapsed sleep): the running loop's
+/// list, woken after its next look at I/O, timers and wakes from other threads.
+pub(crate) type Yielded = Rc<RefCell<Vec<Waker>>>;
 
 /// Ops one task poll may complete immediately.
 const BUDGET: u32 = 128;
 
 thread_local! {
     static REMAINING: Cell<u32> = const { Cell::new(BUDGET) };
+    /// The running loop's yield list (entered and left with the loop).
+    static YIELDED: RefCell<Option<Yielded>> = const { RefCell::new(None) };
+}
+
+/// Makes `list` the running loop's yield list on this thread (`None`: no loop runs here).
+pub(crate) fn set_yielded(list: Option<Yielded>) {
+    let _ = YIELDED.try_with(|y| *y.borrow_mut() = list);
+}
+
+/// Parks `waker` until the running loop has next looked at I/O, timers and wakes from other
+/// threads (`yield_now`). False outside a loop: the caller then wakes it at once.
+pub(crate) fn defer_yield(waker: &Waker) -> bool {
+    YIELDED
+        .try_with(|y| match &*y.borrow() {
+            Some(list) => {
+                list.borrow_mut().push(waker.clone());
+                true
+            }
+            None => false,
+        })
+        .unwrap_or(false)
 }
 
 /// Called before each task (or main future) poll.

@@ -591,7 +591,7 @@ impl Builder {
                 scratch_wakers: RefCell::new(Vec::new()),
                 scratch_ids: RefCell::new(Vec::new()),
                 polls_since_io: Cell::new(0),
-                yielded: RefCell::new(Vec::new()),
+                yielded: Default::default(),
             }),
             main,
             backend,

@@ -164,7 +164,7 @@ impl HyperSleep {
     /// at its deadline, waking a task that no longer waits for it.
     fn disarm(&mut self) {
         if let Some((store_id, key)) = self.armed.take()
-            && let Some(store) = crate::context::current_timers()
+            && let Some(store) = crate::time::current()
         {
             let mut store = store.borrow_mut();
             if store.store_id() == store_id {
@@ -183,7 +183,7 @@ impl Future for HyperSleep {
             this.disarm();
             return Poll::Ready(());
         }
-        let store = crate::context::current_timers().unwrap_or_else(|| {
+        let store = crate::time::current().unwrap_or_else(|| {
             panic!(
                 "a ringloop compat::hyper::Timer sleep was polled outside a running event loop: \
                  drive the hyper connection from a task on a ringloop loop"

@@ -34,7 +34,7 @@ pub async fn yield_now() {
             Poll::Ready(())
         } else {
             yielded = true;
-            if !crate::context::defer_yield(cx.waker()) {
+            if !crate::coop::defer_yield(cx.waker()) {
                 cx.waker().wake_by_ref();
             }
             Poll::Pending

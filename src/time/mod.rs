@@ -8,6 +8,24 @@ mod store;
 
 pub(crate) use store::{TimerKey, TimerStore};
 
+thread_local! {
+    /// The timers of the loop running on this thread (entered and left with the loop).
+    static CURRENT: RefCell<Option<Rc<RefCell<TimerStore>>>> = const { RefCell::new(None) };
+}
+
+/// The timers of the loop running on this thread, or `None` outside a loop.
+pub(crate) fn current() -> Option<Rc<RefCell<TimerStore>>> {
+    CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+        .ok()
+        .flatten()
+}
+
+/// Makes `timers` the current ones on this thread (`None`: no loop runs here any more).
+pub(crate) fn set_current(timers: Option<Rc<RefCell<TimerStore>>>) {
+    let _ = CURRENT.try_with(|c| *c.borrow_mut() = timers);
+}
+
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
@@ -106,7 +124,7 @@ impl Future for Sleep {
                 // Never waited: yield once, so a task looping on an elapsed sleep lets the rest
                 // of the loop run (as `yield_now`).
                 this.yielded = true;
-                if !crate::context::defer_yield(cx.waker()) {
+                if !crate::coop::defer_yield(cx.waker()) {
                     cx.waker().wake_by_ref();
                 }
                 return Poll::Pending;
@@ -119,7 +137,7 @@ impl Future for Sleep {
         {
             return Poll::Pending;
         }
-        let store = crate::context::current_timers().unwrap_or_else(|| {
+        let store = current().unwrap_or_else(|| {
             panic!(
                 "a ringloop timer was polled outside a running event loop: await it inside \
                  EventLoop::run_until_complete or ringloop::run"
