@@ -1,4 +1,5 @@
-//! `spawn_blocking`: a thread pool for work that would stall the loop. It grows on demand (up to
+//! The blocking pool behind `spawn_blocking` and the epoll backend's file ops: a thread pool for
+//! work that would stall the loop. It grows on demand (up to
 //! 512 threads) and a thread exits after 10 s without work.
 //!
 //! The hand-off (model-checked in `loom_model` below): `execute` queues the job under the lock
@@ -8,15 +9,11 @@
 //! idle**. A job that panics is contained: its thread goes on, and the thread count stays true.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use crate::sync::{Condvar, Mutex, MutexGuard, thread};
-
-use crate::JoinHandle;
 
 const MAX_THREADS: usize = 512;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -102,7 +99,7 @@ impl Pool {
                 // A panicking job must not end the thread: it would leave `threads` counting a
                 // thread that is gone, and at the cap jobs would queue forever.
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
-                    crate::executor::drop_contained(payload);
+                    drop_contained(payload);
                 }
                 state = self.lock();
                 continue;
@@ -127,65 +124,14 @@ impl Pool {
     }
 }
 
-/// A one-value channel from a pool thread to the task awaiting it.
-struct Slot<T> {
-    inner: Mutex<(Option<std::thread::Result<T>>, Option<Waker>)>,
-}
-
-/// Runs `f` on a thread of the blocking pool and returns a handle to its output, for work that
-/// would stall the loop (blocking syscalls, CPU-heavy code, blocking libraries).
-///
-/// The handle gives a [`JoinError`](crate::JoinError) with `is_panic()` if `f` panics. Aborting
-/// the handle does not stop `f` once it has started; its output is then dropped.
-///
-/// # Panics
-///
-/// Panics if no event loop is running on this thread, as [`spawn`](crate::spawn) does.
-///
-/// # Examples
-///
-/// ```
-/// ringloop::run(async {
-///     let sum = ringloop::spawn_blocking(|| (1..=100u64).sum::<u64>()).await.unwrap();
-///     assert_eq!(sum, 5050);
-/// });
-/// ```
-pub fn spawn_blocking<F, T>(f: F) -> JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    let slot = Arc::new(Slot {
-        inner: Mutex::new((None, None)),
-    });
-    let sender = slot.clone();
-    let receiver = async move {
-        let result = poll_fn(|cx| {
-            let mut inner = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
-            match inner.0.take() {
-                Some(r) => Poll::Ready(r),
-                None => {
-                    inner.1 = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await;
-        result.unwrap_or_else(|payload| resume_unwind(payload))
-    };
-    let handle = crate::spawn(receiver);
-    pool().execute(Box::new(move || {
-        let result = catch_unwind(AssertUnwindSafe(f));
-        let waker = {
-            let mut inner = sender.inner.lock().unwrap_or_else(|e| e.into_inner());
-            inner.0 = Some(result);
-            inner.1.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+/// Drops `value`, containing any panic its destructor raises (and the panic's own payload).
+pub(crate) fn drop_contained<T>(value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        // A payload whose own destructor panics is leaked rather than allowed to unwind.
+        if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(inner);
         }
-    }));
-    handle
+    }
 }
 
 #[cfg(all(test, ringloop_loom))]

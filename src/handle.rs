@@ -120,7 +120,7 @@ impl LoopHandle {
 /// });
 /// ```
 pub fn current_handle() -> Option<LoopHandle> {
-    crate::context::current_shared().map(LoopHandle::new)
+    crate::executor::context::current_shared().map(LoopHandle::new)
 }
 
 struct RemoteState<T> {

@@ -63,7 +63,6 @@ mod backend;
 mod blocking;
 pub mod buf;
 pub mod compat;
-mod context;
 mod coop;
 mod driver;
 mod event_loop;
@@ -80,15 +79,16 @@ pub mod signal;
 mod stats;
 mod sync;
 pub mod time;
+#[cfg(feature = "tokio-compat")]
+mod tokio_rt;
 
 pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
-pub use blocking::spawn_blocking;
 pub use event_loop::{
     Builder, DEBUG_ENV, DEFAULT_ZERO_COPY_THRESHOLD, EventLoop, current_stats, current_task, run,
-    spawn, spawn_named,
 };
 pub use executor::{
-    JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, wait, yield_now,
+    JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, spawn, spawn_blocking,
+    spawn_named, wait, yield_now,
 };
 pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
 pub use pool::{LoopContext, LoopPool, PoolBuilder};

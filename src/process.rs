@@ -483,7 +483,7 @@ impl Drop for Child {
         let pidfd = self.pidfd.take();
         match (
             pidfd,
-            crate::context::current_shared().is_some() && !self.reaper,
+            crate::executor::context::current_shared().is_some() && !self.reaper,
         ) {
             (Some(pidfd), true) => {
                 let mut orphan = Child {

@@ -65,11 +65,7 @@ mod futures_io;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 #[cfg(feature = "tokio-compat")]
-mod tokio_context;
-#[cfg(feature = "tokio-compat")]
-pub(crate) use tokio_context::enter as enter_tokio;
-#[cfg(feature = "tokio-compat")]
-pub use tokio_context::tokio_handle;
+pub use crate::tokio_rt::tokio_handle;
 #[cfg(feature = "tokio-io")]
 mod tokio_io;
 

@@ -1,19 +1,24 @@
 //! The executor: spawned tasks in a slab, a local ready queue, and the helpers built on them
 //! (`spawn`, `yield_now`, `wait`, `gather`). It makes no syscalls.
 
+mod blocking;
+pub(crate) mod context;
 mod group;
 pub(crate) mod info;
 mod join;
+mod spawn;
 mod task;
 #[cfg(feature = "tracing")]
 mod trace;
 mod wait;
 pub(crate) mod waker;
 
+pub(crate) use crate::blocking::drop_contained;
+pub use blocking::spawn_blocking;
 pub use group::TaskGroup;
 pub use info::TaskInfo;
 pub use join::{JoinError, JoinHandle};
-pub(crate) use task::drop_contained;
+pub use spawn::{spawn, spawn_named};
 pub use wait::{ReturnWhen, gather, wait, yield_now};
 
 use std::cell::{Cell, RefCell};

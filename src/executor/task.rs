@@ -9,6 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::join::{JoinError, JoinSide};
 use super::waker::TaskWaker;
+use crate::blocking::drop_contained;
 
 /// The side of a task the executor sees.
 pub(crate) trait Runnable {
@@ -99,16 +100,6 @@ impl<F: Future> Task<F> {
         }
         if let Some(w) = self.join_waker.take() {
             w.wake();
-        }
-    }
-}
-
-/// Drops `value`, containing any panic its destructor raises (and the panic's own payload).
-pub(crate) fn drop_contained<T>(value: T) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        // A payload whose own destructor panics is leaked rather than allowed to unwind.
-        if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            std::mem::forget(inner);
         }
     }
 }

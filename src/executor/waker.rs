@@ -94,7 +94,8 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if crate::context::schedule_local(&self.shared, self.id, || self.queue_locally()) {
+        if crate::executor::context::schedule_local(&self.shared, self.id, || self.queue_locally())
+        {
             return;
         }
         if !self.remote.swap(true, Ordering::AcqRel) {

@@ -86,7 +86,7 @@ impl Enter {
     fn entered() -> Enter {
         Enter {
             #[cfg(feature = "tokio-compat")]
-            _tokio: crate::compat::enter_tokio(),
+            _tokio: crate::tokio_rt::enter(),
         }
     }
 }
