@@ -25,6 +25,9 @@ fi
 cargo tree -e normal,features --features tokio-compat -i tokio | grep -q 'rt-multi-thread' \
     || { echo "tokio-compat does not enable tokio's runtime (is the check above still right?)"; exit 1; }
 
+echo "== the module graph has no circle (imports between top-level modules go one way)"
+python3 ci/module_graph.py --check
+
 echo "== nothing of tracing unless the feature asks for it"
 if cargo tree -e normal -i tracing 2>/dev/null | grep -q '^tracing'; then
     echo "tracing is a dependency with default features:"; cargo tree -e normal -i tracing; exit 1

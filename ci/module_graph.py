@@ -251,7 +251,8 @@ def main():
         return 0
     for comp in sccs:
         inner = sorted((a, b) for a, b in edges if a in comp and b in comp)
-        print(f"circle of {len(comp)} files: {' '.join(comp)}")
+        what = "top-level modules" if TOP else "files"
+        print(f"circle of {len(comp)} {what}: {' '.join(comp)}")
         for a, b in inner:
             print(f"    {a} -> {b}")
     return 1 if "--check" in sys.argv else 0

@@ -253,7 +253,7 @@ fn text_flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 
 /// A buffer for one reader: from the registered set (`--fixed`), aligned (`--direct`), or a Vec.
 enum ReadBuf {
-    Fixed(ringloop::buf::FixedBuf),
+    Fixed(ringloop::fs::FixedBuf),
     Aligned(ringloop::buf::AlignedBuf),
     Plain(Vec<u8>),
 }
@@ -316,7 +316,7 @@ fn randread(args: &[String]) -> Result<(), String> {
             }
             let file = Rc::new(options.open(&path).await?);
             let set = if fixed {
-                Some(ringloop::buf::FixedBufs::register(qd as usize, bs)?)
+                Some(ringloop::fs::FixedBufs::register(qd as usize, bs)?)
             } else {
                 None
             };

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, Backend, Choice};
-use crate::driver::{DriverCell, Shared};
+use crate::driver::{DriverCell, DriverConfig, Shared};
 use crate::executor::context::{Enter, LoopInner, current};
 use crate::executor::waker::{MAIN_ID, TaskWaker};
 use crate::executor::{Executor, JoinHandle, POLLS_PER_TURN, TaskInfo};
@@ -558,22 +558,21 @@ impl Builder {
             Some(small) if counters.faults.enabled() => small,
             _ => self.entries,
         };
-        let driver = DriverCell::new(
+        let config = DriverConfig {
             backend,
             entries,
-            &shared,
-            counters.clone(),
             fast,
-            self.recv_pool,
-            self.zero_copy_threshold,
-            crate::executor::context::nothing_else_ready,
-        )
-        .map_err(|e| match backend {
-            Backend::Uring => {
-                backend::describe_setup_error(&e).to_io_error("cannot set up the io_uring ring")
-            }
-            Backend::Epoll => e,
-        })?;
+            pool_config: self.recv_pool,
+            zero_copy_threshold: self.zero_copy_threshold,
+            nothing_else_ready: crate::executor::context::nothing_else_ready,
+        };
+        let driver =
+            DriverCell::new(config, &shared, counters.clone()).map_err(|e| match backend {
+                Backend::Uring => {
+                    backend::describe_setup_error(&e).to_io_error("cannot set up the io_uring ring")
+                }
+                Backend::Epoll => e,
+            })?;
         let main = Arc::new(TaskWaker::new(MAIN_ID, shared.clone(), false));
         Ok(EventLoop {
             inner: Rc::new(LoopInner {

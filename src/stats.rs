@@ -63,7 +63,7 @@ pub struct Stats {
     /// Times a `recv_pooled` had to wait because every buffer of the pool was in use.
     pub pool_empty_waits: u64,
     /// File reads and writes submitted with a registered buffer of a
-    /// [`FixedBufs`](crate::buf::FixedBufs) set (`IORING_OP_READ_FIXED` / `WRITE_FIXED`), uring
+    /// [`FixedBufs`](crate::fs::FixedBufs) set (`IORING_OP_READ_FIXED` / `WRITE_FIXED`), uring
     /// backend.
     pub fixed_buffer_ops: u64,
     /// Faults injected into this loop (cargo feature `fault-injection` with `RINGLOOP_FAULTS`

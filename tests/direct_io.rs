@@ -10,8 +10,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use ringloop::Backend;
-use ringloop::buf::{AlignedBuf, FixedBufs, IoBuf};
+use ringloop::buf::{AlignedBuf, IoBuf};
 use ringloop::fs::File;
+use ringloop::fs::FixedBufs;
 
 /// A directory on disk (the project's target dir: `O_DIRECT` needs a real filesystem, which
 /// `/tmp` may not be).

@@ -19,7 +19,7 @@ mod direct;
 pub(crate) mod pool;
 mod slice;
 
-pub use direct::{AlignedBuf, DEFAULT_DIRECT_ALIGN, FixedBuf, FixedBufs};
+pub use direct::{AlignedBuf, DEFAULT_DIRECT_ALIGN};
 pub use pool::{DEFAULT_POOL_COUNT, DEFAULT_POOL_SIZE, PooledBuf};
 pub use slice::Slice;
 
@@ -117,7 +117,8 @@ pub unsafe trait IoBuf: Unpin + 'static {
         Slice::new(self, begin, end)
     }
 
-    /// Which registered buffer this is, for buffers of a [`FixedBufs`] set: the set's id and
+    /// Which registered buffer this is, for buffers of a
+    /// [`FixedBufs`](crate::fs::FixedBufs) set: the set's id and
     /// the buffer's index. `None` for every other buffer (the default).
     #[doc(hidden)]
     fn fixed_slot(&self) -> Option<(u64, u16)> {

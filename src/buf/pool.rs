@@ -74,13 +74,13 @@ pub(crate) fn check_config(count: u16, size: u32) -> io::Result<()> {
 /// Anonymous memory straight from the kernel (`mmap`), unmapped on drop. The kernel zeroes pages
 /// on first touch, so a page of the pool no receive ever used costs nothing (an allocator's zeroed
 /// allocation would write every page up front).
-pub(super) struct Region {
-    pub(super) ptr: NonNull<u8>,
-    pub(super) len: usize,
+pub(crate) struct Region {
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) len: usize,
 }
 
 impl Region {
-    pub(super) fn zeroed(bytes: usize, what: &str) -> io::Result<Region> {
+    pub(crate) fn zeroed(bytes: usize, what: &str) -> io::Result<Region> {
         let len = bytes.max(1);
         // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
         // pointer of ours is passed in.

@@ -93,17 +93,33 @@ fn closed_error() -> io::Error {
     io::Error::other("the ringloop event loop this I/O belongs to was closed")
 }
 
+/// What a loop's builder decided for its driver.
+pub(crate) struct DriverConfig {
+    pub(crate) backend: Backend,
+    /// Ring entries (uring) or events per wait (epoll).
+    pub(crate) entries: u32,
+    pub(crate) fast: FastPaths,
+    /// `Builder::recv_pool`: buffer count and size.
+    pub(crate) pool_config: (u16, u32),
+    pub(crate) zero_copy_threshold: Option<usize>,
+    /// The executor's answer to "is anything else ready to poll?" (see `DriverCell`).
+    pub(crate) nothing_else_ready: fn() -> bool,
+}
+
 impl DriverCell {
     pub(crate) fn new(
-        backend: Backend,
-        entries: u32,
+        config: DriverConfig,
         shared: &Shared,
         counters: Rc<Counters>,
-        fast: FastPaths,
-        pool_config: (u16, u32),
-        zero_copy_threshold: Option<usize>,
-        nothing_else_ready: fn() -> bool,
     ) -> io::Result<Rc<Self>> {
+        let DriverConfig {
+            backend,
+            entries,
+            fast,
+            pool_config,
+            zero_copy_threshold,
+            nothing_else_ready,
+        } = config;
         let zero_copy = zero_copy_threshold
             .filter(|_| {
                 backend == Backend::Uring

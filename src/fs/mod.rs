@@ -17,11 +17,13 @@
 
 mod dir;
 mod file;
+mod fixed;
 mod metadata;
 mod open_options;
 
 pub use dir::{DirEntry, ReadDir};
 pub use file::File;
+pub use fixed::{FixedBuf, FixedBufs};
 pub use metadata::{FileType, Metadata};
 pub use open_options::OpenOptions;
 
