@@ -92,6 +92,16 @@ impl Subscriber for Capture {
 
 both_backends! {
     fn tasks_are_spans_and_wakers_are_events(lp: &mut EventLoop) {
+        if !common::in_child() {
+            // Alone in a process: tracing caches each callsite's interest process-wide, and a
+            // test running at the same time with another subscriber (or none) can leave it
+            // cached as "never" for this one.
+            common::run_in_child(
+                &common::test_path(lp.backend(), "tasks_are_spans_and_wakers_are_events"),
+                &[],
+            );
+            return;
+        }
         let capture = Capture::default();
         let seen = capture.0.clone();
         let line = line!() + 4; // the spawn_named call below
