@@ -4,6 +4,7 @@
 mod epoll;
 pub(crate) mod fd;
 pub(crate) mod op;
+mod readiness;
 pub(crate) mod small;
 mod uring;
 mod wake;
@@ -13,7 +14,6 @@ pub(crate) use wake::Shared;
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -530,19 +530,6 @@ impl DriverCell {
         }
     }
 
-    /// epoll: the fd's registration with this loop's epoll (its token), added on first need.
-    pub(crate) fn epoll_token(self: &Rc<Self>, fd: &SharedFd) -> io::Result<u64> {
-        if let Some(token) = fd.registration(self) {
-            return Ok(token);
-        }
-        let token = self.with_epoll(|e| e.register(fd.raw()))?;
-        if let Some((old_driver, old_token)) = fd.set_registration(self.clone(), token) {
-            // The fd moved here from another loop: release it there.
-            old_driver.deregister(fd.raw(), old_token, true);
-        }
-        Ok(token)
-    }
-
     fn with_epoll<R>(&self, f: impl FnOnce(&mut EpollDriver) -> R) -> R {
         match &mut *self.driver.borrow_mut() {
             Driver::Epoll(e) => f(e),
@@ -563,67 +550,6 @@ impl DriverCell {
         }
     }
 
-    /// Whether poll-based callers wait for readiness with a ring op (`POLL_ADD`) rather than the
-    /// fd's epoll registration.
-    pub(crate) fn readiness_in_ring(&self) -> bool {
-        matches!(self.backend, Backend::Uring)
-    }
-
-    /// epoll: registers `fd` if needed and arms its `dir` readiness (the syscall said `EAGAIN`);
-    /// returns the token. Other backends: an error (they wait with a ring op).
-    pub(crate) fn arm_readiness(
-        self: &Rc<Self>,
-        fd: &SharedFd,
-        dir: op::Interest,
-        waker: &std::task::Waker,
-    ) -> io::Result<u64> {
-        if !matches!(&*self.driver.borrow(), Driver::Epoll(_)) {
-            return Err(closed_error());
-        }
-        let token = self.epoll_token(fd)?;
-        self.with_epoll(|e| e.arm(token, dir, waker));
-        Ok(token)
-    }
-
-    /// epoll: if `fd` is registered and known not ready in `dir` (a short transfer since its last
-    /// edge), arms it and returns the token. `None` otherwise, and on other backends.
-    pub(crate) fn arm_if_known_not_ready(
-        self: &Rc<Self>,
-        fd: &SharedFd,
-        dir: op::Interest,
-        waker: &std::task::Waker,
-    ) -> Option<u64> {
-        let token = fd.registration(self)?;
-        match &mut *self.driver.borrow_mut() {
-            Driver::Epoll(e) => e.arm_unless_ready(token, dir, waker).then_some(token),
-            _ => None,
-        }
-    }
-
-    /// epoll: whether an armed registration saw an edge in `dir` (if not, `waker` is kept). True on
-    /// other backends, so the caller retries its syscall and finds out.
-    pub(crate) fn poll_armed(
-        &self,
-        token: u64,
-        dir: op::Interest,
-        waker: &std::task::Waker,
-    ) -> bool {
-        match &mut *self.driver.borrow_mut() {
-            Driver::Epoll(e) => e.poll_ready(token, dir, waker),
-            _ => true,
-        }
-    }
-
-    /// epoll: a short transfer drained (or filled) the socket; not ready until its next edge.
-    pub(crate) fn note_drained(self: &Rc<Self>, fd: &SharedFd, dir: op::Interest) {
-        let Some(token) = fd.registration(self) else {
-            return;
-        };
-        if let Driver::Epoll(e) = &mut *self.driver.borrow_mut() {
-            e.clear_ready(token, dir);
-        }
-    }
-
     /// An op's future is being dropped.
     pub(crate) fn drop_op<T: Operation>(&self, op: &mut OpCore<T>) {
         let Slot::Submitted(key) = op.slot else {
@@ -639,15 +565,6 @@ impl DriverCell {
         drop(driver);
         if let Some((data, res)) = done {
             data.orphaned(res);
-        }
-    }
-
-    /// Forgets an fd's epoll registration (called when the fd closes or moves to another loop).
-    pub(crate) fn deregister(&self, fd: RawFd, token: u64, still_open: bool) {
-        if let Ok(mut driver) = self.driver.try_borrow_mut()
-            && let Driver::Epoll(e) = &mut *driver
-        {
-            e.deregister(fd, token, still_open);
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The current-loop context: the thread-local "which loop runs here" and the accessors the
-//! driver, executor, timers, handles and signals read. Only the loop (`event_loop.rs`) sets it.
+//! The current-loop context: the thread-local "which loop runs here" (`LoopInner`), which the
+//! executor's wakers, `spawn`, handles and signals read. Only the loop (`event_loop`) enters it.
 //!
-//! This module sits at the bottom of the call graph: it names the types a loop is made of, and
-//! calls nothing above it. Every lower module that needs the running loop comes here, never to
-//! `event_loop.rs`.
+//! It names the parts a loop is made of (driver, timers, counters: all in layers below the
+//! executor) and calls nothing above it. Entering it also enters the lower layers' own
+//! thread-locals (`driver::current`, `time::current`, the yield list in `coop`), so those layers
+//! never reach up here.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
