@@ -34,7 +34,7 @@ use ringloop::net::{TcpListener, TcpStream};
 
 #[path = "support/measure.rs"]
 mod measure;
-use measure::{cpu_seconds, flag, pin_to_cpu, xorshift};
+use measure::{cpu_seconds, flag, pin_to_cpu, warm_page_cache, xorshift};
 
 fn new_loop() -> Result<ringloop::EventLoop, String> {
     ringloop::EventLoop::new().map_err(|e| format!("cannot build an event loop: {e}"))
@@ -298,12 +298,7 @@ fn randread(args: &[String]) -> Result<(), String> {
         return Err("the file must hold at least one --bs block".into());
     }
     if !direct {
-        // Read it once so every block is in the page cache.
-        std::io::copy(
-            &mut std::fs::File::open(&path).map_err(|e| e.to_string())?,
-            &mut std::io::sink(),
-        )
-        .map_err(|e| e.to_string())?;
+        warm_page_cache(&path)?;
     }
     let mut lp = new_loop()?;
     let backend = lp.backend();

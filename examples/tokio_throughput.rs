@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "support/measure.rs"]
 mod measure;
-use measure::{cpu_seconds, flag, pin_to_cpu, xorshift};
+use measure::{cpu_seconds, flag, pin_to_cpu, warm_page_cache, xorshift};
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -156,11 +156,7 @@ fn randread(args: &[String]) -> Result<(), String> {
         return Err("the file must hold at least one --bs block".into());
     }
     if !direct {
-        std::io::copy(
-            &mut std::fs::File::open(&path).map_err(|e| e.to_string())?,
-            &mut std::io::sink(),
-        )
-        .map_err(|e| e.to_string())?;
+        warm_page_cache(&path)?;
     }
     let rt = runtime().map_err(|e| e.to_string())?;
     let (done, elapsed) = rt

@@ -47,3 +47,10 @@ pub fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 17;
     *state
 }
+
+/// Reads a file once, so its pages sit in the page cache for the runs that follow.
+pub fn warm_page_cache(path: &std::path::Path) -> Result<(), String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{path:?}: {e}"))?;
+    std::io::copy(&mut file, &mut std::io::sink()).map_err(|e| format!("{path:?}: {e}"))?;
+    Ok(())
+}

@@ -53,20 +53,6 @@ fn debug_from_env() -> io::Result<bool> {
 }
 
 impl LoopInner {
-    fn spawn<F>(
-        &self,
-        future: F,
-        spawned_at: &'static std::panic::Location<'static>,
-        name: Option<Rc<str>>,
-    ) -> JoinHandle<F::Output>
-    where
-        F: Future + 'static,
-        F::Output: 'static,
-    {
-        self.executor
-            .spawn(future, &self.shared, &self.counters, spawned_at, name)
-    }
-
     /// One loop turn: run ready tasks, then one trip to the kernel (not blocking if there is more
     /// to run), then timers and wakes from other threads.
     fn turn(&self) {

@@ -38,6 +38,23 @@ pub(crate) struct LoopInner {
     pub(crate) yielded: crate::coop::Yielded,
 }
 
+impl LoopInner {
+    /// Spawns a task on this loop (as `spawn` does on the running one).
+    pub(crate) fn spawn<F>(
+        &self,
+        future: F,
+        spawned_at: &'static std::panic::Location<'static>,
+        name: Option<Rc<str>>,
+    ) -> crate::JoinHandle<F::Output>
+    where
+        F: std::future::Future + 'static,
+        F::Output: 'static,
+    {
+        self.executor
+            .spawn(future, &self.shared, &self.counters, spawned_at, name)
+    }
+}
+
 pub(crate) fn current() -> Option<Rc<LoopInner>> {
     CURRENT
         .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))

@@ -67,11 +67,7 @@ where
     F::Output: 'static,
 {
     match current() {
-        Some(inner) => {
-            inner
-                .executor
-                .spawn(future, &inner.shared, &inner.counters, spawned_at, name)
-        }
+        Some(inner) => inner.spawn(future, spawned_at, name),
         None => panic!(
             "ringloop::spawn was called with no event loop running on this thread: call it from a \
              future run by EventLoop::run_until_complete or ringloop::run, or use EventLoop::spawn"
