@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Metadata, OpenOptions};
 use crate::buf::{AlignedBuf, BufResult, IoBuf, IoBufMut, write_all_with};
 use crate::driver::op::FileOp;
-use crate::op::fs::{Access, Close, FileFd, Fsync, ReadAt, Size, WriteAt};
+use crate::op::fs::{Access, Close, FileFd, Fsync, ReadAt, WriteAt};
 use crate::op::fs_path::{FileRange, RangeOp, StatTarget, Statx};
 
 /// An open file, read and written at explicit offsets with owned buffers. Dropping it closes it
@@ -243,13 +243,13 @@ impl File {
         FileOp::new(Fsync::new(self.fd.clone(), true)).await
     }
 
-    /// The file's length in bytes (`statx` on uring, `fstat` on epoll).
+    /// The file's length in bytes (`statx`, as [`metadata`](File::metadata)).
     ///
     /// # Errors
     ///
     /// The kernel's error.
     pub async fn len(&self) -> io::Result<u64> {
-        FileOp::new(Size::new(self.fd.clone())).await
+        Ok(self.metadata().await?.len())
     }
 
     /// The file's metadata (`statx` of the open file).

@@ -296,53 +296,6 @@ unsafe impl Operation for Fsync {
     }
 }
 
-/// The file's size (`statx` on uring, `fstat` on the pool).
-pub(crate) struct Size {
-    fd: FileFd,
-    statx: libc::statx,
-}
-
-impl Size {
-    pub(crate) fn new(fd: FileFd) -> Self {
-        Size {
-            fd,
-            // SAFETY: statx is plain data; all-zero is a valid value.
-            statx: unsafe { std::mem::zeroed() },
-        }
-    }
-}
-
-// SAFETY: the SQE points at `statx`, a field of the boxed op, and at a static empty string.
-unsafe impl Operation for Size {
-    type Output = io::Result<u64>;
-
-    fn sqe(&mut self) -> squeue::Entry {
-        let buf: *mut libc::statx = &mut self.statx;
-        opcode::Statx::new(fd_of(&self.fd), c"".as_ptr(), buf.cast())
-            .flags(libc::AT_EMPTY_PATH)
-            .mask(libc::STATX_SIZE)
-            .build()
-    }
-
-    fn readiness(&self) -> Option<(&SharedFd, Interest)> {
-        None
-    }
-
-    fn try_syscall(&mut self) -> io::Result<u32> {
-        // SAFETY: stat is plain data; fstat fills it for a live fd.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `st` is a valid, writable stat buffer.
-        cvt(unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } as isize)?;
-        // Leave the answer where the kernel's statx puts it on uring.
-        self.statx.stx_size = st.st_size as u64;
-        Ok(0)
-    }
-
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
-        res.map(|_| self.statx.stx_size)
-    }
-}
-
 /// Closes an fd the op owns. The fd stays owned by the op until the kernel has closed it: an op
 /// that never ran (cancelled before it started, or its SQE could not be pushed) closes it when
 /// dropped, so it is neither leaked nor closed twice.
