@@ -38,38 +38,6 @@ const MSG_WAKE_TAG: u64 = u64::MAX - 3;
 /// Bit set in the user_data of this ring's own `MSG_RING` SQEs (the rest is a `msgs` key).
 const MSG_SENT_BIT: u64 = 1 << 62;
 
-const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
-const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
-const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
-const IORING_REGISTER_RING_FDS: u32 = 20;
-const IORING_UNREGISTER_RING_FDS: u32 = 21;
-
-/// `struct io_uring_getevents_arg` with the field Linux 6.12 added (`min_wait_usec`, formerly
-/// padding): the argument of an `EXT_ARG` enter that batches its wait.
-#[repr(C)]
-struct GeteventsArg {
-    sigmask: u64,
-    sigmask_sz: u32,
-    min_wait_usec: u32,
-    ts: u64,
-}
-
-/// How long a batched wait holds out for more completions once one came (see
-/// `UringDriver::park`).
-const BATCH_WAIT_USEC: u32 = 10;
-
-/// Waits batch only while at most this many ops are in flight: with more, completions come in
-/// batches by themselves, and holding out measured slower (BENCHMARKS.md, streaming).
-const BATCH_MAX_IN_FLIGHT: usize = 8;
-
-/// `struct io_uring_rsrc_update`, the argument of `IORING_(UN)REGISTER_RING_FDS`.
-#[repr(C)]
-struct RsrcUpdate {
-    offset: u32,
-    resv: u32,
-    data: u64,
-}
-
 /// Where one submitted op is.
 enum Lifecycle {
     /// In flight; wake this when the CQE arrives.

@@ -3,6 +3,17 @@
 
 use super::*;
 
+const IORING_REGISTER_RING_FDS: u32 = 20;
+const IORING_UNREGISTER_RING_FDS: u32 = 21;
+
+/// `struct io_uring_rsrc_update`, the argument of `IORING_(UN)REGISTER_RING_FDS`.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
 /// Builds a ring with the fastest flags the kernel accepts, dropping them one by one on `EINVAL`.
 pub(super) fn build_ring(entries: u32, fast: FastPaths) -> io::Result<(IoUring, &'static str)> {
     type Setup = fn(&mut io_uring::Builder) -> &mut io_uring::Builder;

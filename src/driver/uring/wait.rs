@@ -3,6 +3,28 @@
 
 use super::*;
 
+const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
+
+/// `struct io_uring_getevents_arg` with the field Linux 6.12 added (`min_wait_usec`, formerly
+/// padding): the argument of an `EXT_ARG` enter that batches its wait.
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// How long a batched wait holds out for more completions once one came (see
+/// `UringDriver::park`).
+const BATCH_WAIT_USEC: u32 = 10;
+
+/// Waits batch only while at most this many ops are in flight: with more, completions come in
+/// batches by themselves, and holding out measured slower (BENCHMARKS.md, streaming).
+const BATCH_MAX_IN_FLIGHT: usize = 8;
+
 /// A waiting enter's result: a timeout, a signal, or completions backed up (`EBUSY`, `EAGAIN`)
 /// only end the wait early, which the next loop turn handles.
 pub(super) fn wait_ended(res: io::Result<()>) -> io::Result<()> {
