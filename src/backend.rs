@@ -210,6 +210,11 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
          microseconds for a second",
     ),
     (
+        "wake-poll",
+        "the loop is woken from other threads by an eventfd read it re-arms after every wake, \
+         rather than by one multishot poll of the eventfd",
+    ),
+    (
         "send-zc",
         "stream writes of owned buffers at or above Builder::zero_copy_threshold are plain \
          sends (a copy) rather than zero-copy sends",
@@ -241,6 +246,9 @@ pub(crate) struct FastPaths {
     /// A busy loop's wait holds out a few microseconds for a second completion
     /// (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12+; probed when the ring is set up).
     pub(crate) wait_batch: bool,
+    /// Wakes from other threads arrive through one multishot poll of the loop's eventfd, armed
+    /// once, rather than an eventfd read re-armed after each wake (Linux 5.13+).
+    pub(crate) wake_poll: bool,
 }
 
 impl FastPaths {
@@ -254,6 +262,7 @@ impl FastPaths {
         send_zc: true,
         bundle: true,
         wait_batch: true,
+        wake_poll: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -273,6 +282,7 @@ impl FastPaths {
                     "send-zc" => &mut fast.send_zc,
                     "bundle" => &mut fast.bundle,
                     "wait-batch" => &mut fast.wait_batch,
+                    "wake-poll" => &mut fast.wake_poll,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(
@@ -293,6 +303,7 @@ impl FastPaths {
         fast.buf_ring &= kernel >= (5, 19);
         fast.multishot_accept &= kernel >= (5, 19);
         fast.registered_ring &= kernel >= (5, 18);
+        fast.wake_poll &= kernel >= (5, 13);
         Ok(fast)
     }
 }

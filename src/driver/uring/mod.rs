@@ -28,7 +28,7 @@ use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::faults::Fault;
 use crate::stats::Counters;
 
-/// user_data of the eventfd read that wakes the loop from other threads.
+/// user_data of the eventfd poll (or read) that wakes the loop from other threads.
 const WAKE_TAG: u64 = u64::MAX;
 /// user_data of `ASYNC_CANCEL` requests (their own CQEs need no handling).
 const CANCEL_TAG: u64 = u64::MAX - 1;
@@ -74,6 +74,8 @@ pub(crate) struct UringDriver {
     /// Which setup flags the ring got, for `EventLoop`'s debug output.
     pub(super) setup: &'static str,
     wake_fd: RawFd,
+    /// Wakes arrive through a multishot poll of `wake_fd` (else an eventfd read into `wake_buf`).
+    wake_poll: bool,
     wake_buf: Box<u64>,
     wake_armed: bool,
     closing: bool,

@@ -85,6 +85,7 @@ impl UringDriver {
             in_flight: 0,
             setup,
             wake_fd: shared.eventfd(),
+            wake_poll: fast.wake_poll,
             wake_buf: Box::new(0),
             wake_armed: false,
             closing: false,

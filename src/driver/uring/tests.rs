@@ -97,3 +97,59 @@ fn a_batched_wait_ends_soon_after_one_completion() {
     drop(d);
     drop(times);
 }
+
+/// Parks until another thread's `push_remote` wakes the loop (no timeout: only the wake can end
+/// the wait), `times` times in a row.
+fn woken_from_another_thread(d: &mut UringDriver, shared: &std::sync::Arc<Shared>, times: u64) {
+    for id in 0..times {
+        let s = shared.clone();
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            s.push_remote(id);
+        });
+        let mut ids = Vec::new();
+        // A spurious wake (allowed) ends a park with nothing queued: park again.
+        while ids.is_empty() {
+            d.park(None, shared).unwrap();
+            shared.take_remote(&mut ids, &mut Vec::new());
+        }
+        waker.join().unwrap();
+        assert_eq!(ids, vec![id]);
+    }
+}
+
+/// With `wake-poll`, one multishot poll of the eventfd serves every wake: it is still armed
+/// after each (no re-arm). If the kernel ends it, the next park arms it again and wakes still
+/// arrive. Without the fast path, the eventfd read is used up by each wake and re-armed.
+#[test]
+fn remote_wakes_keep_one_multishot_poll_armed() {
+    let shared = std::sync::Arc::new(Shared::new().unwrap());
+    let mut d = driver(&shared);
+    assert!(d.wake_poll, "multishot poll is in Linux 5.13+");
+    woken_from_another_thread(&mut d, &shared, 3);
+    assert!(d.wake_armed, "the multishot poll ended after a wake");
+    assert_eq!(d.in_flight, 1, "only the wake poll is in flight");
+
+    // The kernel ends the poll (as on a CQ overflow): the CQE without F_MORE disarms it.
+    let cancel = opcode::AsyncCancel::new(WAKE_TAG)
+        .build()
+        .user_data(CANCEL_TAG);
+    // SAFETY: ASYNC_CANCEL carries no pointers.
+    unsafe { d.push(&cancel) }.unwrap();
+    d.submit_and_wait(2).unwrap();
+    d.reap();
+    assert!(!d.wake_armed, "a cancelled wake poll still counts as armed");
+    assert_eq!(d.in_flight, 0);
+    woken_from_another_thread(&mut d, &shared, 2);
+    assert!(d.wake_armed);
+
+    let read = FastPaths {
+        wake_poll: false,
+        ..FastPaths::ALL
+    };
+    let mut d = UringDriver::new(8, &shared, Rc::new(Counters::default()), read).unwrap();
+    woken_from_another_thread(&mut d, &shared, 2);
+    assert!(!d.wake_armed, "the eventfd read is used up by a wake");
+    d.shutdown();
+    assert!(d.drained());
+}

@@ -276,7 +276,8 @@ impl UringDriver {
         Counters::bump(&self.counters.completions);
         let res = cqe_result(result);
         match user_data {
-            WAKE_TAG => self.wake_armed = false,
+            // A multishot poll stays armed while its CQEs say `F_MORE`.
+            WAKE_TAG => self.wake_armed = more,
             CANCEL_TAG => {}
             tag if tag & MSG_SENT_BIT != 0 => {
                 let (target, _fd) = self.msgs.remove((tag & !MSG_SENT_BIT) as usize);

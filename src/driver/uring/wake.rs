@@ -1,20 +1,35 @@
-//! Wakes from other threads: the eventfd read the ring keeps armed, and `MSG_RING` messages
+//! Wakes from other threads: the eventfd poll (or read) the ring keeps armed, and `MSG_RING` messages
 //! this loop sends to wake another sleeping uring loop.
 
 use super::*;
 
 impl UringDriver {
-    /// Keeps a read of the wake eventfd in flight so other threads can wake a blocked loop.
+    /// Keeps a wait on the wake eventfd in flight so other threads can wake a blocked loop.
+    ///
+    /// With the `wake-poll` fast path it is one multishot `POLL_ADD`, armed once: every eventfd
+    /// write wakes the poll, which posts a CQE and stays armed. The counter is never read on this
+    /// backend (it would take 2^64 wakes to fill), so a wake costs the kernel no read and the loop
+    /// no re-arm. It is armed again only if the kernel ends it (a CQE without `F_MORE`, e.g. on
+    /// CQ overflow); the counter is then non-zero, so the new poll fires at once: one spurious
+    /// turn. Otherwise it is an eventfd read, re-armed at the park after each wake.
     pub(super) fn arm_wake(&mut self) -> io::Result<()> {
         if self.wake_armed || self.closing {
             return Ok(());
         }
-        let buf: *mut u64 = &mut *self.wake_buf;
-        let entry = opcode::Read::new(Fd(self.wake_fd), buf.cast(), 8)
-            .build()
-            .user_data(WAKE_TAG);
-        // SAFETY: `wake_buf` is boxed in the driver, which waits for every CQE (this one included)
-        // before it is dropped; the eventfd is owned by `Shared`, which outlives the driver.
+        let entry = if self.wake_poll {
+            opcode::PollAdd::new(Fd(self.wake_fd), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(WAKE_TAG)
+        } else {
+            let buf: *mut u64 = &mut *self.wake_buf;
+            opcode::Read::new(Fd(self.wake_fd), buf.cast(), 8)
+                .build()
+                .user_data(WAKE_TAG)
+        };
+        // SAFETY: a poll names no memory. A read's `wake_buf` is boxed in the driver, which
+        // waits for every CQE (this one included) before it is dropped. The eventfd is owned by
+        // `Shared`, which outlives the driver.
         unsafe { self.push(&entry)? };
         self.wake_armed = true;
         Ok(())
