@@ -19,6 +19,7 @@
 //! (uring over epoll, uring over tokio, in trips per second: above 1 is uring faster).
 
 #[path = "support/measure.rs"]
+#[allow(dead_code)] // the wake example uses the CPU clock and pinning only
 mod measure;
 
 use std::sync::atomic::{AtomicBool, Ordering};
