@@ -7,6 +7,9 @@
 //!   answer; one iteration is one round trip across threads (the loop sleeps between them, so
 //!   this measures waking a sleeping loop).
 //!
+//! - `tasks_spawn_blocking`: a task awaits `spawn_blocking(|| ())`; one iteration is one round
+//!   trip through the blocking pool (the loop sleeps until the pool's thread wakes it).
+//!
 //! Both wake benches use the same hand-written flag on every runtime, so they compare the
 //! runtimes' scheduling and wake paths, not their channels.
 //!
@@ -141,9 +144,26 @@ fn wake_from_thread(c: &mut Criterion) {
     g.finish();
 }
 
+fn spawn_blocking(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tasks_spawn_blocking");
+    g.throughput(Throughput::Elements(1));
+    for rt in ALL {
+        g.bench_function(BenchmarkId::from_parameter(rt.id()), |b| {
+            let mut r = Runner::new(rt);
+            b.iter_custom(|iters| {
+                r.time(iters, async || match rt {
+                    Rt::Tokio => tokio::task::spawn_blocking(|| ()).await.unwrap(),
+                    _ => ringloop::spawn_blocking(|| ()).await.unwrap(),
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = support::criterion();
-    targets = spawn_join, wake_pingpong, wake_from_thread
+    targets = spawn_join, wake_pingpong, wake_from_thread, spawn_blocking
 }
 criterion_main!(benches);
