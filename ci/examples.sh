@@ -136,6 +136,13 @@ grep -q "randread on tokio (O_DIRECT" <<<"$("$bin/tokio_throughput" randread --f
 grep -q "meta on tokio: 200 files" <<<"$("$bin/tokio_throughput" meta --dir target --files 200)"
 rm -f "$data"
 
+echo "== wake (round trips across threads on uring, epoll and tokio; small: this checks it runs)"
+out=$("$bin/wake" --rounds 1 --trips 200 --pin same)
+grep -q "thread: 1 rounds" <<<"$out" && grep -q "blocking: 1 rounds" <<<"$out" && grep -q "uring/epoll" <<<"$out" \
+    || { echo "wake printed:"; echo "$out"; exit 1; }
+if "$bin/wake" sideways 2>/tmp/ringloop-wake.err; then echo "wake took an unknown case"; exit 1; fi
+grep -q "unknown case" /tmp/ringloop-wake.err || { cat /tmp/ringloop-wake.err; exit 1; }
+
 echo "== tokio_echo (the benchmarks' reference server) under loadgen"
 "$bin/tokio_echo" 127.0.0.1:0 2>/tmp/ringloop-tokio.err &
 pid=$!
