@@ -155,6 +155,12 @@ impl Shared {
         }
     }
 
+    /// Whether other threads queued anything since the last `take_remote` (a hint: a sender that
+    /// comes later is seen by the next call, or wakes the loop if it sleeps).
+    pub(crate) fn remote_pending(&self) -> bool {
+        self.has_remote.load(Ordering::Acquire)
+    }
+
     /// Moves the remotely woken ids and the jobs sent from other threads into `ids` and `jobs`.
     pub(crate) fn take_remote(&self, ids: &mut Vec<u64>, jobs: &mut Vec<Job>) {
         // One flag for both queues: a turn with nothing from other threads takes no lock.

@@ -113,6 +113,9 @@ impl LoopInner {
     }
 
     fn collect_remote(&self) {
+        if !self.shared.remote_pending() {
+            return; // the common turn: nothing came from other threads
+        }
         let mut ids = self.scratch_ids.borrow_mut();
         let mut jobs = Vec::new();
         self.shared.take_remote(&mut ids, &mut jobs);

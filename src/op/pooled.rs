@@ -146,6 +146,12 @@ impl Future for RecvPooled<'_> {
                     unsafe { bytes.set_len(n) };
                     return Poll::Ready(Ok(PooledBuf::from_vec(bytes)));
                 }
+                // The stream's receive is armed already (or delivered): its queue answers, and
+                // neither the driver nor the pool is needed. This is every call but a stream's
+                // first on uring with a buffer ring; elsewhere the queue is never armed.
+                if let Some(next) = fd.recv_queue().poll_next(cx) {
+                    return next;
+                }
                 let driver = current_driver().ok_or_else(outside_loop)?;
                 let pool = driver.recv_pool()?;
                 this.state = if pool.is_ring() {

@@ -219,8 +219,11 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Tops the ring up to its target from the spare buffers.
-    fn refill(&self) {
+    /// Tops the ring up to its target from the spare buffers. The uring driver calls it before
+    /// every `io_uring_enter`: with `DEFER_TASKRUN` the kernel takes buffers from the ring only
+    /// inside an enter, so one refill there does what a refill after every take and every give
+    /// back did, with one tail update per trip instead of one per buffer.
+    pub(crate) fn refill(&self) {
         let Free::Ring {
             avail,
             target,
@@ -368,6 +371,8 @@ impl Pool {
     }
 
     /// The kernel put `len` bytes into buffer `bid` (a completion with `IORING_CQE_F_BUFFER`).
+    /// The ring is topped up at the loop's next trip to the kernel ([`refill`](Self::refill)), so
+    /// a bundle's later entries stay as they are while it is taken apart.
     ///
     /// # Safety
     ///
@@ -378,25 +383,6 @@ impl Pool {
         bid: u16,
         len: u32,
     ) -> io::Result<PooledBuf> {
-        if bid >= self.count || len > self.size {
-            return Err(io::Error::other(format!(
-                "the kernel selected buffer {bid} with {len} bytes from a pool of {} x {}",
-                self.count, self.size
-            )));
-        }
-        // SAFETY: the caller's promise, passed on.
-        let buf = unsafe { self.take_unrefilled(bid, len) }?;
-        self.refill();
-        Ok(buf)
-    }
-
-    /// `take_selected` without topping the ring up: the ring's entries stay as they are (a
-    /// bundle's later entries are read after its first buffer is taken).
-    ///
-    /// # Safety
-    ///
-    /// As [`take_selected`](Self::take_selected).
-    unsafe fn take_unrefilled(self: &Rc<Self>, bid: u16, len: u32) -> io::Result<PooledBuf> {
         if bid >= self.count || len > self.size {
             return Err(io::Error::other(format!(
                 "the kernel selected buffer {bid} with {len} bytes from a pool of {} x {}",
@@ -473,7 +459,7 @@ impl Pool {
             // SAFETY: the kernel filled the ring entries from `first`'s on, in order, and
             // reported them all in this one completion: each entry's buffer is done with and
             // nobody else holds it. No entry is rewritten before the loop ends (no refill).
-            match unsafe { self.take_unrefilled(bid, n) } {
+            match unsafe { self.take_selected(bid, n) } {
                 Ok(buf) => each(buf),
                 Err(e) => {
                     res = Err(e);
@@ -481,7 +467,6 @@ impl Pool {
                 }
             }
         }
-        self.refill();
         res
     }
 
@@ -503,11 +488,12 @@ impl Pool {
         let c = &self.counters.pool_in_use;
         c.set(c.get().saturating_sub(1));
         match &self.free {
-            Free::Ring { spare, .. } => {
-                spare.borrow_mut().push(bid);
-                self.refill();
-            }
+            // Back in the ring at the loop's next trip to the kernel (`refill`).
+            Free::Ring { spare, .. } => spare.borrow_mut().push(bid),
             Free::List(list) => list.borrow_mut().push(bid),
+        }
+        if self.waiters.borrow().is_empty() {
+            return;
         }
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         waiters.into_iter().for_each(Waker::wake);

@@ -63,6 +63,10 @@ impl UringDriver {
         argsz: usize,
     ) -> io::Result<()> {
         Counters::bump(&self.counters.uring_enters);
+        if let Some(pool) = &self.pool {
+            // The buffers taken and given back since the last enter go back into the ring.
+            pool.refill();
+        }
         let mut to_submit = self.ring.submission().len() as u32;
         let mut min_complete = min_complete;
         if to_submit > 0 && self.counters.faults.inject(Fault::SubmitRefused) {
