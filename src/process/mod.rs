@@ -28,18 +28,22 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Output, Stdio};
 use std::task::{Poll, ready};
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::current as current_driver;
 use crate::driver::fd::SharedFd;
 use crate::driver::op::Interest;
-use crate::net::stream::Stream;
 use crate::op::poll::ReadyWait;
+
+mod pipes;
+mod sys;
+
+pub use pipes::{ChildStderr, ChildStdin, ChildStdout};
+use pipes::{pipe, read_to_end};
+use sys::{pidfd_open, wait_exited, waitpid};
 
 /// A command to start as a child process, built as `std::process::Command` is.
 ///
@@ -238,73 +242,6 @@ impl fmt::Debug for Child {
             .field("stdout", &self.stdout)
             .field("stderr", &self.stderr)
             .finish()
-    }
-}
-
-/// `pidfd_open(pid)`: `None` where it fails (`ENOSYS` before 5.3, `EPERM` from a seccomp
-/// filter, `EMFILE` with a full fd table): the child is running by then, so the caller falls
-/// back to waiting without a pidfd rather than failing.
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, no pointers.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a new fd (close-on-exec, as pidfd_open makes them) that nobody else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Blocks until the child `pid` has exited, without reaping it (`waitid` with `WNOWAIT`): the
-/// loop's thread reaps it and records the status, so the pid stays the child's until then.
-fn wait_exited(pid: u32) -> io::Result<()> {
-    loop {
-        // SAFETY: `info` is a valid out pointer for the call.
-        let r = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// A pipe end, made nonblocking for the loop.
-fn pipe(fd: impl Into<OwnedFd>) -> io::Result<Stream> {
-    let fd: OwnedFd = fd.into();
-    // SAFETY: F_GETFL/F_SETFL on an fd we own; no pointers.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(Stream::pipe(SharedFd::new(fd)))
-}
-
-/// `waitpid(pid, options)`: the status if the child was reaped.
-fn waitpid(pid: u32, options: i32) -> io::Result<Option<ExitStatus>> {
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid out pointer for the call.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, options) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok((r != 0).then(|| ExitStatus::from_raw(status)));
     }
 }
 
@@ -510,90 +447,6 @@ impl Drop for Child {
         self.status = Some(ExitStatus::from_raw(0));
     }
 }
-
-/// Reads a pipe to its end.
-async fn read_to_end(io: &Stream) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = Vec::with_capacity(16 * 1024);
-    loop {
-        let (res, b) = io.read(buf).await;
-        match res? {
-            0 => return Ok(out),
-            _ => out.extend_from_slice(&b),
-        }
-        buf = b;
-    }
-}
-
-macro_rules! pipe_type {
-    ($(#[$doc:meta])* $name:ident, read) => {
-        pipe_type!(@common $(#[$doc])* $name);
-        impl $name {
-            /// Reads into `buf` from its start up to its capacity and sets its length to the
-            /// bytes read; `Ok(0)` once the child closed its end. Cancel-safe as
-            /// [`TcpStream::read`](crate::net::TcpStream::read).
-            ///
-            /// # Errors
-            ///
-            /// The kernel's error.
-            pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-                self.io.read(buf).await
-            }
-        }
-    };
-    ($(#[$doc:meta])* $name:ident, write) => {
-        pipe_type!(@common $(#[$doc])* $name);
-        impl $name {
-            /// Writes some of `buf`'s initialised bytes; returns how many.
-            ///
-            /// # Errors
-            ///
-            /// The kernel's error, e.g. `BrokenPipe` once the child closed its end.
-            pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-                self.io.write(buf).await
-            }
-
-            /// Writes all of `buf`'s initialised bytes.
-            ///
-            /// # Errors
-            ///
-            /// As [`write`](Self::write); `WriteZero` if the pipe took nothing.
-            pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-                self.io.write_all(buf).await
-            }
-        }
-    };
-    (@common $(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug)]
-        pub struct $name {
-            io: Stream,
-        }
-
-        impl AsFd for $name {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.io.fd.as_fd()
-            }
-        }
-    };
-}
-
-pipe_type!(
-    /// A child's stdin (`Stdio::piped()`); dropping it closes the pipe, and the child reads
-    /// end-of-file.
-    ChildStdin,
-    write
-);
-pipe_type!(
-    /// A child's stdout (`Stdio::piped()`).
-    ChildStdout,
-    read
-);
-pipe_type!(
-    /// A child's stderr (`Stdio::piped()`).
-    ChildStderr,
-    read
-);
 
 #[cfg(test)]
 mod tests {
