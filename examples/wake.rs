@@ -18,15 +18,17 @@
 //! (all threads of the process). The summary gives the median over rounds of each round's ratio
 //! (uring over epoll, uring over tokio, in trips per second: above 1 is uring faster).
 
+#[path = "support/flag.rs"]
+mod flag;
 #[path = "support/measure.rs"]
 #[allow(dead_code)] // the wake example uses the CPU clock and pinning only
 mod measure;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use flag::Flag;
 use ringloop::{Backend, EventLoop};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -45,38 +47,6 @@ impl Rt {
             Rt::Epoll => "epoll",
             Rt::Tokio => "tokio",
         }
-    }
-}
-
-/// A one-bit signal from a thread to a task, the same code on every runtime (as in the benches).
-#[derive(Default)]
-struct Flag {
-    raised: AtomicBool,
-    waiter: Mutex<Option<Waker>>,
-}
-
-impl Flag {
-    fn set(&self) {
-        self.raised.store(true, Ordering::Release);
-        let waker = self.waiter.lock().unwrap().take();
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    async fn wait(&self) {
-        std::future::poll_fn(|cx| {
-            if self.raised.swap(false, Ordering::Acquire) {
-                return Poll::Ready(());
-            }
-            *self.waiter.lock().unwrap() = Some(cx.waker().clone());
-            if self.raised.swap(false, Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
     }
 }
 
