@@ -367,16 +367,16 @@ impl DriverCell {
                 }
                 // Submits the op's SQE; `Err` if it could not be queued (it never started).
                 let submit = |u: &mut UringDriver, op: &mut OpCore<T>| {
-                    if let Some(result) = op.data().and_then(|d| d.spurious_result())
+                    if let Some(result) = op.data.as_ref().and_then(|d| d.spurious_result())
                         && self.counters.faults.inject(Fault::SpuriousWakeup)
                     {
                         // Readiness is a hint: report it when the fd may not be ready.
                         op.slot = Slot::Submitted(u.complete_spuriously(result, cx.waker()));
                         return Ok(());
                     }
-                    let key = u.submit_op(op.data_for_kernel().sqe(), cx.waker())?;
+                    let key = u.submit_op(op.data_mut().sqe(), cx.waker())?;
                     op.slot = Slot::Submitted(key);
-                    if let Some(d) = op.data() {
+                    if let Some(d) = op.data.as_ref() {
                         if d.uses_fixed_buffer() {
                             Counters::bump(&self.counters.fixed_buffer_ops);
                         }
@@ -390,7 +390,7 @@ impl DriverCell {
                 // its SQE could not be queued.
                 let res = match op.slot {
                     Slot::Idle
-                        if op.data().is_some_and(|d| {
+                        if op.data.as_ref().is_some_and(|d| {
                             d.inline_always()
                                 || (d.inline_first() && u.no_ops() && (self.nothing_else_ready)())
                         }) && crate::coop::proceed() =>
@@ -555,7 +555,7 @@ impl DriverCell {
         let Slot::Submitted(key) = op.slot else {
             return; // epoll ops and unstarted ops hold nothing the kernel uses
         };
-        let Some(data) = op.take_boxed() else { return };
+        let Some(data) = op.data.take() else { return };
         let mut driver = self.driver.borrow_mut();
         let done = match &mut *driver {
             Driver::Uring(u) => u.abandon(key, data),

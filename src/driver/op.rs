@@ -2,7 +2,7 @@
 //! both backends side by side.
 //!
 //! Lifecycle on uring: `Idle` -> `Submitted(key)` (an SQE pushed, its memory owned by the op's
-//! heap allocation, made when the op first goes to the ring) -> completed. Dropped while submitted, the op's allocation moves into the
+//! heap allocation) -> completed. Dropped while submitted, the op's allocation moves into the
 //! driver, an `ASYNC_CANCEL` is pushed, and the allocation is freed only when the op's CQE arrives.
 //! On epoll: `Idle` -> try the syscall -> on `EAGAIN`, `Armed` until readiness -> retry.
 
@@ -26,8 +26,8 @@ pub(crate) enum Interest {
 ///
 /// # Safety
 ///
-/// Every pointer the SQE from [`sqe`](Operation::sqe) carries must point into `self` (which the
-/// driver moves into a `Box` that does not move before it calls `sqe`) or into memory `self` owns and keeps alive and unaliased until
+/// Every pointer the SQE from [`sqe`](Operation::sqe) carries must point into `self` (which lives
+/// in a `Box` that does not move) or into memory `self` owns and keeps alive and unaliased until
 /// [`complete`](Operation::complete) or [`orphaned`](Operation::orphaned) consumes it.
 pub(crate) unsafe trait Operation: Sized + 'static {
     type Output;
@@ -186,65 +186,17 @@ pub(crate) enum Slot {
     Done,
 }
 
-/// An op's data: kept inline until it goes to the ring, boxed from then on.
-///
-/// An op the loop completes with an inline syscall (a send on uring that would have made the
-/// ring trip alone, every op on epoll) hands the kernel no pointer that outlives the call, so its
-/// data may live in the future and move with it. An SQE's pointers may point into the data, so
-/// before one is built the data moves into a `Box` that stays put until the op's completion (or,
-/// if the future is dropped, until the driver releases it as an orphan).
-pub(crate) enum OpData<T> {
-    Inline(T),
-    Boxed(Box<T>),
-    /// The output was returned, or the data went to the driver as an orphan.
-    Taken,
-}
-
-// The data is never pinned: nothing hands out a `Pin<&mut T>`, and the kernel only ever sees it
-// boxed. So an op's future moves freely whatever `T` is, as it did when the data was always boxed.
-impl<T> Unpin for OpData<T> {}
-
 /// The op's data and where it is in its life.
 pub(crate) struct OpCore<T> {
-    pub(super) data: OpData<T>,
+    pub(super) data: Option<Box<T>>,
     pub(super) slot: Slot,
 }
 
 impl<T: Operation> OpCore<T> {
     pub(super) fn data_mut(&mut self) -> &mut T {
-        match &mut self.data {
-            OpData::Inline(data) => data,
-            OpData::Boxed(data) => data,
-            OpData::Taken => panic!("an op was polled after it completed"),
-        }
-    }
-
-    pub(super) fn data(&self) -> Option<&T> {
-        match &self.data {
-            OpData::Inline(data) => Some(data),
-            OpData::Boxed(data) => Some(data),
-            OpData::Taken => None,
-        }
-    }
-
-    /// The data, moved into its `Box` if it is not there yet: what an SQE may point into.
-    pub(super) fn data_for_kernel(&mut self) -> &mut T {
-        if let OpData::Inline(_) = self.data {
-            let OpData::Inline(data) = std::mem::replace(&mut self.data, OpData::Taken) else {
-                unreachable!("matched Inline just above")
-            };
-            self.data = OpData::Boxed(Box::new(data));
-        }
-        self.data_mut()
-    }
-
-    /// The boxed data of an op in the kernel, for the driver to keep until its completion.
-    pub(super) fn take_boxed(&mut self) -> Option<Box<T>> {
-        match std::mem::replace(&mut self.data, OpData::Taken) {
-            OpData::Boxed(data) => Some(data),
-            OpData::Inline(data) => Some(Box::new(data)),
-            OpData::Taken => None,
-        }
+        self.data
+            .as_mut()
+            .expect("an op was polled after it completed")
     }
 
     /// The op's SQE could not be queued: it never reached the kernel.
@@ -257,13 +209,11 @@ impl<T: Operation> OpCore<T> {
     }
 
     /// Marks the op done and takes its data.
-    fn take_done(&mut self) -> T {
+    fn take_done(&mut self) -> Box<T> {
         self.slot = Slot::Done;
-        match std::mem::replace(&mut self.data, OpData::Taken) {
-            OpData::Inline(data) => data,
-            OpData::Boxed(data) => *data,
-            OpData::Taken => panic!("an op was polled after it completed"),
-        }
+        self.data
+            .take()
+            .expect("an op was polled after it completed")
     }
 }
 
@@ -275,18 +225,14 @@ pub(crate) struct Op<T: Operation> {
 
 impl<T: Operation> Op<T> {
     pub(crate) fn new(data: T) -> Self {
-        Self::with_data(OpData::Inline(data))
+        Self::new_boxed(Box::new(data))
     }
 
     pub(crate) fn new_boxed(data: Box<T>) -> Self {
-        Self::with_data(OpData::Boxed(data))
-    }
-
-    fn with_data(data: OpData<T>) -> Self {
         Op {
             driver: None,
             core: OpCore {
-                data,
+                data: Some(data),
                 slot: Slot::Idle,
             },
         }
