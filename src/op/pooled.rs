@@ -148,8 +148,9 @@ impl Future for RecvPooled<'_> {
                 }
                 // The stream's receive is armed already (or delivered): its queue answers, and
                 // neither the driver nor the pool is needed. This is every call but a stream's
-                // first on uring with a buffer ring; elsewhere the queue is never armed.
-                if let Some(next) = fd.recv_queue().poll_next(cx) {
+                // first on uring with a buffer ring. Elsewhere there is no queue, and none is
+                // made here (it would cost every epoll connection its memory).
+                if let Some(next) = fd.recv_queue_if_any().and_then(|mut q| q.poll_next(cx)) {
                     return next;
                 }
                 let driver = current_driver().ok_or_else(outside_loop)?;
