@@ -34,7 +34,9 @@ use ringloop::net::{TcpListener, TcpStream};
 
 #[path = "support/measure.rs"]
 mod measure;
-use measure::{cpu_seconds, flag, pin_to_cpu, warm_page_cache, xorshift};
+use measure::{
+    cpu_seconds, flag, pin_to_cpu, report_randread, text_flag, warm_page_cache, xorshift,
+};
 
 fn new_loop() -> Result<ringloop::EventLoop, String> {
     ringloop::EventLoop::new().map_err(|e| format!("cannot build an event loop: {e}"))
@@ -245,12 +247,6 @@ fn bench_file(
     Ok((path, size, Some(dir)))
 }
 
-/// The text after `name` in `args`.
-fn text_flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1).map(String::as_str)
-}
-
 /// A buffer for one reader: from the registered set (`--fixed`), aligned (`--direct`), or a Vec.
 enum ReadBuf {
     Fixed(ringloop::fs::FixedBuf),
@@ -359,14 +355,16 @@ fn randread(args: &[String]) -> Result<(), String> {
         (false, true) => "page cache, fixed buffers",
         (false, false) => "page cache",
     };
-    println!(
-        "randread on {backend} ({mode}): {done} reads of {bs} B, qd {qd}, {} MiB file: \
-         {:.0} reads/s = {:.0} MiB/s ({used_fixed} fixed-buffer ops)",
-        size >> 20,
-        done as f64 / elapsed,
-        done as f64 * bs as f64 / (1 << 20) as f64 / elapsed
+    report_randread(
+        &backend.to_string(),
+        mode,
+        done,
+        bs as u64,
+        qd,
+        size,
+        elapsed,
+        &format!(" ({used_fixed} fixed-buffer ops)"),
     );
-    println!("IOPS={:.0}", done as f64 / elapsed);
     Ok(())
 }
 

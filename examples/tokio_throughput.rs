@@ -22,7 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "support/measure.rs"]
 mod measure;
-use measure::{cpu_seconds, flag, pin_to_cpu, warm_page_cache, xorshift};
+use measure::{
+    cpu_seconds, flag, pin_to_cpu, report_randread, text_flag, warm_page_cache, xorshift,
+};
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -126,11 +128,10 @@ fn run(args: &[String]) -> Result<(), String> {
 
 /// The file `randread` reads: `--file PATH` (its size from the filesystem).
 fn bench_file(args: &[String]) -> Result<(std::path::PathBuf, u64), String> {
-    let i = args
-        .iter()
-        .position(|a| a == "--file")
-        .ok_or("randread needs --file PATH (benches/scripts/fio_compare.sh makes one)")?;
-    let path = std::path::PathBuf::from(args.get(i + 1).ok_or("--file needs a path")?);
+    let path = std::path::PathBuf::from(
+        text_flag(args, "--file")
+            .ok_or("randread needs --file PATH (benches/scripts/fio_compare.sh makes one)")?,
+    );
     let size = std::fs::metadata(&path)
         .map_err(|e| format!("--file {path:?}: {e}"))?
         .len();
@@ -222,14 +223,7 @@ fn randread(args: &[String]) -> Result<(), String> {
     } else {
         "page cache, tokio::fs"
     };
-    println!(
-        "randread on tokio ({mode}): {done} reads of {bs} B, qd {qd}, {} MiB file: \
-         {:.0} reads/s = {:.0} MiB/s",
-        size >> 20,
-        done as f64 / elapsed,
-        done as f64 * bs as f64 / (1 << 20) as f64 / elapsed
-    );
-    println!("IOPS={:.0}", done as f64 / elapsed);
+    report_randread("tokio", mode, done, bs as u64, qd, size, elapsed, "");
     Ok(())
 }
 
@@ -238,12 +232,8 @@ fn randread(args: &[String]) -> Result<(), String> {
 fn meta(args: &[String]) -> Result<(), String> {
     let files = flag(args, "--files", 10_000)?;
     let tasks = flag(args, "--tasks", 16)?.max(1);
-    let base = args
-        .iter()
-        .position(|a| a == "--dir")
-        .and_then(|i| args.get(i + 1))
-        .map_or(".", String::as_str);
-    let dir = tempfile::tempdir_in(base).map_err(|e| format!("a temporary directory: {e}"))?;
+    let dir = tempfile::tempdir_in(text_flag(args, "--dir").unwrap_or("."))
+        .map_err(|e| format!("a temporary directory: {e}"))?;
     let root = dir.path().to_owned();
     let rt = runtime().map_err(|e| e.to_string())?;
     let secs = rt

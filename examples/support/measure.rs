@@ -13,6 +13,35 @@ pub fn flag(args: &[String], name: &str, default: u64) -> Result<u64, String> {
     }
 }
 
+/// The text after `name` in `args`, if `name` is there.
+pub fn text_flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).map(String::as_str)
+}
+
+/// Prints the result of a random-read run (`throughput randread`, `tokio_throughput randread`):
+/// the summary line, `extra` at its end, then the `IOPS=` line the scripts read.
+#[allow(clippy::too_many_arguments)]
+pub fn report_randread(
+    runtime: &str,
+    mode: &str,
+    done: u64,
+    bs: u64,
+    qd: u64,
+    file_size: u64,
+    elapsed: f64,
+    extra: &str,
+) {
+    println!(
+        "randread on {runtime} ({mode}): {done} reads of {bs} B, qd {qd}, {} MiB file: \
+         {:.0} reads/s = {:.0} MiB/s{extra}",
+        file_size >> 20,
+        done as f64 / elapsed,
+        done as f64 * bs as f64 / (1 << 20) as f64 / elapsed
+    );
+    println!("IOPS={:.0}", done as f64 / elapsed);
+}
+
 /// Pins the calling thread to `cpu`, so runs do not differ by where the scheduler puts the
 /// threads; says so on stderr if it cannot.
 pub fn pin_to_cpu(cpu: usize) {
