@@ -342,11 +342,12 @@ impl Pool {
         bid_entry[bid as usize].set(idx);
         in_ring[bid as usize].set(true);
         let entry = entries.ptr.as_ptr().cast::<RingEntry>();
-        // SAFETY: `idx < count`, and the region holds `count` entries laid out as `RingEntry`
-        // (asserted equal to `BufRingEntry` above). The kernel reads only entries between its
-        // head and the published tail; this one lies past the tail. Fields are written through
-        // raw pointers, never a reference to the whole entry: the first entry's last field is
-        // the tail, which the kernel reads concurrently and only `publish_tail` writes.
+        // Fields are written through raw pointers, never a reference to the whole entry: the
+        // first entry's last field is the tail, which the kernel reads concurrently and only
+        // `publish_tail` writes.
+        // SAFETY: `idx < count` and the region holds `count` `RingEntry`s (asserted equal to
+        // `BufRingEntry` above); the kernel reads only entries up to the published tail, and
+        // this one lies past it.
         unsafe {
             let entry = entry.add(idx as usize);
             std::ptr::addr_of_mut!((*entry).addr).write(self.buffer_ptr(bid) as u64);
