@@ -35,7 +35,8 @@ use ringloop::net::{TcpListener, TcpStream};
 #[path = "support/measure.rs"]
 mod measure;
 use measure::{
-    cpu_seconds, flag, pin_to_cpu, report_randread, text_flag, warm_page_cache, xorshift,
+    cpu_seconds, flag, pin_to_cpu, report_meta, report_randread, text_flag, warm_page_cache,
+    xorshift,
 };
 
 fn new_loop() -> Result<ringloop::EventLoop, String> {
@@ -412,12 +413,7 @@ fn meta(args: &[String]) -> Result<(), String> {
             std::io::Result::Ok(start.elapsed().as_secs_f64())
         })
         .map_err(|e| e.to_string())?;
-    println!(
-        "meta on {backend}: {files} files (create, stat, rename, unlink), {tasks} tasks: \
-         {:.0} files/s",
-        files as f64 / secs
-    );
-    println!("FILES_PER_SEC={:.0}", files as f64 / secs);
+    report_meta(&backend.to_string(), files, tasks, secs);
     Ok(())
 }
 

@@ -42,6 +42,17 @@ pub fn report_randread(
     println!("IOPS={:.0}", done as f64 / elapsed);
 }
 
+/// Prints the result of a metadata run (`throughput meta`, `tokio_throughput meta`), then the
+/// `FILES_PER_SEC=` line the scripts read.
+pub fn report_meta(runtime: &str, files: u64, tasks: u64, secs: f64) {
+    println!(
+        "meta on {runtime}: {files} files (create, stat, rename, unlink), {tasks} tasks: \
+         {:.0} files/s",
+        files as f64 / secs
+    );
+    println!("FILES_PER_SEC={:.0}", files as f64 / secs);
+}
+
 /// Pins the calling thread to `cpu`, so runs do not differ by where the scheduler puts the
 /// threads; says so on stderr if it cannot.
 pub fn pin_to_cpu(cpu: usize) {
