@@ -8,7 +8,7 @@
 //!   near loop and awaits it: four hand-offs between threads per iteration.
 //!
 //! ```text
-//! cargo bench --bench cross_loop
+//! cargo bench -p ringloop-benches --bench cross_loop
 //! ```
 
 mod support;

@@ -7,7 +7,7 @@
 //! measuring, so every read is served from the page cache.
 //!
 //! ```text
-//! cargo bench --bench files
+//! cargo bench -p ringloop-benches --bench files
 //! ```
 
 mod support;
@@ -231,7 +231,9 @@ fn sequential_reads(c: &mut Criterion, path: &Path) {
 
 fn files(c: &mut Criterion) {
     // Under target/, not /tmp: /tmp may be a small tmpfs.
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target");
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).expect("a temporary directory under target/");
     let path = make_file(dir.path());

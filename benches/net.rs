@@ -5,8 +5,8 @@
 //! figure is what two programs on that runtime get from each other over loopback.
 //!
 //! ```text
-//! cargo bench --bench net
-//! cargo bench --bench net -- echo_64B      # one group
+//! cargo bench -p ringloop-benches --bench net
+//! cargo bench -p ringloop-benches --bench net -- echo_64B      # one group
 //! ```
 
 mod support;

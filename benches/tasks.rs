@@ -14,7 +14,7 @@
 //! runtimes' scheduling and wake paths, not their channels.
 //!
 //! ```text
-//! cargo bench --bench tasks
+//! cargo bench -p ringloop-benches --bench tasks
 //! ```
 
 mod support;

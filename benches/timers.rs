@@ -5,7 +5,7 @@
 //! - `timers_fire_100k`: 100,000 tasks each sleep 1 ms; the iteration ends when all have woken.
 //!
 //! ```text
-//! cargo bench --bench timers
+//! cargo bench -p ringloop-benches --bench timers
 //! ```
 
 mod support;

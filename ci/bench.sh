@@ -3,7 +3,7 @@
 # no timing), so a bench that panics or cannot get its backend fails CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== cargo bench --no-run"
-cargo bench --no-run
-echo "== cargo bench -- --test (each bench once, no timing)"
-cargo bench -- --test
+echo "== cargo bench -p ringloop-benches --no-run"
+cargo bench -p ringloop-benches --no-run
+echo "== cargo bench -p ringloop-benches -- --test (each bench once, no timing)"
+cargo bench -p ringloop-benches -- --test

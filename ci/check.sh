@@ -34,3 +34,6 @@ if cargo tree -e normal -i tracing 2>/dev/null | grep -q '^tracing'; then
 fi
 cargo tree -e normal --features tracing -i tracing | grep -q '^tracing' \
     || { echo "the tracing feature does not bring tracing in (is the check above still right?)"; exit 1; }
+
+echo "== the first build stays small"
+bash ci/first_build.sh

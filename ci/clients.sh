@@ -14,7 +14,7 @@ need wrk wrk
 need h2load nghttp2-client
 need openssl openssl
 
-cargo build --examples --all-features
+cargo build --workspace --examples --all-features
 cargo build -p ringloop-grpc --bins
 bin=target/debug/examples
 # grpcio: a gRPC client from PyPI, with grpcio-tools to compile the proto for it.

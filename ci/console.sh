@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tokio-console lists the named tasks of examples/console.rs: builds the example (feature
+# tokio-console lists the named tasks of ecosystem/examples/console.rs: builds the example (feature
 # `tracing`; console-subscriber wants `--cfg console_without_tokio_unstable` when tokio itself is
 # not built with `tokio_unstable`, so it gets a target dir of its own), installs a real
 # tokio-console, runs both, tokio-console inside tmux, and reads its screen with
@@ -15,9 +15,9 @@ if ! "$TOOLS/bin/tokio-console" --version 2>/dev/null | grep -q "$CONSOLE_VERSIO
     echo "== cargo install tokio-console $CONSOLE_VERSION"
     cargo install --quiet --locked tokio-console --version "$CONSOLE_VERSION" --root "$TOOLS"
 fi
-echo "== build examples/console.rs (feature tracing)"
+echo "== build ecosystem/examples/console.rs (feature tracing)"
 RUSTFLAGS="--cfg console_without_tokio_unstable" CARGO_TARGET_DIR=target/console \
-    cargo build --quiet --example console --features tracing
+    cargo build --quiet -p ringloop-ecosystem --example console --features tracing
 
 port=$((20000 + RANDOM % 20000))
 session=ringloop-console-$$

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --examples
+cargo build -p ringloop -p ringloop-benches --examples
 bin=target/debug/examples
 expected=$'starting coroutine\nentering event loop\nin coroutine\nclosing event loop'
 

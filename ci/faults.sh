@@ -22,12 +22,12 @@ trap 'rm -rf "$tmp" "$log"; kill $(jobs -p) 2>/dev/null || true' EXIT
 specs=(1:0.05 2:0.1 3:0.2)
 tests=(differential storms compat pooled signals toolbox axum send_file zero_copy async_fd fs_ops direct_io)
 
-cargo build --all-features --tests --examples -q
+cargo build --workspace --all-features --tests --examples -q
 start=$(date +%s)
 for spec in "${specs[@]}"; do
     for t in "${tests[@]}"; do
         echo "== RINGLOOP_FAULTS=$spec cargo test --test $t"
-        if ! RINGLOOP_FAULTS=$spec timeout 900 cargo test -q --all-features --test "$t" -- --nocapture \
+        if ! RINGLOOP_FAULTS=$spec timeout 900 cargo test -q --workspace --all-features --test "$t" -- --nocapture \
             >"$tmp/out" 2>&1; then
             tail -60 "$tmp/out"
             echo "FAIL: $t under RINGLOOP_FAULTS=$spec (exit status above; 124 is a hang)"

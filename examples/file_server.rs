@@ -242,7 +242,17 @@ async fn serve(
             }
         }
     };
-    futures::future::select(Box::pin(accept_loop), Box::pin(stop.triggered())).await;
+    // Whichever ends first: the accept loop (never, in practice) or the stop signal.
+    let mut accept_loop = std::pin::pin!(accept_loop);
+    let mut stopped = std::pin::pin!(stop.triggered());
+    std::future::poll_fn(|cx| {
+        if accept_loop.as_mut().poll(cx).is_ready() || stopped.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ conns=${CONNS:-64}
 size=${SIZE:-64}
 inflight=${INFLIGHT:-4}
 rate=${RATE:-100000}
-cargo build --release --example echo --example tokio_echo --example loadgen >/dev/null 2>&1
+cargo build --release -p ringloop -p ringloop-benches --example echo --example tokio_echo --example loadgen >/dev/null 2>&1
 bin=target/release/examples
 servers=${SERVERS:-uring epoll tokio}
 if [[ " $servers " == *" traced "* ]]; then

@@ -20,7 +20,7 @@ mkdir -p "$outdir"
 peers=$outdir/peers
 [ -d "$peers" ] || cp -r "$peers_src" "$peers"
 (cd "$peers" && cargo build -q --release)
-cargo build -q --release --example echo --example tokio_echo
+cargo build -q --release -p ringloop -p ringloop-benches --example echo --example tokio_echo
 echo_bin=$root/target/release/examples/echo
 tokio_bin=$root/target/release/examples/tokio_echo
 

@@ -21,7 +21,7 @@ FILE_MIB=${FILE_MIB:-1024}
 DIR=${DIR:-target/fio}
 
 command -v fio >/dev/null || { apt-get update -qq && apt-get install -y -qq fio >/dev/null; }
-cargo build --release --example throughput --example tokio_throughput 2>&1 | tail -1
+cargo build --release -p ringloop -p ringloop-benches --example throughput --example tokio_throughput 2>&1 | tail -1
 mkdir -p "$DIR"
 FILE=$(realpath "$DIR")/randread.data
 if [ ! -f "$FILE" ] || [ "$(stat -c %s "$FILE")" -ne $((FILE_MIB << 20)) ]; then

@@ -15,7 +15,7 @@ secs=${2:-5}
 for tool in h2load:nghttp2-client wrk:wrk; do
     command -v "${tool%%:*}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${tool#*:}" >/dev/null; }
 done
-cargo build --release --features hyper --example hyper_server --example tokio_hyper_server 2>/dev/null
+cargo build --release -p ringloop-ecosystem --example hyper_server --example tokio_hyper_server 2>/dev/null
 bin=target/release/examples
 port=18080
 out=$(mktemp -d)

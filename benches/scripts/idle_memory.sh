@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-1}
 conns=${CONNS:-10000}
-cargo build --release --example echo --example tokio_echo --example loadgen >/dev/null 2>&1
+cargo build --release -p ringloop -p ringloop-benches --example echo --example tokio_echo --example loadgen >/dev/null 2>&1
 bin=target/release/examples
 port=7311
 for r in $(seq 1 "$rounds"); do

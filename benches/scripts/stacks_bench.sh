@@ -27,9 +27,9 @@ for tool in h2load:nghttp2-client wrk:wrk; do
     command -v "${tool%%:*}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${tool#*:}" >/dev/null; }
 done
 out=$(mktemp -d)
-cargo build --release --features axum,tokio-compat --example axum_app 2>/dev/null
+cargo build --release -p ringloop-ecosystem --features tokio-compat --example axum_app 2>/dev/null
 cp target/release/examples/axum_app "$out/axum_app_compat"
-cargo build --release --features axum --example axum_app --example axum_pool --example tokio_axum_app 2>/dev/null
+cargo build --release -p ringloop-ecosystem --example axum_app --example axum_pool --example tokio_axum_app 2>/dev/null
 cargo build --release -p ringloop-grpc --bins 2>/dev/null
 ex=target/release/examples
 bin=target/release

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use ringloop_grpc::{EchoService, router};
 
-#[path = "../../../support/axum_main.rs"]
+#[path = "../../../../ecosystem/examples/support/axum_main.rs"]
 mod axum_main;
 
 fn main() -> ExitCode {

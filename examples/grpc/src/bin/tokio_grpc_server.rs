@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ringloop_grpc::{EchoService, router};
 
-#[path = "../../../support/tokio_axum_main.rs"]
+#[path = "../../../../ecosystem/examples/support/tokio_axum_main.rs"]
 mod tokio_axum_main;
 
 fn sleeper(d: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {

@@ -2,7 +2,7 @@
 //! figures in BENCHMARKS.md compare ringloop with.
 //!
 //! ```text
-//! cargo run --release --example tokio_axum_app --features axum -- [ADDR] [--threads N]
+//! cargo run --release -p ringloop-ecosystem --example tokio_axum_app -- [ADDR] [--threads N]
 //! ```
 //!
 //! Without `--threads`, tokio's current_thread runtime (one thread, as one ringloop loop); with

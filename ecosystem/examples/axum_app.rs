@@ -1,7 +1,7 @@
 //! An axum app on ringloop: HTTP/1.1 and h2c on one port, graceful shutdown on SIGINT/SIGTERM.
 //!
 //! ```text
-//! cargo run --release --example axum_app --features axum [-- ADDR]      (default 127.0.0.1:3000)
+//! cargo run --release -p ringloop-ecosystem --example axum_app [-- ADDR]      (default 127.0.0.1:3000)
 //! curl http://127.0.0.1:3000/
 //! curl http://127.0.0.1:3000/users/7
 //! curl --http2-prior-knowledge 'http://127.0.0.1:3000/search?q=ring&limit=3'

@@ -1,7 +1,7 @@
 //! hyper 1.x on ringloop: HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port.
 //!
 //! ```text
-//! cargo run --release --example hyper_server --features hyper [-- ADDR]
+//! cargo run --release -p ringloop-ecosystem --example hyper_server [-- ADDR]
 //! curl http://127.0.0.1:8080/
 //! curl --http2-prior-knowledge http://127.0.0.1:8080/bytes/100
 //! curl --data-binary @file http://127.0.0.1:8080/echo

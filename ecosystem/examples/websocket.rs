@@ -2,8 +2,8 @@
 //! makes it a client that sends messages and checks the echoes.
 //!
 //! ```text
-//! cargo run --example websocket --features futures-io [-- ADDR]        # server, default 127.0.0.1:9001
-//! cargo run --example websocket --features futures-io -- --client ws://127.0.0.1:9001/
+//! cargo run -p ringloop-ecosystem --example websocket [-- ADDR]        # server, default 127.0.0.1:9001
+//! cargo run -p ringloop-ecosystem --example websocket -- --client ws://127.0.0.1:9001/
 //! ```
 
 use std::process::ExitCode;

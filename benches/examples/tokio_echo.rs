@@ -2,7 +2,7 @@
 //! reference the benchmarks compare ringloop against. Serves until killed.
 //!
 //! ```text
-//! cargo run --release --example tokio_echo -- 7001
+//! cargo run --release -p ringloop-benches --example tokio_echo -- 7001
 //! ```
 //!
 //! It reads into the spare capacity of a 16 KiB buffer and writes back what it read, with
@@ -14,7 +14,7 @@
 //! not take at once are copied into a buffer of the connection's own, for `write_all`).
 //!
 //! ```text
-//! cargo run --release --example tokio_echo -- --shared-buf 7001
+//! cargo run --release -p ringloop-benches --example tokio_echo -- --shared-buf 7001
 //! ```
 
 use std::cell::RefCell;

@@ -2,9 +2,9 @@
 //! the throughput figures compare ringloop against.
 //!
 //! ```text
-//! cargo run --release --example tokio_throughput -- [--mib 1024] [--chunk-kib 64] [--conns 1] [--pin]
-//! cargo run --release --example tokio_throughput -- randread --file PATH [--qd 32] [--bs 4096] [--direct] [--secs 10]
-//! cargo run --release --example tokio_throughput -- meta [--files 10000] [--tasks 16] [--dir .]
+//! cargo run --release -p ringloop-benches --example tokio_throughput -- [--mib 1024] [--chunk-kib 64] [--conns 1] [--pin]
+//! cargo run --release -p ringloop-benches --example tokio_throughput -- randread --file PATH [--qd 32] [--bs 4096] [--direct] [--secs 10]
+//! cargo run --release -p ringloop-benches --example tokio_throughput -- meta [--files 10000] [--tasks 16] [--dir .]
 //! ```
 //!
 //! `randread` and `meta` are the cases of the same names in `examples/throughput.rs`, on tokio.
@@ -20,7 +20,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[path = "support/measure.rs"]
+#[path = "../../examples/support/measure.rs"]
 mod measure;
 use measure::{
     cpu_seconds, flag, pin_to_cpu, report_meta, report_randread, text_flag, warm_page_cache,

@@ -3,7 +3,7 @@
 //! tokio's current_thread runtime, in interleaved rounds so the three share the machine's mood.
 //!
 //! ```text
-//! cargo run --release --example wake -- [thread|blocking|both] [--rounds R] [--trips N]
+//! cargo run --release -p ringloop-benches --example wake -- [thread|blocking|both] [--rounds R] [--trips N]
 //! ```
 //!
 //! - `thread`: a plain thread raises a flag and wakes the task waiting on it, then waits (on a
@@ -18,9 +18,9 @@
 //! (all threads of the process). The summary gives the median over rounds of each round's ratio
 //! (uring over epoll, uring over tokio, in trips per second: above 1 is uring faster).
 
-#[path = "support/flag.rs"]
+#[path = "../../examples/support/flag.rs"]
 mod flag;
-#[path = "support/measure.rs"]
+#[path = "../../examples/support/measure.rs"]
 #[allow(dead_code)] // the wake example uses the CPU clock and pinning only
 mod measure;
 

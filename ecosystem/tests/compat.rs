@@ -2,6 +2,7 @@
 //! tokio-io (tokio-util's codecs) and hyper (HTTP/1 and HTTP/2, server and client), on both
 //! backends.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::cell::Cell;

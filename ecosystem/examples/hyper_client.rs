@@ -2,8 +2,8 @@
 //! (cleartext, prior knowledge).
 //!
 //! ```text
-//! cargo run --example hyper_client --features hyper -- http://127.0.0.1:8080/
-//! cargo run --example hyper_client --features hyper -- --http2 http://127.0.0.1:8080/bytes/1000
+//! cargo run -p ringloop-ecosystem --example hyper_client -- http://127.0.0.1:8080/
+//! cargo run -p ringloop-ecosystem --example hyper_client -- --http2 http://127.0.0.1:8080/bytes/1000
 //! ```
 //!
 //! Prints the status line, the headers and the body's length (`--body` prints the body too).

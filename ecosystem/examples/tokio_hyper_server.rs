@@ -2,7 +2,7 @@
 //! `TokioIo`), the reference the hyper figures in BENCHMARKS.md compare ringloop with.
 //!
 //! ```text
-//! cargo run --release --example tokio_hyper_server --features hyper [-- ADDR]
+//! cargo run --release -p ringloop-ecosystem --example tokio_hyper_server [-- ADDR]
 //! ```
 
 use std::process::ExitCode;

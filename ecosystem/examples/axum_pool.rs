@@ -3,7 +3,7 @@
 //! SIGTERM.
 //!
 //! ```text
-//! cargo run --release --example axum_pool --features axum -- [ADDR] [--threads N]
+//! cargo run --release -p ringloop-ecosystem --example axum_pool -- [ADDR] [--threads N]
 //! ```
 //!
 //! ADDR defaults to 127.0.0.1:3000, N to the number of CPUs. Routes: as `axum_app`.
@@ -14,7 +14,7 @@ use std::time::Duration;
 use ringloop::LoopPool;
 use ringloop::net::TcpListener;
 
-#[path = "support/pool_main.rs"]
+#[path = "../../examples/support/pool_main.rs"]
 mod pool_main;
 #[path = "support/axum_routes.rs"]
 mod routes;

@@ -3,6 +3,7 @@
 //! entered once per poll; waker events (target `tokio::task::waker`) naming the span, with wakes,
 //! clones and drops. A capturing subscriber stands in for console-subscriber.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;

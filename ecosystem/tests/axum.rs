@@ -3,6 +3,7 @@
 //! connections are refused, idle keep-alive connections close), and a broken connection that
 //! leaves the server serving.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::cell::Cell;

@@ -2,6 +2,7 @@
 //! `spawn_blocking` called from ringloop tasks; reqwest (GET and a streamed POST) against an axum
 //! app served by ringloop on the same loop; tower-http's `TimeoutLayer` in that app.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

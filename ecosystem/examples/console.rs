@@ -2,7 +2,7 @@
 //! `tracing` data served by `console-subscriber`.
 //!
 //! ```text
-//! RUSTFLAGS="--cfg console_without_tokio_unstable" cargo run --example console --features tracing
+//! RUSTFLAGS="--cfg console_without_tokio_unstable" cargo run -p ringloop-ecosystem --example console --features tracing
 //! cargo install --locked tokio-console && tokio-console          # in another terminal
 //! ```
 //!

@@ -2,8 +2,8 @@
 //! a self-signed certificate for `localhost` made at start with rcgen.
 //!
 //! ```text
-//! cargo run --example tls_echo --features futures-io                 # server and client, checked
-//! cargo run --example tls_echo --features futures-io -- --server [ADDR]
+//! cargo run -p ringloop-ecosystem --example tls_echo                 # server and client, checked
+//! cargo run -p ringloop-ecosystem --example tls_echo -- --server [ADDR]
 //! openssl s_client -connect 127.0.0.1:PORT -quiet                     # then type lines
 //! ```
 //!
