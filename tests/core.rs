@@ -101,6 +101,39 @@ both_backends! {
         assert!(dropped.get(), "the aborted task's future was dropped");
     }
 
+    fn an_abort_on_drop_handle_aborts_its_task_when_dropped_and_detach_keeps_it(lp: &mut EventLoop) {
+        let dropped = Rc::new(Cell::new(false));
+        let d = dropped.clone();
+        let detached_ran = Rc::new(Cell::new(false));
+        let ran = detached_ran.clone();
+        lp.run_until_complete(async move {
+            // Awaited, it gives the output as the plain handle does.
+            assert_eq!(spawn(async { 5 }).abort_on_drop().await.unwrap(), 5);
+            let guard = spawn(async move {
+                let _guard = DropFlag(d);
+                sleep(Duration::from_secs(3600)).await;
+            })
+            .abort_on_drop();
+            yield_now().await;
+            assert!(!guard.is_finished());
+            drop(guard);
+            // The abort takes effect at the loop's next turn.
+            yield_now().await;
+            yield_now().await;
+            // Detached, the task runs on after the handle is gone.
+            let handle = spawn(async move {
+                yield_now().await;
+                ran.set(true);
+            })
+            .abort_on_drop()
+            .detach();
+            drop(handle);
+            sleep(Duration::from_millis(5)).await;
+        });
+        assert!(dropped.get(), "the task of a dropped AbortOnDrop was aborted and its future dropped");
+        assert!(detached_ran.get(), "a detached handle's task ran to its end");
+    }
+
     fn a_panicking_task_gives_join_error_and_the_loop_goes_on(lp: &mut EventLoop) {
         lp.run_until_complete(async {
             let bystander = spawn(async {

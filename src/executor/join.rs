@@ -63,6 +63,91 @@ impl<T> JoinHandle<T> {
     pub(crate) fn poll_finished(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.task.poll_finished(cx)
     }
+
+    /// Turns the handle into one that aborts the task when dropped, so a task whose result nobody
+    /// wants any more (a request given up on, a `select` that took the other branch) does not
+    /// keep running. Awaiting it gives the output as the plain handle does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// ringloop::run(async {
+    ///     let guard = ringloop::spawn(async {
+    ///         ringloop::time::sleep(Duration::from_secs(3600)).await;
+    ///     })
+    ///     .abort_on_drop();
+    ///     drop(guard); // the task is aborted, not left sleeping for an hour
+    /// });
+    /// ```
+    pub fn abort_on_drop(self) -> AbortOnDrop<T> {
+        AbortOnDrop { handle: Some(self) }
+    }
+}
+
+/// A [`JoinHandle`] that aborts its task when dropped; made by [`JoinHandle::abort_on_drop`].
+///
+/// Awaiting it gives the task's output (or a [`JoinError`]) like the handle it wraps.
+pub struct AbortOnDrop<T> {
+    /// `None` only after `detach` took it out.
+    handle: Option<JoinHandle<T>>,
+}
+
+impl<T> AbortOnDrop<T> {
+    /// Aborts the task now (see [`JoinHandle::abort`]).
+    pub fn abort(&self) {
+        self.handle().abort();
+    }
+
+    /// Whether the task has finished (see [`JoinHandle::is_finished`]).
+    pub fn is_finished(&self) -> bool {
+        self.handle().is_finished()
+    }
+
+    /// Gives back the plain handle: the task is no longer aborted when it is dropped.
+    pub fn detach(mut self) -> JoinHandle<T> {
+        self.handle
+            .take()
+            .expect("AbortOnDrop holds its handle until detach")
+    }
+
+    fn handle(&self) -> &JoinHandle<T> {
+        self.handle
+            .as_ref()
+            .expect("AbortOnDrop holds its handle until detach")
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, JoinError>;
+
+    /// # Panics
+    ///
+    /// Panics if polled again after it returned the output.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let handle = self
+            .handle
+            .as_mut()
+            .expect("AbortOnDrop holds its handle until detach");
+        Pin::new(handle).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
+    }
+}
+
+impl<T> fmt::Debug for AbortOnDrop<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortOnDrop")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
 }
 
 impl<T> Future for JoinHandle<T> {

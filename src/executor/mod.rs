@@ -17,7 +17,7 @@ pub(crate) use crate::blocking::drop_contained;
 pub use blocking::spawn_blocking;
 pub use group::TaskGroup;
 pub use info::TaskInfo;
-pub use join::{JoinError, JoinHandle};
+pub use join::{AbortOnDrop, JoinError, JoinHandle};
 pub use spawn::{spawn, spawn_named};
 pub use wait::{ReturnWhen, gather, wait, yield_now};
 
