@@ -239,6 +239,21 @@ impl fmt::Debug for TcpListener {
 ///
 /// Reads and writes take an owned buffer and give it back: `let (res, buf) = s.read(buf).await;`.
 ///
+/// # Reading and writing from two tasks
+///
+/// Every method takes `&self`, so there is no `into_split`: share the stream with an `Rc` and let
+/// one task `read` (or `recv_pooled`) while another `write_all`s. One read and one write may be
+/// in flight at the same time on either backend, as with tokio's split halves.
+///
+/// # A stream belongs to its loop
+///
+/// A `TcpStream` is `!Send`: its fd is registered with the loop that made it (its ring or its
+/// epoll set), and the compiler's complaint when it is moved to a thread names that private
+/// state. To hand a connection to another thread or another loop of a
+/// [`LoopPool`](crate::LoopPool), turn it into a std stream with
+/// [`into_std`](TcpStream::into_std), send that, and [`from_std`](TcpStream::from_std) it inside
+/// the other loop. The same holds for every socket, file and [`AsyncFd`](crate::io::AsyncFd).
+///
 /// # Examples
 ///
 /// ```no_run

@@ -138,7 +138,8 @@ impl fmt::Debug for UnixListener {
 }
 
 /// A Unix-domain stream connection, with the same owned-buffer I/O as
-/// [`TcpStream`](super::TcpStream).
+/// [`TcpStream`](super::TcpStream): one task may read while another writes (share it with an
+/// `Rc`), and it belongs to its loop (move it with `into_std` / `from_std`).
 pub struct UnixStream {
     io: Stream,
 }
