@@ -133,6 +133,64 @@ both_backends! {
         });
     }
 
+    fn one_task_reads_while_another_writes_the_same_stream(lp: &mut EventLoop) {
+        // 8 MiB through an echo peer: far more than the socket buffers hold, so unless the read
+        // and the write are in flight at the same time, both ends stall with full windows.
+        const TOTAL: usize = 8 << 20;
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            spawn(async move {
+                let (peer, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::with_capacity(64 << 10);
+                loop {
+                    let (res, b) = peer.read(buf).await;
+                    match res {
+                        Ok(n) if n > 0 => {}
+                        _ => return,
+                    }
+                    let (res, b) = peer.write_all(b).await;
+                    if res.is_err() {
+                        return;
+                    }
+                    buf = b;
+                }
+            });
+            let stream = std::rc::Rc::new(TcpStream::connect(addr).await.unwrap());
+            let writer = {
+                let stream = stream.clone();
+                spawn(async move {
+                    let mut sent = 0;
+                    while sent < TOTAL {
+                        let chunk = pattern(sent, (TOTAL - sent).min(64 << 10));
+                        let len = chunk.len();
+                        let (res, _) = stream.write_all(chunk).await;
+                        res.unwrap();
+                        sent += len;
+                    }
+                })
+            };
+            let reader = spawn(async move {
+                let mut got = 0;
+                let mut buf = Vec::with_capacity(64 << 10);
+                while got < TOTAL {
+                    let (res, b) = stream.read(buf).await;
+                    let n = res.unwrap();
+                    assert!(n > 0, "eof after {got} bytes");
+                    assert_eq!(&b[..], &pattern(got, n)[..], "bytes at {got} differ");
+                    got += n;
+                    buf = b;
+                }
+            });
+            timeout(Duration::from_secs(60), async {
+                writer.await.unwrap();
+                reader.await.unwrap();
+            })
+            .await
+            .expect("the reader and the writer stalled each other");
+        });
+    }
+
     fn connect_refused_is_an_error(lp: &mut EventLoop) {
         let addr = free_port_addr(); // bound and closed again: nothing listens there
         lp.run_until_complete(async move {
