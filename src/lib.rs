@@ -55,24 +55,24 @@
 //! for the next `accept`); bytes a cancelled stream read
 //! received are returned by the next read on that stream. Closing (or dropping) a loop cancels
 //! every task and op and waits for the kernel before freeing any buffer.
-//!
-//! # Layers (for contributors)
-//!
-//! Imports between the crate's top-level modules go one way, bottom to top; `python3
-//! ci/module_graph.py --check` (run by CI) fails on a circle. Each layer keeps what it needs of
-//! the running loop in a thread-local of its own, which the loop's context sets when it enters:
-//!
-//! 1. `sync`, `backend`, `coop`, `faults`, `tokio_rt`: loom switch, backend choice and probe,
-//!    cooperative budget and the yield list, fault injection, tokio-compat's runtime context.
-//! 2. `blocking`, `stats`, `time`: the blocking pool, the counters, the timer store
-//!    (`time::current`).
-//! 3. `buf`: owned buffers, the receive pool, `AlignedBuf`.
-//! 4. `driver`: uring and epoll drivers, ops' lifecycle, fds, cross-thread wakes
-//!    (`driver::current`).
-//! 5. `executor`, `op`: tasks, wakers, the loop's context and `spawn`; the op families.
-//! 6. `fs`, `io`, `handle`: files and fixed buffers, `AsyncFd`, `LoopHandle`.
-//! 7. `event_loop`, `net`, `signal`: the loop and its builder, sockets, signals.
-//! 8. `compat`, `pool`, `process`: ecosystem adapters, the pool of loops, subprocesses.
+
+// Layers (for contributors; not part of the public docs).
+//
+// Imports between the crate's top-level modules go one way, bottom to top; `python3
+// ci/module_graph.py --check` (run by CI) fails on a circle. Each layer keeps what it needs of
+// the running loop in a thread-local of its own, which the loop's context sets when it enters:
+//
+// 1. `sync`, `backend`, `coop`, `faults`, `tokio_rt`: loom switch, backend choice and probe,
+//    cooperative budget and the yield list, fault injection, tokio-compat's runtime context.
+// 2. `blocking`, `stats`, `time`: the blocking pool, the counters, the timer store
+//    (`time::current`).
+// 3. `buf`: owned buffers, the receive pool, `AlignedBuf`.
+// 4. `driver`: uring and epoll drivers, ops' lifecycle, fds, cross-thread wakes
+//    (`driver::current`).
+// 5. `executor`, `op`: tasks, wakers, the loop's context and `spawn`; the op families.
+// 6. `fs`, `io`, `handle`: files and fixed buffers, `AsyncFd`, `LoopHandle`.
+// 7. `event_loop`, `net`, `signal`: the loop and its builder, sockets, signals.
+// 8. `compat`, `pool`, `process`: ecosystem adapters, the pool of loops, subprocesses.
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs, missing_debug_implementations)]

@@ -8,9 +8,9 @@
 //! |---|---|
 //! | `futures-io` | `futures_io::AsyncRead`, `futures_io::AsyncWrite` |
 //! | `tokio-io` | `tokio::io::AsyncRead`, `tokio::io::AsyncWrite` |
-//! | `hyper` | `hyper::rt::Read`, `hyper::rt::Write`, plus [`hyper::LocalExec`](self::hyper) and [`hyper::Timer`](self::hyper) |
-//! | `tokio-compat` | no traits: every loop runs in a tokio runtime context, so `tokio::spawn`, `tokio::time` and `tokio::net` work in ringloop tasks (see [`tokio_handle`]) |
-//! | `axum` | everything of `hyper`, plus [`axum::serve`]: an `axum::Router` on a ringloop listener |
+//! | `hyper` | `hyper::rt::Read`, `hyper::rt::Write`, plus `compat::hyper::LocalExec` and `compat::hyper::Timer` |
+//! | `tokio-compat` | no traits: every loop runs in a tokio runtime context, so `tokio::spawn`, `tokio::time` and `tokio::net` work in ringloop tasks (see `compat::tokio_handle`) |
+//! | `axum` | everything of `hyper`, plus `compat::axum::serve`: an `axum::Router` on a ringloop listener |
 //!
 //! # How it works: readiness, no copy
 //!
