@@ -7,7 +7,17 @@ use super::JoinHandle;
 use super::context::current;
 
 /// Spawns a task on the loop running on this thread and returns its [`JoinHandle`]. The future
-/// need not be `Send`. Dropping the handle detaches the task; it keeps running.
+/// need not be `Send`. Dropping the handle detaches the task; it keeps running (use
+/// [`JoinHandle::abort_on_drop`] to cancel it with its handle instead).
+///
+/// # Scheduling
+///
+/// Tasks run in turn; a task runs until it awaits something that is not ready. On the epoll
+/// backend an op whose data is already there completes inside the poll that started it, up to a
+/// cooperative budget of 128 per poll, after which the task yields; on io_uring most ops complete
+/// through the ring, one per task per turn. The order in which tasks interleave therefore
+/// differs between the backends: after handing work to another task (a queue, a channel), call
+/// [`yield_now`](crate::yield_now) if that task should run before this one reads on.
 ///
 /// # Panics
 ///

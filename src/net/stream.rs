@@ -231,6 +231,11 @@ macro_rules! stream_methods {
         /// Cancel-safe: if the future is dropped (say, by a timeout) after the kernel received
         /// data into it, those bytes are returned first by the next read on this stream.
         ///
+        /// On epoll a read whose data is already there completes without yielding, up to the
+        /// cooperative budget (128 ops per task poll); on io_uring it usually completes through
+        /// the ring at the next turn. See [`spawn`](crate::spawn) on how this changes the order
+        /// in which tasks run.
+        ///
         /// # Errors
         ///
         /// The kernel's error, e.g. `ConnectionReset` when the peer reset the connection.
