@@ -6,6 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -19,7 +20,7 @@ use hyper_util::server::conn::auto;
 use slab::Slab;
 use tower_service::Service as _;
 
-use super::server_io::{Detect, ServerIo};
+use super::server_io::{Detect, ServerIo, reset_on_close};
 use crate::net::TcpStream;
 
 /// Where the server is in its life.
@@ -192,6 +193,7 @@ pub(super) async fn serve_one(
     entry: Entry,
 ) {
     let detect = Rc::new(Detect::default());
+    let fd = stream.as_raw_fd();
     let io = ServerIo::new(stream, Rc::clone(&detect), settings.write_timeout);
     let mut conn = pin!(settings.builder.serve_connection(io, service));
     let mut unknown_for = settings.protocol_timeout.map(crate::time::sleep);
@@ -200,6 +202,10 @@ pub(super) async fn serve_one(
         loop {
             let phase = entry.register(cx.waker());
             if phase == Phase::Aborted {
+                // SAFETY: `conn` owns the stream, and with it the fd, until this returns.
+                let stream = unsafe { BorrowedFd::borrow_raw(fd) };
+                // The drain deadline passed: what the peer has not read is dropped with a reset.
+                let _ = reset_on_close(&stream);
                 return Poll::Ready(());
             }
             let draining = phase == Phase::Draining;

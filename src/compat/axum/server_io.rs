@@ -56,6 +56,11 @@ impl Detect {
     }
 }
 
+/// Makes the socket's close send a reset (`SO_LINGER` 0) and drop what it still holds.
+pub(super) fn reset_on_close(stream: &impl std::os::fd::AsFd) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO))
+}
+
 /// A [`PollIo`] for hyper with the server's two watches on it.
 pub(super) struct ServerIo {
     /// Always `Some`, but for the moment it switches to pooled reads.
@@ -101,6 +106,9 @@ impl ServerIo {
         let stalled = self.stalled.get_or_insert_with(|| crate::time::sleep(limit));
         ready!(Pin::new(stalled).poll(cx));
         self.stalled = None;
+        // Closed with a reset, not a FIN queued behind data the peer will never read: the
+        // kernel frees the send buffer at once instead of probing a zero window for minutes.
+        let _ = reset_on_close(self.io().get_ref());
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
