@@ -7,9 +7,9 @@ mod common;
 
 use std::cell::Cell;
 use std::future::{IntoFuture, poll_fn};
-use std::task::Poll;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -281,12 +281,19 @@ both_backends! {
 #[test]
 fn pool_join_returns_after_an_http1_handler_panic() {
     for backend in [ringloop::Backend::Uring, ringloop::Backend::Epoll] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let pool = ringloop::LoopPool::builder()
             .threads(2)
             .backend(backend)
             .start(move |cx| async move {
-                let listener = TcpListener::builder().reuse_port(true).bind(("127.0.0.1", port)).unwrap();
+                let listener = TcpListener::builder()
+                    .reuse_port(true)
+                    .bind(("127.0.0.1", port))
+                    .unwrap();
                 ringloop::compat::axum::serve(listener, app())
                     .with_graceful_shutdown(cx.shutdown().triggered())
                     .await
@@ -299,7 +306,8 @@ fn pool_join_returns_after_an_http1_handler_panic() {
                 Ok(mut s) => {
                     use std::io::{Read, Write};
                     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    s.write_all(b"GET /panic HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+                    s.write_all(b"GET /panic HTTP/1.1\r\nhost: x\r\n\r\n")
+                        .unwrap();
                     let mut out = Vec::new();
                     let _ = s.read_to_end(&mut out);
                     panicked += 1;

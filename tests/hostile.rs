@@ -320,14 +320,16 @@ async fn hyper_server(listener: TcpListener, stop: Rc<Cell<bool>>) {
                 .timer(Timer)
                 .keep_alive_interval(ms(200))
                 .keep_alive_timeout(ms(200));
-            let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                let body = if req.uri().path() == "/big" {
-                    Bytes::from(vec![b'x'; BIG])
-                } else {
-                    Bytes::from_static(b"Hello, world!")
-                };
-                Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(body)))
-            });
+            let service = hyper::service::service_fn(
+                |req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = if req.uri().path() == "/big" {
+                        Bytes::from(vec![b'x'; BIG])
+                    } else {
+                        Bytes::from_static(b"Hello, world!")
+                    };
+                    Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(body)))
+                },
+            );
             let mut conn = pin!(builder.serve_connection(PollIo::new(stream), service));
             if first(conn.as_mut(), flag(stop)).await.is_none() {
                 conn.as_mut().graceful_shutdown();

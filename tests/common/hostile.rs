@@ -88,7 +88,12 @@ impl Peer {
             match s.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return false;
                 }
                 Err(_) => return true,
@@ -184,7 +189,8 @@ pub fn dribbles(addr: SocketAddr, request: &[u8], every: Duration) -> Peer {
 pub fn stops_reading(addr: SocketAddr, request: &[u8]) -> Peer {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect_timeout(&addr.into(), Duration::from_secs(5)).unwrap();
+    sock.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .unwrap();
     let mut s: TcpStream = sock.into();
     s.set_nodelay(true).unwrap();
     s.write_all(request).unwrap();
@@ -249,7 +255,8 @@ pub fn h2_ignoring_pings(addr: SocketAddr, path: Option<&str>) -> Peer {
     }
     s.write_all(&out).unwrap();
     let mut r = s.try_clone().unwrap();
-    r.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    r.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut peer = Peer::new("spoke h2c and never answered a PING", s);
     let seen = Arc::new(H2Seen::default());
     peer.h2 = Some(seen.clone());
@@ -262,7 +269,12 @@ pub fn h2_ignoring_pings(addr: SocketAddr, path: Option<&str>) -> Peer {
             match r.read(&mut chunk) {
                 Ok(0) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     continue;
                 }
                 Err(_) => return,
@@ -277,11 +289,7 @@ pub fn h2_ignoring_pings(addr: SocketAddr, path: Option<&str>) -> Peer {
                     0 => drop(seen.data.fetch_add(1, Ordering::Relaxed)),
                     1 => drop(seen.headers.fetch_add(1, Ordering::Relaxed)),
                     // The server's SETTINGS: acknowledged, as a live peer does.
-                    4 if flags & 1 == 0 => {
-                        if w.write_all(&frame(4, 1, 0, &[])).is_err() {
-                            return;
-                        }
-                    }
+                    4 if flags & 1 == 0 && w.write_all(&frame(4, 1, 0, &[])).is_err() => return,
                     6 if flags & 1 == 0 => drop(seen.pings.fetch_add(1, Ordering::Relaxed)),
                     7 => drop(seen.goaways.fetch_add(1, Ordering::Relaxed)),
                     _ => {}
@@ -308,7 +316,10 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: good\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: good\r\nConnection: close\r\n\r\n"
+    )?;
     let mut reply = Vec::new();
     s.read_to_end(&mut reply)?;
     let head_end = reply

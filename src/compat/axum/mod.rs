@@ -50,7 +50,7 @@
 //! # What runs where
 //!
 //! Everything above runs on the ring (or epoll): accept, reads and writes through
-//! [`PollIo`], hyper's timers on the loop's timers. Middleware that calls `tokio::time` or
+//! [`PollIo`](crate::compat::PollIo), hyper's timers on the loop's timers. Middleware that calls `tokio::time` or
 //! `tokio::spawn` (tower-http's `TimeoutLayer`, for one) needs the `tokio-compat` feature, which
 //! gives every loop a tokio context to find.
 

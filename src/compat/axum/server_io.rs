@@ -95,7 +95,11 @@ impl ServerIo {
 
     /// Passes a write's result on; a `Pending` that has lasted the stalled-send timeout becomes
     /// a `TimedOut` error, which ends the connection.
-    fn watch_write<T>(&mut self, cx: &mut Context<'_>, res: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if res.is_ready() {
             self.stalled = None;
             return res;
@@ -103,7 +107,9 @@ impl ServerIo {
         let Some(limit) = self.write_timeout else {
             return res;
         };
-        let stalled = self.stalled.get_or_insert_with(|| crate::time::sleep(limit));
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| crate::time::sleep(limit));
         ready!(Pin::new(stalled).poll(cx));
         self.stalled = None;
         // Closed with a reset, not a FIN queued behind data the peer will never read: the
@@ -134,7 +140,8 @@ impl rt::Read for ServerIo {
         let n = ready!(unsafe { this.io().poll_read_raw(cx, ptr, len) })?;
         if !this.detect.known() && len > 0 {
             // SAFETY: the first `n` bytes at `ptr` were just written by the read.
-            this.detect.saw(unsafe { std::slice::from_raw_parts(ptr, n) });
+            this.detect
+                .saw(unsafe { std::slice::from_raw_parts(ptr, n) });
             if this.detect.known()
                 && let Some(io) = this.io.take()
             {
@@ -200,9 +207,18 @@ mod tests {
         assert!(detect(&[b"G"]), "one byte that is not the preface's");
         assert!(detect(&[b"GET / HTTP/1.1\r\n"]));
         assert!(!detect(&[b"PRI * HTTP/2.0\r\n"]), "half the preface");
-        assert!(!detect(&[b"P", b"RI", b" * HTTP/2.0\r\n\r\nSM\r\n\r"]), "all but one byte");
-        assert!(detect(&[b"PRI * HTTP/2.0\r\n", b"\r\nSM\r\n\r\n"]), "the preface in two");
-        assert!(detect(&[H2_PREFACE.as_slice(), b"\0\0\0\x04"]), "the preface and more");
+        assert!(
+            !detect(&[b"P", b"RI", b" * HTTP/2.0\r\n\r\nSM\r\n\r"]),
+            "all but one byte"
+        );
+        assert!(
+            detect(&[b"PRI * HTTP/2.0\r\n", b"\r\nSM\r\n\r\n"]),
+            "the preface in two"
+        );
+        assert!(
+            detect(&[H2_PREFACE.as_slice(), b"\0\0\0\x04"]),
+            "the preface and more"
+        );
         assert!(detect(&[b"PRI * HTTP/1.1"]), "a preface gone wrong");
         assert!(detect(&[b""]), "end of stream");
     }
