@@ -198,6 +198,40 @@ both_backends! {
         assert_nothing_left(lp, before);
     }
 
+    /// With a connection cap, peers that hold every slot keep a new client waiting in the
+    /// backlog, not refused; it is served as soon as one of them goes.
+    fn axum_connection_cap_keeps_the_rest_waiting(lp: &mut EventLoop) {
+        if ran_in_child(lp, "axum_connection_cap_keeps_the_rest_waiting") {
+            return;
+        }
+        let before = open_fds();
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (fire, stop) = signal();
+            let config = ServeConfig::new().max_connections(2);
+            let server =
+                spawn(serve(listener, app()).config(config).with_graceful_shutdown(stop).into_future());
+            let mut peers = vec![hostile::silent(addr), hostile::silent(addr)];
+            sleep(ms(100)).await;
+            let waiting = spawn_blocking(move || hostile::get(addr, "/"));
+            sleep(ms(300)).await;
+            assert!(!waiting.is_finished(), "a connection over the cap was served (or refused)");
+            drop(peers.pop());
+            let (status, body) = timeout(Duration::from_secs(10), waiting)
+                .await
+                .expect("the waiting client was not served when a slot freed")
+                .unwrap()
+                .unwrap();
+            assert_eq!((status, &body[..]), (200, &b"Hello, world!"[..]));
+            fire.set(true);
+            let done = timeout(Duration::from_secs(5), server).await;
+            done.expect("serve did not return").unwrap().unwrap();
+            drop(peers);
+        });
+        assert_nothing_left(lp, before);
+    }
+
     /// hyper over `PollIo` with hyper's own bounds on ringloop's `Timer` (request-head timeout,
     /// h2 keep-alive) and the user's drain deadline: hostile peers are dropped, others are
     /// served, a stalled send ends at shutdown, and nothing is left.
