@@ -13,9 +13,12 @@
 //!   accepted just before the signal gets its first request answered), and the future returns
 //!   once the last connection is gone, or at the drain deadline, when the connections still
 //!   open are closed.
-//! - Every wait on a peer is bounded ([`ServeConfig`], with defaults a public server can live
+//! - Waits on a peer are bounded ([`ServeConfig`], with defaults a public server can live
 //!   with): a connection must show its protocol and send each request head in time, must read
-//!   what it is sent, and an HTTP/2 peer must answer keep-alive pings.
+//!   what it is sent, and an HTTP/2 peer must answer keep-alive pings; a cap on connections
+//!   keeps the rest in the listen backlog. A request body that stalls is the handler's to
+//!   bound (hyper has no body timeout; tower-http's `RequestBodyTimeoutLayer` or `TimeoutLayer`,
+//!   with `tokio-compat`), and graceful shutdown's drain deadline bounds everything.
 //! - An error on one connection (a client that went away, a malformed request) ends that
 //!   connection only, and so does a handler that panics. A failed `accept` (`EMFILE`: the fd
 //!   table is full) waits a little and accepts again; the server never ends on its own.
@@ -27,11 +30,11 @@
 //! # Examples
 //!
 //! ```no_run
-//! use axum::{Router, routing::get};
-//! use ringloop::net::TcpListener;
-//!
 //! use std::time::Duration;
+//!
+//! use axum::{Router, routing::get};
 //! use ringloop::compat::axum::ServeConfig;
+//! use ringloop::net::TcpListener;
 //!
 //! ringloop::run(async {
 //!     let app = Router::new().route("/", get(|| async { "Hello, world!" }));
@@ -50,9 +53,9 @@
 //! # What runs where
 //!
 //! Everything above runs on the ring (or epoll): accept, reads and writes through
-//! [`PollIo`](crate::compat::PollIo), hyper's timers on the loop's timers. Middleware that calls `tokio::time` or
-//! `tokio::spawn` (tower-http's `TimeoutLayer`, for one) needs the `tokio-compat` feature, which
-//! gives every loop a tokio context to find.
+//! [`PollIo`](crate::compat::PollIo), hyper's timers and the bounds on the loop's timers.
+//! Middleware that calls `tokio::time` or `tokio::spawn` (tower-http's `TimeoutLayer`, for one)
+//! needs the `tokio-compat` feature, which gives every loop a tokio context to find.
 
 use std::fmt;
 use std::future::{Future, IntoFuture, poll_fn};
