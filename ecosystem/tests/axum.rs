@@ -7,8 +7,10 @@
 mod common;
 
 use std::cell::Cell;
+use std::future::{IntoFuture, poll_fn};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +35,14 @@ fn app() -> Router {
         .route(
             "/peer",
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                panic!("a handler panics");
+                #[allow(unreachable_code)]
+                ""
+            }),
         )
         .route(
             "/slow/{ms}",
@@ -200,5 +210,124 @@ both_backends! {
             let (mut client, _) = Client::connect(addr, false).await;
             assert_eq!(client.get("/").await.unwrap(), (200, "Hello, world!".into()));
         });
+    }
+
+    /// A handler that panics, on HTTP/1.1 (where it runs inside the connection's task) and on
+    /// h2c (a stream's task): the connection's accounting is undone by its guard, so graceful
+    /// shutdown still completes.
+    fn a_handler_panic_does_not_hang_graceful_shutdown(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (fire, stop) = signal();
+            let server = spawn(async move {
+                ringloop::compat::axum::serve(listener, app()).with_graceful_shutdown(stop).await
+            });
+            for h2 in [false, true] {
+                let (mut client, _) = Client::connect(addr, h2).await;
+                assert!(client.get("/panic").await.is_err(), "a panicking handler answered");
+            }
+            let (mut client, _) = Client::connect(addr, false).await;
+            assert_eq!(client.get("/").await.unwrap().0, 200, "the server stopped serving");
+            drop(client);
+            fire.set(true);
+            let done = timeout(Duration::from_secs(10), server).await;
+            done.expect("graceful shutdown hangs after a handler panic").unwrap().unwrap();
+        });
+    }
+
+    /// The shutdown signal fires in the very poll that accepted a connection, before the
+    /// connection's task ever ran, while its whole request waits in the socket: `serve` waits
+    /// for that connection (the loop is closed as soon as it returns, as a pool's is), and the
+    /// client gets its answer.
+    fn a_request_accepted_as_the_signal_fires_is_answered(lp: &mut EventLoop) {
+        let mut server_loop = common::new_loop(lp.backend());
+        let (written_tx, written_rx) = std::sync::mpsc::channel();
+        let client = server_loop.run_until_complete(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+                written_tx.send(()).unwrap();
+                let mut reply = Vec::new();
+                s.read_to_end(&mut reply).map(|_| reply)
+            });
+            ringloop::spawn_blocking(move || written_rx.recv().unwrap()).await.unwrap();
+            // Fires once the server spawned its connection task: right after the accept.
+            let base = ringloop::current_stats().unwrap().tasks_spawned;
+            let stop = poll_fn(move |cx| {
+                if ringloop::current_stats().unwrap().tasks_spawned > base {
+                    return Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            });
+            let served = ringloop::compat::axum::serve(listener, app()).with_graceful_shutdown(stop);
+            timeout(Duration::from_secs(10), served.into_future()).await.expect("serve did not return").unwrap();
+            client
+        });
+        server_loop.close();
+        let reply = client.join().unwrap().expect("the client's connection failed");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "no answer: {reply:?}");
+        assert!(reply.ends_with("Hello, world!"), "{reply:?}");
+    }
+}
+
+/// `axum_pool`'s shape: a `LoopPool` of servers, one of whose HTTP/1.1 handlers panicked;
+/// the pool's shutdown still completes and `join` returns.
+#[test]
+fn pool_join_returns_after_an_http1_handler_panic() {
+    for backend in [ringloop::Backend::Uring, ringloop::Backend::Epoll] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pool = ringloop::LoopPool::builder()
+            .threads(2)
+            .backend(backend)
+            .start(move |cx| async move {
+                let listener = TcpListener::builder()
+                    .reuse_port(true)
+                    .bind(("127.0.0.1", port))
+                    .unwrap();
+                ringloop::compat::axum::serve(listener, app())
+                    .with_graceful_shutdown(cx.shutdown().triggered())
+                    .await
+            })
+            .unwrap();
+        let mut panicked = 0;
+        for _ in 0..500 {
+            // Several connections, so each loop's server very likely meets a panic.
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(mut s) => {
+                    use std::io::{Read, Write};
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    s.write_all(b"GET /panic HTTP/1.1\r\nhost: x\r\n\r\n")
+                        .unwrap();
+                    let mut out = Vec::new();
+                    let _ = s.read_to_end(&mut out);
+                    panicked += 1;
+                    if panicked == 8 {
+                        break;
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        assert_eq!(panicked, 8, "the pool never accepted");
+        pool.shutdown();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(pool.join()));
+        let results = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{backend}: LoopPool::join hangs after a handler panic"));
+        for r in results {
+            r.unwrap().unwrap();
+        }
     }
 }

@@ -9,11 +9,19 @@
 //!   handlers).
 //! - Handlers get the peer's address as [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo).
 //! - [`Serve::with_graceful_shutdown`]: when the signal fires the listener closes (new connections
-//!   are refused), idle keep-alive connections close, requests in flight finish, and the future
-//!   returns once the last connection is gone.
+//!   are refused), idle keep-alive connections close, requests in flight finish (a connection
+//!   accepted just before the signal gets its first request answered), and the future returns
+//!   once the last connection is gone, or at the drain deadline, when the connections still
+//!   open are closed.
+//! - Waits on a peer are bounded ([`ServeConfig`], with defaults a public server can live
+//!   with): a connection must show its protocol and send each request head in time, must read
+//!   what it is sent, and an HTTP/2 peer must answer keep-alive pings; a cap on connections
+//!   keeps the rest in the listen backlog. A request body that stalls is the handler's to
+//!   bound (hyper has no body timeout; tower-http's `RequestBodyTimeoutLayer` or `TimeoutLayer`,
+//!   with `tokio-compat`), and graceful shutdown's drain deadline bounds everything.
 //! - An error on one connection (a client that went away, a malformed request) ends that
-//!   connection only. A failed `accept` (`EMFILE`: the fd table is full) waits a little and
-//!   accepts again; the server never ends on its own.
+//!   connection only, and so does a handler that panics. A failed `accept` (`EMFILE`: the fd
+//!   table is full) waits a little and accepts again; the server never ends on its own.
 //!
 //! For a thread-per-core server, run one `serve` per loop of a [`LoopPool`](crate::LoopPool), each
 //! on its own listener bound with [`reuse_port`](crate::net::ListenerBuilder::reuse_port) (see
@@ -22,13 +30,18 @@
 //! # Examples
 //!
 //! ```no_run
+//! use std::time::Duration;
+//!
 //! use axum::{Router, routing::get};
+//! use ringloop::compat::axum::ServeConfig;
 //! use ringloop::net::TcpListener;
 //!
 //! ringloop::run(async {
 //!     let app = Router::new().route("/", get(|| async { "Hello, world!" }));
 //!     let listener = TcpListener::bind("127.0.0.1:3000").unwrap();
 //!     ringloop::compat::axum::serve(listener, app)
+//!         // Optional: the defaults suit a public server.
+//!         .config(ServeConfig::new().drain_timeout(Duration::from_secs(10)))
 //!         .with_graceful_shutdown(async {
 //!             let _ = ringloop::signal::ctrl_c().await;
 //!         })
@@ -40,34 +53,35 @@
 //! # What runs where
 //!
 //! Everything above runs on the ring (or epoll): accept, reads and writes through
-//! [`PollIo`], hyper's timers on the loop's timers. Middleware that calls `tokio::time` or
-//! `tokio::spawn` (tower-http's `TimeoutLayer`, for one) needs the `tokio-compat` feature, which
-//! gives every loop a tokio context to find.
+//! [`PollIo`](crate::compat::PollIo), hyper's timers and the bounds on the loop's timers.
+//! Middleware that calls `tokio::time` or `tokio::spawn` (tower-http's `TimeoutLayer`, for one)
+//! needs the `tokio-compat` feature, which gives every loop a tokio context to find.
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{Future, IntoFuture, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use ::axum::Router;
-use ::axum::extract::ConnectInfo;
-use ::hyper::body::Incoming;
-use ::hyper::{Request, Response};
 use hyper_util::server::conn::auto;
-use slab::Slab;
-use tower_service::Service as _;
 
-use super::PollIo;
-use super::hyper::{LocalExec, Timer};
-use crate::net::{TcpListener, TcpStream};
+use self::conn::{ConnService, ConnSettings, Connections, ServerExec, serve_one};
+use super::hyper::Timer;
+use crate::net::TcpListener;
 
-/// Serves `router` on `listener`: HTTP/1.1 and h2c, one task per connection. Await the returned
-/// [`Serve`] (it runs until the loop closes), or first give it a shutdown signal with
+mod config;
+mod conn;
+mod server_io;
+
+pub use self::config::ServeConfig;
+
+/// Serves `router` on `listener`: HTTP/1.1 and h2c, one task per connection, with the bounds of
+/// [`ServeConfig::default`] (change them with [`Serve::config`]). Await the returned [`Serve`]
+/// (it runs until the loop closes), or first give it a shutdown signal with
 /// [`with_graceful_shutdown`](Serve::with_graceful_shutdown).
 ///
 /// # Panics
@@ -75,7 +89,11 @@ use crate::net::{TcpListener, TcpStream};
 /// Awaiting it panics if no ringloop event loop runs on the calling thread (it spawns a task per
 /// connection).
 pub fn serve(listener: TcpListener, router: Router) -> Serve {
-    Serve { listener, router }
+    Serve {
+        listener,
+        router,
+        config: ServeConfig::default(),
+    }
 }
 
 /// The future of [`serve`], before it is awaited: await it to serve until the loop closes.
@@ -83,12 +101,14 @@ pub fn serve(listener: TcpListener, router: Router) -> Serve {
 pub struct Serve {
     listener: TcpListener,
     router: Router,
+    config: ServeConfig,
 }
 
 impl fmt::Debug for Serve {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
             .field("listener", &self.listener)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -99,9 +119,31 @@ impl Serve {
         self.listener.local_addr()
     }
 
+    /// Serves with these bounds instead of [`ServeConfig::default`]'s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use ringloop::compat::axum::{ServeConfig, serve};
+    ///
+    /// ringloop::run(async {
+    ///     let listener = ringloop::net::TcpListener::bind("127.0.0.1:3000").unwrap();
+    ///     let config = ServeConfig::new()
+    ///         .drain_timeout(Duration::from_secs(5))
+    ///         .max_connections(10_000);
+    ///     serve(listener, axum::Router::new()).config(config).await.unwrap();
+    /// });
+    /// ```
+    pub fn config(mut self, config: ServeConfig) -> Serve {
+        self.config = config;
+        self
+    }
+
     /// Stops when `signal` completes: the listener closes at once, idle connections close,
     /// requests in flight finish (HTTP/2 clients get a GOAWAY), and the returned future completes
-    /// once every connection has ended.
+    /// once every connection has ended, or once [`ServeConfig::drain_timeout`] has passed: the
+    /// connections still open then are closed.
     pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<F>
     where
         F: Future<Output = ()> + 'static,
@@ -118,7 +160,7 @@ impl IntoFuture for Serve {
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(run(self.listener, self.router, std::future::pending()))
+        Box::pin(run(self, std::future::pending()))
     }
 }
 
@@ -143,6 +185,12 @@ impl<F> WithGracefulShutdown<F> {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.serve.local_addr()
     }
+
+    /// Serves with these bounds instead of [`ServeConfig::default`]'s (as [`Serve::config`]).
+    pub fn config(mut self, config: ServeConfig) -> Self {
+        self.serve.config = config;
+        self
+    }
 }
 
 impl<F> IntoFuture for WithGracefulShutdown<F>
@@ -153,7 +201,7 @@ where
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(run(self.serve.listener, self.serve.router, self.signal))
+        Box::pin(run(self.serve, self.signal))
     }
 }
 
@@ -161,18 +209,39 @@ where
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The accept loop, then the drain.
-async fn run(
-    listener: TcpListener,
-    router: Router,
-    signal: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let conns = Rc::new(Connections::default());
-    let mut builder = auto::Builder::new(LocalExec);
-    builder.http1().timer(Timer);
-    builder.http2().timer(Timer);
-    let builder = Rc::new(builder);
+async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
+    let Serve {
+        listener,
+        router,
+        config,
+    } = serve;
+    let conns = Connections::new();
+    let mut builder = auto::Builder::new(ServerExec {
+        conns: Rc::clone(&conns),
+    });
+    builder
+        .http1()
+        .timer(Timer)
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(Timer)
+        .keep_alive_interval(config.http2_keep_alive_interval)
+        .keep_alive_timeout(config.http2_keep_alive_timeout);
+    let settings = Rc::new(ConnSettings {
+        builder,
+        protocol_timeout: config.protocol_timeout,
+        write_timeout: config.write_timeout,
+    });
     let mut signal = pin!(signal);
     loop {
+        if let Some(max) = config.max_connections {
+            // At the cap, the next connections wait in the listen backlog.
+            let slot = poll_fn(|cx| conns.poll_below(max, cx));
+            if let Either::Right(()) = first(slot, signal.as_mut()).await {
+                break;
+            }
+        }
         let accepted = match first(listener.accept(), signal.as_mut()).await {
             Either::Left(res) => res,
             Either::Right(()) => break,
@@ -184,12 +253,10 @@ async fn run(
                     router: router.clone(),
                     peer,
                 };
-                crate::spawn(serve_one(
-                    Rc::clone(&builder),
-                    PollIo::pooled(stream),
-                    service,
-                    Rc::clone(&conns),
-                ));
+                // Counted now, not at the task's first poll: a signal that fires before the
+                // task runs still waits for it.
+                let entry = conns.enter(true);
+                crate::spawn(serve_one(Rc::clone(&settings), stream, service, entry));
             }
             // The peer reset the connection before it was accepted: nothing to do.
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
@@ -205,109 +272,18 @@ async fn run(
     }
     drop(listener);
     conns.shut_down();
-    poll_fn(|cx| conns.poll_all_closed(cx)).await;
+    let drained = poll_fn(|cx| conns.poll_all_closed(cx));
+    match config.drain_timeout {
+        Some(limit) => {
+            if let Either::Right(()) = first(drained, crate::time::sleep(limit)).await {
+                // What is still open is closed now: every task ends at its next poll.
+                conns.abort();
+                poll_fn(|cx| conns.poll_all_closed(cx)).await;
+            }
+        }
+        None => drained.await,
+    }
     Ok(())
-}
-
-/// Drives one connection until it ends, asking it to shut down gracefully when the server does.
-async fn serve_one(
-    builder: Rc<auto::Builder<LocalExec>>,
-    io: PollIo<TcpStream>,
-    service: ConnService,
-    conns: Rc<Connections>,
-) {
-    let mut conn = pin!(builder.serve_connection(io, service));
-    let key = conns.add();
-    let mut shutting = false;
-    let _res = poll_fn(|cx| {
-        if !shutting && conns.register(key, cx.waker()) {
-            shutting = true;
-            conn.as_mut().graceful_shutdown();
-        }
-        conn.as_mut().poll(cx)
-    })
-    .await;
-    conns.remove(key);
-}
-
-/// The server's open connections: the waker of each (to tell it to shut down), whether the
-/// server is shutting down, and who waits for the last one to end.
-#[derive(Default)]
-struct Connections {
-    wakers: RefCell<Slab<Option<Waker>>>,
-    shutting: Cell<bool>,
-    drained: RefCell<Option<Waker>>,
-}
-
-impl Connections {
-    fn add(&self) -> usize {
-        self.wakers.borrow_mut().insert(None)
-    }
-
-    /// Keeps the connection's waker; true once the server is shutting down.
-    fn register(&self, key: usize, waker: &Waker) -> bool {
-        if self.shutting.get() {
-            return true;
-        }
-        let mut wakers = self.wakers.borrow_mut();
-        let slot = &mut wakers[key];
-        match slot {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-        false
-    }
-
-    fn remove(&self, key: usize) {
-        let mut wakers = self.wakers.borrow_mut();
-        wakers.remove(key);
-        if wakers.is_empty()
-            && let Some(w) = self.drained.borrow_mut().take()
-        {
-            w.wake();
-        }
-    }
-
-    /// Marks the server as shutting down and wakes every connection so it sees it.
-    fn shut_down(&self) {
-        self.shutting.set(true);
-        let wakers: Vec<Waker> = self
-            .wakers
-            .borrow_mut()
-            .iter_mut()
-            .filter_map(|(_, w)| w.take())
-            .collect();
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
-    fn poll_all_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.wakers.borrow().is_empty() {
-            return Poll::Ready(());
-        }
-        *self.drained.borrow_mut() = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-/// The router as one connection's hyper service: each request gets the peer's address as
-/// `ConnectInfo<SocketAddr>`.
-#[derive(Clone)]
-struct ConnService {
-    router: Router,
-    peer: SocketAddr,
-}
-
-impl ::hyper::service::Service<Request<Incoming>> for ConnService {
-    type Response = Response<::axum::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = <Router as tower_service::Service<Request<Incoming>>>::Future;
-
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(ConnectInfo(self.peer));
-        // A Router is always ready (`poll_ready` returns `Ready(Ok)`), so `call` needs no
-        // `poll_ready` first; a clone shares the routes.
-        self.router.clone().call(req)
-    }
 }
 
 enum Either<A, B> {
