@@ -18,6 +18,8 @@
 mod direct;
 pub(crate) mod pool;
 mod slice;
+#[cfg(test)]
+mod tests;
 
 pub use direct::{AlignedBuf, DEFAULT_DIRECT_ALIGN};
 pub use pool::{DEFAULT_POOL_COUNT, DEFAULT_POOL_SIZE, PooledBuf};
@@ -181,8 +183,9 @@ unsafe impl IoBufMut for Vec<u8> {
         self.as_mut_ptr()
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised.
-        unsafe { self.set_len(pos) }
+        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised; the
+        // clamp keeps a broken promise from setting a length past the allocation.
+        unsafe { self.set_len(pos.min(self.capacity())) }
     }
 }
 
@@ -207,7 +210,8 @@ unsafe impl IoBufMut for bytes::BytesMut {
         self.as_mut_ptr()
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised.
-        unsafe { self.set_len(pos) }
+        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised; the
+        // clamp keeps a broken promise from setting a length past the allocation.
+        unsafe { self.set_len(pos.min(self.capacity())) }
     }
 }
