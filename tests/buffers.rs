@@ -604,3 +604,47 @@ both_backends! {
         });
     }
 }
+
+/// Issue 29 item 12: a direct (`O_DIRECT`) read whose SQE was queued but whose immediate submit
+/// failed gave its buffer back with the error while the SQE stayed queued for the loop's next
+/// enter, so the kernel could later write into a buffer its caller owned again. It stays in
+/// flight instead. (uring only: the submit is the ring's; `io_uring_enter` is made to fail
+/// with a seccomp filter, in a child process.)
+#[test]
+fn a_direct_read_whose_submit_fails_keeps_its_buffer() {
+    use std::future::Future;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::task::Poll;
+    if !common::in_child() {
+        common::run_in_child("a_direct_read_whose_submit_fails_keeps_its_buffer", &[]);
+        return;
+    }
+    let mut lp = common::new_loop(ringloop::Backend::Uring);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("direct");
+    std::fs::write(&path, vec![1u8; 8192]).unwrap();
+    let std_file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .unwrap();
+    lp.run_until_complete(async {
+        let f = File::from_std(std_file);
+        let (a, _b) = UnixStream::pair().unwrap();
+        // A read in the kernel, so that the direct read is submitted at once rather than with
+        // the loop's next wait.
+        let _idle = ringloop::spawn(async move { a.read(Vec::with_capacity(8)).await.0.is_ok() });
+        for _ in 0..3 {
+            ringloop::yield_now().await;
+        }
+        common::deny_syscall(libc::SYS_io_uring_enter, libc::ENOMEM);
+        let buf = f.aligned_buf(4096).unwrap();
+        let mut read = Box::pin(f.read_at(buf, 0));
+        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+        if let Poll::Ready((res, _)) = first {
+            panic!("the read gave its buffer back while its SQE is still queued: {res:?}");
+        }
+    });
+    // Closing cannot reach the kernel now: the loop leaks what it cannot prove finished.
+    drop(lp);
+}
