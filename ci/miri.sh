@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Miri over the pure buffer code: the `buf` unit tests (src/buf/tests.rs, the pool's tests), which
+# play reads and writes the way the kernel does them (raw-pointer writes of `bytes_total()`
+# bytes, then `set_init`) after every safe change a user can make to a buffer, plain, sliced and
+# nested. Miri reports any access outside an allocation, any use of uninitialised memory, and
+# pointers used past what they are good for (Stacked Borrows). The I/O tests cannot run under
+# Miri (no io_uring, no epoll); ci/valgrind.sh covers those.
+#
+# Needs the nightly toolchain's miri component (`rustup component add --toolchain nightly miri
+# rust-src`); run it by hand with `bash ci/miri.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo +nightly miri --version >/dev/null 2>&1 || {
+    echo "miri.sh: Miri is not installed: rustup component add --toolchain nightly miri rust-src"
+    exit 1
+}
+cargo +nightly miri setup >/dev/null
+# Every feature, so the bytes::BytesMut impls are checked too.
+cargo +nightly miri test --all-features --lib -- buf::
+echo "miri: the buf tests found no undefined behaviour"
