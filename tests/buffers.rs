@@ -5,39 +5,22 @@
 //! datagram socket and a file, on both backends. After each op the buffer must lie inside its
 //! allocation, its length inside its capacity, and its bytes be the ones read.
 //!
-//! The cases come from proptest (`PROPTEST_CASES` sets how many; 48 by default). The regression
+//! The cases come from proptest (`PROPTEST_CASES` sets how many; 128 by default). The regression
 //! tests below are the defects this suite found, named after what broke.
 
+mod buffers_kit;
 mod common;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
 
+use buffers_kit::{Mutation, Subject, View, init_bytes};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use ringloop::EventLoop;
-use ringloop::buf::{AlignedBuf, IoBuf, IoBufMut, Slice};
-use ringloop::fs::{File, FixedBuf, FixedBufs};
+use ringloop::buf::{AlignedBuf, IoBuf, IoBufMut};
+use ringloop::fs::{File, FixedBufs};
 use ringloop::net::{UdpSocket, UnixStream};
-
-/// A change made through a buffer type's safe API.
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// Append this many bytes (where the type can grow).
-    Grow(usize),
-    /// Shorten to this many bytes.
-    Truncate(usize),
-    /// Give spare capacity back (`shrink_to_fit`, or the type's nearest).
-    Compact,
-    /// Make room for this many more bytes.
-    Reserve(usize),
-    /// Put a new buffer of this capacity in its place.
-    Replace(usize),
-    /// Forget the contents.
-    Clear,
-    /// Overwrite the initialised bytes of the view (through `DerefMut`).
-    Fill(u8),
-}
 
 /// One step of a case.
 #[derive(Debug, Clone)]
@@ -147,218 +130,6 @@ struct Io {
     _dir: tempfile::TempDir,
 }
 
-/// A buffer type under test: its safe API as [`Mutation`]s, and where its memory is.
-trait Subject: IoBufMut + Send + Sized {
-    fn mutate(&mut self, m: &Mutation, io: &Io);
-    /// The allocation's start and size, which every view of the buffer must stay inside.
-    fn allocation(&self) -> (usize, usize);
-    /// Its own length and capacity as its API reports them.
-    fn len_cap(&self) -> (usize, usize);
-}
-
-impl Subject for Vec<u8> {
-    fn mutate(&mut self, m: &Mutation, _: &Io) {
-        match *m {
-            Mutation::Grow(n) => self.extend(std::iter::repeat_n(0xAB, n)),
-            Mutation::Truncate(n) => self.truncate(n),
-            Mutation::Compact => self.shrink_to_fit(),
-            Mutation::Reserve(n) => self.reserve(n),
-            Mutation::Replace(n) => *self = Vec::with_capacity(n),
-            Mutation::Clear => self.clear(),
-            Mutation::Fill(b) => self.fill(b),
-        }
-    }
-    fn allocation(&self) -> (usize, usize) {
-        (self.as_ptr() as usize, self.capacity())
-    }
-    fn len_cap(&self) -> (usize, usize) {
-        (self.len(), self.capacity())
-    }
-}
-
-impl Subject for Box<[u8]> {
-    fn mutate(&mut self, m: &Mutation, _: &Io) {
-        match *m {
-            Mutation::Grow(n) | Mutation::Reserve(n) => {
-                let mut v = std::mem::take(self).into_vec();
-                v.resize(v.len() + n, 0xCD);
-                *self = v.into_boxed_slice();
-            }
-            Mutation::Truncate(n) => {
-                let mut v = std::mem::take(self).into_vec();
-                v.truncate(n);
-                *self = v.into_boxed_slice();
-            }
-            Mutation::Replace(n) => *self = vec![0; n].into_boxed_slice(),
-            Mutation::Clear => *self = Box::default(),
-            Mutation::Compact => {}
-            Mutation::Fill(b) => self.fill(b),
-        }
-    }
-    fn allocation(&self) -> (usize, usize) {
-        (self.as_ptr() as usize, self.len())
-    }
-    fn len_cap(&self) -> (usize, usize) {
-        (self.len(), self.len())
-    }
-}
-
-impl Subject for AlignedBuf {
-    fn mutate(&mut self, m: &Mutation, _: &Io) {
-        match *m {
-            Mutation::Grow(n) => {
-                self.put_slice(&vec![0xEF; n]);
-            }
-            Mutation::Truncate(n) => self.truncate(n),
-            Mutation::Compact => self.set_len(self.capacity()),
-            Mutation::Reserve(n) => self.set_len(self.len() + n),
-            Mutation::Replace(n) => *self = AlignedBuf::new(n, 512).unwrap(),
-            Mutation::Clear => self.clear(),
-            Mutation::Fill(b) => self.fill(b),
-        }
-    }
-    fn allocation(&self) -> (usize, usize) {
-        (self.as_ptr() as usize, self.capacity())
-    }
-    fn len_cap(&self) -> (usize, usize) {
-        (self.len(), self.capacity())
-    }
-}
-
-impl Subject for FixedBuf {
-    fn mutate(&mut self, m: &Mutation, io: &Io) {
-        match *m {
-            Mutation::Grow(n) => {
-                self.put_slice(&vec![0x12; n]);
-            }
-            Mutation::Truncate(n) => self.set_len(self.len().min(n)),
-            Mutation::Compact | Mutation::Reserve(_) => self.set_len(self.capacity()),
-            Mutation::Replace(_) => {
-                if let Some(other) = io.fixed.try_take() {
-                    *self = other;
-                }
-            }
-            Mutation::Clear => self.clear(),
-            Mutation::Fill(b) => self.fill(b),
-        }
-    }
-    fn allocation(&self) -> (usize, usize) {
-        (self.as_ptr() as usize, self.capacity())
-    }
-    fn len_cap(&self) -> (usize, usize) {
-        (self.len(), self.capacity())
-    }
-}
-
-#[cfg(feature = "bytes")]
-impl Subject for bytes::BytesMut {
-    fn mutate(&mut self, m: &Mutation, _: &Io) {
-        match *m {
-            Mutation::Grow(n) => self.extend_from_slice(&vec![0x34; n]),
-            Mutation::Truncate(n) => self.truncate(n),
-            Mutation::Compact => {
-                // What is left after `split_to` is a view with less capacity than before.
-                let n = self.len() / 2;
-                let _ = self.split_to(n);
-            }
-            Mutation::Reserve(n) => self.reserve(n),
-            Mutation::Replace(n) => *self = bytes::BytesMut::with_capacity(n),
-            Mutation::Clear => self.clear(),
-            Mutation::Fill(b) => self.fill(b),
-        }
-    }
-    fn allocation(&self) -> (usize, usize) {
-        (self.as_ptr() as usize, self.capacity())
-    }
-    fn len_cap(&self) -> (usize, usize) {
-        (self.len(), self.capacity())
-    }
-}
-
-/// A buffer, a slice of it, or a slice of a slice.
-enum View<B> {
-    Plain(B),
-    One(Slice<B>),
-    Two(Slice<Slice<B>>),
-}
-
-impl<B: Subject> View<B> {
-    fn new(buf: B, depth: u8, ranges: [(usize, usize); 2]) -> Self {
-        let slice = |total: usize, (x, y): (usize, usize)| {
-            let (lo, hi) = (x.min(y).min(total), x.max(y).min(total));
-            lo..hi
-        };
-        match depth {
-            0 => View::Plain(buf),
-            1 => {
-                let r = slice(buf.bytes_total(), ranges[0]);
-                View::One(buf.slice(r))
-            }
-            _ => {
-                let r = slice(buf.bytes_total(), ranges[0]);
-                let one = buf.slice(r);
-                let r = slice(one.bytes_total(), ranges[1]);
-                View::Two(one.slice(r))
-            }
-        }
-    }
-
-    fn base(&self) -> &B {
-        match self {
-            View::Plain(b) => b,
-            View::One(s) => s.get_ref(),
-            View::Two(s) => s.get_ref().get_ref(),
-        }
-    }
-
-    fn base_mut(&mut self) -> &mut B {
-        match self {
-            View::Plain(b) => b,
-            View::One(s) => s.get_mut(),
-            View::Two(s) => s.get_mut().get_mut(),
-        }
-    }
-
-    /// The view's pointer, total and initialised bytes.
-    fn shape(&self) -> (usize, usize, &[u8]) {
-        match self {
-            View::Plain(b) => (b.stable_ptr() as usize, b.bytes_total(), init_bytes(b)),
-            View::One(s) => (s.stable_ptr() as usize, s.bytes_total(), &s[..]),
-            View::Two(s) => (s.stable_ptr() as usize, s.bytes_total(), &s[..]),
-        }
-    }
-
-    fn fill(&mut self, b: u8, io: &Io) {
-        match self {
-            View::Plain(x) => x.mutate(&Mutation::Fill(b), io),
-            View::One(s) => s.fill(b),
-            View::Two(s) => s.fill(b),
-        }
-    }
-
-    /// The invariants every op must keep.
-    fn check(&self, after: &str) -> Result<(), TestCaseError> {
-        let base = self.base();
-        let (len, cap) = base.len_cap();
-        prop_assert!(len <= cap, "after {}: length {} past capacity {}", after, len, cap);
-        prop_assert_eq!(base.bytes_init(), len, "after {}", after);
-        let (start, size) = base.allocation();
-        let (ptr, total, init) = self.shape();
-        prop_assert!(init.len() <= total, "after {}", after);
-        if total > 0 {
-            prop_assert!(
-                ptr >= start && ptr + total <= start + size,
-                "after {}: the view ({} bytes at offset {}) leaves its {}-byte allocation",
-                after,
-                total,
-                ptr as isize - start as isize,
-                size
-            );
-        }
-        Ok(())
-    }
-}
-
 /// Runs `f` on the view as whatever it is, giving it back.
 macro_rules! on_view {
     ($view:expr, |$b:ident| $body:expr) => {
@@ -432,16 +203,12 @@ async fn write_stream<X: IoBuf>(io: &Io, x: X) -> (X, Result<usize, String>) {
         got.extend_from_slice(&buf);
     }
     if init_bytes(&x) != &got[..] {
-        return (x, Err("the peer got other bytes than the buffer holds".into()));
+        return (
+            x,
+            Err("the peer got other bytes than the buffer holds".into()),
+        );
     }
     (x, Ok(n))
-}
-
-/// A buffer's initialised bytes, as the kernel sees them when it sends the buffer.
-fn init_bytes<X: IoBuf>(x: &X) -> &[u8] {
-    // SAFETY: `IoBuf` promises `bytes_init()` initialised bytes at `stable_ptr()`, which stay
-    // put while `x` is borrowed.
-    unsafe { std::slice::from_raw_parts(x.stable_ptr(), x.bytes_init()) }
 }
 
 async fn run_case<B: Subject + 'static>(io: &Io, buf: B, case: &Case) -> Result<(), TestCaseError> {
@@ -450,17 +217,17 @@ async fn run_case<B: Subject + 'static>(io: &Io, buf: B, case: &Case) -> Result<
     for (i, step) in case.steps.iter().enumerate() {
         let what = format!("step {i} ({step:?})");
         match step {
-            Step::Mutate(Mutation::Fill(b)) => view.fill(*b, io),
-            Step::Mutate(m) => view.base_mut().mutate(m, io),
+            Step::Mutate(Mutation::Fill(b)) => view.fill(*b, &io.fixed),
+            Step::Mutate(m) => view.base_mut().mutate(m, &io.fixed),
             Step::ReadStream(n) => {
                 let (v, got) = on_view!(view, |x| read_stream(io, x, *n).await);
                 view = v;
-                check_read(&view, got, |k| byte_at(k), &what)?;
+                check_read(&view, got, byte_at, &what)?;
             }
             Step::ReadDatagram(n) => {
                 let (v, got) = on_view!(view, |x| read_datagram(io, x, *n).await);
                 view = v;
-                check_read(&view, got, |k| byte_at(k), &what)?;
+                check_read(&view, got, byte_at, &what)?;
             }
             Step::ReadFile(pos) => {
                 let (v, got) = on_view!(view, |x| read_file(io, x, *pos).await);
@@ -489,7 +256,13 @@ fn check_read<B: Subject>(
     let n = got.map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
     let (_, total, init) = view.shape();
     prop_assert!(n <= total, "{}: read {} into a view of {}", what, n, total);
-    prop_assert!(init.len() >= n, "{}: {} read, {} marked initialised", what, n, init.len());
+    prop_assert!(
+        init.len() >= n,
+        "{}: {} read, {} marked initialised",
+        what,
+        n,
+        init.len()
+    );
     let want: Vec<u8> = (0..n).map(expect).collect();
     prop_assert_eq!(&init[..n], &want[..], "{}", what);
     Ok(())
@@ -521,7 +294,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(48)
+        .unwrap_or(128)
 }
 
 fn run_kind(io: &Io, case: &Case) -> impl std::future::Future<Output = Result<(), TestCaseError>> {
@@ -532,13 +305,14 @@ fn run_kind(io: &Io, case: &Case) -> impl std::future::Future<Output = Result<()
             Kind::Boxed => run_case(io, vec![0u8; case.cap].into_boxed_slice(), &case).await,
             Kind::Aligned => run_case(io, AlignedBuf::new(case.cap, 4096).unwrap(), &case).await,
             Kind::Fixed => {
-                let buf = io.fixed.try_take().expect("every buffer of the set is back");
+                let buf = io
+                    .fixed
+                    .try_take()
+                    .expect("every buffer of the set is back");
                 run_case(io, buf, &case).await
             }
             #[cfg(feature = "bytes")]
-            Kind::BytesMut => {
-                run_case(io, bytes::BytesMut::with_capacity(case.cap), &case).await
-            }
+            Kind::BytesMut => run_case(io, bytes::BytesMut::with_capacity(case.cap), &case).await,
         }
     }
 }

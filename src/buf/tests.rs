@@ -34,7 +34,10 @@ fn kernel_write<B: IoBuf>(buf: &B) -> Vec<u8> {
 /// What every `IoBuf` promises, checked on `buf`; `whole` is the allocation `buf` must lie in
 /// (its start and capacity).
 fn check_inside<B: IoBuf>(buf: &B, whole: (*const u8, usize)) {
-    assert!(buf.bytes_init() <= buf.bytes_total(), "more initialised than held");
+    assert!(
+        buf.bytes_init() <= buf.bytes_total(),
+        "more initialised than held"
+    );
     let start = buf.stable_ptr() as usize;
     let (base, cap) = (whole.0 as usize, whole.1);
     if buf.bytes_total() > 0 {
@@ -60,7 +63,12 @@ fn a_slice_over_a_vec_replaced_by_a_smaller_one_stays_inside_it() {
     let n = kernel_read(&mut slice, &[7u8; 2000]);
     assert_eq!(n, slice.get_ref().capacity());
     let v = slice.into_inner();
-    assert!(v.len() <= v.capacity(), "len {} > capacity {}", v.len(), v.capacity());
+    assert!(
+        v.len() <= v.capacity(),
+        "len {} > capacity {}",
+        v.len(),
+        v.capacity()
+    );
     assert_eq!(v, vec![7u8; n]);
 }
 
@@ -72,7 +80,11 @@ fn a_slice_over_a_shrunk_vec_stays_inside_it() {
     slice.get_mut().truncate(5);
     slice.get_mut().shrink_to_fit();
     check_inside(&slice, vec_whole(slice.get_ref()));
-    assert_eq!(&slice[..], b"234", "the initialised bytes of the clamped range");
+    assert_eq!(
+        &slice[..],
+        b"234",
+        "the initialised bytes of the clamped range"
+    );
     kernel_read(&mut slice, b"abcdefgh");
     let v = slice.into_inner();
     assert!(v.len() <= v.capacity());
@@ -103,7 +115,10 @@ fn nested_slices_follow_the_innermost_buffer() {
     let v = outer.into_inner().into_inner();
     assert!(v.len() <= v.capacity());
     assert_eq!(v.len(), 110 + n);
-    assert!(v[..110].iter().all(|&b| b == 0), "the gap before the range is zeroed");
+    assert!(
+        v[..110].iter().all(|&b| b == 0),
+        "the gap before the range is zeroed"
+    );
     assert!(v[110..].iter().all(|&b| b == 9));
 }
 
@@ -166,7 +181,7 @@ fn a_read_into_a_bytes_mut_with_bytes_keeps_those_before_the_range() {
     b.extend_from_slice(b"abc");
     let cap = b.capacity();
     let mut slice = b.slice(3..);
-    assert_eq!(kernel_read(&mut slice, &vec![8u8; 100]), cap - 3);
+    assert_eq!(kernel_read(&mut slice, &[8u8; 100]), cap - 3);
     let b = slice.into_inner();
     assert_eq!(&b[..3], b"abc");
     assert!(b[3..].iter().all(|&x| x == 8));

@@ -162,13 +162,7 @@ fn remote_wakes_keep_one_multishot_poll_armed() {
 /// `UringDriver::push_cancel`).
 #[test]
 fn a_stale_cancel_misses_the_next_op_in_its_slot() {
-    fn stop(
-        _: &WeakFd,
-        _: Option<&Rc<Pool>>,
-        _: io::Result<u32>,
-        _: u32,
-        _: bool,
-    ) -> bool {
+    fn stop(_: &WeakFd, _: Option<&Rc<Pool>>, _: io::Result<u32>, _: u32, _: bool) -> bool {
         false
     }
     let shared = Shared::new().unwrap();
@@ -189,14 +183,19 @@ fn a_stale_cancel_misses_the_next_op_in_its_slot() {
     // Both completions are posted before the one reap that dispatches them.
     while d.ring.completion().len() < 2 {
         d.enter(1, Some(Duration::from_millis(10))).unwrap();
-        assert!(start.elapsed() < Duration::from_secs(10), "the multishot timeout never ended");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the multishot timeout never ended"
+        );
     }
     d.reap();
     assert!(!d.ops.contains(key), "the multishot timeout ended");
     assert_eq!(d.ring.submission().len(), 1, "the stale cancel is queued");
     // The next op takes the freed slot while the stale cancel is still queued.
     let long = Box::new(Timespec::from(Duration::from_secs(30)));
-    let next = d.submit_op(opcode::Timeout::new(&*long).build(), waker).unwrap();
+    let next = d
+        .submit_op(opcode::Timeout::new(&*long).build(), waker)
+        .unwrap();
     assert_eq!(next, key, "the slab reuses the freed slot");
     d.enter(1, Some(Duration::from_millis(50))).unwrap();
     d.reap();
