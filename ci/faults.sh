@@ -6,7 +6,7 @@
 # small ring whose completion queue overflows). Runs the differential proptest, the storms, the
 # compat tests (PollIo mixed with owned reads, pooled poll reads), the pooled-receive tests, the
 # axum tests (compat::axum::serve) and its hostile peers, the signal tests and the
-# toolbox tests (processes, TaskGroup), send_file and zero-copy sends on both backends, then the echo example (checked byte for
+# toolbox tests (processes, TaskGroup), send_file and zero-copy sends on both backends, the buffer suite, then the echo example (checked byte for
 # byte) and hyper_server (10 MiB echoed through curl, HTTP/1.1 and h2c) under faults. Wanted: every byte once and in order, no hang
 # (each step has a time limit), no fd or buffer leak (the storms and pooled tests check), and no
 # injected fault surfacing as an error. Prints the faults injected, by kind, and the bytes checked.
@@ -20,7 +20,7 @@ log=$(mktemp)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp" "$log"; kill $(jobs -p) 2>/dev/null || true' EXIT
 specs=(1:0.05 2:0.1 3:0.2)
-tests=(differential storms compat pooled signals toolbox axum hostile send_file zero_copy async_fd fs_ops direct_io)
+tests=(differential storms compat pooled signals toolbox axum hostile send_file zero_copy async_fd fs_ops direct_io buffers)
 
 cargo build --workspace --all-features --tests --examples -q
 start=$(date +%s)

@@ -285,4 +285,66 @@ both_backends! {
         done_tx.send(()).unwrap();
         other.join().unwrap();
     }
+
+    /// Issue 29 item 10: a direct file that ends inside the buffer made `read_exact_at` ask for
+    /// the rest at an unaligned offset and fail with `InvalidInput`; it is `UnexpectedEof`, with
+    /// what was read in the buffer.
+    fn read_exact_at_a_direct_file_that_ends_mid_buffer_is_unexpected_eof(lp: &mut EventLoop) {
+        let dir = disk_dir();
+        let path = dir.path().join("short");
+        lp.run_until_complete(async move {
+            let f = open_direct(&path).await;
+            let (_, off) = f.direct_io_align().unwrap();
+            let block = 4096usize.max(off as usize);
+            let data = pattern(block + 100, 5);
+            std::fs::write(&path, &data).unwrap();
+            let buf = f.aligned_buf(3 * block).unwrap();
+            let (res, buf) = f.read_exact_at(buf, 0).await;
+            let err = res.expect_err("the file is shorter than the buffer");
+            assert_eq!(err.kind(), ErrorKind::UnexpectedEof, "{err}");
+            assert!(buf[..] == data[..], "the buffer holds what was read");
+            // Ending on a block boundary is the same error, one read later.
+            let data = pattern(block, 6);
+            std::fs::write(&path, &data).unwrap();
+            let mut buf = buf;
+            buf.clear();
+            let (res, buf) = f.read_exact_at(buf, 0).await;
+            assert_eq!(res.unwrap_err().kind(), ErrorKind::UnexpectedEof);
+            assert!(buf[..] == data[..], "the buffer holds what was read");
+        });
+    }
+
+    /// Issue 29 item 8: the last handle of a set dropped while a fixed-buffer op was queued but
+    /// not yet submitted unregistered the buffers first, and the op failed with `EFAULT`.
+    fn a_set_dropped_with_a_fixed_write_queued_still_writes(lp: &mut EventLoop) {
+        let backend = lp.backend();
+        let dir = disk_dir();
+        let path = dir.path().join("queued");
+        lp.run_until_complete(async move {
+            let f = File::options().read(true).write(true).create(true).open(&path).await.unwrap();
+            let set = FixedBufs::register(2, 4096).unwrap();
+            let mut buf = set.try_take().unwrap();
+            let data = pattern(4096, 9);
+            buf.put_slice(&data);
+            let before = fixed_ops();
+            let mut write = Box::pin(f.write_at(buf, 0));
+            // One poll: on uring the SQE is queued; the loop submits it at its next trip.
+            let first = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(write.as_mut().poll(cx))
+            })
+            .await;
+            drop(set);
+            let (res, buf) = match first {
+                std::task::Poll::Ready(out) => out,
+                std::task::Poll::Pending => write.await,
+            };
+            assert_eq!(res.expect("the queued fixed write"), 4096);
+            drop(buf);
+            if backend == Backend::Uring && !common::faults_on() {
+                assert_eq!(fixed_ops() - before, 1, "it was a fixed-buffer write");
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+        });
+    }
+
 }

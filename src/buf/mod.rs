@@ -18,6 +18,8 @@
 mod direct;
 pub(crate) mod pool;
 mod slice;
+#[cfg(test)]
+mod tests;
 
 pub use direct::{AlignedBuf, DEFAULT_DIRECT_ALIGN};
 pub use pool::{DEFAULT_POOL_COUNT, DEFAULT_POOL_SIZE, PooledBuf};
@@ -181,8 +183,9 @@ unsafe impl IoBufMut for Vec<u8> {
         self.as_mut_ptr()
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised.
-        unsafe { self.set_len(pos) }
+        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised; the
+        // clamp keeps a broken promise from setting a length past the allocation.
+        unsafe { self.set_len(pos.min(self.capacity())) }
     }
 }
 
@@ -204,10 +207,20 @@ io_buf!(bytes::Bytes => len, bytes::BytesMut => capacity);
 #[cfg(feature = "bytes")]
 unsafe impl IoBufMut for bytes::BytesMut {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.as_mut_ptr()
+        // Not `as_mut_ptr()` (of the `[u8]` it derefs to): that pointer is good for `len()`
+        // bytes only, and a read fills the whole capacity. The spare capacity of a buffer of
+        // length 0 is all of it, so the pointer to it is good for every byte (Miri checks this).
+        let len = self.len();
+        // SAFETY: a shorter length is always initialised.
+        unsafe { self.set_len(0) };
+        let ptr = self.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        // SAFETY: the first `len` bytes were initialised a moment ago and nothing wrote to them.
+        unsafe { self.set_len(len) };
+        ptr
     }
     unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised.
-        unsafe { self.set_len(pos) }
+        // SAFETY: the caller promises the first `pos <= capacity` bytes are initialised; the
+        // clamp keeps a broken promise from setting a length past the allocation.
+        unsafe { self.set_len(pos.min(self.capacity())) }
     }
 }

@@ -381,7 +381,12 @@ impl DriverCell {
                             Counters::bump(&self.counters.fixed_buffer_ops);
                         }
                         if d.submit_at_once() {
-                            u.submit_now()?;
+                            // The SQE is queued whatever this enter says: refused now, it goes
+                            // with the loop's next one (which reports a ring that failed). So
+                            // the op is in flight from here on and keeps its buffer until its
+                            // completion; handing it back now would let the kernel write into
+                            // a buffer the caller owns again.
+                            let _ = u.submit_now();
                         }
                     }
                     Ok::<(), io::Error>(())

@@ -195,12 +195,35 @@ impl File {
                         buf,
                     );
                 }
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    if filled < total && self.ends_mid_block(filled) {
+                        // A direct read moves whole blocks: one that stopped inside a block met
+                        // the end of the file (and the rest could not be asked for: its offset
+                        // would not be aligned).
+                        return (
+                            Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!(
+                                    "the file ended after {filled} of {total} bytes (direct I/O)"
+                                ),
+                            )),
+                            buf,
+                        );
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return (Err(e), buf),
             }
         }
         (Ok(()), buf)
+    }
+
+    /// Whether `n` bytes from an aligned offset stop inside a block of a direct (`O_DIRECT`)
+    /// file, where a read of the rest would be refused.
+    fn ends_mid_block(&self, n: usize) -> bool {
+        self.direct
+            .is_some_and(|(_, off)| !(n as u64).is_multiple_of(u64::from(off.max(1))))
     }
 
     /// Writes some of `buf`'s initialised bytes at offset `pos` (at the end, with `append`).

@@ -183,6 +183,13 @@ impl UringDriver {
         Ok(())
     }
 
+    /// Queues an `ASYNC_CANCEL` of the op in slot `key`.
+    ///
+    /// The slot may be free by the time the cancel is queued (the op's last completion came in
+    /// the same reap, or in the one a full SQ's submit made inside `push`), and user_data has
+    /// no generation. That is safe: nothing takes the freed slot before the cancel is queued,
+    /// so the slot's next op is queued behind it; the kernel issues SQEs in order and a cancel
+    /// only finds requests issued before it, so it misses (`ENOENT`).
     fn push_cancel(&mut self, key: usize) {
         let cancel = opcode::AsyncCancel::new(key as u64)
             .build()
@@ -325,12 +332,8 @@ impl UringDriver {
             return None;
         }
         self.ops[key] = Lifecycle::Ignored(data);
-        let cancel = opcode::AsyncCancel::new(key as u64)
-            .build()
-            .user_data(CANCEL_TAG);
-        // SAFETY: ASYNC_CANCEL carries no pointers. If the push fails the op still completes on
-        // its own and its data is freed then.
-        let _ = unsafe { self.push(&cancel) };
+        // If the push fails the op still completes on its own and its data is freed then.
+        self.push_cancel(key);
         None
     }
 

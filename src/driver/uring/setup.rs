@@ -212,6 +212,14 @@ impl UringDriver {
 
     /// Drops the ring's buffer table.
     pub(in crate::driver) fn unregister_buffers(&mut self) {
+        // A fixed-buffer SQE names its buffer by index, and the kernel looks the index up when
+        // it takes the SQE (and from then on holds the buffer until the op completes): SQEs
+        // still queued go to the kernel first, or they would find no table and fail (EFAULT).
+        while !self.sq_empty() {
+            if self.submit_queued().is_err() {
+                break; // the ring failed: nothing queued will reach the kernel
+            }
+        }
         let _ = self.ring.submitter().unregister_buffers();
     }
 }

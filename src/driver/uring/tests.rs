@@ -153,3 +153,57 @@ fn remote_wakes_keep_one_multishot_poll_armed() {
     d.shutdown();
     assert!(d.drained());
 }
+
+/// A multishot op asked to stop by one completion and ended by the next, both reaped in one
+/// batch: the cancel pushed after the batch aims at a freed slot (as does one that `push`
+/// pushes after its full-SQ submit reaped the op's completion). It must not hit the op that
+/// takes the slot next, and it does not: the stale cancel is queued before that op's SQE, the
+/// kernel issues SQEs in order, and `ASYNC_CANCEL` only finds requests issued before it (see
+/// `UringDriver::push_cancel`).
+#[test]
+fn a_stale_cancel_misses_the_next_op_in_its_slot() {
+    fn stop(_: &WeakFd, _: Option<&Rc<Pool>>, _: io::Result<u32>, _: u32, _: bool) -> bool {
+        false
+    }
+    let shared = Shared::new().unwrap();
+    let mut d = driver(&shared);
+    let fd = super::super::fd::SharedFd::new(std::fs::File::open("/dev/null").unwrap().into());
+    // A multishot timeout that fires twice, 1 ms apart: its first completion (F_MORE) asks to
+    // stop, the second ends it.
+    let every = Box::new(Timespec::from(Duration::from_millis(1)));
+    let entry = opcode::Timeout::new(&*every)
+        .count(2)
+        .flags(io_uring::types::TimeoutFlags::MULTISHOT)
+        .build();
+    let key = d
+        .submit_multishot(entry, fd.downgrade(), stop, libc::ETIME)
+        .unwrap();
+    let waker = std::task::Waker::noop();
+    let start = Instant::now();
+    // Both completions are posted before the one reap that dispatches them.
+    while d.ring.completion().len() < 2 {
+        d.enter(1, Some(Duration::from_millis(10))).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the multishot timeout never ended"
+        );
+    }
+    d.reap();
+    assert!(!d.ops.contains(key), "the multishot timeout ended");
+    assert_eq!(d.ring.submission().len(), 1, "the stale cancel is queued");
+    // The next op takes the freed slot while the stale cancel is still queued.
+    let long = Box::new(Timespec::from(Duration::from_secs(30)));
+    let next = d
+        .submit_op(opcode::Timeout::new(&*long).build(), waker)
+        .unwrap();
+    assert_eq!(next, key, "the slab reuses the freed slot");
+    d.enter(1, Some(Duration::from_millis(50))).unwrap();
+    d.reap();
+    assert!(
+        matches!(d.ops.get(next), Some(Lifecycle::Waiting(_))),
+        "a cancel aimed at the slot's previous op cancelled its next one"
+    );
+    d.shutdown();
+    drop(d);
+    drop((every, long));
+}
