@@ -74,13 +74,14 @@ impl DriverCell {
         }
     }
 
-    /// epoll: a short transfer drained (or filled) the socket; not ready until its next edge.
+    /// epoll: a short transfer drained (or filled) the socket, or an `AsyncFd` call said
+    /// `WouldBlock`; not ready until its next edge (see `EpollDriver::clear_ready`).
     pub(crate) fn note_drained(self: &Rc<Self>, fd: &SharedFd, dir: op::Interest) {
         let Some(token) = fd.registration(self) else {
             return;
         };
         if let Driver::Epoll(e) = &mut *self.driver.borrow_mut() {
-            e.clear_ready(token, dir);
+            e.clear_ready(token, dir, fd.raw());
         }
     }
 

@@ -11,5 +11,5 @@ mod unix;
 
 pub use addr::ToSocketAddrs;
 pub use tcp::{ListenerBuilder, TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use udp::{TruncatedDatagram, UdpSocket};
 pub use unix::{UnixListener, UnixStream};
