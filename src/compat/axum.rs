@@ -12,8 +12,11 @@
 //!   are refused), idle keep-alive connections close, requests in flight finish, and the future
 //!   returns once the last connection is gone.
 //! - An error on one connection (a client that went away, a malformed request) ends that
-//!   connection only. A failed `accept` (`EMFILE`: the fd table is full) waits a little and
-//!   accepts again; the server never ends on its own.
+//!   connection only. A failed `accept` for want of fds or memory (`EMFILE`: the fd table is
+//!   full) waits 50 ms and accepts again, counted in
+//!   [`Stats::accept_backoffs`](crate::Stats::accept_backoffs); an `accept` error that retrying
+//!   cannot cure (the socket is not listening) ends the server with that error, after the open
+//!   connections shut down gracefully.
 //!
 //! For a thread-per-core server, run one `serve` per loop of a [`LoopPool`](crate::LoopPool), each
 //! on its own listener bound with [`reuse_port`](crate::net::ListenerBuilder::reuse_port) (see
@@ -64,7 +67,7 @@ use tower_service::Service as _;
 
 use super::PollIo;
 use super::hyper::{LocalExec, Timer};
-use crate::net::{TcpListener, TcpStream};
+use crate::net::{AcceptAction, TcpListener, TcpStream, on_accept_error};
 
 /// Serves `router` on `listener`: HTTP/1.1 and h2c, one task per connection. Await the returned
 /// [`Serve`] (it runs until the loop closes), or first give it a shutdown signal with
@@ -172,6 +175,7 @@ async fn run(
     builder.http2().timer(Timer);
     let builder = Rc::new(builder);
     let mut signal = pin!(signal);
+    let mut failed = None;
     loop {
         let accepted = match first(listener.accept(), signal.as_mut()).await {
             Either::Left(res) => res,
@@ -191,22 +195,33 @@ async fn run(
                     Rc::clone(&conns),
                 ));
             }
-            // The peer reset the connection before it was accepted: nothing to do.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            Err(_) => {
-                // EMFILE, ENFILE, ENOMEM: wait for connections to close, then accept again (the
-                // pending connections wait in the backlog meanwhile).
-                let backoff = crate::time::sleep(ACCEPT_BACKOFF);
-                if let Either::Right(()) = first(backoff, signal.as_mut()).await {
+            // The rule for failed accepts: `net::accept`'s docs.
+            Err(e) => match on_accept_error(&e) {
+                AcceptAction::Next => {}
+                AcceptAction::BackOff => {
+                    let backoff = crate::time::sleep(ACCEPT_BACKOFF);
+                    if let Either::Right(()) = first(backoff, signal.as_mut()).await {
+                        break;
+                    }
+                }
+                AcceptAction::Fail => {
+                    failed = Some(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "compat::axum::serve stopped: accept on the listener failed with \
+                             \"{e}\", which retrying cannot cure (is the socket listening?); \
+                             the open connections were shut down gracefully"
+                        ),
+                    ));
                     break;
                 }
-            }
+            },
         }
     }
     drop(listener);
     conns.shut_down();
     poll_fn(|cx| conns.poll_all_closed(cx)).await;
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Drives one connection until it ends, asking it to shut down gracefully when the server does.

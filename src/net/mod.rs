@@ -3,12 +3,15 @@
 //! Every I/O method takes an owned buffer and gives it back (`(io::Result<T>, buf)`); every
 //! operation is cancel-safe when its future is dropped.
 
+mod accept;
 mod addr;
 pub(crate) mod stream;
 mod tcp;
 mod udp;
 mod unix;
 
+#[cfg_attr(not(feature = "axum"), allow(unused_imports))]
+pub(crate) use accept::{AcceptAction, on_accept_error};
 pub use addr::ToSocketAddrs;
 pub use tcp::{ListenerBuilder, TcpListener, TcpStream};
 pub use udp::{TruncatedDatagram, UdpSocket};
