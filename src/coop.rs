@@ -65,9 +65,7 @@ pub(crate) fn proceed() -> bool {
 /// `Pending`, with the waker parked until the loop has looked at I/O, timers and other threads
 /// (as `yield_now`). Outside a loop always `Ready`: nothing would renew the budget there.
 pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
-    let in_loop = YIELDED
-        .try_with(|y| y.borrow().is_some())
-        .unwrap_or(false);
+    let in_loop = YIELDED.try_with(|y| y.borrow().is_some()).unwrap_or(false);
     if !in_loop || proceed() {
         return Poll::Ready(());
     }

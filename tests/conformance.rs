@@ -99,7 +99,8 @@ mod readiness {
                     spin.polls
                 );
                 assert_eq!(spin.errors, 1, "the ICMP error is reported once: {spin:?}");
-                assert!(spin.polls <= 10, "{} polls for one error", spin.polls);
+                let polls = spin.polls;
+                assert!(polls <= 10 || common::faults_on(), "{polls} polls for one error");
             });
         }
 
@@ -134,7 +135,8 @@ mod readiness {
                     spin.polls
                 );
                 assert_eq!(spin.bytes, b"abcd", "the urgent byte is out of band");
-                assert!(spin.polls <= 20, "{} polls for four bytes", spin.polls);
+                let polls = spin.polls;
+                assert!(polls <= 20 || common::faults_on(), "{polls} polls for four bytes");
                 drop(peer);
             });
         }
@@ -152,8 +154,8 @@ mod readiness {
                 let fd = AsyncFd::new(file).unwrap();
                 // Readable (the counter is 1) and writable, for good: nobody reads it. The first
                 // waits arm the readiness (they may return `Pending` once).
-                drop(fd.readable().await.unwrap());
-                drop(fd.writable().await.unwrap());
+                let _ready = fd.readable().await.unwrap();
+                let _ready = fd.writable().await.unwrap();
                 for write in [false, true] {
                     let ran = Rc::new(Cell::new(false));
                     let r = ran.clone();
@@ -161,9 +163,9 @@ mod readiness {
                     let mut turns = 0;
                     while !ran.get() && turns < 100_000 {
                         if write {
-                            drop(fd.writable().await.unwrap());
+                            let _ready = fd.writable().await.unwrap();
                         } else {
-                            drop(fd.readable().await.unwrap());
+                            let _ready = fd.readable().await.unwrap();
                         }
                         turns += 1;
                     }
@@ -349,7 +351,8 @@ mod shutdown {
                 poll_fn(|cx| io.poll_shutdown(cx)).await.unwrap();
                 let mut got = Vec::new();
                 loop {
-                    let (res, buf) = timeout(Duration::from_secs(5), b.read(Vec::with_capacity(4096)))
+                    let read = b.read(Vec::with_capacity(4096));
+                    let (res, buf) = timeout(Duration::from_secs(5), read)
                         .await
                         .expect("the peer waited for the end of stream");
                     if res.unwrap() == 0 {
@@ -390,7 +393,8 @@ mod accept {
             let not_listening: std::net::TcpListener = socket.into();
             lp.run_until_complete(async move {
                 let listener = TcpListener::from_std(not_listening).unwrap();
-                let res = timeout(Duration::from_secs(10), serve(listener, axum::Router::new()).into_future())
+                let server = serve(listener, axum::Router::new()).into_future();
+                let res = timeout(Duration::from_secs(10), server)
                     .await
                     .expect("serve retried a hopeless accept for 10 s");
                 let err = res.expect_err("serve on a socket that is not listening");
@@ -404,6 +408,7 @@ mod accept {
         /// silently. (`RLIMIT_NOFILE` is lowered in a child process.)
         fn serve_backs_off_on_a_full_fd_table_says_so_and_recovers(lp: &mut EventLoop) {
             use std::future::IntoFuture;
+            use std::os::fd::{FromRawFd, OwnedFd};
             if !common::in_child() {
                 let name = format!(
                     "accept::{}::serve_backs_off_on_a_full_fd_table_says_so_and_recovers",
@@ -417,8 +422,8 @@ mod accept {
                 let addr = listener.local_addr().unwrap();
                 let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
                 // The client's socket is made before the table fills (connect needs no new fd).
-                let client =
-                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                use socket2::{Domain, Socket, Type};
+                let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
                 // Fill the fd table: a limit a little above what is open, then duplicates. (Before
                 // the server starts: io_uring takes the limit when an accept is submitted.)
                 let limit = open_fds() + 16;
@@ -434,7 +439,7 @@ mod accept {
                         break;
                     }
                     // SAFETY: `fd` is a new descriptor nobody else owns.
-                    fillers.push(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+                    fillers.push(unsafe { OwnedFd::from_raw_fd(fd) });
                 }
                 let (stop, stopped) = futures::channel::oneshot::channel::<()>();
                 let server = spawn(

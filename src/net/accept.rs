@@ -5,8 +5,8 @@
 //!   error Linux passes on from the new socket, see accept(2)): that connection is gone, accept
 //!   the next one at once.
 //! - Want of a resource (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): wait a little (50 ms in
-//!   `serve`) for connections to close, then accept again; connections wait in the listen backlog meanwhile.
-//!   Each pause is counted in [`Stats::accept_backoffs`](crate::Stats::accept_backoffs), so an
+//!   `serve`) for connections to close, then accept again; connections wait in the listen
+//!   backlog meanwhile. Each pause is counted in [`Stats::accept_backoffs`](crate::Stats::accept_backoffs), so an
 //!   operator sees a server that runs at its fd limit.
 //! - Anything else (`EINVAL`: the socket is not listening; `EBADF`, `ENOTSOCK`; the loop is
 //!   closing) will not get better by retrying: the loop stops and reports it.
@@ -78,6 +78,9 @@ mod tests {
         assert_eq!(classify(&os(libc::ENOMEM)), AcceptAction::BackOff);
         assert_eq!(classify(&os(libc::EINVAL)), AcceptAction::Fail);
         assert_eq!(classify(&os(libc::EBADF)), AcceptAction::Fail);
-        assert_eq!(classify(&io::Error::other("loop closed")), AcceptAction::Fail);
+        assert_eq!(
+            classify(&io::Error::other("loop closed")),
+            AcceptAction::Fail
+        );
     }
 }

@@ -275,11 +275,7 @@ impl TruncatedDatagram {
 
 impl fmt::Display for TruncatedDatagram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "a datagram of {} bytes",
-            self.datagram_len
-        )?;
+        write!(f, "a datagram of {} bytes", self.datagram_len)?;
         if let Some(from) = self.from {
             write!(f, " from {from}")?;
         }
