@@ -3,6 +3,7 @@
 //! Every I/O method takes an owned buffer and gives it back (`(io::Result<T>, buf)`); every
 //! operation is cancel-safe when its future is dropped.
 
+#[cfg(feature = "axum")]
 mod accept;
 mod addr;
 pub(crate) mod stream;
@@ -10,7 +11,7 @@ mod tcp;
 mod udp;
 mod unix;
 
-#[cfg_attr(not(feature = "axum"), allow(unused_imports))]
+#[cfg(feature = "axum")]
 pub(crate) use accept::{AcceptAction, on_accept_error};
 pub use addr::ToSocketAddrs;
 pub use tcp::{ListenerBuilder, TcpListener, TcpStream};
