@@ -227,6 +227,7 @@ impl EpollDriver {
                 Interest::Read => libc::POLLIN,
                 Interest::Write => libc::POLLOUT,
             };
+            Counters::bump(&self.counters.io_syscalls);
             let revents = poll_now(fd, dir_bits | libc::POLLPRI);
             io.error = revents & libc::POLLERR != 0;
             if interest == Interest::Read {
