@@ -203,6 +203,12 @@ mod timers {
                 assert!(poll_once(&mut zero).await.is_ready(), "sleep(0) at its first poll");
                 let mut past = sleep_until(Instant::now() - Duration::from_millis(1));
                 assert!(poll_once(&mut past).await.is_ready(), "a past deadline");
+                // tokio: a zero timeout around a pending future has elapsed at its first poll.
+                let mut zero_timeout = timeout(Duration::ZERO, std::future::pending::<()>());
+                assert!(
+                    matches!(poll_once(&mut zero_timeout).await, Poll::Ready(Err(_))),
+                    "timeout(0, pending()) at its first poll"
+                );
             });
         }
 
