@@ -333,7 +333,7 @@ impl<T: AsFd> AsyncFd<T> {
         if self.driver.readiness_in_ring() {
             self.ready[dir as usize].set(false);
         } else {
-            self.driver.note_drained(&self.fd, dir);
+            self.driver.note_would_block(&self.fd, dir);
         }
     }
 }

@@ -104,6 +104,48 @@ mod readiness {
             });
         }
 
+        /// With `IP_RECVERR` the ICMP error also waits on the socket's error queue, which only
+        /// `recvmsg(MSG_ERRQUEUE)` drains, so `poll(2)` keeps saying `POLLERR`: a plain reader
+        /// that saw `WouldBlock` must still wait again (as on uring), not spin.
+        fn an_async_fd_with_an_unread_error_queue_waits_again_once_drained(lp: &mut EventLoop) {
+            use std::os::fd::AsRawFd;
+            lp.run_until_complete(async {
+                let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let dead = closed.local_addr().unwrap();
+                drop(closed);
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let on: libc::c_int = 1;
+                // SAFETY: `on` is a live c_int of the size given.
+                let r = unsafe {
+                    libc::setsockopt(
+                        sock.as_raw_fd(),
+                        libc::IPPROTO_IP,
+                        libc::IP_RECVERR,
+                        (&on as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(r, 0, "IP_RECVERR: {}", io::Error::last_os_error());
+                sock.connect(dead).unwrap();
+                sock.set_nonblocking(true).unwrap();
+                let fd = AsyncFd::new(sock).unwrap();
+                fd.get_ref().send(b"ping").unwrap();
+                let spin = read_until_waiting(
+                    &fd,
+                    |s, buf| s.recv(buf),
+                    io::ErrorKind::ConnectionRefused,
+                )
+                .await;
+                assert!(
+                    spin.waited,
+                    "readable() stayed ready after the socket said WouldBlock ({} polls)",
+                    spin.polls
+                );
+                let polls = spin.polls;
+                assert!(polls <= 10 || common::faults_on(), "{polls} polls for one error");
+            });
+        }
+
         /// The same for urgent data: `EPOLLPRI` set a flag for good, so after the urgent byte
         /// `clear_ready` never cleared the read direction and the socket spun the same way.
         fn an_async_fd_after_urgent_data_waits_again_once_drained(lp: &mut EventLoop) {
@@ -253,6 +295,33 @@ mod udp {
     use ringloop::net::{TruncatedDatagram, UdpSocket};
 
     both_backends! {
+        /// An error is no hang-up, but it still wakes: a receive already waiting when the ICMP
+        /// error of a closed port arrives reports it, and the socket then waits as before.
+        fn a_waiting_recv_sees_the_icmp_error_of_a_closed_port(lp: &mut EventLoop) {
+            lp.run_until_complete(async {
+                let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let dead = closed.local_addr().unwrap();
+                drop(closed);
+                let sock = Rc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+                sock.connect(dead).unwrap();
+                let s = sock.clone();
+                let waiting = spawn(async move { s.recv(Vec::with_capacity(16)).await.0 });
+                // The receive waits (armed) before the error comes.
+                sleep(Duration::from_millis(10)).await;
+                let (res, _) = sock.send(b"ping".to_vec()).await;
+                res.unwrap();
+                let res = timeout(Duration::from_secs(5), waiting)
+                    .await
+                    .expect("a waiting receive missed the ICMP error")
+                    .unwrap();
+                let err = res.expect_err("the port is closed");
+                assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+                // Reported once: the next receive waits.
+                let next = timeout(Duration::from_millis(100), sock.recv(Vec::with_capacity(16)));
+                assert!(next.await.is_err(), "a second receive did not wait");
+            });
+        }
+
         /// `recv_from` (and `recv`) cut a datagram longer than the buffer silently: 100 bytes
         /// into 16 were `Ok(16)`. The truncation is reported now, with the sender and the
         /// datagram's length; the buffer keeps its first bytes.

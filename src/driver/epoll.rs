@@ -202,14 +202,18 @@ impl EpollDriver {
         }
     }
 
-    /// A short transfer emptied the socket (or filled its buffer), or an `AsyncFd` user saw
-    /// `WouldBlock`: not ready until the next edge. `fd` is the registration's descriptor.
+    /// Not ready until the next edge: a short transfer emptied the socket (or filled its
+    /// buffer), and `verify` is its descriptor; or an `AsyncFd` user saw `WouldBlock` (`None`).
     ///
     /// A hang-up keeps the fd ready for good (the next call must see it, and no edge will come).
     /// A pending error or urgent data (`EPOLLERR`, `EPOLLPRI`) is transient: no edge announces
-    /// that it is still there, nor that it is gone, so the kernel is asked (one `poll(2)`, only
-    /// while such an event is outstanding) and readiness stays only while it is.
-    pub(super) fn clear_ready(&mut self, token: u64, interest: Interest, fd: RawFd) {
+    /// that it is still there, nor that it is gone. After a short transfer the kernel is asked
+    /// (one `poll(2)`, only while such an event is outstanding), and readiness stays only while
+    /// data is still queued (past the urgent mark, say) or the error still pending. A
+    /// `WouldBlock` proves more (no data, no pending socket error), and is trusted as it is: an
+    /// error left on the socket's error queue (`IP_RECVERR`), which `poll(2)` keeps reporting
+    /// until `MSG_ERRQUEUE` reads it, does not keep a plain reader ready for good.
+    pub(super) fn clear_ready(&mut self, token: u64, interest: Interest, verify: Option<RawFd>) {
         if self.closed(token, interest) {
             return; // EOF or a hang-up: the next op must see it, and no edge will come
         }
@@ -222,7 +226,7 @@ impl EpollDriver {
             return;
         };
         let doubt = io.error || (interest == Interest::Read && io.urgent);
-        if doubt {
+        if doubt && let Some(fd) = verify {
             let dir_bits = match interest {
                 Interest::Read => libc::POLLIN,
                 Interest::Write => libc::POLLOUT,
@@ -234,8 +238,7 @@ impl EpollDriver {
                 io.urgent = revents & libc::POLLPRI != 0;
             }
             if revents & (dir_bits | libc::POLLERR | libc::POLLHUP) != 0 {
-                // Data is still queued (say past the urgent mark), or the error is still
-                // pending: the next call reports it.
+                // Data is still queued, or the error is still pending: the next call reports it.
                 return;
             }
         }
