@@ -3,12 +3,14 @@
 //! On the epoll backend an op whose data is already there completes inside the poll that started
 //! it. A task serving a fast peer could then loop forever without returning `Pending`, starving
 //! every other task. Each poll gets a budget; once it is spent, ops yield to the loop first.
+//! Futures that can be ready at once without an op (an elapsed timer, readiness already seen
+//! by an `AsyncFd`) spend it too, through [`poll_proceed`], as tokio's do.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
-/// Wakers of futures that called `yield_now` (or awaited an elapsed sleep): the running loop's
+/// Wakers of futures that called `yield_now` (or found the budget spent): the running loop's
 /// list, woken after its next look at I/O, timers and wakes from other threads.
 pub(crate) type Yielded = Rc<RefCell<Vec<Waker>>>;
 
@@ -56,4 +58,19 @@ pub(crate) fn proceed() -> bool {
             true
         }
     })
+}
+
+/// For a future about to complete without waiting (an elapsed timer, readiness already seen):
+/// `Ready`, taking one unit of budget, while this task poll has some; once it is spent,
+/// `Pending`, with the waker parked until the loop has looked at I/O, timers and other threads
+/// (as `yield_now`). Outside a loop always `Ready`: nothing would renew the budget there.
+pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
+    let in_loop = YIELDED.try_with(|y| y.borrow().is_some()).unwrap_or(false);
+    if !in_loop || proceed() {
+        return Poll::Ready(());
+    }
+    if !defer_yield(cx.waker()) {
+        cx.waker().wake_by_ref();
+    }
+    Poll::Pending
 }

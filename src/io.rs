@@ -13,8 +13,13 @@
 //! waits for the next event. [`try_io`](AsyncFdReadyGuard::try_io) clears readiness for you when
 //! its closure returns `WouldBlock`. So the descriptor must be nonblocking (`O_NONBLOCK`), and
 //! a reader drains it until `WouldBlock` before waiting again: an event that arrives while the
-//! readiness is set is not reported twice. A descriptor that hung up or has an error stays ready:
-//! the call that follows reports it.
+//! readiness is set is not reported twice. A pending error (say the ICMP error a UDP socket
+//! gets from a closed port) makes the descriptor ready: the call that follows reports it, and
+//! once a call said `WouldBlock` it waits again like any other. On epoll a descriptor that hung
+//! up stays ready for good (its calls keep reporting the end).
+//!
+//! A wait that is ready at once spends a unit of the task's cooperative budget, as every ringloop
+//! op does: a task looping on it yields to the loop now and then, so it cannot starve the others.
 //!
 //! # Backends
 //!
@@ -273,18 +278,22 @@ impl<T: AsFd> AsyncFd<T> {
             })
     }
 
+    /// Readiness in `dir`. Readiness that is there already costs a unit of the task's
+    /// cooperative budget, so a task that loops on waits that are ready at once (a descriptor it
+    /// never drains) still lets the others run.
     fn poll_ready(&self, dir: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.driver.readiness_in_ring() {
             let token = self.driver.epoll_token(&self.fd)?;
-            return if self.driver.poll_armed(token, dir, cx.waker()) {
-                Poll::Ready(Ok(()))
-            } else {
-                Poll::Pending
-            };
+            if !self.driver.poll_armed(token, dir, cx.waker()) {
+                return Poll::Pending;
+            }
+            std::task::ready!(crate::coop::poll_proceed(cx));
+            return Poll::Ready(Ok(()));
         }
         let ready = &self.ready[dir as usize];
         loop {
             if ready.get() {
+                std::task::ready!(crate::coop::poll_proceed(cx));
                 return Poll::Ready(Ok(()));
             }
             let next = self.fd.poll_queue(dir).poll_next(cx);
@@ -324,7 +333,7 @@ impl<T: AsFd> AsyncFd<T> {
         if self.driver.readiness_in_ring() {
             self.ready[dir as usize].set(false);
         } else {
-            self.driver.note_drained(&self.fd, dir);
+            self.driver.note_would_block(&self.fd, dir);
         }
     }
 }

@@ -66,6 +66,12 @@ pub struct Stats {
     /// [`FixedBufs`](crate::fs::FixedBufs) set (`IORING_OP_READ_FIXED` / `WRITE_FIXED`), uring
     /// backend.
     pub fixed_buffer_ops: u64,
+    /// Times a server's accept loop ([`compat::axum::serve`](crate::compat)) paused because
+    /// `accept` failed for want of a resource: `EMFILE` (this process's fd table is full: raise
+    /// `RLIMIT_NOFILE`, or serve fewer connections), `ENFILE` (the system's), `ENOBUFS` or
+    /// `ENOMEM`. The loop waits 50 ms and accepts again; connections wait in the listen backlog
+    /// meanwhile. A count that keeps growing means the server runs at its fd limit.
+    pub accept_backoffs: u64,
     /// Faults injected into this loop (cargo feature `fault-injection` with `RINGLOOP_FAULTS`
     /// set); all zero otherwise.
     pub faults_injected: FaultCounts,
@@ -99,6 +105,7 @@ pub(crate) struct Counters {
     pub(crate) multishot_rearms: Cell<u64>,
     pub(crate) pool_empty_waits: Cell<u64>,
     pub(crate) fixed_buffer_ops: Cell<u64>,
+    pub(crate) accept_backoffs: Cell<u64>,
     /// The fault injector (a build with `fault-injection`; nothing otherwise).
     pub(crate) faults: crate::faults::Faults,
 }
@@ -127,6 +134,7 @@ impl Counters {
             multishot_rearms: self.multishot_rearms.get(),
             pool_empty_waits: self.pool_empty_waits.get(),
             fixed_buffer_ops: self.fixed_buffer_ops.get(),
+            accept_backoffs: self.accept_backoffs.get(),
             faults_injected: self.faults.counts(),
         }
     }

@@ -544,7 +544,7 @@ mod timers {
         /// An elapsed `Sleep` returned `Ready` at its first poll and spent no budget, so a task
         /// looping on `sleep(Duration::ZERO)` (asyncio's "yield to the loop") or on
         /// `sleep_until` of a past instant never let another task run: the loop stalled. An
-        /// elapsed sleep now yields once, as `yield_now`.
+        /// elapsed sleep now spends cooperative budget, and yields once it is spent.
         fn an_elapsed_sleep_lets_other_tasks_run(lp: &mut EventLoop) {
             lp.run_until_complete(async {
                 for past in [false, true] {
@@ -561,7 +561,8 @@ mod timers {
                         turns += 1;
                     }
                     assert!(ran.get(), "a task looping on an elapsed sleep starved the loop");
-                    assert_eq!(turns, 1, "the other task ran only after {turns} elapsed sleeps");
+                    // One task poll's budget (128) at most, with room to spare.
+                    assert!(turns <= 1_000, "the other task ran only after {turns} elapsed sleeps");
                 }
             });
         }

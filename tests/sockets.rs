@@ -46,11 +46,13 @@ both_backends! {
             res.unwrap();
             let (res, buf) = a.recv(Vec::with_capacity(16)).await;
             assert_eq!(&buf[..res.unwrap()], b"pong");
-            // A datagram longer than the buffer is truncated, not split.
+            // A datagram longer than the buffer is truncated, not split, and says so.
             let (res, _) = a.send(vec![1u8; 100]).await;
             res.unwrap();
             let (res, buf) = b.recv(Vec::with_capacity(10)).await;
-            assert_eq!((res.unwrap(), buf.len()), (10, 10));
+            let err = res.unwrap_err();
+            let cut = ringloop::net::TruncatedDatagram::of(&err).expect("a truncation error");
+            assert_eq!((cut.received(), cut.datagram_len(), buf.len()), (10, 100, 10));
             // send_to by host name.
             let c = UdpSocket::bind("127.0.0.1:0").unwrap();
             let (res, _) = c.send_to(b"x".to_vec(), ("localhost", b_addr.port())).await;

@@ -305,21 +305,27 @@ impl<S: PollStream> PollIo<S> {
         self.write.poll_transfer(&driver, fd, cx, len, syscall)
     }
 
-    /// Shuts the write side (the peer reads end of stream) the first time; later calls do
-    /// nothing. Always ready: writes are never buffered here.
+    /// Shuts the write side (the peer reads end of stream) once; calls after one that succeeded
+    /// do nothing. Writes are never buffered here, but an owned-buffer write that was dropped
+    /// while the kernel still had it goes first (as for [`poll_write`](Self::poll_write)), so
+    /// its bytes cannot land after the end of stream; until it has, this returns `Pending`.
     ///
     /// # Errors
     ///
     /// The kernel's error from `shutdown`, but not `NotConnected` (the connection is gone, so the
-    /// write side is shut anyway).
-    pub fn poll_shutdown(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// write side is shut anyway). After an error the write side is not marked shut: the next
+    /// call tries again, and reports the error again if it persists.
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.write_shut {
             return Poll::Ready(Ok(()));
         }
-        self.write_shut = true;
+        ready!(self.stream.stream_fd().poll_settled(Interest::Write, cx));
         match self.stream.shutdown_write() {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
-            _ => Poll::Ready(Ok(())),
+            _ => {
+                self.write_shut = true;
+                Poll::Ready(Ok(()))
+            }
         }
     }
 }

@@ -27,10 +27,14 @@ struct ScheduledIo {
     /// The peer closed its side (RDHUP) or the fd hung up: reads stay ready for good, whatever a
     /// short read suggests.
     read_closed: bool,
-    /// The fd hung up or has an error: writes stay ready for good.
+    /// The fd hung up: writes stay ready for good.
     write_closed: bool,
-    /// `EPOLLPRI` was reported (TCP urgent data): a TCP read stops at the urgent mark with data
-    /// still queued, so a short read no longer proves the socket empty, for good.
+    /// `EPOLLERR` was reported and not yet seen gone: a socket error is pending (an ICMP error on
+    /// a UDP socket, say) until a call reports it, which clears it. Not a hang-up: once it is
+    /// gone the fd waits for its next edge like any other (see `clear_ready`).
+    error: bool,
+    /// `EPOLLPRI` was reported and not yet seen gone (TCP urgent data): a TCP read stops at the
+    /// urgent mark with data still queued, so a short read does not prove the socket empty.
     urgent: bool,
     readers: WakerList,
     writers: WakerList,
@@ -56,6 +60,22 @@ fn timeout_ms(timeout: Option<Duration>) -> i32 {
             let ms = t.as_nanos().div_ceil(1_000_000);
             ms.min(i32::MAX as u128) as i32
         }
+    }
+}
+
+/// `poll(2)` with no wait: the fd's events among `events` now (plus `POLLERR`/`POLLHUP`, which
+/// are always reported). A failed call reports `events`: the caller keeps the fd ready, and
+/// the next syscall on it says what is wrong.
+fn poll_now(fd: RawFd, events: i16) -> i16 {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd for the duration of the call; a zero timeout never waits.
+    match unsafe { libc::poll(&mut pfd, 1, 0) } {
+        n if n < 0 => events,
+        _ => pfd.revents,
     }
 }
 
@@ -182,19 +202,49 @@ impl EpollDriver {
         }
     }
 
-    /// A short transfer emptied the socket (or filled its buffer): not ready until the next edge.
-    pub(super) fn clear_ready(&mut self, token: u64, interest: Interest) {
+    /// Not ready until the next edge: a short transfer emptied the socket (or filled its
+    /// buffer), and `verify` is its descriptor; or an `AsyncFd` user saw `WouldBlock` (`None`).
+    ///
+    /// A hang-up keeps the fd ready for good (the next call must see it, and no edge will come).
+    /// A pending error or urgent data (`EPOLLERR`, `EPOLLPRI`) is transient: no edge announces
+    /// that it is still there, nor that it is gone. After a short transfer the kernel is asked
+    /// (one `poll(2)`, only while such an event is outstanding), and readiness stays only while
+    /// data is still queued (past the urgent mark, say) or the error still pending. A
+    /// `WouldBlock` proves more (no data, no pending socket error), and is trusted as it is: an
+    /// error left on the socket's error queue (`IP_RECVERR`), which `poll(2)` keeps reporting
+    /// until `MSG_ERRQUEUE` reads it, does not keep a plain reader ready for good.
+    pub(super) fn clear_ready(&mut self, token: u64, interest: Interest, verify: Option<RawFd>) {
         if self.closed(token, interest) {
-            return; // EOF or an error is pending: the next op must see it, and no edge will come
+            return; // EOF or a hang-up: the next op must see it, and no edge will come
         }
         let (key, generation) = token_parts(token);
-        if interest == Interest::Read
-            && matches!(self.ios.get(key), Some(io) if io.generation == generation && io.urgent)
-        {
-            return; // a short read may have stopped at the urgent mark, data still queued
+        let Some(io) = self
+            .ios
+            .get_mut(key)
+            .filter(|io| io.generation == generation)
+        else {
+            return;
+        };
+        let doubt = io.error || (interest == Interest::Read && io.urgent);
+        if doubt && let Some(fd) = verify {
+            let dir_bits = match interest {
+                Interest::Read => libc::POLLIN,
+                Interest::Write => libc::POLLOUT,
+            };
+            Counters::bump(&self.counters.io_syscalls);
+            let revents = poll_now(fd, dir_bits | libc::POLLPRI);
+            io.error = revents & libc::POLLERR != 0;
+            if interest == Interest::Read {
+                io.urgent = revents & libc::POLLPRI != 0;
+            }
+            if revents & (dir_bits | libc::POLLERR | libc::POLLHUP) != 0 {
+                // Data is still queued, or the error is still pending: the next call reports it.
+                return;
+            }
         }
-        if let Some((ready, _)) = self.direction(token, interest) {
-            *ready = false;
+        match interest {
+            Interest::Read => io.readable = false,
+            Interest::Write => io.writable = false,
         }
     }
 
@@ -261,21 +311,28 @@ impl EpollDriver {
             else {
                 continue; // the fd was closed since
             };
-            let hangup = bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0;
+            // A hang-up is for good; an error is not (a call reports it and clears it): it
+            // makes both directions ready without closing either.
+            let hangup = bits & libc::EPOLLHUP != 0;
+            let error = bits & libc::EPOLLERR != 0;
             if hangup || bits & libc::EPOLLRDHUP != 0 {
                 io.read_closed = true;
             }
             if bits & libc::EPOLLPRI != 0 {
                 io.urgent = true;
             }
+            if error {
+                io.error = true;
+            }
             if hangup {
                 io.write_closed = true;
             }
-            if hangup || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0 {
+            let any = hangup || error;
+            if any || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0 {
                 io.readable = true;
                 io.readers.wake_all();
             }
-            if hangup || bits & libc::EPOLLOUT != 0 {
+            if any || bits & libc::EPOLLOUT != 0 {
                 io.writable = true;
                 io.writers.wake_all();
             }

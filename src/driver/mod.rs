@@ -516,7 +516,7 @@ impl DriverCell {
                     {
                         // A short transfer emptied (or filled) the socket: not ready until the
                         // next edge.
-                        self.with_epoll(|e| e.clear_ready(token, interest));
+                        self.with_epoll(|e| e.clear_ready(token, interest, Some(fd.raw())));
                     }
                     return Poll::Ready(op.finish(res));
                 }

@@ -74,13 +74,24 @@ impl DriverCell {
         }
     }
 
-    /// epoll: a short transfer drained (or filled) the socket; not ready until its next edge.
+    /// epoll: a short transfer drained (or filled) the socket; not ready until its next edge
+    /// (see `EpollDriver::clear_ready`).
     pub(crate) fn note_drained(self: &Rc<Self>, fd: &SharedFd, dir: op::Interest) {
+        self.clear_ready(fd, dir, Some(fd.raw()));
+    }
+
+    /// epoll: an `AsyncFd` user cleared readiness (a call said `WouldBlock`); not ready until
+    /// the next edge unless the fd hung up.
+    pub(crate) fn note_would_block(self: &Rc<Self>, fd: &SharedFd, dir: op::Interest) {
+        self.clear_ready(fd, dir, None);
+    }
+
+    fn clear_ready(self: &Rc<Self>, fd: &SharedFd, dir: op::Interest, verify: Option<RawFd>) {
         let Some(token) = fd.registration(self) else {
             return;
         };
         if let Driver::Epoll(e) = &mut *self.driver.borrow_mut() {
-            e.clear_ready(token, dir);
+            e.clear_ready(token, dir, verify);
         }
     }
 

@@ -99,14 +99,21 @@ impl UdpSocket {
     }
 
     /// Receives one datagram from the connected peer into `buf` (from its start up to its
-    /// capacity; a longer datagram is truncated). A dropped `recv` may lose the datagram it was
-    /// receiving, as with any datagram socket.
+    /// capacity). A datagram longer than that is never cut silently: its first bytes are in
+    /// `buf` and the result is a [`TruncatedDatagram`] error. A dropped `recv` may lose the
+    /// datagram it was receiving, as with any datagram socket.
     ///
     /// # Errors
     ///
-    /// The kernel's error, e.g. `ConnectionRefused`.
+    /// - `InvalidData` carrying a [`TruncatedDatagram`] (see [`TruncatedDatagram::of`]) when
+    ///   the datagram did not fit: the buffer holds its first bytes, the rest is gone;
+    /// - the kernel's error, e.g. `ConnectionRefused` after an ICMP port unreachable.
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        Op::new(Recv::new(self.fd.clone(), buf, Source::Datagram)).await
+        let (res, buf) = Op::new(Recv::new(self.fd.clone(), buf, Source::Datagram)).await;
+        match res {
+            Ok(len) => (TruncatedDatagram::check(len, buf.bytes_total(), None), buf),
+            Err(e) => (Err(e), buf),
+        }
     }
 
     /// Sends `buf`'s initialised bytes as one datagram to `addr` (host names resolve on the
@@ -125,18 +132,43 @@ impl UdpSocket {
         (res, bufs.pop().expect("one buffer in, one out"))
     }
 
-    /// Receives one datagram into `buf` and says who sent it.
+    /// Receives one datagram into `buf` (from its start up to its capacity) and says who sent
+    /// it. A datagram longer than the buffer is never cut silently: its first bytes are in `buf`
+    /// and the result is a [`TruncatedDatagram`] error, which names the sender too.
     ///
     /// # Errors
     ///
-    /// The kernel's error.
+    /// - `InvalidData` carrying a [`TruncatedDatagram`] (see [`TruncatedDatagram::of`]) when
+    ///   the datagram did not fit;
+    /// - the kernel's error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ringloop::net::{TruncatedDatagram, UdpSocket};
+    /// ringloop::run(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0")?;
+    ///     let (res, _) = a.send_to(vec![7u8; 100], b.local_addr()?).await;
+    ///     res?;
+    ///     let (res, buf) = b.recv_from(Vec::with_capacity(16)).await;
+    ///     let err = res.unwrap_err();
+    ///     let cut = TruncatedDatagram::of(&err).expect("a truncation");
+    ///     assert_eq!((cut.received(), cut.datagram_len()), (16, 100));
+    ///     assert_eq!(cut.from(), Some(a.local_addr()?));
+    ///     assert_eq!(buf, [7u8; 16]);
+    ///     std::io::Result::Ok(())
+    /// }).unwrap();
+    /// ```
     pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
         let (res, mut bufs) = Op::new(RecvMsg::new(self.fd.clone(), vec![buf], false)).await;
         let buf = bufs.pop().expect("one buffer in, one out");
-        match res {
-            Ok((n, addr)) => (to_std_addr(&addr).map(|a| (n, a)), buf),
-            Err(e) => (Err(e), buf),
-        }
+        let res = res.and_then(|(len, addr)| {
+            let from = to_std_addr(&addr)?;
+            let n = TruncatedDatagram::check(len, buf.bytes_total(), Some(from))?;
+            Ok((n, from))
+        });
+        (res, buf)
     }
 
     /// This socket's address.
@@ -188,3 +220,72 @@ impl fmt::Debug for UdpSocket {
             .finish()
     }
 }
+
+/// The error of a [`UdpSocket::recv`] or [`UdpSocket::recv_from`] whose datagram was longer than
+/// the buffer: the buffer holds the datagram's first [`received`](Self::received) bytes and the
+/// rest of it is gone (a datagram socket cannot return it later). It comes inside an
+/// `io::Error` of kind `InvalidData`; [`TruncatedDatagram::of`] finds it there.
+///
+/// Receive into a buffer as large as the largest datagram the protocol allows (65,507 bytes
+/// for UDP over IPv4, 65,527 over IPv6) where truncation must not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TruncatedDatagram {
+    received: usize,
+    datagram_len: usize,
+    from: Option<SocketAddr>,
+}
+
+impl TruncatedDatagram {
+    /// The truncation inside `err`, if `err` is one.
+    pub fn of(err: &io::Error) -> Option<&TruncatedDatagram> {
+        err.get_ref()?.downcast_ref()
+    }
+
+    /// The bytes that are in the buffer (its capacity).
+    pub fn received(&self) -> usize {
+        self.received
+    }
+
+    /// The datagram's full length, as the sender sent it.
+    pub fn datagram_len(&self) -> usize {
+        self.datagram_len
+    }
+
+    /// Who sent it: the sender for [`UdpSocket::recv_from`], `None` for [`UdpSocket::recv`]
+    /// (the connected peer sent it).
+    pub fn from(&self) -> Option<SocketAddr> {
+        self.from
+    }
+
+    /// `Ok(len)` if a datagram of `len` bytes fit in `capacity`; the truncation error otherwise.
+    fn check(len: usize, capacity: usize, from: Option<SocketAddr>) -> io::Result<usize> {
+        if len <= capacity {
+            return Ok(len);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            TruncatedDatagram {
+                received: capacity,
+                datagram_len: len,
+                from,
+            },
+        ))
+    }
+}
+
+impl fmt::Display for TruncatedDatagram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a datagram of {} bytes", self.datagram_len)?;
+        if let Some(from) = self.from {
+            write!(f, " from {from}")?;
+        }
+        write!(
+            f,
+            " was truncated to the buffer's {} bytes and the rest discarded: receive into a \
+             buffer as large as the largest datagram (up to 65,507 bytes for UDP over IPv4)",
+            self.received
+        )
+    }
+}
+
+impl std::error::Error for TruncatedDatagram {}

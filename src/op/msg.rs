@@ -83,7 +83,9 @@ unsafe impl<B: IoBuf> Operation for SendMsg<B> {
 }
 
 /// Receives into several buffers in order (each from its start up to its capacity), and the
-/// sender's address.
+/// sender's address. On a datagram socket the result is the datagram's full length
+/// (`MSG_TRUNC`), which exceeds the buffers' capacity when it was truncated; the caller reports
+/// that.
 pub(crate) struct RecvMsg<B> {
     fd: SharedFd,
     bufs: Vec<B>,
@@ -122,7 +124,14 @@ impl<B: IoBufMut> RecvMsg<B> {
         &mut self.msg
     }
 
-    /// Marks the first `n` received bytes initialised, buffer by buffer.
+    /// `MSG_TRUNC` for a datagram (the call returns its full length, so truncation shows);
+    /// none for a stream, where it would discard bytes.
+    fn recv_flags(&self) -> i32 {
+        if self.stream { 0 } else { libc::MSG_TRUNC }
+    }
+
+    /// Marks the first `n` received bytes initialised, buffer by buffer (a truncated datagram's
+    /// `n` may exceed them all: each is then full).
     fn fill(&mut self, mut n: usize) {
         for (buf, iov) in self.bufs.iter_mut().zip(&self.iovecs) {
             let here = n.min(iov.iov_len);
@@ -156,7 +165,9 @@ unsafe impl<B: IoBufMut> Operation for RecvMsg<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let msg = self.header();
-        opcode::RecvMsg::new(Fd(self.fd.raw()), msg).build()
+        opcode::RecvMsg::new(Fd(self.fd.raw()), msg)
+            .flags(self.recv_flags() as u32)
+            .build()
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
@@ -166,7 +177,7 @@ unsafe impl<B: IoBufMut> Operation for RecvMsg<B> {
     fn try_syscall(&mut self) -> io::Result<u32> {
         let msg = self.header();
         // SAFETY: `msg` describes live iovecs and address storage owned by this op.
-        cvt(unsafe { libc::recvmsg(self.fd.raw(), msg, 0) })
+        cvt(unsafe { libc::recvmsg(self.fd.raw(), msg, self.recv_flags()) })
     }
 
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {

@@ -46,6 +46,9 @@ pub(crate) struct Recv<B> {
 }
 
 impl<B: IoBufMut> Recv<B> {
+    /// Receives into `buf`. For a datagram socket the result is the datagram's full length
+    /// (`MSG_TRUNC`), which exceeds the buffer's capacity when the datagram was truncated; the
+    /// buffer then holds its first `capacity` bytes. The caller reports the truncation.
     pub(crate) fn new(fd: SharedFd, buf: B, source: Source) -> Self {
         Recv {
             fd,
@@ -68,7 +71,8 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
                 .offset(CURRENT_POSITION)
                 .build();
         }
-        let mut recv = opcode::Recv::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len);
+        let mut recv = opcode::Recv::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len)
+            .flags(self.recv_flags());
         if self.stream && self.fd.read_drained() && uring_features().recv_poll_first {
             // The last read emptied the socket: wait for data rather than try a receive that
             // would only find nothing and then arm the same poll.
@@ -89,7 +93,7 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
             if self.pipe {
                 libc::read(self.fd.raw(), ptr, len)
             } else {
-                libc::recv(self.fd.raw(), ptr, len, 0)
+                libc::recv(self.fd.raw(), ptr, len, self.recv_flags())
             }
         });
         if self.stream && matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
@@ -133,8 +137,11 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
             );
         }
         if let Ok(n) = res {
-            // SAFETY: the kernel wrote `n <= bytes_total` bytes from the buffer's start.
-            unsafe { self.buf.set_init(n as usize) };
+            // A datagram's `n` is its full length (`MSG_TRUNC`), which may exceed the buffer.
+            let written = n.min(self.len()) as usize;
+            // SAFETY: the kernel wrote `written <= len <= bytes_total` bytes from the buffer's
+            // start.
+            unsafe { self.buf.set_init(written) };
         }
         (res.map(|n| n as usize), self.buf)
     }
@@ -201,6 +208,12 @@ impl<B: IoBufMut> Recv<B> {
     /// The bytes this receive takes at most.
     fn len(&self) -> u32 {
         clamp_len(self.buf.bytes_total()).min(self.max)
+    }
+
+    /// `MSG_TRUNC` for a datagram (the call returns the datagram's full length, so truncation
+    /// shows); none for a stream, where it would discard bytes.
+    fn recv_flags(&self) -> i32 {
+        if self.stream { 0 } else { libc::MSG_TRUNC }
     }
 }
 

@@ -65,7 +65,6 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         entry: None,
-        yielded: false,
     }
 }
 
@@ -76,17 +75,17 @@ fn far_future() -> Instant {
 
 /// The future of [`sleep`] and [`sleep_until`].
 ///
-/// A sleep whose deadline has already passed when it is first polled (`sleep(Duration::ZERO)`,
-/// `sleep_until` of a past instant) behaves like [`yield_now`](crate::yield_now): it returns
-/// `Pending` once and completes after the loop has run the other ready tasks, looked at I/O and
-/// fired due timers, as asyncio's `sleep(0)` does. A task looping on it never stalls the loop.
+/// A sleep whose deadline has passed (`sleep(Duration::ZERO)`, `sleep_until` of a past instant,
+/// a sleep [`reset`](Sleep::reset) to the past) is ready at its next poll, as tokio's is, while
+/// the task has cooperative budget left; each one spends a unit of it. Once a task poll has
+/// spent its budget, an elapsed sleep yields instead (as [`yield_now`](crate::yield_now)): the
+/// loop runs the other ready tasks, looks at I/O and fires due timers first. So a task looping
+/// on `sleep(Duration::ZERO)` never stalls the loop, as asyncio's `sleep(0)` does not.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
     entry: Option<(Rc<RefCell<TimerStore>>, TimerKey)>,
-    /// Elapsed at its first poll, it yielded once (see the type's docs).
-    yielded: bool,
 }
 
 impl Sleep {
@@ -104,7 +103,6 @@ impl Sleep {
     pub fn reset(&mut self, deadline: Instant) {
         self.disarm();
         self.deadline = deadline;
-        self.yielded = false;
     }
 
     fn disarm(&mut self) {
@@ -120,15 +118,9 @@ impl Future for Sleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if Instant::now() >= this.deadline {
-            if this.entry.is_none() && !this.yielded {
-                // Never waited: yield once, so a task looping on an elapsed sleep lets the rest
-                // of the loop run (as `yield_now`).
-                this.yielded = true;
-                if !crate::coop::defer_yield(cx.waker()) {
-                    cx.waker().wake_by_ref();
-                }
-                return Poll::Pending;
-            }
+            // Ready while the task has budget; a yield once it is spent, so a task looping on
+            // an elapsed sleep lets the rest of the loop run.
+            std::task::ready!(crate::coop::poll_proceed(cx));
             this.disarm();
             return Poll::Ready(());
         }
@@ -246,10 +238,10 @@ pub fn interval(period: Duration) -> Interval {
         "ringloop::time::interval: the period must be non-zero"
     );
     let now = Instant::now();
-    let mut sleep = sleep_until(now);
-    // The first tick is at once: ticks are never behind, so an interval needs no yield.
-    sleep.yielded = true;
-    Interval { period, sleep }
+    Interval {
+        period,
+        sleep: sleep_until(now),
+    }
 }
 
 /// The ticker of [`interval`].
@@ -278,7 +270,6 @@ impl Interval {
                     next = now.checked_add(self.period).unwrap_or_else(far_future);
                 }
                 self.sleep.reset(next);
-                self.sleep.yielded = true;
                 Poll::Ready(tick)
             }
         }

@@ -20,8 +20,11 @@
 //!   bound (hyper has no body timeout; tower-http's `RequestBodyTimeoutLayer` or `TimeoutLayer`,
 //!   with `tokio-compat`), and graceful shutdown's drain deadline bounds everything.
 //! - An error on one connection (a client that went away, a malformed request) ends that
-//!   connection only, and so does a handler that panics. A failed `accept` (`EMFILE`: the fd
-//!   table is full) waits a little and accepts again; the server never ends on its own.
+//!   connection only, and so does a handler that panics. A failed `accept` for want of fds or memory (`EMFILE`: the fd table is
+//!   full) waits 50 ms and accepts again, counted in
+//!   [`Stats::accept_backoffs`](crate::Stats::accept_backoffs); an `accept` error that retrying
+//!   cannot cure (the socket is not listening) ends the server with that error, after the open
+//!   connections shut down gracefully.
 //!
 //! For a thread-per-core server, run one `serve` per loop of a [`LoopPool`](crate::LoopPool), each
 //! on its own listener bound with [`reuse_port`](crate::net::ListenerBuilder::reuse_port) (see
@@ -71,7 +74,7 @@ use hyper_util::server::conn::auto;
 
 use self::conn::{ConnService, ConnSettings, Connections, ServerExec, serve_one};
 use super::hyper::Timer;
-use crate::net::TcpListener;
+use crate::net::{AcceptAction, TcpListener, on_accept_error};
 
 mod config;
 mod conn;
@@ -234,6 +237,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         write_timeout: config.write_timeout,
     });
     let mut signal = pin!(signal);
+    let mut failed = None;
     loop {
         if let Some(max) = config.max_connections {
             // At the cap, the next connections wait in the listen backlog.
@@ -258,16 +262,27 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
                 let entry = conns.enter(true);
                 crate::spawn(serve_one(Rc::clone(&settings), stream, service, entry));
             }
-            // The peer reset the connection before it was accepted: nothing to do.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            Err(_) => {
-                // EMFILE, ENFILE, ENOMEM: wait for connections to close, then accept again (the
-                // pending connections wait in the backlog meanwhile).
-                let backoff = crate::time::sleep(ACCEPT_BACKOFF);
-                if let Either::Right(()) = first(backoff, signal.as_mut()).await {
+            // The rule for failed accepts: `net::accept`'s docs.
+            Err(e) => match on_accept_error(&e) {
+                AcceptAction::Next => {}
+                AcceptAction::BackOff => {
+                    let backoff = crate::time::sleep(ACCEPT_BACKOFF);
+                    if let Either::Right(()) = first(backoff, signal.as_mut()).await {
+                        break;
+                    }
+                }
+                AcceptAction::Fail => {
+                    failed = Some(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "compat::axum::serve stopped: accept on the listener failed with \
+                             \"{e}\", which retrying cannot cure (is the socket listening?); \
+                             the open connections were shut down gracefully"
+                        ),
+                    ));
                     break;
                 }
-            }
+            },
         }
     }
     drop(listener);
@@ -283,7 +298,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         }
         None => drained.await,
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 enum Either<A, B> {
