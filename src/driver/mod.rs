@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Backend;
 use crate::backend::FastPaths;
@@ -302,11 +302,16 @@ impl DriverCell {
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
     pub(crate) fn park(&self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
         let mut driver = self.driver.borrow_mut();
+        let start = Instant::now();
         let (res, orphans) = match &mut *driver {
             Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans()),
             Driver::Epoll(e) => (e.park(timeout, shared), Vec::new()),
             Driver::Closed => (Ok(()), Vec::new()),
         };
+        let parked = start.elapsed().as_nanos() as u64;
+        self.counters
+            .park_nanos
+            .set(self.counters.park_nanos.get() + parked);
         drop(driver);
         release_orphans(orphans);
         res

@@ -373,11 +373,12 @@ macro_rules! stream_methods {
         /// looping over short transfers as `write_all` does; returns how many bytes went, fewer
         /// than `len` only if the file ends first (0 from or past its end).
         ///
-        /// `sendfile(2)` runs on the loop thread when the socket is writable. On io_uring, when
-        /// the range's first page is not in the page cache, two `IORING_OP_SPLICE`s per chunk
-        /// move page references through a pipe the thread keeps for it instead, so the disk
-        /// read does not stall the loop (`RINGLOOP_DISABLE=splice` turns that off). On epoll a
-        /// file not in the page cache makes the loop wait for the disk.
+        /// The loop thread never waits for the disk: `sendfile(2)` runs on it, when the socket
+        /// is writable, only over the part of the range that the page cache holds. From the
+        /// first page that is not resident on, io_uring moves page references through a pipe
+        /// the thread keeps for it with two `IORING_OP_SPLICE`s per chunk, which the kernel's
+        /// workers run (`RINGLOOP_DISABLE=splice` turns that off); epoll (or uring without
+        /// splices) reads the rest on the blocking pool, 1 MiB at a time, and sends it.
         ///
         /// Dropping the future cancels it as any write: some bytes may have gone, the stream
         /// stays usable, and its next write waits for a splice still in the kernel.

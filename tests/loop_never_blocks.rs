@@ -1,0 +1,91 @@
+//! The loop thread never waits for anything but its park (`LoopThreadProbe`, in
+//! tests/common/probe.rs): `send_file` from a cold page cache (all of the file, or all but its
+//! first page), on both backends and on uring with the splice path off, and the fs calls.
+
+mod common;
+
+use std::time::Duration;
+
+use common::probe::{LoopThreadProbe, drop_cache, write_cold_file};
+use common::{read_n, tcp_pair};
+use ringloop::{Backend, EventLoop, spawn};
+
+/// Big enough that reading it from the disk takes the loop thread measurably long.
+const COLD_LEN: usize = 16 << 20;
+
+/// Scheduler noise the probe tolerates outside the park (a disk read takes far longer).
+const NOISE: Duration = Duration::from_millis(100);
+
+/// Reads page 0 of `path` through its own file description with `POSIX_FADV_RANDOM`, so only
+/// that page enters the page cache (no readahead window, no readahead marker).
+fn cache_first_page(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: advice on an fd we own.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, 0).unwrap();
+}
+
+/// `send_file` of a file whose pages are on the disk only (or all but the first), checked byte
+/// for byte, with the probe around it.
+fn send_file_cold(lp: &mut EventLoop, first_page_cached: bool) {
+    lp.run_until_complete(async move {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let path = dir.path().join("cold");
+        assert!(
+            write_cold_file(&path, COLD_LEN),
+            "the test file's pages stayed in the page cache: put CARGO_TARGET_TMPDIR on a disk"
+        );
+        if first_page_cached {
+            cache_first_page(&path);
+        }
+        let file = ringloop::fs::File::open(&path).await.unwrap();
+        let (tx, rx) = tcp_pair().await;
+        let reader = spawn(async move { read_n(&rx, COLD_LEN).await });
+        let probe = LoopThreadProbe::start();
+        let sent = tx.send_file(&file, 0, COLD_LEN as u64).await.unwrap();
+        let report = probe.assert_never_blocked("send_file from a cold page cache", NOISE);
+        assert_eq!(sent, COLD_LEN as u64);
+        let got = reader.await.unwrap();
+        assert!(got == common::pattern(0, COLD_LEN), "the bytes came out different");
+        eprintln!("{report:?}");
+        drop_cache(&path);
+    });
+}
+
+both_backends! {
+    fn send_file_from_a_cold_page_cache_never_blocks_the_loop(lp: &mut EventLoop) {
+        send_file_cold(lp, false);
+    }
+
+    /// The defect: the first page's residency decided for the whole range, and sendfile read
+    /// the other 16 MiB from the disk on the loop thread.
+    fn send_file_with_only_its_first_page_cached_never_blocks_the_loop(lp: &mut EventLoop) {
+        send_file_cold(lp, true);
+    }
+}
+
+/// uring with the splice path off: the part not in the page cache goes another way too.
+mod uring_without_splice {
+    use super::*;
+
+    fn lp() -> EventLoop {
+        EventLoop::builder()
+            .backend(Backend::Uring)
+            .disable_fast_paths("splice")
+            .build()
+            .expect("the uring backend is required here")
+    }
+
+    #[test]
+    fn send_file_from_a_cold_page_cache_never_blocks_the_loop() {
+        send_file_cold(&mut lp(), false);
+    }
+
+    #[test]
+    fn send_file_with_only_its_first_page_cached_never_blocks_the_loop() {
+        send_file_cold(&mut lp(), true);
+    }
+}
