@@ -65,6 +65,10 @@ both_backends! {
     fn send_file_with_only_its_first_page_cached_never_blocks_the_loop(lp: &mut EventLoop) {
         send_file_cold(lp, true);
     }
+
+    fn the_fs_calls_on_cold_files_never_block_the_loop(lp: &mut EventLoop) {
+        fs_calls_cold(lp);
+    }
 }
 
 /// uring with the splice path off: the part not in the page cache goes another way too.
@@ -88,4 +92,61 @@ mod uring_without_splice {
     fn send_file_with_only_its_first_page_cached_never_blocks_the_loop() {
         send_file_cold(&mut lp(), true);
     }
+}
+
+/// The fs calls on files whose pages are on the disk only: whole-file reads, reads at offsets,
+/// a copy, writes and syncs, metadata, directories, renames and removals.
+fn fs_calls_cold(lp: &mut EventLoop) {
+    lp.run_until_complete(async {
+        use ringloop::fs;
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        assert!(write_cold_file(&a, COLD_LEN));
+        assert!(write_cold_file(&b, COLD_LEN));
+        let expected = common::pattern(0, COLD_LEN);
+        let probe = LoopThreadProbe::start();
+
+        let whole = fs::read(&a).await.unwrap();
+        assert!(whole == expected, "fs::read came out different");
+        let file = fs::File::open(&b).await.unwrap();
+        let mut at = 0;
+        let mut buf = Vec::with_capacity(1 << 20);
+        while at < COLD_LEN {
+            let (res, got) = file.read_exact_at(buf, at as u64).await;
+            res.unwrap();
+            assert!(got[..] == expected[at..at + got.len()], "read_exact_at at {at}");
+            at += got.len();
+            buf = got;
+        }
+        assert_eq!(file.metadata().await.unwrap().len(), COLD_LEN as u64);
+        drop_cache(&a);
+        let c = dir.path().join("c");
+        assert_eq!(fs::copy(&a, &c).await.unwrap(), COLD_LEN as u64);
+        fs::write(dir.path().join("d"), vec![7u8; 1 << 20]).await.unwrap();
+        let out = fs::File::create(dir.path().join("e")).await.unwrap();
+        let (res, _) = out.write_all_at(vec![1u8; 1 << 20], 0).await;
+        res.unwrap();
+        out.sync_all().await.unwrap();
+        fs::create_dir_all(dir.path().join("x/y/z")).await.unwrap();
+        let mut names = Vec::new();
+        let mut entries = fs::read_dir(dir.path()).await.unwrap();
+        while let Some(e) = entries.next_entry().await.unwrap() {
+            e.metadata().await.unwrap();
+            names.push(e.file_name());
+        }
+        assert_eq!(names.len(), 6, "{names:?}");
+        fs::rename(&c, dir.path().join("c2")).await.unwrap();
+        fs::remove_file(dir.path().join("c2")).await.unwrap();
+        fs::remove_dir(dir.path().join("x/y/z")).await.unwrap();
+        assert!(fs::metadata(&a).await.unwrap().is_file());
+
+        // Reads that miss the page cache are tried without blocking first (RWF_NOWAIT, or
+        // io_uring's own first attempt), and the kernel starts readahead from that attempt: the
+        // loop thread starts disk reads there, but never waits for them.
+        let report = probe.assert_never_waited("the fs calls on cold files", NOISE);
+        eprintln!("{report:?}");
+        drop_cache(&a);
+        drop_cache(&b);
+    });
 }

@@ -103,6 +103,21 @@ impl LoopThreadProbe {
         }
     }
 
+    /// Panics, naming `what`, if the loop thread slept outside its park for longer than
+    /// `max_blocked`. Storage reads it started without waiting for them are allowed: the
+    /// readahead that the kernel starts on a nonblocking read that misses the page cache
+    /// (`preadv2(RWF_NOWAIT)`, io_uring's own first attempt at a read) counts in `read_bytes`
+    /// too.
+    pub fn assert_never_waited(&self, what: &str, max_blocked: Duration) -> ProbeReport {
+        let r = self.report();
+        assert!(
+            r.blocked_outside_park <= max_blocked,
+            "{what}: the loop thread slept {:?} outside its park ({r:?})",
+            r.blocked_outside_park
+        );
+        r
+    }
+
     /// Panics, naming `what`, if the loop thread started a storage read or slept outside its
     /// park for longer than `max_blocked` (a bound for scheduler noise: a wait for a disk or a
     /// FIFO is far longer, or forever).
