@@ -381,6 +381,9 @@ impl DriverCell {
                     }
                     let key = u.submit_op(op.data_mut().sqe(), cx.waker())?;
                     op.slot = Slot::Submitted(key);
+                    if let Some(fd) = op.data.as_ref().and_then(|d| d.zero_copy_fd()) {
+                        u.note_zero_copy(fd.downgrade());
+                    }
                     if let Some(d) = op.data.as_ref() {
                         if d.uses_fixed_buffer() {
                             Counters::bump(&self.counters.fixed_buffer_ops);
@@ -426,6 +429,13 @@ impl DriverCell {
                         // it did not run, so it is submitted again.
                         Poll::Ready(Err(e))
                             if e.raw_os_error() == Some(libc::ECANCELED) && !u.is_closing() =>
+                        {
+                            Err(submit(u, op))
+                        }
+                        // A socket without zero-copy: the same bytes as a plain send.
+                        Poll::Ready(Err(e))
+                            if e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                                && op.data_mut().refuse_zero_copy() =>
                         {
                             Err(submit(u, op))
                         }

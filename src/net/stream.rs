@@ -23,7 +23,28 @@ pub(crate) struct Stream {
     pipe: bool,
 }
 
+impl Drop for Stream {
+    /// A zero-copy write whose future was dropped may still pin its pages in the kernel until
+    /// the peer takes the bytes, and a peer that stopped reading never does: the op would keep
+    /// the socket open and its megabytes queued for good. Dropping the stream then resets the
+    /// connection, so the kernel lets go of them (the dropped write's bytes were not all
+    /// delivered anyway).
+    fn drop(&mut self) {
+        if self.fd.zero_copy_in_flight() > 0 {
+            self.fd.abort_connection();
+        }
+    }
+}
+
 impl Stream {
+    /// The fd, taken out without the drop's reset (`into_std`: the user keeps the socket).
+    pub(crate) fn into_fd(self) -> SharedFd {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the fd is moved out exactly once;
+        // the other field is a `bool`.
+        unsafe { std::ptr::read(&this.fd) }
+    }
+
     /// A stream socket on which a short read does not prove the socket empty (a Unix stream
     /// read stops after a segment that carried `SCM_RIGHTS`, and at a change of writer with
     /// `SO_PASSCRED`): on epoll only `EAGAIN` marks it drained.
@@ -35,6 +56,7 @@ impl Stream {
     /// epoll driver notices (`EPOLLPRI`) and then stops trusting short reads on the socket.
     pub(crate) fn tcp(fd: SharedFd) -> Self {
         fd.trust_short_reads();
+        fd.allow_zero_copy();
         Stream { fd, pipe: false }
     }
 

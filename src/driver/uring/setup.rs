@@ -98,6 +98,7 @@ impl UringDriver {
             counters,
             batch: Vec::new(),
             late: Vec::new(),
+            zero_copy_socks: Vec::new(),
         };
         if fast.registered_ring {
             driver.ring_index = driver.register_ring_fd();
