@@ -31,6 +31,14 @@ fn cache_first_page(path: &std::path::Path) {
 /// `send_file` of a file whose pages are on the disk only (or all but the first), checked byte
 /// for byte, with the probe around it.
 fn send_file_cold(lp: &mut EventLoop, first_page_cached: bool) {
+    send_file_cold_in(lp, first_page_cached, COLD_LEN);
+}
+
+/// As `send_file_cold`, the file sent in `piece`-byte `send_file`s one after another (as a
+/// server that bounds each with a timeout does): the pages of each piece after the first were
+/// read ahead by the one before, and must not be sent from the loop thread, whose `sendfile`
+/// would start the next readahead itself.
+fn send_file_cold_in(lp: &mut EventLoop, first_page_cached: bool, piece: usize) {
     lp.run_until_complete(async move {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let path = dir.path().join("cold");
@@ -45,7 +53,12 @@ fn send_file_cold(lp: &mut EventLoop, first_page_cached: bool) {
         let (tx, rx) = tcp_pair().await;
         let reader = spawn(async move { read_n(&rx, COLD_LEN).await });
         let probe = LoopThreadProbe::start();
-        let sent = tx.send_file(&file, 0, COLD_LEN as u64).await.unwrap();
+        let mut sent = 0;
+        while sent < COLD_LEN as u64 {
+            let n = tx.send_file(&file, sent, piece as u64).await.unwrap();
+            assert!(n > 0, "the file ended early");
+            sent += n;
+        }
         let report = probe.assert_never_blocked("send_file from a cold page cache", NOISE);
         assert_eq!(sent, COLD_LEN as u64);
         let got = reader.await.unwrap();
@@ -64,6 +77,10 @@ both_backends! {
     /// the other 16 MiB from the disk on the loop thread.
     fn send_file_with_only_its_first_page_cached_never_blocks_the_loop(lp: &mut EventLoop) {
         send_file_cold(lp, true);
+    }
+
+    fn send_file_of_a_cold_file_in_pieces_never_blocks_the_loop(lp: &mut EventLoop) {
+        send_file_cold_in(lp, false, 1 << 20);
     }
 
     fn the_fs_calls_on_cold_files_never_block_the_loop(lp: &mut EventLoop) {
@@ -91,6 +108,11 @@ mod uring_without_splice {
     #[test]
     fn send_file_with_only_its_first_page_cached_never_blocks_the_loop() {
         send_file_cold(&mut lp(), true);
+    }
+
+    #[test]
+    fn send_file_of_a_cold_file_in_pieces_never_blocks_the_loop() {
+        send_file_cold_in(&mut lp(), false, 1 << 20);
     }
 }
 

@@ -11,9 +11,10 @@
 //!   on the blocking pool, each sent as a plain write. The loop thread never waits for a disk.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types::Fd};
@@ -168,6 +169,16 @@ const RESIDENCY_WINDOW: u64 = 16 << 20;
 /// the range without the loop thread waiting for the disk.
 const POOL_READ: usize = 1 << 20;
 
+thread_local! {
+    /// Per file fd: where the last `send_file` that went off the loop thread ended. A
+    /// `send_file` of the same fd from there goes off the loop thread at once (an fd number
+    /// reused by another file at that very offset only costs that call the faster path).
+    static OFF_LOOP: RefCell<HashMap<RawFd, u64>> = RefCell::new(HashMap::new());
+}
+
+/// The most files `OFF_LOOP` remembers (it forgets them all past that).
+const OFF_LOOP_MAX: usize = 4096;
+
 /// `send_file` on a stream's fd: up to `len` bytes of `file` from `offset`; fewer only if the
 /// file ends first. See `stream_methods!`.
 ///
@@ -176,7 +187,8 @@ const POOL_READ: usize = 1 << 20;
 /// first page that is not resident on, the rest of the range goes through the ring's splices
 /// (uring), else through reads on the blocking pool and plain sends of what they read; it does
 /// not switch back, since the pages those paths just read carry the kernel's readahead marks,
-/// and a `sendfile` over them would start the next disk reads from the loop thread.
+/// and a `sendfile` over them would start the next disk reads from the loop thread; nor does
+/// the next `send_file` of the file that starts where this one ended (`OFF_LOOP`).
 pub(crate) async fn send_file(
     stream: &SharedFd,
     file: &FileFd,
@@ -192,17 +204,31 @@ pub(crate) async fn send_file(
     // Writes a dropped op left in the kernel go first.
     poll_fn(|cx| stream.poll_settled(Interest::Write, cx)).await;
     let ring = driver.backend() == crate::Backend::Uring && driver.fast().splice;
+    // A file sent in pieces (a server bounding each with a timeout) whose previous piece went
+    // off the loop thread: this one goes the same way, its pages being the readahead of that one.
+    let off_loop = OFF_LOOP.with(|m| m.borrow_mut().remove(&file.as_raw_fd())) == Some(offset);
     let mut sent = 0u64;
     while sent < len {
         let pos = offset + sent;
         let window = (len - sent).min(RESIDENCY_WINDOW);
-        let resident = resident_prefix(file, pos, window);
+        let resident = if off_loop {
+            0
+        } else {
+            resident_prefix(file, pos, window)
+        };
         if resident == 0 {
             let rest = if ring {
                 spliced(stream, file, pos, len - sent).await?
             } else {
                 pooled(&driver, stream, file, pos, len - sent).await?
             };
+            OFF_LOOP.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.len() >= OFF_LOOP_MAX {
+                    m.clear();
+                }
+                m.insert(file.as_raw_fd(), pos + rest);
+            });
             return Ok(sent + rest);
         }
         let n = sendfile(&driver, stream, file, pos, resident).await?;
