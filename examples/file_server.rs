@@ -127,9 +127,14 @@ fn main() -> ExitCode {
                     return Err(io::Error::other("one listener and root per loop"));
                 };
                 let stop = cx.shutdown();
-                file_serve::serve(TcpListener::from_std(l)?, Arc::new(root), limits, async move {
-                    stop.triggered().await;
-                })
+                file_serve::serve(
+                    TcpListener::from_std(l)?,
+                    Arc::new(root),
+                    limits,
+                    async move {
+                        stop.triggered().await;
+                    },
+                )
                 .await
             }
         });

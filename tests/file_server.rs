@@ -81,7 +81,11 @@ impl Server {
     /// One request on a new connection; the whole answer (the server closes).
     fn get(&self, path: &str) -> String {
         let mut s = self.connect();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = Vec::new();
         s.read_to_end(&mut out)
             .unwrap_or_else(|e| panic!("GET {path}: no answer within 10 s ({e})"));
@@ -91,7 +95,9 @@ impl Server {
     /// Stops the server; the probe's report on its loop thread.
     fn stop(self) -> ProbeReport {
         self.stop.store(true, Ordering::Release);
-        self.thread.join().expect("the server's loop thread panicked")
+        self.thread
+            .join()
+            .expect("the server's loop thread panicked")
     }
 }
 
@@ -130,7 +136,8 @@ fn fifo_and_device(backend: Backend) {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
         let zero = std::ffi::CString::new(dir.join("zero").to_str().unwrap()).unwrap();
         // SAFETY: a NUL-terminated path; the device numbers of /dev/zero.
-        let made = unsafe { libc::mknod(zero.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) };
+        let made =
+            unsafe { libc::mknod(zero.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) };
         assert_eq!(made, 0, "mknod /dev/zero's twin (needs CAP_MKNOD)");
     });
     let answer = server.get("/fifo");
@@ -138,7 +145,10 @@ fn fifo_and_device(backend: Backend) {
     let answer = server.get("/zero");
     assert!(answer.starts_with("HTTP/1.1 404"), "GET /zero: {answer}");
     let answer = server.get("/hello.txt");
-    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello\n"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello\n"),
+        "{answer}"
+    );
     let report = server.stop();
     eprintln!("{report:?}");
     assert!(
@@ -168,7 +178,10 @@ fn half_request_and_idle_client(backend: Backend) {
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"));
     let (out, _) = read_until_closed(&mut idle);
     let out = String::from_utf8_lossy(&out);
-    assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("hello\n"), "idle: {out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("hello\n"),
+        "idle: {out}"
+    );
     server.stop();
 }
 
@@ -180,7 +193,8 @@ fn client_that_stops_reading(backend: Backend) {
     let mut s = server.connect();
     // Nothing read: the socket buffers fill, and the server's send stalls.
     s.set_nodelay(true).unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     std::thread::sleep(Duration::from_secs(4));
     let (out, _) = read_until_closed(&mut s);
     assert!(
@@ -220,7 +234,10 @@ fn connection_cap(backend: Backend) {
         if answer.starts_with("HTTP/1.1 200") {
             break;
         }
-        assert!(Instant::now() < deadline, "the freed slot was never reused: {answer}");
+        assert!(
+            Instant::now() < deadline,
+            "the freed slot was never reused: {answer}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(second);
@@ -230,7 +247,10 @@ fn connection_cap(backend: Backend) {
 fn cold_file(backend: Backend) {
     const COLD: usize = 16 << 20;
     let server = Server::start(backend, Limits::default(), |dir| {
-        assert!(write_cold_file(&dir.join("cold"), COLD), "the file stayed cached");
+        assert!(
+            write_cold_file(&dir.join("cold"), COLD),
+            "the file stayed cached"
+        );
     });
     let answer = {
         let mut s = server.connect();
@@ -240,14 +260,20 @@ fn cold_file(backend: Backend) {
     };
     let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(answer.starts_with(b"HTTP/1.1 200"));
-    assert!(answer[body_at..] == common::pattern(0, COLD)[..], "the body came out different");
+    assert!(
+        answer[body_at..] == common::pattern(0, COLD)[..],
+        "the body came out different"
+    );
     let report = server.stop();
     eprintln!("{report:?}");
     assert_eq!(
         report.disk_read_bytes, 0,
         "the loop thread read from the disk: {report:?}"
     );
-    assert!(report.blocked_outside_park < Duration::from_millis(100), "{report:?}");
+    assert!(
+        report.blocked_outside_park < Duration::from_millis(100),
+        "{report:?}"
+    );
 }
 
 macro_rules! on_both {

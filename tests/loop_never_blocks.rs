@@ -62,7 +62,10 @@ fn send_file_cold_in(lp: &mut EventLoop, first_page_cached: bool, piece: usize) 
         let report = probe.assert_never_blocked("send_file from a cold page cache", NOISE);
         assert_eq!(sent, COLD_LEN as u64);
         let got = reader.await.unwrap();
-        assert!(got == common::pattern(0, COLD_LEN), "the bytes came out different");
+        assert!(
+            got == common::pattern(0, COLD_LEN),
+            "the bytes came out different"
+        );
         eprintln!("{report:?}");
         drop_cache(&path);
     });
@@ -137,7 +140,10 @@ fn fs_calls_cold(lp: &mut EventLoop) {
         while at < COLD_LEN {
             let (res, got) = file.read_exact_at(buf, at as u64).await;
             res.unwrap();
-            assert!(got[..] == expected[at..at + got.len()], "read_exact_at at {at}");
+            assert!(
+                got[..] == expected[at..at + got.len()],
+                "read_exact_at at {at}"
+            );
             at += got.len();
             buf = got;
         }
@@ -145,7 +151,9 @@ fn fs_calls_cold(lp: &mut EventLoop) {
         drop_cache(&a);
         let c = dir.path().join("c");
         assert_eq!(fs::copy(&a, &c).await.unwrap(), COLD_LEN as u64);
-        fs::write(dir.path().join("d"), vec![7u8; 1 << 20]).await.unwrap();
+        fs::write(dir.path().join("d"), vec![7u8; 1 << 20])
+            .await
+            .unwrap();
         let out = fs::File::create(dir.path().join("e")).await.unwrap();
         let (res, _) = out.write_all_at(vec![1u8; 1 << 20], 0).await;
         res.unwrap();

@@ -278,7 +278,8 @@ fn dropped_stream_with_a_pinned_zero_copy_write(backend: Backend) {
                 }
             }
         });
-        end.await.expect("the peer never saw the dropped stream end");
+        end.await
+            .expect("the peer never saw the dropped stream end");
     });
     lp.close();
 }

@@ -250,8 +250,14 @@ async fn serve_conn(stream: TcpStream, root: Arc<OwnedFd>, limits: Limits) -> io
                 }
                 Ok(httparse::Status::Partial) if pending.len() < MAX_HEAD => break,
                 _ => {
-                    respond(&stream, Target::Error(400, "Bad Request"), false, true, limits)
-                        .await?;
+                    respond(
+                        &stream,
+                        Target::Error(400, "Bad Request"),
+                        false,
+                        true,
+                        limits,
+                    )
+                    .await?;
                     return Ok(());
                 }
             };
@@ -273,7 +279,13 @@ async fn serve_conn(stream: TcpStream, root: Arc<OwnedFd>, limits: Limits) -> io
                 // A client that sent part of a request, or nothing since it connected.
                 let _ = ringloop::time::timeout(
                     limits.send_timeout,
-                    respond(&stream, Target::Error(408, "Request Timeout"), false, true, limits),
+                    respond(
+                        &stream,
+                        Target::Error(408, "Request Timeout"),
+                        false,
+                        true,
+                        limits,
+                    ),
                 )
                 .await;
             }

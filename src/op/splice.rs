@@ -401,9 +401,8 @@ async fn pooled(
             spare.clear();
             spare.reserve(want);
             // SAFETY: the Vec has room for `want` bytes; the file's fd is held by `fd`.
-            let n = cvt(unsafe {
-                libc::pread(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want, pos)
-            });
+            let n =
+                cvt(unsafe { libc::pread(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want, pos) });
             if let Ok(n) = n {
                 // SAFETY: pread initialised the first `n <= want` bytes.
                 unsafe { spare.set_len(n as usize) };

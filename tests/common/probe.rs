@@ -48,7 +48,9 @@ fn sample() -> Sample {
         .expect("read_bytes in /proc/thread-self/io");
     let sched = std::fs::read_to_string("/proc/thread-self/schedstat")
         .expect("/proc/thread-self/schedstat is needed by LoopThreadProbe");
-    let mut fields = sched.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    let mut fields = sched
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0));
     let on_cpu_ns = fields.next().unwrap_or(0);
     let run_queue_ns = fields.next().unwrap_or(0);
     let parked = ringloop::current_stats()
