@@ -237,7 +237,7 @@ both_backends! {
     }
 }
 
-/// uring with the splice path off: send_file uses sendfile even for an uncached file.
+/// uring with the splice path off: send_file reads an uncached file on the blocking pool.
 mod uring_sendfile {
     use super::*;
 
