@@ -4,8 +4,9 @@
 //!
 //! - A FIFO and a device in the served tree are refused (404) without the loop thread blocking
 //!   (it used to wait in `open` for a FIFO's writer, for good), and other clients are served.
-//! - A client that sends half a request line gets a 408 and is closed after the head timeout;
-//!   one that idles on a kept-alive connection is closed after the idle timeout.
+//! - A client that sends half a request line (or nothing, or a byte at a time) gets a 408 and is
+//!   closed after the head timeout; one that idles on a kept-alive connection is closed after
+//!   the idle timeout.
 //! - A client that stops reading a body is dropped after the send timeout.
 //! - Past the connection cap, a client gets a 503; a slot that frees serves the next.
 //! - A file read from a cold page cache: the loop thread starts no disk read.
@@ -155,6 +156,10 @@ fn fifo_and_device(backend: Backend) {
         report.blocked_outside_park < Duration::from_millis(100),
         "the loop thread slept outside its park: {report:?}"
     );
+    assert_eq!(
+        report.disk_read_bytes, 0,
+        "the loop thread read from the disk: {report:?}"
+    );
 }
 
 fn half_request_and_idle_client(backend: Backend) {
@@ -168,6 +173,21 @@ fn half_request_and_idle_client(backend: Backend) {
     let mut idle = server.connect();
     idle.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
+    // One byte every 200 ms: the head timeout counts from the first byte, not the last.
+    let mut trickle = server.connect();
+    let mut dripping = trickle.try_clone().unwrap();
+    let drip = std::thread::spawn(move || {
+        for &b in b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+            .iter()
+            .cycle()
+            .take(100)
+        {
+            if dripping.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
     // Meanwhile other clients are served.
     assert!(server.get("/hello.txt").ends_with("hello\n"));
     let (out, took) = read_until_closed(&mut half);
@@ -176,6 +196,11 @@ fn half_request_and_idle_client(backend: Backend) {
     assert!(took < Duration::from_secs(8), "{took:?}");
     let (out, _) = read_until_closed(&mut silent);
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"));
+    let (out, took) = read_until_closed(&mut trickle);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "one byte at a time: {out}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    drip.join().unwrap();
     let (out, _) = read_until_closed(&mut idle);
     let out = String::from_utf8_lossy(&out);
     assert!(

@@ -276,18 +276,12 @@ async fn serve_conn(stream: TcpStream, root: Arc<OwnedFd>, limits: Limits) -> io
         };
         let Ok((res, buf)) = ringloop::time::timeout(wait, stream.read(spare)).await else {
             if head_deadline.is_some() {
-                // A client that sent part of a request, or nothing since it connected.
-                let _ = ringloop::time::timeout(
-                    limits.send_timeout,
-                    respond(
-                        &stream,
-                        Target::Error(408, "Request Timeout"),
-                        false,
-                        true,
-                        limits,
-                    ),
-                )
-                .await;
+                // A client that sent part of a request, or nothing since it connected (the
+                // answer's write is bounded by `send_timeout`, the linger by a second).
+                let late = Target::Error(408, "Request Timeout");
+                if respond(&stream, late, false, true, limits).await.is_ok() {
+                    linger(&stream).await;
+                }
             }
             return Err(timed_out("the client sent no (complete) request in time"));
         };
