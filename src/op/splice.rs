@@ -201,6 +201,14 @@ pub(crate) async fn send_file(
              EventLoop::run_until_complete or ringloop::run",
         )
     })?;
+    if i64::try_from(offset).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "send_file: offset past i64::MAX",
+        ));
+    }
+    // No file reaches past i64::MAX, and no position passed to the kernel may.
+    let len = len.min(i64::MAX as u64 - offset);
     // Writes a dropped op left in the kernel go first.
     poll_fn(|cx| stream.poll_settled(Interest::Write, cx)).await;
     let ring = driver.backend() == crate::Backend::Uring && driver.fast().splice;
