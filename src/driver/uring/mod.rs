@@ -102,6 +102,9 @@ pub(crate) struct UringDriver {
     /// Sockets that had zero-copy sends submitted (pruned as it grows): closing the loop resets
     /// those whose pages the kernel still holds after `CLOSE_WAIT`.
     zero_copy_socks: Vec<WeakFd>,
+    /// Closing gave up waiting and leaked what the kernel still holds: a second `shutdown` (the
+    /// drop after `close`) does not wait again.
+    abandoned: bool,
 }
 
 /// How long closing the loop waits for its cancelled ops to complete before it resets the
@@ -361,6 +364,9 @@ impl UringDriver {
     /// freed. Waiting ops get their result (usually `ECANCELED`) in their slot.
     pub(super) fn shutdown(&mut self) {
         self.closing = true;
+        if self.abandoned {
+            return;
+        }
         if self.in_flight == 0 {
             self.unregister_pool();
             return;
@@ -408,6 +414,7 @@ impl UringDriver {
         }
         if self.in_flight > 0 {
             // The kernel may still write into these: leak them rather than free them.
+            self.abandoned = true;
             mem::forget(mem::take(&mut self.ops));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
         } else {

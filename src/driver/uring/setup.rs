@@ -99,6 +99,7 @@ impl UringDriver {
             batch: Vec::new(),
             late: Vec::new(),
             zero_copy_socks: Vec::new(),
+            abandoned: false,
         };
         if fast.registered_ring {
             driver.ring_index = driver.register_ring_fd();
