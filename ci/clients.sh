@@ -161,7 +161,9 @@ for backend in uring epoll; do
     echo hello > "$root/a.txt"; head -c 3000000 /dev/urandom > "$root/sub/big.bin"
     echo secret > "$tmp/outside/s"
     ln -s "$tmp/outside/s" "$root/abs_link"; ln -s ../outside/s "$root/rel_link"; ln -s a.txt "$root/in_link"
-    "$bin/file_server" "$root" 127.0.0.1:0 --threads 2 2>"$tmp/fs.err" &
+    mkfifo "$root/fifo"
+    "$bin/file_server" "$root" 127.0.0.1:0 --threads 2 --head-timeout 5 --idle-timeout 30 \
+        --send-timeout 10 --max-conns 1000 2>"$tmp/fs.err" &
     server=$!
     wait_port "$tmp/fs.err" file_server $server
     url="http://127.0.0.1:$port"
@@ -177,6 +179,9 @@ for backend in uring epoll; do
         [ "$(code "$url${case#* }")" = "${case%% *}" ] || fail "file_server ${case#* } is not ${case%% *}"
     done
     [ "$(code "$url/$(head -c 2000 /dev/zero | tr '\0' a)")" = 414 ] || fail "an overlong path"
+    # A FIFO is never opened (its open would wait for a writer): 404 at once, then still serving.
+    [ "$(code --max-time 10 "$url/fifo")" = 404 ] || fail "the FIFO is not 404"
+    [ "$(curl -sS --max-time 10 "$url/a.txt")" = hello ] || fail "file_server GET after the FIFO"
     [ "$(code -X DELETE "$url/a.txt")" = 405 ] || fail "DELETE is not 405"
     # Keep-alive: three requests on one connection; a pipeline of three in one write.
     [ "$(curl -sS -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects}' "$url/a.txt" "$url/sub/big.bin" "$url/a.txt" | tr -d '\n')" = 100 ] \

@@ -197,8 +197,8 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
     ),
     (
         "splice",
-        "send_file uses sendfile(2) on the loop thread even for a file not in the page cache, \
-         instead of two splices through a pipe",
+        "send_file reads the part of a file not in the page cache on the blocking pool (as on \
+         epoll), instead of two splices through a pipe",
     ),
     (
         "bundle",
@@ -234,8 +234,8 @@ pub(crate) struct FastPaths {
     pub(crate) registered_ring: bool,
     /// `SUBMIT_ALL` and `NO_SQARRAY` are tried first at ring setup.
     pub(crate) setup_flags: bool,
-    /// `send_file` of a file not in the page cache splices through a pipe on the ring (epoll:
-    /// `sendfile(2)` always).
+    /// `send_file` of a file not in the page cache splices through a pipe on the ring (else, and
+    /// on epoll, the blocking pool reads what is not resident).
     pub(crate) splice: bool,
     /// Large owned-buffer writes are zero-copy sends (`IORING_OP_SEND_ZC`), as
     /// `Builder::zero_copy_threshold` says.

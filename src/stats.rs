@@ -2,6 +2,7 @@
 
 pub use crate::faults::FaultCounts;
 use std::cell::Cell;
+use std::time::Duration;
 
 /// A snapshot of a loop's counters, from [`EventLoop::stats`](crate::EventLoop::stats).
 ///
@@ -72,6 +73,11 @@ pub struct Stats {
     /// `ENOMEM`. The loop waits 50 ms and accepts again; connections wait in the listen backlog
     /// meanwhile. A count that keeps growing means the server runs at its fd limit.
     pub accept_backoffs: u64,
+    /// Time the loop thread spent in its park: the `io_uring_enter` or `epoll_wait` of each loop
+    /// turn, where it waits for I/O, a timer or a wake (and submits, on uring). The only place
+    /// the loop thread is meant to wait: a test can subtract it from the thread's time off the
+    /// CPU (`/proc/thread-self/schedstat`) to see whether anything else made the loop wait.
+    pub park_time: Duration,
     /// Faults injected into this loop (cargo feature `fault-injection` with `RINGLOOP_FAULTS`
     /// set); all zero otherwise.
     pub faults_injected: FaultCounts,
@@ -106,6 +112,8 @@ pub(crate) struct Counters {
     pub(crate) pool_empty_waits: Cell<u64>,
     pub(crate) fixed_buffer_ops: Cell<u64>,
     pub(crate) accept_backoffs: Cell<u64>,
+    /// Nanoseconds spent in the driver's park.
+    pub(crate) park_nanos: Cell<u64>,
     /// The fault injector (a build with `fault-injection`; nothing otherwise).
     pub(crate) faults: crate::faults::Faults,
 }
@@ -135,6 +143,7 @@ impl Counters {
             pool_empty_waits: self.pool_empty_waits.get(),
             fixed_buffer_ops: self.fixed_buffer_ops.get(),
             accept_backoffs: self.accept_backoffs.get(),
+            park_time: Duration::from_nanos(self.park_nanos.get()),
             faults_injected: self.faults.counts(),
         }
     }

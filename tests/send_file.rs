@@ -114,6 +114,11 @@ fn short_file_and_past_the_end(lp: &mut EventLoop) {
         // From the end or past it: nothing.
         assert_eq!(tx.send_file(&file, 5000, 10).await.unwrap(), 0);
         assert_eq!(tx.send_file(&file, 1 << 40, 10).await.unwrap(), 0);
+        // An offset no file reaches (past i64::MAX): refused, never taken for "the current
+        // position" (-1 to splice).
+        let err = tx.send_file(&file, u64::MAX - 5, 10).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!(tx.send_file(&file, i64::MAX as u64, 10).await.unwrap(), 0);
         let empty = file_with(&dir, "empty", b"").await;
         assert_eq!(tx.send_file(&empty, 0, 100).await.unwrap(), 0);
         let got = read_n(&rx, 4000).await;
@@ -237,7 +242,7 @@ both_backends! {
     }
 }
 
-/// uring with the splice path off: send_file uses sendfile even for an uncached file.
+/// uring with the splice path off: send_file reads an uncached file on the blocking pool.
 mod uring_sendfile {
     use super::*;
 

@@ -159,6 +159,131 @@ fn switched_off(backend: Backend) {
     }
 }
 
+/// With a threshold set, large writes on a Unix stream (AF_UNIX has no zero-copy) go as plain
+/// sends; they used to fail with EOPNOTSUPP, every one of them.
+fn unix_stream_writes_with_a_threshold(backend: Backend) {
+    let mut lp = zc_loop(backend, Some(THRESHOLD));
+    lp.run_until_complete(async move {
+        let (tx, rx) = ringloop::net::UnixStream::pair().unwrap();
+        let data = pattern(0, 1 << 20);
+        let reader = ringloop::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(1 << 16);
+            while got.len() < 2 << 20 {
+                let (res, b) = rx.read(buf).await;
+                let n = res.unwrap();
+                assert!(n > 0, "end of stream after {} bytes", got.len());
+                got.extend_from_slice(&b[..n]);
+                buf = b;
+            }
+            got
+        });
+        tx.write_all(data.clone()).await.0.unwrap();
+        let (res, _) = tx.write(data.clone()).await;
+        let n = res.unwrap();
+        tx.write_all(data[n..].to_vec()).await.0.unwrap();
+        let got = reader.await.unwrap();
+        assert!(got[..1 << 20] == data[..] && got[1 << 20..] == data[..]);
+        assert_eq!(stats().zero_copy_sends, 0);
+    });
+    lp.close();
+}
+
+/// A socket the loop takes for TCP but whose kernel refuses zero-copy (here a Unix socket handed
+/// over as a `std::net::TcpStream`): the send that the kernel refused with EOPNOTSUPP goes again
+/// as a plain send.
+fn refused_zero_copy_falls_back_to_a_plain_send(backend: Backend) {
+    let mut lp = zc_loop(backend, Some(THRESHOLD));
+    lp.run_until_complete(async move {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let a = std::net::TcpStream::from(std::os::fd::OwnedFd::from(a));
+        let tx = ringloop::net::TcpStream::from_std(a).unwrap();
+        let rx = ringloop::net::UnixStream::from_std(b).unwrap();
+        let data = pattern(3, 1 << 20);
+        let reader = ringloop::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(1 << 16);
+            while got.len() < 1 << 20 {
+                let (res, b) = rx.read(buf).await;
+                let n = res.unwrap();
+                assert!(n > 0, "end of stream after {} bytes", got.len());
+                got.extend_from_slice(&b[..n]);
+                buf = b;
+            }
+            got
+        });
+        tx.write_all(data.clone()).await.0.unwrap();
+        assert!(reader.await.unwrap() == data);
+    });
+    lp.close();
+}
+
+/// A zero-copy write to a peer that stopped reading (its window full), dropped: the kernel holds
+/// the write's pages until the peer takes the bytes, which it never does. Closing the loop must
+/// still end (it used to wait for the notification for good: a deadlock, the peer being in this
+/// very loop).
+fn close_with_a_peer_that_stopped_reading(backend: Backend) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lp = zc_loop(backend, Some(THRESHOLD));
+        let kept = lp.run_until_complete(async move {
+            let (tx, rx) = tcp_pair().await;
+            let big = vec![0x5au8; 32 << 20];
+            let write = ringloop::time::timeout(Duration::from_millis(200), tx.write_all(big));
+            assert!(write.await.is_err(), "32 MiB fit into an unread socket");
+            (tx, rx)
+        });
+        lp.close();
+        drop(kept);
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("closing the loop waited for a peer that stopped reading");
+}
+
+/// The same dropped write, then the stream dropped while the loop runs: the connection is reset,
+/// so the kernel lets go of the pages (the notification comes) and the peer learns it, rather
+/// than the socket staying open with megabytes queued.
+fn dropped_stream_with_a_pinned_zero_copy_write(backend: Backend) {
+    let mut lp = zc_loop(backend, Some(THRESHOLD));
+    lp.run_until_complete(async move {
+        let (tx, rx) = tcp_pair().await;
+        let big = vec![0x5au8; 32 << 20];
+        let write = ringloop::time::timeout(Duration::from_millis(200), tx.write_all(big));
+        assert!(write.await.is_err(), "32 MiB fit into an unread socket");
+        drop(tx);
+        // Wait (bounded) for the notification of every zero-copy send.
+        for _ in 0..500 {
+            let s = stats();
+            if s.zero_copy_notifications == s.zero_copy_sends {
+                break;
+            }
+            ringloop::time::sleep(Duration::from_millis(10)).await;
+        }
+        let s = stats();
+        assert_eq!(
+            s.zero_copy_notifications, s.zero_copy_sends,
+            "the dropped stream's zero-copy pages are still held"
+        );
+        // The peer sees the end: what was queued before the reset may come first, then a reset
+        // (or an end of stream), within a bound.
+        let end = ringloop::time::timeout(Duration::from_secs(10), async {
+            let mut buf = Vec::with_capacity(1 << 20);
+            loop {
+                let (res, b) = rx.read(buf).await;
+                match res {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => buf = b,
+                }
+            }
+        });
+        end.await
+            .expect("the peer never saw the dropped stream end");
+    });
+    lp.close();
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod uring {
@@ -176,4 +301,12 @@ macro_rules! on_both {
     };
 }
 
-on_both!(mixed_writes, dropped_write, switched_off);
+on_both!(
+    mixed_writes,
+    dropped_write,
+    switched_off,
+    unix_stream_writes_with_a_threshold,
+    refused_zero_copy_falls_back_to_a_plain_send,
+    close_with_a_peer_that_stopped_reading,
+    dropped_stream_with_a_pinned_zero_copy_write
+);

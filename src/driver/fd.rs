@@ -152,6 +152,8 @@ struct FdInner {
     /// The fd is a duplicate of one its user keeps (`io::AsyncFd`): closing it does not take the
     /// open file out of epoll, so its registration is removed explicitly.
     duplicate: Cell<bool>,
+    /// A TCP socket: the kernel can send from it zero-copy (`SO_ZEROCOPY`), which AF_UNIX cannot.
+    zero_copy_ok: Cell<bool>,
     /// Pooled receives delivered by a multishot (or buffer-select) receive (uring).
     recv_queue: RefCell<Option<Box<MultiQueue<PooledBuf>>>>,
     /// Connections a multishot accept delivered (uring).
@@ -171,6 +173,9 @@ struct Rare {
     settle_wakers: WakerList,
     /// What a multishot poll delivered, per direction (read, write): `io::AsyncFd` on uring.
     polls: [MultiQueue<u32>; 2],
+    /// Zero-copy sends on this fd whose notification has not come: the kernel still holds their
+    /// pages (see `Stream`'s drop).
+    zero_copy_in_flight: u32,
 }
 
 /// A `SharedFd` that does not keep the fd open: what a multishot op's sink holds, so a socket
@@ -197,6 +202,7 @@ impl SharedFd {
                 read_waits: Cell::new(false),
                 read_full: Cell::new(false),
                 duplicate: Cell::new(false),
+                zero_copy_ok: Cell::new(false),
                 recv_queue: RefCell::new(None),
                 accept_queue: RefCell::new(None),
             }),
@@ -278,6 +284,54 @@ impl SharedFd {
 
     pub(crate) fn set_read_drained(&self, drained: bool) {
         self.inner.read_drained.set(drained);
+    }
+
+    /// Marks this fd as a TCP socket, whose sends may go zero-copy.
+    pub(crate) fn allow_zero_copy(&self) {
+        self.inner.zero_copy_ok.set(true);
+    }
+
+    /// Whether sends on this fd may go zero-copy (a TCP socket).
+    pub(crate) fn zero_copy_allowed(&self) -> bool {
+        self.inner.zero_copy_ok.get()
+    }
+
+    /// A zero-copy send on this fd started (`up`) or its notification came (or it never
+    /// started).
+    pub(crate) fn count_zero_copy(&self, up: bool) {
+        let mut rare = self.rare();
+        rare.zero_copy_in_flight = if up {
+            rare.zero_copy_in_flight + 1
+        } else {
+            rare.zero_copy_in_flight.saturating_sub(1)
+        };
+    }
+
+    /// Zero-copy sends on this fd that the kernel still holds pages of.
+    pub(crate) fn zero_copy_in_flight(&self) -> u32 {
+        self.inner
+            .rare
+            .borrow()
+            .as_ref()
+            .map_or(0, |r| r.zero_copy_in_flight)
+    }
+
+    /// Aborts the connection (`connect(AF_UNSPEC)`, which for TCP is a reset): the kernel drops
+    /// what is queued to send and so lets go of the pages of zero-copy sends a peer that stopped
+    /// reading would otherwise pin for good. The fd stays open (its number is not reused while
+    /// ops may still name it).
+    pub(crate) fn abort_connection(&self) {
+        // SAFETY: an all-zero sockaddr with family AF_UNSPEC is a valid argument of that size.
+        let addr: libc::sockaddr = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is open (held by `self`); `addr` is live for the call. A failure (not a
+        // connected TCP socket any more) leaves nothing to release.
+        unsafe {
+            libc::connect(
+                self.raw(),
+                &addr,
+                std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+            )
+        };
     }
 
     /// Marks this fd as one where a short read proves it empty (see `short_read_proves_empty`).

@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Backend;
 use crate::backend::FastPaths;
@@ -302,11 +302,16 @@ impl DriverCell {
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
     pub(crate) fn park(&self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
         let mut driver = self.driver.borrow_mut();
+        let start = Instant::now();
         let (res, orphans) = match &mut *driver {
             Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans()),
             Driver::Epoll(e) => (e.park(timeout, shared), Vec::new()),
             Driver::Closed => (Ok(()), Vec::new()),
         };
+        let parked = start.elapsed().as_nanos() as u64;
+        self.counters
+            .park_nanos
+            .set(self.counters.park_nanos.get() + parked);
         drop(driver);
         release_orphans(orphans);
         res
@@ -376,6 +381,9 @@ impl DriverCell {
                     }
                     let key = u.submit_op(op.data_mut().sqe(), cx.waker())?;
                     op.slot = Slot::Submitted(key);
+                    if let Some(fd) = op.data.as_ref().and_then(|d| d.zero_copy_fd()) {
+                        u.note_zero_copy(fd.downgrade());
+                    }
                     if let Some(d) = op.data.as_ref() {
                         if d.uses_fixed_buffer() {
                             Counters::bump(&self.counters.fixed_buffer_ops);
@@ -426,6 +434,13 @@ impl DriverCell {
                         // it did not run, so it is submitted again.
                         Poll::Ready(Err(e))
                             if e.raw_os_error() == Some(libc::ECANCELED) && !u.is_closing() =>
+                        {
+                            Err(submit(u, op))
+                        }
+                        // A socket without zero-copy: the same bytes as a plain send.
+                        Poll::Ready(Err(e))
+                            if e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                                && op.data_mut().refuse_zero_copy() =>
                         {
                             Err(submit(u, op))
                         }

@@ -63,6 +63,19 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         let _ = min;
     }
 
+    /// uring half: the kernel refused this op's zero-copy send (`EOPNOTSUPP`: a socket without
+    /// zero-copy). A zero-copy op turns into its plain form and says true, and the driver submits
+    /// it again; false for every other op.
+    fn refuse_zero_copy(&mut self) -> bool {
+        false
+    }
+
+    /// uring half: the socket of this op's zero-copy send, if it is one (closing the loop may
+    /// have to reset it; see `UringDriver::shutdown`).
+    fn zero_copy_fd(&self) -> Option<&SharedFd> {
+        None
+    }
+
     /// uring half: whether this op's nonblocking syscall (`try_syscall`) is worth trying inline
     /// when the op would otherwise make a ring trip alone (nothing else queued, in flight or
     /// ready to run). True for ops that usually complete at once: a send; a stream read whose

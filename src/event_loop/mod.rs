@@ -272,6 +272,13 @@ impl EventLoop {
 
     /// Closes the loop: cancels every task and every in-flight op, waits until the kernel has
     /// finished with every buffer, and frees everything. Dropping the loop does the same.
+    ///
+    /// The wait is bounded whatever peers do. A cancelled op completes at once, but the kernel
+    /// holds the pages of a zero-copy send (`Builder::zero_copy_threshold`, uring) until the peer
+    /// has taken its bytes, and a peer that stopped reading never does: after a second, the
+    /// connections of such sends are reset (`connect(AF_UNSPEC)`), which makes the kernel let go
+    /// of them. Whatever the kernel still holds a second after that is leaked, never freed under
+    /// it.
     pub fn close(mut self) {
         self.shutdown();
     }

@@ -23,7 +23,28 @@ pub(crate) struct Stream {
     pipe: bool,
 }
 
+impl Drop for Stream {
+    /// A zero-copy write whose future was dropped may still pin its pages in the kernel until
+    /// the peer takes the bytes, and a peer that stopped reading never does: the op would keep
+    /// the socket open and its megabytes queued for good. Dropping the stream then resets the
+    /// connection, so the kernel lets go of them (the dropped write's bytes were not all
+    /// delivered anyway).
+    fn drop(&mut self) {
+        if self.fd.zero_copy_in_flight() > 0 {
+            self.fd.abort_connection();
+        }
+    }
+}
+
 impl Stream {
+    /// The fd, taken out without the drop's reset (`into_std`: the user keeps the socket).
+    pub(crate) fn into_fd(self) -> SharedFd {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the fd is moved out exactly once;
+        // the other field is a `bool`.
+        unsafe { std::ptr::read(&this.fd) }
+    }
+
     /// A stream socket on which a short read does not prove the socket empty (a Unix stream
     /// read stops after a segment that carried `SCM_RIGHTS`, and at a change of writer with
     /// `SO_PASSCRED`): on epoll only `EAGAIN` marks it drained.
@@ -35,6 +56,7 @@ impl Stream {
     /// epoll driver notices (`EPOLLPRI`) and then stops trusting short reads on the socket.
     pub(crate) fn tcp(fd: SharedFd) -> Self {
         fd.trust_short_reads();
+        fd.allow_zero_copy();
         Stream { fd, pipe: false }
     }
 
@@ -378,11 +400,12 @@ macro_rules! stream_methods {
         /// looping over short transfers as `write_all` does; returns how many bytes went, fewer
         /// than `len` only if the file ends first (0 from or past its end).
         ///
-        /// `sendfile(2)` runs on the loop thread when the socket is writable. On io_uring, when
-        /// the range's first page is not in the page cache, two `IORING_OP_SPLICE`s per chunk
-        /// move page references through a pipe the thread keeps for it instead, so the disk
-        /// read does not stall the loop (`RINGLOOP_DISABLE=splice` turns that off). On epoll a
-        /// file not in the page cache makes the loop wait for the disk.
+        /// The loop thread never waits for the disk: `sendfile(2)` runs on it, when the socket
+        /// is writable, only over the part of the range that the page cache holds. From the
+        /// first page that is not resident on, io_uring moves page references through a pipe
+        /// the thread keeps for it with two `IORING_OP_SPLICE`s per chunk, which the kernel's
+        /// workers run (`RINGLOOP_DISABLE=splice` turns that off); epoll (or uring without
+        /// splices) reads the rest on the blocking pool, 1 MiB at a time, and sends it.
         ///
         /// Dropping the future cancels it as any write: some bytes may have gone, the stream
         /// stays usable, and its next write waits for a splice still in the kernel.

@@ -323,7 +323,7 @@ impl TcpStream {
     /// `ResourceBusy` if a cancelled op on it is still in the kernel, or an error if bytes a
     /// cancelled read received are still unread (they would be lost).
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        release(self.io.fd).map(Into::into)
+        release(self.io.into_fd()).map(Into::into)
     }
 
     stream_methods!();

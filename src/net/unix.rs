@@ -191,7 +191,7 @@ impl UnixStream {
     ///
     /// As [`TcpStream::into_std`](super::TcpStream::into_std).
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
-        release(self.io.fd).map(Into::into)
+        release(self.io.into_fd()).map(Into::into)
     }
 
     stream_methods!();

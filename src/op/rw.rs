@@ -174,8 +174,25 @@ pub(crate) struct Send<B> {
     /// A byte stream (a stream socket or a pipe), not a datagram: only a stream send may move
     /// fewer bytes than given.
     stream: bool,
-    /// uring: a zero-copy send (`IORING_OP_SEND_ZC`); see [`Send::zero_copy_if_large`].
-    zero_copy: bool,
+    /// uring: a zero-copy send (`IORING_OP_SEND_ZC`), counted in the fd's zero-copy sends in
+    /// flight until the op is dropped (after its notification, or when it never started).
+    zero_copy: Option<ZeroCopyCount>,
+}
+
+/// One zero-copy send in its fd's count, until dropped.
+struct ZeroCopyCount(SharedFd);
+
+impl ZeroCopyCount {
+    fn new(fd: &SharedFd) -> Self {
+        fd.count_zero_copy(true);
+        ZeroCopyCount(fd.clone())
+    }
+}
+
+impl Drop for ZeroCopyCount {
+    fn drop(&mut self) {
+        self.0.count_zero_copy(false);
+    }
 }
 
 impl<B: IoBuf> Send<B> {
@@ -186,7 +203,7 @@ impl<B: IoBuf> Send<B> {
             pipe,
             max: u32::MAX,
             stream: true,
-            zero_copy: false,
+            zero_copy: None,
         }
     }
 
@@ -228,7 +245,7 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
                 .offset(CURRENT_POSITION)
                 .build();
         }
-        if self.zero_copy {
+        if self.zero_copy.is_some() {
             return opcode::SendZc::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
                 .flags(libc::MSG_NOSIGNAL)
                 .build();
@@ -273,12 +290,27 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
         // reads the buffer, so handing the buffer back stays safe.
         // By the buffer's size, not by how much this one send may move (fault injection may cut
         // that short).
-        self.zero_copy = self.stream && !self.pipe && clamp_len(self.buf.bytes_init()) >= min;
+        // Only TCP: AF_UNIX has no zero-copy and would fail every such send with EOPNOTSUPP.
+        let zero_copy = self.stream
+            && !self.pipe
+            && self.fd.zero_copy_allowed()
+            && clamp_len(self.buf.bytes_init()) >= min;
+        if zero_copy != self.zero_copy.is_some() {
+            self.zero_copy = zero_copy.then(|| ZeroCopyCount::new(&self.fd));
+        }
+    }
+
+    fn refuse_zero_copy(&mut self) -> bool {
+        self.zero_copy.take().is_some()
+    }
+
+    fn zero_copy_fd(&self) -> Option<&SharedFd> {
+        self.zero_copy.as_ref().map(|z| &z.0)
     }
 
     fn inline_first(&self) -> bool {
         // An inline send would copy: a zero-copy one goes to the ring.
-        !self.zero_copy
+        self.zero_copy.is_none()
     }
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {

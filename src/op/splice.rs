@@ -1,17 +1,20 @@
 //! `send_file`: a file's bytes to a stream without a copy through user space.
 //!
-//! - `sendfile(2)` on the socket, waiting for writability on `EAGAIN` like any poll-based write
-//!   (on uring a poll in the ring): on epoll always, on uring when the range's first page is in
-//!   the page cache (the faster path, measured).
-//! - uring, for a file not in the page cache: two `IORING_OP_SPLICE`s per chunk through a pipe
-//!   the loop's thread keeps for it (file to pipe, then pipe to stream; the kernel moves page
-//!   references, not bytes), so the disk read happens in the kernel's workers, not on the loop
-//!   thread. `RINGLOOP_DISABLE=splice` turns this off.
+//! - `sendfile(2)` on the socket for the part of the range the page cache holds (looked up with
+//!   `cachestat` or `mincore`, which read nothing), waiting for writability on `EAGAIN` like any
+//!   poll-based write (on uring a poll in the ring): the faster path, measured.
+//! - uring, from the first page not in the page cache: two `IORING_OP_SPLICE`s per chunk through
+//!   a pipe the loop's thread keeps for it (file to pipe, then pipe to stream; the kernel moves
+//!   page references, not bytes), so the disk read happens in the kernel's workers, not on the
+//!   loop thread. `RINGLOOP_DISABLE=splice` turns this off.
+//! - epoll (or uring with the splice path off), from the first page not in the page cache: reads
+//!   on the blocking pool, each sent as a plain write. The loop thread never waits for a disk.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types::Fd};
@@ -158,8 +161,34 @@ unsafe impl Operation for Splice {
     }
 }
 
+/// The most bytes of a range whose page-cache residency one look covers (and so the most one
+/// inline `sendfile` moves): 16 MiB, 4,096 pages, one byte each for `mincore`.
+const RESIDENCY_WINDOW: u64 = 16 << 20;
+
+/// The bytes one blocking-pool read takes, when neither the ring nor the page cache can serve
+/// the range without the loop thread waiting for the disk.
+const POOL_READ: usize = 1 << 20;
+
+thread_local! {
+    /// Per file fd: where the last `send_file` that went off the loop thread ended. A
+    /// `send_file` of the same fd from there goes off the loop thread at once (an fd number
+    /// reused by another file at that very offset only costs that call the faster path).
+    static OFF_LOOP: RefCell<HashMap<RawFd, u64>> = RefCell::new(HashMap::new());
+}
+
+/// The most files `OFF_LOOP` remembers (it forgets them all past that).
+const OFF_LOOP_MAX: usize = 4096;
+
 /// `send_file` on a stream's fd: up to `len` bytes of `file` from `offset`; fewer only if the
 /// file ends first. See `stream_methods!`.
+///
+/// The loop thread never waits for the disk here: `sendfile` runs inline only over the part of
+/// the range that the page cache holds (a `cachestat` or `mincore` look, not a read). From the
+/// first page that is not resident on, the rest of the range goes through the ring's splices
+/// (uring), else through reads on the blocking pool and plain sends of what they read; it does
+/// not switch back, since the pages those paths just read carry the kernel's readahead marks,
+/// and a `sendfile` over them would start the next disk reads from the loop thread; nor does
+/// the next `send_file` of the file that starts where this one ended (`OFF_LOOP`).
 pub(crate) async fn send_file(
     stream: &SharedFd,
     file: &FileFd,
@@ -172,31 +201,253 @@ pub(crate) async fn send_file(
              EventLoop::run_until_complete or ringloop::run",
         )
     })?;
+    if i64::try_from(offset).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "send_file: offset past i64::MAX",
+        ));
+    }
+    // No file reaches past i64::MAX, and no position passed to the kernel may.
+    let len = len.min(i64::MAX as u64 - offset);
     // Writes a dropped op left in the kernel go first.
     poll_fn(|cx| stream.poll_settled(Interest::Write, cx)).await;
-    if driver.backend() == crate::Backend::Uring && driver.fast().splice && !cached(file, offset) {
-        spliced(stream, file, offset, len).await
-    } else {
-        sendfile(&driver, stream, file, offset, len).await
+    let ring = driver.backend() == crate::Backend::Uring && driver.fast().splice;
+    // A file sent in pieces (a server bounding each with a timeout) whose previous piece went
+    // off the loop thread: this one goes the same way, its pages being the readahead of that one.
+    let off_loop = OFF_LOOP.with(|m| m.borrow_mut().remove(&file.as_raw_fd())) == Some(offset);
+    let mut sent = 0u64;
+    while sent < len {
+        let pos = offset + sent;
+        let window = (len - sent).min(RESIDENCY_WINDOW);
+        let resident = if off_loop {
+            0
+        } else {
+            resident_prefix(file, pos, window)
+        };
+        if resident == 0 {
+            let rest = if ring {
+                spliced(stream, file, pos, len - sent).await?
+            } else {
+                pooled(&driver, stream, file, pos, len - sent).await?
+            };
+            OFF_LOOP.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.len() >= OFF_LOOP_MAX {
+                    m.clear();
+                }
+                m.insert(file.as_raw_fd(), pos + rest);
+            });
+            return Ok(sent + rest);
+        }
+        let n = sendfile(&driver, stream, file, pos, resident).await?;
+        sent += n;
+        if n < resident {
+            break; // the file ended
+        }
+    }
+    Ok(sent)
+}
+
+/// How many bytes from `offset` (at most `len`) the page cache holds, counted in whole pages
+/// from the page holding `offset`: a `sendfile` over them does not wait for the disk. 0 when
+/// the first page is not resident, or when the file cannot be looked at this way (then a path
+/// that may wait, off the loop thread, takes the range). Past the end of the file counts as not
+/// resident.
+fn resident_prefix(file: &FileFd, offset: u64, len: u64) -> u64 {
+    let page = page_size();
+    let first = offset / page * page;
+    let span = offset + len - first; // bytes from the first page's start
+    let pages = span.div_ceil(page);
+    let cached = match cachestat(file, first, span) {
+        Some(c) if c >= pages => return len,
+        Some(0) => return 0,
+        _ => mincore_prefix(file, first, span, pages),
+    };
+    (cached * page).saturating_sub(offset - first).min(len)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// `cachestat(2)` (Linux 6.5): how many pages of `[offset, offset + len)` are in the page cache,
+/// in one syscall; `None` where the kernel (or a seccomp filter) has no such call, or the file
+/// is not one it counts.
+fn cachestat(file: &FileFd, offset: u64, len: u64) -> Option<u64> {
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "loongarch64"
+    ))]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        /// The syscall's number, one for every architecture above.
+        const SYS_CACHESTAT: libc::c_long = 451;
+        /// The kernel said it has no such call: do not ask again.
+        static MISSING: AtomicBool = AtomicBool::new(false);
+        #[repr(C)]
+        struct Range {
+            off: u64,
+            len: u64,
+        }
+        #[repr(C)]
+        #[derive(Default)]
+        struct Stat {
+            nr_cache: u64,
+            nr_dirty: u64,
+            nr_writeback: u64,
+            nr_evicted: u64,
+            nr_recently_evicted: u64,
+        }
+        if MISSING.load(Ordering::Relaxed) {
+            return None;
+        }
+        let range = Range { off: offset, len };
+        let mut stat = Stat::default();
+        // SAFETY: `range` and `stat` are live locals of the layouts the syscall reads and
+        // writes; the file's fd is held by `file`.
+        let rc = unsafe {
+            libc::syscall(
+                SYS_CACHESTAT,
+                file.as_raw_fd(),
+                &range as *const Range,
+                &mut stat as *mut Stat,
+                0u32,
+            )
+        };
+        if rc == 0 {
+            return Some(stat.nr_cache);
+        }
+        let err = io::Error::last_os_error().raw_os_error();
+        if matches!(err, Some(libc::ENOSYS) | Some(libc::EPERM)) {
+            MISSING.store(true, Ordering::Relaxed);
+        }
+        None
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "loongarch64"
+    )))]
+    {
+        let _ = (file, offset, len);
+        None
     }
 }
 
-/// Whether the page at `offset` is in the page cache (a one-byte `preadv2` with `RWF_NOWAIT`; past
-/// the end counts as cached). `sendfile` from the loop thread is the faster path for cached
-/// files (measured: 1.1–1.6x the splices' requests per second in the file server, 1 KiB to
-/// 1 MiB), but would wait for the disk on the loop thread otherwise.
-fn cached(file: &FileFd, offset: u64) -> bool {
+/// The resident pages at the start of `[offset, offset + span)` (`offset` page-aligned, `pages`
+/// pages, at most `RESIDENCY_WINDOW`), from `mincore(2)` over a mapping of the range that is
+/// never touched (mapping a file reads nothing); 0 if it cannot be mapped.
+fn mincore_prefix(file: &FileFd, offset: u64, span: u64, pages: u64) -> u64 {
+    let mut vec = [0u8; (RESIDENCY_WINDOW / 4096) as usize + 2];
     let Ok(pos) = libc::off_t::try_from(offset) else {
-        return true; // sendfile reports the bad offset
+        return 0;
     };
-    let mut byte = 0u8;
-    let iov = libc::iovec {
-        iov_base: (&mut byte as *mut u8).cast(),
-        iov_len: 1,
+    if pages as usize > vec.len() {
+        return 0; // a page size under 4 KiB: no such Linux port
+    }
+    // SAFETY: a new shared read-only mapping of the file (held by `file`) that nothing reads;
+    // unmapped below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span as usize,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            pos,
+        )
     };
-    // SAFETY: `iov` describes one writable byte on the stack; the file's fd is held by `file`.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, pos, libc::RWF_NOWAIT) };
-    n >= 0
+    if addr == libc::MAP_FAILED {
+        return 0; // a write-only fd, a file that cannot be mapped: the slow paths decide
+    }
+    // SAFETY: `vec` has a byte for each of the mapping's `pages` pages.
+    let rc = unsafe { libc::mincore(addr, span as usize, vec.as_mut_ptr()) };
+    // SAFETY: the mapping made above, unmapped once; no reference into it exists.
+    unsafe { libc::munmap(addr, span as usize) };
+    if rc != 0 {
+        return 0;
+    }
+    vec[..pages as usize]
+        .iter()
+        .take_while(|&&b| b & 1 == 1)
+        .count() as u64
+}
+
+/// The range from a file the page cache does not hold, without splices: each `POOL_READ` is
+/// read on the blocking pool (which waits for the disk in the loop's stead), then sent as a
+/// plain write.
+async fn pooled(
+    driver: &Rc<DriverCell>,
+    stream: &SharedFd,
+    file: &FileFd,
+    offset: u64,
+    len: u64,
+) -> io::Result<u64> {
+    let mut wait = ReadyWait::new(Interest::Write);
+    let mut sent = 0u64;
+    let mut buf: Vec<u8> = Vec::new();
+    while sent < len {
+        let want = (len - sent).min(POOL_READ as u64) as usize;
+        let pos = libc::off_t::try_from(offset + sent).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "send_file: offset past i64::MAX",
+            )
+        })?;
+        let fd = file.clone();
+        let mut spare = std::mem::take(&mut buf);
+        let read = crate::spawn_blocking(move || {
+            spare.clear();
+            spare.reserve(want);
+            // SAFETY: the Vec has room for `want` bytes; the file's fd is held by `fd`.
+            let n =
+                cvt(unsafe { libc::pread(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want, pos) });
+            if let Ok(n) = n {
+                // SAFETY: pread initialised the first `n <= want` bytes.
+                unsafe { spare.set_len(n as usize) };
+            }
+            (n, spare)
+        });
+        let (n, got) = read
+            .await
+            .map_err(|e| io::Error::other(format!("send_file's read on the blocking pool: {e}")))?;
+        let n = n? as usize;
+        if n == 0 {
+            break; // the file ended
+        }
+        let mut at = 0;
+        while at < n {
+            let k = poll_fn(|cx| {
+                wait.poll_transfer(driver, stream, cx, n - at, |raw, max| {
+                    // SAFETY: `got[at..at + max]` is initialised; the stream's fd is held by
+                    // `stream`. MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
+                    cvt(unsafe {
+                        libc::send(raw, got[at..].as_ptr().cast(), max, libc::MSG_NOSIGNAL)
+                    })
+                })
+            })
+            .await?;
+            if k == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the stream accepted no more bytes",
+                ));
+            }
+            at += k;
+        }
+        sent += n as u64;
+        buf = got;
+    }
+    Ok(sent)
 }
 
 async fn spliced(stream: &SharedFd, file: &FileFd, offset: u64, len: u64) -> io::Result<u64> {

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod probe;
+
 use std::process::Command;
 
 use ringloop::{Backend, EventLoop};

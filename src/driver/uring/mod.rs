@@ -99,9 +99,30 @@ pub(crate) struct UringDriver {
     /// Completions to dispatch at the next reap, before the CQ's: held back by fault injection,
     /// or made up for an op that was never submitted. The loop does not block while any wait.
     late: Vec<(u64, i32, u32)>,
+    /// Sockets that had zero-copy sends submitted (pruned as it grows): closing the loop resets
+    /// those whose pages the kernel still holds after `CLOSE_WAIT`.
+    zero_copy_socks: Vec<WeakFd>,
+    /// Closing gave up waiting and leaked what the kernel still holds: a second `shutdown` (the
+    /// drop after `close`) does not wait again.
+    abandoned: bool,
 }
 
+/// How long closing the loop waits for its cancelled ops to complete before it resets the
+/// connections whose zero-copy sends a peer still pins (one that stopped reading holds their
+/// notification for good), and then again before it leaks what the kernel still holds rather
+/// than wait without end.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 impl UringDriver {
+    /// A zero-copy send was submitted on `fd`.
+    pub(super) fn note_zero_copy(&mut self, fd: WeakFd) {
+        if self.zero_copy_socks.len() >= 64 && self.zero_copy_socks.len().is_power_of_two() {
+            self.zero_copy_socks
+                .retain(|w| w.upgrade().is_some_and(|f| f.zero_copy_in_flight() > 0));
+        }
+        self.zero_copy_socks.push(fd);
+    }
+
     /// Starts a multishot op on `fd`; its completions go to `deliver` until the last one.
     pub(super) fn submit_multishot(
         &mut self,
@@ -346,6 +367,9 @@ impl UringDriver {
     /// freed. Waiting ops get their result (usually `ECANCELED`) in their slot.
     pub(super) fn shutdown(&mut self) {
         self.closing = true;
+        if self.abandoned {
+            return;
+        }
         if self.in_flight == 0 {
             self.unregister_pool();
             return;
@@ -364,10 +388,28 @@ impl UringDriver {
             // SAFETY: ASYNC_CANCEL carries no pointers.
             let _ = unsafe { self.push(&cancel) };
         }
-        // Every op was cancelled, so each CQE comes soon; wait without a timeout (on kernels
-        // without EXT_ARG a timeout would be one more op in flight).
+        // Every op was cancelled, so each CQE comes soon, except a zero-copy send's
+        // notification, which comes when the peer has taken the bytes: after `CLOSE_WAIT`, the
+        // connections that still pin pages are reset, so the kernel drops them; after another,
+        // what is left is leaked below. (EXT_ARG, which bounds the wait, is required.)
+        let mut deadline = std::time::Instant::now() + CLOSE_WAIT;
+        let mut reset = false;
         while self.in_flight > 0 {
-            if self.late.is_empty() && self.enter(1, None).is_err() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                if reset {
+                    break;
+                }
+                reset = true;
+                for sock in mem::take(&mut self.zero_copy_socks) {
+                    if let Some(fd) = sock.upgrade().filter(|f| f.zero_copy_in_flight() > 0) {
+                        fd.abort_connection();
+                    }
+                }
+                deadline = now + CLOSE_WAIT;
+                continue;
+            }
+            if self.late.is_empty() && self.enter(1, Some(deadline - now)).is_err() {
                 // The ring itself failed; nothing more can be reaped from it.
                 break;
             }
@@ -375,6 +417,7 @@ impl UringDriver {
         }
         if self.in_flight > 0 {
             // The kernel may still write into these: leak them rather than free them.
+            self.abandoned = true;
             mem::forget(mem::take(&mut self.ops));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new(0)));
         } else {

@@ -98,6 +98,8 @@ impl UringDriver {
             counters,
             batch: Vec::new(),
             late: Vec::new(),
+            zero_copy_socks: Vec::new(),
+            abandoned: false,
         };
         if fast.registered_ring {
             driver.ring_index = driver.register_ring_fd();
