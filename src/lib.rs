@@ -89,6 +89,10 @@ mod faults;
 pub mod fs;
 mod handle;
 pub mod io;
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __private;
 pub mod net;
 mod op;
 mod pool;
@@ -102,7 +106,8 @@ mod tokio_rt;
 
 pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
 pub use event_loop::{
-    Builder, DEBUG_ENV, DEFAULT_ZERO_COPY_THRESHOLD, EventLoop, current_stats, current_task, run,
+    Builder, DEBUG_ENV, DEFAULT_ZERO_COPY_THRESHOLD, EventLoop, current_backend, current_stats,
+    current_task, run,
 };
 pub use executor::{
     JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, spawn, spawn_blocking,
@@ -111,3 +116,7 @@ pub use executor::{
 pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
 pub use pool::{LoopContext, LoopPool, PoolBuilder};
 pub use stats::{FaultCounts, Stats};
+
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use ringloop_macros::{main, test};
