@@ -77,6 +77,10 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __private;
 mod backend;
 mod blocking;
 pub mod buf;
@@ -89,10 +93,6 @@ mod faults;
 pub mod fs;
 mod handle;
 pub mod io;
-#[cfg(feature = "macros")]
-#[doc(hidden)]
-#[path = "macro_support.rs"]
-pub mod __private;
 pub mod net;
 mod op;
 mod pool;

@@ -17,7 +17,7 @@ use syn::{Ident, ItemFn, LitBool, LitStr};
 
 /// Runs `async fn main()` on a ringloop event loop.
 ///
-/// ```ignore
+/// ```
 /// #[ringloop::main]
 /// async fn main() -> std::io::Result<()> {
 ///     let listener = ringloop::net::TcpListener::bind("127.0.0.1:0")?;
@@ -42,7 +42,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Makes an `async fn` a test that runs on ringloop, on every backend by default.
 ///
-/// ```ignore
+/// ```
 /// #[ringloop::test]
 /// async fn echoes() -> std::io::Result<()> {
 ///     let (a, b) = ringloop::net::UnixStream::pair()?;
@@ -189,9 +189,29 @@ fn parse_options(kind: Kind, args: TokenStream2) -> syn::Result<Options> {
 }
 
 fn expand(kind: Kind, args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    let opts = parse_options(kind, args)?;
     let mut func: ItemFn = syn::parse2(item)?;
-    check_signature(kind, &func)?;
+    let checked = parse_options(kind, args).and_then(|opts| {
+        check_signature(kind, &func)?;
+        Ok(opts)
+    });
+    let opts = match checked {
+        Ok(opts) => opts,
+        Err(e) => {
+            // The error, and a stand-in with the function's name and return type, so that the
+            // rest of the crate (a `main` the compiler looks for, callers) adds no errors of its
+            // own.
+            let error = e.into_compile_error();
+            let name = &func.sig.ident;
+            let generics = &func.sig.generics;
+            let where_clause = &func.sig.generics.where_clause;
+            let output = &func.sig.output;
+            return Ok(quote! {
+                #error
+                #[allow(dead_code, unreachable_code, unused_variables)]
+                fn #name #generics() #output #where_clause { ::core::unimplemented!() }
+            });
+        }
+    };
 
     // The body becomes an inner `async fn` with the user's signature (renamed), so `?`, `return`
     // and the return type behave exactly as written; the outer fn is plain and runs it on a loop.
@@ -208,6 +228,12 @@ fn expand(kind: Kind, args: TokenStream2, item: TokenStream2) -> syn::Result<Tok
         None => quote!(::core::option::Option::None),
     };
     let span = func.sig.fn_token.span();
+    // The body's output is checked where `run_test` takes the body: point that error at the
+    // return type.
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => span,
+    };
     Ok(match kind {
         Kind::Main => quote_spanned! {span=>
             #(#outer_attrs)*
@@ -218,17 +244,20 @@ fn expand(kind: Kind, args: TokenStream2, item: TokenStream2) -> syn::Result<Tok
         },
         Kind::Test => {
             let paused = opts.start_paused.unwrap_or(false);
+            let run = quote_spanned! {ret_span=>
+                ::ringloop::__private::run_test(
+                    ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+                    #backend,
+                    #paused,
+                    #inner,
+                )
+            };
             quote_spanned! {span=>
                 #[::core::prelude::v1::test]
                 #(#outer_attrs)*
                 #vis fn #name() {
                     #func
-                    ::ringloop::__private::run_test(
-                        ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
-                        #backend,
-                        #paused,
-                        #inner,
-                    )
+                    #run
                 }
             }
         }

@@ -57,8 +57,8 @@
 mod clock;
 mod store;
 
-pub use clock::{Instant, advance, pause, resume};
 pub(crate) use clock::{Clock, ClockHold};
+pub use clock::{Instant, advance, pause, resume};
 pub(crate) use store::{TimerKey, TimerStore};
 
 /// Makes `clock` the running loop's on this thread (`None`: no loop runs here any more).
