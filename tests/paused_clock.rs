@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::time::Duration;
 
-use ringloop::net::{TcpListener, TcpStream};
+use ringloop::net::TcpStream;
 use ringloop::time::{self, Instant, interval, sleep, sleep_until, timeout};
 use ringloop::{EventLoop, spawn, spawn_blocking};
 
@@ -29,15 +29,6 @@ fn paused_loop(lp: &EventLoop) -> EventLoop {
         .start_paused(true)
         .build()
         .expect("a paused loop")
-}
-
-/// A connected TCP pair over loopback, both ends on the running loop.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = spawn(async move { TcpStream::connect(addr).await.unwrap() });
-    let (server, _) = listener.accept().await.unwrap();
-    (server, client.await.unwrap())
 }
 
 both_backends! {
@@ -175,7 +166,7 @@ both_backends! {
     fn a_timer_and_a_socket_read_race_correctly(lp: &mut EventLoop) {
         let mut paused = paused_loop(lp);
         paused.run_until_complete(async {
-            let (ours, theirs) = tcp_pair().await;
+            let (ours, theirs) = common::tcp_pair().await;
             let theirs = Rc::new(theirs);
             let start = Instant::now();
 

@@ -237,3 +237,14 @@ fn deny_io_uring_setup() {
         );
     }
 }
+
+/// The README's example: a read that nothing answers loses to a one-hour timeout on the paused
+/// clock, at once, on each backend.
+#[ringloop::test(start_paused = true)]
+async fn gives_up_after_an_hour() -> std::io::Result<()> {
+    let (ours, _theirs) = ringloop::net::UnixStream::pair()?;
+    let read = ours.read(Vec::with_capacity(16));
+    let res = ringloop::time::timeout(std::time::Duration::from_secs(3600), read).await;
+    assert!(res.is_err()); // in milliseconds of real time: the paused clock jumped
+    Ok(())
+}

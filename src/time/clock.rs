@@ -302,10 +302,11 @@ pub struct Instant(std::time::Instant);
 impl Instant {
     /// The time on the running loop's clock (the system's monotonic clock outside a loop).
     pub fn now() -> Instant {
-        Instant(match current() {
-            Some(clock) => clock.now(),
-            None => std::time::Instant::now(),
-        })
+        let on_loop = CURRENT
+            .try_with(|c| c.try_borrow().ok()?.as_ref().map(|clock| clock.now()))
+            .ok()
+            .flatten();
+        Instant(on_loop.unwrap_or_else(std::time::Instant::now))
     }
 
     /// The same instant as a `std::time::Instant`.
