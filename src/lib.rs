@@ -56,6 +56,13 @@
 //! received are returned by the next read on that stream. Closing (or dropping) a loop cancels
 //! every task and op and waits for the kernel before freeing any buffer.
 //!
+//! # Tests
+//!
+//! With the `macros` feature, `#[ringloop::test]` runs an `async fn` test on every backend, each
+//! on a fresh loop, and `#[ringloop::main]` runs `async fn main()`. For tests of timeouts and
+//! retries, [`time::pause`] (or `#[ringloop::test(start_paused = true)]`) stops the loop's clock:
+//! timers then complete as soon as nothing else can run, without waiting for real time.
+//!
 //! # Layers (for contributors)
 //!
 //! Imports between the crate's top-level modules go one way, bottom to top; `python3

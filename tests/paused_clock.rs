@@ -289,6 +289,29 @@ both_backends! {
         assert!(msg.contains("needs a paused clock") && msg.contains("pause()"), "{msg}");
     }
 
+    /// `advance` dropped after any number of polls (0: never polled, 1: the clock moved and the
+    /// yield is pending) leaves a clock and a loop that work: the move is made or not, whole.
+    fn advance_is_cancel_safe(lp: &mut EventLoop) {
+        let mut paused = paused_loop(lp);
+        paused.run_until_complete(async {
+            for polls in 0..3u32 {
+                let start = Instant::now();
+                let mut fut = Box::pin(time::advance(Duration::from_secs(5)));
+                let mut done = false;
+                for _ in 0..polls {
+                    done = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx)))
+                        .await
+                        .is_ready();
+                }
+                drop(fut);
+                let moved = if polls == 0 { Duration::ZERO } else { Duration::from_secs(5) };
+                assert_eq!(start.elapsed(), moved, "after {polls} poll(s), done: {done}");
+                sleep(Duration::from_secs(1)).await;
+                assert_eq!(start.elapsed(), moved + Duration::from_secs(1));
+            }
+        });
+    }
+
     /// Debug mode times polls on the loop's clock: on a paused clock a poll that blocks the
     /// thread for real takes no time, and `advance` inside a poll is not a slow poll either; once
     /// resumed, a slow poll is reported again.

@@ -224,6 +224,9 @@ pub fn resume() {
 ///
 /// [`Interval`]: crate::time::Interval
 ///
+/// Cancel-safe: dropped after its first poll, the clock has moved by the whole `duration`;
+/// dropped before, it has not moved.
+///
 /// # Panics
 ///
 /// The future panics outside a running loop, and when the clock is not paused (call [`pause`]
