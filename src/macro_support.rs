@@ -16,9 +16,16 @@ pub fn run_main<F: Future>(backend: Option<Backend>, body: F) -> F::Output {
     if let Some(b) = backend {
         builder = builder.backend(b);
     }
-    let mut lp = builder
-        .build()
-        .unwrap_or_else(|e| panic!("#[ringloop::main]: cannot build the event loop: {e}"));
+    let mut lp = builder.build().unwrap_or_else(|e| {
+        let hint = match backend {
+            Some(Backend::Uring) => {
+                " (#[ringloop::main(backend = \"uring\")] insists on io_uring: remove the option \
+                 to fall back to epoll where io_uring cannot run)"
+            }
+            _ => "",
+        };
+        panic!("#[ringloop::main]: cannot build the event loop: {e}{hint}")
+    });
     let out = lp.run_until_complete(body);
     lp.close();
     out
@@ -114,6 +121,9 @@ where
                     "; a test runs on every backend and fails where one cannot run: to run it on \
                      epoll only, write #[ringloop::test(backend = \"epoll\")] or set \
                      RINGLOOP_BACKEND=epoll"
+                }
+                (Backend::Uring, true) => {
+                    "; this test pins backend = \"uring\": it cannot pass where io_uring cannot run"
                 }
                 _ => "",
             };
