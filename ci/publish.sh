@@ -11,5 +11,5 @@ done
 if grep -E '^(tests|benches|ci|\.ci)/' <<<"$list"; then
     echo "the package holds files a user does not need (above)"; exit 1
 fi
-echo "== cargo publish --dry-run"
-cargo publish --dry-run --allow-dirty
+echo "== cargo publish --dry-run (ringloop-macros first: ringloop's \`macros\` feature needs it)"
+cargo publish --dry-run --allow-dirty -p ringloop-macros -p ringloop

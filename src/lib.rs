@@ -55,6 +55,13 @@
 //! for the next `accept`); bytes a cancelled stream read
 //! received are returned by the next read on that stream. Closing (or dropping) a loop cancels
 //! every task and op and waits for the kernel before freeing any buffer.
+//!
+//! # Tests
+//!
+//! With the `macros` feature, `#[ringloop::test]` runs an `async fn` test on every backend, each
+//! on a fresh loop, and `#[ringloop::main]` runs `async fn main()`. For tests of timeouts and
+//! retries, [`time::pause`] (or `#[ringloop::test(start_paused = true)]`) stops the loop's clock:
+//! timers then complete as soon as nothing else can run, without waiting for real time.
 
 // Layers (for contributors; not part of the public docs).
 //
@@ -77,6 +84,10 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __private;
 mod backend;
 mod blocking;
 pub mod buf;
@@ -102,7 +113,8 @@ mod tokio_rt;
 
 pub use backend::{BACKEND_ENV, Backend, ParseBackendError};
 pub use event_loop::{
-    Builder, DEBUG_ENV, DEFAULT_ZERO_COPY_THRESHOLD, EventLoop, current_stats, current_task, run,
+    Builder, DEBUG_ENV, DEFAULT_ZERO_COPY_THRESHOLD, EventLoop, current_backend, current_stats,
+    current_task, run,
 };
 pub use executor::{
     AbortOnDrop, JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, spawn,
@@ -111,3 +123,7 @@ pub use executor::{
 pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
 pub use pool::{LoopContext, LoopPool, PoolBuilder};
 pub use stats::{FaultCounts, Stats};
+
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use ringloop_macros::{main, test};

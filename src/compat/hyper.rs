@@ -135,7 +135,8 @@ impl rt::Timer for Timer {
 
 /// `now + duration`, or about 30 years on if that overflows.
 fn deadline_after(duration: Duration) -> Instant {
-    let now = Instant::now();
+    // On the loop's clock, which a test may have paused.
+    let now = crate::time::Instant::now().into_std();
     now.checked_add(duration)
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
@@ -179,7 +180,7 @@ impl Future for HyperSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if Instant::now() >= this.deadline {
+        if crate::time::Instant::now().into_std() >= this.deadline {
             this.disarm();
             return Poll::Ready(());
         }

@@ -305,12 +305,15 @@ enum FileState<T: Operation> {
 /// is dropped while the pool runs it, the pool thread releases the result (closing an opened fd).
 pub(crate) struct FileOp<T: Operation + Send> {
     state: FileState<T>,
+    /// While the op is in flight, a paused clock waits for it instead of jumping to a timer.
+    hold: Option<crate::time::ClockHold>,
 }
 
 impl<T: Operation + Send> FileOp<T> {
     pub(crate) fn new(data: T) -> Self {
         FileOp {
             state: FileState::Start(Some(Box::new(data))),
+            hold: None,
         }
     }
 }
@@ -363,6 +366,7 @@ impl<T: Operation + Send> Future for FileOp<T> {
                     }
                 }
                 let data = data.take().expect("a file op starts once");
+                this.hold = crate::time::ClockHold::new();
                 match driver {
                     Some(d) if d.files_on_pool() || !data.on_ring() => {
                         let slot = std::sync::Arc::new(std::sync::Mutex::new(PoolSlot {
@@ -379,17 +383,27 @@ impl<T: Operation + Send> Future for FileOp<T> {
                         let mut op = Op::new_boxed(data);
                         let poll = Pin::new(&mut op).poll(cx);
                         this.state = FileState::Ring(op);
+                        if poll.is_ready() {
+                            this.hold = None;
+                        }
                         poll
                     }
                 }
             }
-            FileState::Ring(op) => Pin::new(op).poll(cx),
+            FileState::Ring(op) => {
+                let poll = Pin::new(op).poll(cx);
+                if poll.is_ready() {
+                    this.hold = None;
+                }
+                poll
+            }
             FileState::Pool(slot) => {
                 let mut guard = lock(slot);
                 match guard.result.take() {
                     Some((data, res)) => {
                         drop(guard);
                         this.state = FileState::Done;
+                        this.hold = None;
                         Poll::Ready(data.complete(res))
                     }
                     None => {

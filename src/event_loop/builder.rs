@@ -20,6 +20,7 @@ pub struct Builder {
     disable: Option<String>,
     debug: Option<bool>,
     slow_poll_threshold: Duration,
+    start_paused: bool,
     on_slow_poll: Option<crate::executor::info::SlowPollHook>,
 }
 
@@ -32,6 +33,7 @@ impl fmt::Debug for Builder {
             .field("zero_copy_threshold", &self.zero_copy_threshold)
             .field("debug", &self.debug)
             .field("slow_poll_threshold", &self.slow_poll_threshold)
+            .field("start_paused", &self.start_paused)
             .field("on_slow_poll", &self.on_slow_poll.is_some())
             .finish()
     }
@@ -50,6 +52,7 @@ impl Default for Builder {
             disable: None,
             debug: None,
             slow_poll_threshold: DEFAULT_SLOW_POLL,
+            start_paused: false,
             on_slow_poll: None,
         }
     }
@@ -129,6 +132,25 @@ impl Builder {
     /// How long one poll may take before debug mode reports it. Default 100 ms, asyncio's.
     pub fn slow_poll_threshold(mut self, threshold: Duration) -> Builder {
         self.slow_poll_threshold = threshold;
+        self
+    }
+
+    /// Starts the loop's clock paused, as [`time::pause`](crate::time::pause) would at the top of
+    /// the first future: timers complete as soon as nothing else can run, without waiting for
+    /// real time, which tests of timeouts and retries want. Default `false`. See
+    /// [`time`](crate::time) for what follows the paused clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut lp = ringloop::EventLoop::builder().start_paused(true).build().unwrap();
+    /// let real = std::time::Instant::now();
+    /// lp.run_until_complete(ringloop::time::sleep(Duration::from_secs(24 * 3600)));
+    /// assert!(real.elapsed() < Duration::from_secs(60));
+    /// ```
+    pub fn start_paused(mut self, paused: bool) -> Builder {
+        self.start_paused = paused;
         self
     }
 
@@ -248,6 +270,7 @@ impl Builder {
                     }
                 })),
                 timers: Rc::new(RefCell::new(TimerStore::default())),
+                clock: Rc::new(crate::time::Clock::new(self.start_paused)),
                 driver,
                 shared,
                 main: main.clone(),

@@ -12,7 +12,7 @@ use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::backend::{self, Backend, Choice};
 use crate::driver::{DriverCell, DriverConfig, Shared};
@@ -67,14 +67,25 @@ impl LoopInner {
         self.polls_since_io.set(0);
         self.collect_remote();
         self.fire_timers();
-        let timeout = if yielded || self.executor.has_work() {
+        let mut timeout = if yielded || self.executor.has_work() {
             Some(Duration::ZERO)
         } else {
             self.timers
                 .borrow()
                 .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()))
+                .map(|d| d.saturating_duration_since(self.clock.now()))
         };
+        // A paused clock does not wait for a timer: it looks at I/O without blocking and, if that
+        // delivered nothing, jumps to the timer. An op that holds the clock (a file op) is waited
+        // for instead.
+        let jump = self.clock.is_paused() && timeout.is_some_and(|t| !t.is_zero());
+        if jump {
+            timeout = if self.clock.held() {
+                None
+            } else {
+                Some(Duration::ZERO)
+            };
+        }
         if let Err(e) = self.driver.park(timeout, &self.shared) {
             panic!(
                 "ringloop: the {} backend failed to wait for I/O: {e}",
@@ -82,6 +93,13 @@ impl LoopInner {
             );
         }
         self.collect_remote();
+        if jump
+            && timeout.is_some()
+            && !self.executor.has_work()
+            && let Some(next) = self.timers.borrow().next_deadline()
+        {
+            self.clock.jump_to(next);
+        }
         self.fire_timers();
         if yielded {
             self.wake_yielded();
@@ -106,7 +124,7 @@ impl LoopInner {
             return;
         }
         let mut fired = self.scratch_wakers.borrow_mut();
-        self.timers.borrow_mut().fire(Instant::now(), &mut fired);
+        self.timers.borrow_mut().fire(self.clock.now(), &mut fired);
         for w in fired.drain(..) {
             w.wake();
         }
@@ -226,7 +244,8 @@ impl EventLoop {
                 crate::coop::reset();
                 let executor = &self.inner.executor;
                 executor.set_main_current(true);
-                let started = executor.slow_poll.as_ref().map(|_| Instant::now());
+                let clock = &self.inner.clock;
+                let started = executor.slow_poll.as_ref().map(|_| clock.busy());
                 let poll = future.as_mut().poll(&mut cx);
                 executor.set_main_current(false);
                 if let (Some(watch), Some(started)) = (&executor.slow_poll, started) {
@@ -234,7 +253,7 @@ impl EventLoop {
                         let polls = self.inner.counters.task_polls.get();
                         TaskInfo::new(MAIN_ID, Some(Rc::from("main")), called_at, polls)
                     };
-                    watch.check(main, started.elapsed());
+                    watch.check(main, clock.busy().saturating_sub(started));
                 }
                 if let Poll::Ready(out) = poll {
                     return out;
@@ -357,6 +376,22 @@ pub fn current_task() -> Option<TaskInfo> {
 /// ```
 pub fn current_stats() -> Option<Stats> {
     current().map(|inner| inner.counters.snapshot())
+}
+
+/// The backend of the loop running on this thread, or `None` outside a loop: for code (a
+/// `#[ringloop::test]` body, which runs on every backend) that checks something only one backend
+/// does.
+///
+/// # Examples
+///
+/// ```
+/// let mut lp = ringloop::EventLoop::builder().backend(ringloop::Backend::Epoll).build().unwrap();
+/// let backend = lp.run_until_complete(async { ringloop::current_backend() });
+/// assert_eq!(backend, Some(ringloop::Backend::Epoll));
+/// assert_eq!(ringloop::current_backend(), None);
+/// ```
+pub fn current_backend() -> Option<Backend> {
+    current().map(|inner| inner.driver.backend())
 }
 
 /// Runs `future` on a new event loop and closes the loop (asyncio's `run`): the backend comes from

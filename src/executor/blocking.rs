@@ -41,6 +41,8 @@ where
         inner: Mutex::new((None, None)),
     });
     let sender = slot.clone();
+    // A paused clock waits for the closure instead of jumping to the next timer.
+    let hold = crate::time::ClockHold::new();
     let receiver = async move {
         let result = poll_fn(|cx| {
             let mut inner = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -53,6 +55,7 @@ where
             }
         })
         .await;
+        drop(hold);
         result.unwrap_or_else(|payload| resume_unwind(payload))
     };
     let handle = super::spawn(receiver);

@@ -24,6 +24,8 @@ thread_local! {
 pub(crate) struct LoopInner {
     pub(crate) executor: Executor,
     pub(crate) timers: Rc<RefCell<TimerStore>>,
+    /// The loop's clock (pausable, for tests).
+    pub(crate) clock: Rc<crate::time::Clock>,
     pub(crate) driver: Rc<DriverCell>,
     pub(crate) shared: Arc<Shared>,
     /// The main future's waker state (its remote wakes are taken like a task's).
@@ -152,6 +154,7 @@ impl Enter {
 fn enter_layers(inner: &LoopInner) {
     crate::driver::set_current(Some(inner.driver.clone()));
     crate::time::set_current(Some(inner.timers.clone()));
+    crate::time::set_current_clock(Some(inner.clock.clone()));
     crate::coop::set_yielded(Some(inner.yielded.clone()));
 }
 
@@ -159,6 +162,7 @@ impl Drop for Enter {
     fn drop(&mut self) {
         crate::driver::set_current(None);
         crate::time::set_current(None);
+        crate::time::set_current_clock(None);
         crate::coop::set_yielded(None);
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = None);
     }

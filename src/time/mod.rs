@@ -1,12 +1,82 @@
-//! Timers: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`].
+//! Timers: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`], on the loop's clock, which
+//! tests can pause ([`pause`], [`resume`], [`advance`], [`Builder::start_paused`]).
 //!
 //! Timers live in the loop's timer store and wake their task through the backend's wait timeout, so
 //! they cost no syscall of their own. A timer never fires before its deadline; it may fire later by
 //! up to the backend's wait granularity (a millisecond on epoll) plus whatever the loop was busy with.
+//!
+//! # The paused clock
+//!
+//! Each loop has a clock, read by [`Instant::now`]. While it runs, it is the system's monotonic
+//! clock. Paused (tokio's `test-util` does the same), it stands still, and:
+//!
+//! - [`advance`] moves it forward at once; the timers now due fire, in deadline order;
+//! - when no task is ready and a non-blocking look at I/O delivered nothing, the loop moves it to
+//!   the next timer's deadline instead of waiting, so a test of a one-hour timeout takes
+//!   milliseconds. Sockets, pipes and signals keep working while paused: what the look at I/O
+//!   delivers runs first, at the time the clock shows. A file op or a [`spawn_blocking`] closure
+//!   in flight holds the clock until it finishes. What comes from outside the loop's thread
+//!   (another thread, another process, a peer over the network) may arrive only after the clock
+//!   jumped past a timer, so race those against timers with the clock running;
+//! - [`sleep`], [`sleep_until`], [`timeout`], [`interval`], hyper's timer
+//!   (`compat::hyper::Timer`) and debug mode's slow-poll timing follow it (a poll takes no time
+//!   on a paused clock, and a jump is never counted as a slow poll).
+//!
+//! # Which `Instant`
+//!
+//! [`time::Instant`](Instant) is a point on the loop's clock; `std::time::Instant` is the
+//! system's. They hold the same value while the clock was never paused, and convert both ways
+//! ([`Instant::from_std`], [`Instant::into_std`], `From`).
+//!
+//! - Taking either (`impl Into<time::Instant>`): [`sleep_until`], [`Sleep::reset`]. A
+//!   `std::time::Instant` passed in is read as a point on the loop's clock.
+//! - Returning ringloop's: [`Instant::now`], [`Sleep::deadline`], [`Interval::tick`].
+//! - Durations ([`sleep`], [`timeout`], [`interval`]) count from the loop's `now()`.
+//! - The rest of ringloop (socket and server timeouts) is built on these timers and follows the
+//!   clock too. tokio's `tokio::time` under `tokio-compat` has its own clock, which ringloop's
+//!   pause does not stop.
+//!
+//! [`Builder::start_paused`]: crate::Builder::start_paused
+//! [`spawn_blocking`]: crate::spawn_blocking
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use ringloop::time::{self, Instant};
+//!
+//! let mut lp = ringloop::EventLoop::builder().start_paused(true).build().unwrap();
+//! lp.run_until_complete(async {
+//!     let start = Instant::now();
+//!     let slow = time::sleep(Duration::from_secs(3600));
+//!     assert!(time::timeout(Duration::from_secs(60), slow).await.is_err());
+//!     assert_eq!(start.elapsed(), Duration::from_secs(60));
+//! });
+//! ```
 
+mod clock;
 mod store;
 
+pub(crate) use clock::{Clock, ClockHold};
+pub use clock::{Instant, advance, pause, resume};
 pub(crate) use store::{TimerKey, TimerStore};
+
+/// Makes `clock` the running loop's on this thread (`None`: no loop runs here any more).
+pub(crate) fn set_current_clock(clock: Option<Rc<Clock>>) {
+    clock::set_current(clock);
+}
+
+/// The running loop's busy time (see `Clock::busy`), for debug mode's slow-poll timing; outside a
+/// loop, the time since the first such call.
+pub(crate) fn busy_now() -> Duration {
+    match clock::current() {
+        Some(clock) => clock.busy(),
+        None => {
+            static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            ORIGIN.get_or_init(std::time::Instant::now).elapsed()
+        }
+    }
+}
 
 thread_local! {
     /// The timers of the loop running on this thread (entered and left with the loop).
@@ -33,7 +103,7 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits until `duration` has passed.
 ///
@@ -56,14 +126,15 @@ pub fn sleep(duration: Duration) -> Sleep {
     sleep_until(now.checked_add(duration).unwrap_or_else(far_future))
 }
 
-/// Waits until `deadline`.
+/// Waits until `deadline`: a [`time::Instant`](Instant) or a `std::time::Instant` (read as a point
+/// on the loop's clock, the same thing unless a test paused and advanced it).
 ///
 /// # Panics
 ///
 /// The returned future panics when polled outside a running ringloop event loop.
-pub fn sleep_until(deadline: Instant) -> Sleep {
+pub fn sleep_until(deadline: impl Into<Instant>) -> Sleep {
     Sleep {
-        deadline,
+        deadline: deadline.into(),
         entry: None,
     }
 }
@@ -89,7 +160,7 @@ pub struct Sleep {
 }
 
 impl Sleep {
-    /// When the sleep ends.
+    /// When the sleep ends, on the loop's clock.
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
@@ -99,10 +170,11 @@ impl Sleep {
         Instant::now() >= self.deadline
     }
 
-    /// Moves the deadline; the sleep can be awaited again.
-    pub fn reset(&mut self, deadline: Instant) {
+    /// Moves the deadline (either kind of `Instant`, as [`sleep_until`]); the sleep can be
+    /// awaited again.
+    pub fn reset(&mut self, deadline: impl Into<Instant>) {
         self.disarm();
-        self.deadline = deadline;
+        self.deadline = deadline.into();
     }
 
     fn disarm(&mut self) {
@@ -135,7 +207,9 @@ impl Future for Sleep {
                  EventLoop::run_until_complete or ringloop::run"
             )
         });
-        let key = store.borrow_mut().insert(this.deadline, cx.waker().clone());
+        let key = store
+            .borrow_mut()
+            .insert(this.deadline.into_std(), cx.waker().clone());
         this.entry = Some((store, key));
         Poll::Pending
     }
@@ -252,7 +326,7 @@ pub struct Interval {
 }
 
 impl Interval {
-    /// Waits for the next tick and returns its scheduled time.
+    /// Waits for the next tick and returns its scheduled time, on the loop's clock.
     pub async fn tick(&mut self) -> Instant {
         std::future::poll_fn(|cx| self.poll_tick(cx)).await
     }

@@ -1,0 +1,2 @@
+#[ringloop::main(start_paused = true)]
+async fn main() {}

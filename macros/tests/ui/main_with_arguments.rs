@@ -1,0 +1,4 @@
+#[ringloop::main]
+async fn main(args: Vec<String>) {
+    drop(args);
+}
