@@ -4,10 +4,9 @@
 //! first listener (see `action`: handlers installed before keep being called, and the default
 //! action comes back when the last listener goes). The action does only async-signal-safe work:
 //! it walks a fixed table of listener slots and adds 1 to the eventfd of each slot listening to
-//! that signal. A `Signals` waits for its
-//! eventfd like for any other fd (a poll in the ring on io_uring, the fd's registration on
-//! epoll), so every loop on every thread can listen at once, and blocking-pool threads need no
-//! signal mask (no `signalfd`).
+//! that signal. A `Signals` waits for its eventfd like for any other fd (a poll in the ring on
+//! io_uring, the fd's registration on epoll), so every loop on every thread can listen at once,
+//! and blocking-pool threads need no signal mask (no `signalfd`).
 //!
 //! The slot protocol (model-checked in `loom_model` below): the handler adds 1 to a slot's
 //! `busy` count before it reads the slot's signal number and subtracts 1 after its write;
@@ -113,10 +112,8 @@ loom::lazy_static! {
 }
 
 /// ringloop's part of the signal handler: adds 1 to the eventfd of every slot listening to `sig`.
-/// Async-signal-safe.
+/// Async-signal-safe. (The registry's handler saves and restores `errno` around its actions.)
 fn deliver(sig: libc::c_int) {
-    // SAFETY: errno is thread-local; saved and restored so the interrupted code sees its own.
-    let errno = unsafe { *libc::__errno_location() };
     for slot in TABLE.iter() {
         slot.deliver(sig, |fd| {
             let one: u64 = 1;
@@ -125,8 +122,6 @@ fn deliver(sig: libc::c_int) {
             unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
         });
     }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
 }
 
 /// A kind of signal to listen for.
