@@ -9,7 +9,9 @@
 //!
 //! - With no ringloop listener left, a signal that nobody handled before ringloop first listened
 //!   (its disposition was `SIG_DFL`) takes its default action again: a SIGINT kills once the last
-//!   `ctrl_c()` is gone.
+//!   `ctrl_c()` is gone. A listener that another crate registered through the registry after
+//!   ringloop's first one (say, a later `tokio::signal::ctrl_c()`) does not hold the default
+//!   action off then: the registry cannot tell ringloop about it.
 //! - A pool's `shutdown_on_signals` arms the signal while the pool's listener lives (a count, undone
 //!   by a guard's `Drop`): a delivery then makes the next one take the default action (the second
 //!   Ctrl-C kills). Nothing stays armed after the pool is done, however its listener ended.

@@ -305,7 +305,8 @@ pub(crate) fn shutdown_on(
 /// Await it on a ringloop loop, on either backend. Several `Signals` for one signal, on any loops
 /// and threads, each see every delivery. While any `Signals` for a signal exists, the process no
 /// longer takes that signal's default action (a SIGINT no longer kills it); when the last one is
-/// dropped, the default action comes back if nothing else handled the signal before.
+/// dropped, the default action comes back if nothing else handled the signal before (even if
+/// another crate started listening to it through `signal-hook-registry` meanwhile).
 ///
 /// ringloop's handler chains: a handler installed before the first listener (a raw `sigaction`,
 /// another library's) is still called at every delivery, and listeners of crates that register
