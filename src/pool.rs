@@ -131,10 +131,11 @@ impl PoolBuilder {
         self
     }
 
-    /// SIGINT and SIGTERM trigger the pool's shutdown signal (default false). The first one also
-    /// restores both signals' default actions, so a second Ctrl-C kills the process as usual.
-    /// The listeners are in place when [`start`](PoolBuilder::start) returns and go when loop 0
-    /// closes.
+    /// SIGINT and SIGTERM trigger the pool's shutdown signal (default false). After the first
+    /// one, the next SIGINT or SIGTERM takes its default action: a second Ctrl-C kills the process
+    /// as usual. The listeners are in place when [`start`](PoolBuilder::start) returns and go
+    /// when loop 0 closes; a pool that shut down without a signal leaves nothing of this behind
+    /// (a later listener for either signal receives every delivery).
     pub fn shutdown_on_signals(mut self, on: bool) -> Self {
         self.shutdown_on_signals = on;
         self

@@ -1,12 +1,15 @@
 //! Signals on both backends: listeners on several loops, deliveries before `recv`, `ctrl_c`, a
-//! pool that shuts down on SIGTERM, refused signals, and the echo example's graceful exit. Every
-//! test that sends a signal runs alone in a child process, so no other test sees it.
+//! pool that shuts down on SIGTERM (and dies at a second one), refused signals, handlers of others
+//! that keep receiving, the default action once the last listener goes, and the echo example's
+//! graceful exit (a `tokio::signal` listener made first: `ecosystem/tests/tokio_signal.rs`). Every test that sends a signal runs alone in a child process, so no other test
+//! sees it.
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ringloop::signal::{SignalKind, ctrl_c, signal};
@@ -155,6 +158,144 @@ fn a_pool_shuts_down_on_sigterm(backend: Backend, name: &str) {
     assert_eq!(outs, [0, 1]);
 }
 
+/// Re-runs the test `name` alone in a child process, which must be ended by signal `sig`.
+fn in_child_or_expect_death(name: &str, sig: i32) -> bool {
+    if common::in_child() {
+        return true;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(common::CHILD_ENV, "1")
+        .env_remove("RINGLOOP_BACKEND")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(sig),
+        "child test {name} was to die of signal {sig}, it ended with {}:\n{text}",
+        out.status
+    );
+    false
+}
+
+/// `shutdown_on_signals` left its "the next signal kills" flag set when the pool ended without a
+/// signal (loop 0's future returned first, and the task that cleared the flag was dropped): a
+/// SIGTERM listener made afterwards got one delivery, and the next SIGTERM killed the process.
+fn a_pool_that_ended_without_a_signal_leaves_no_second_signal_rule(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    let pool = LoopPool::builder()
+        .threads(2)
+        .backend(backend)
+        .shutdown_on_signals(true)
+        .start(|cx| async move { cx.index() })
+        .unwrap();
+    assert_eq!(
+        pool.join()
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let mut lp = common::new_loop(backend);
+    lp.run_until_complete(async {
+        let mut term = signal(SignalKind::terminate()).unwrap();
+        for n in 1..=3 {
+            raise("TERM");
+            let got = ringloop::time::timeout(Duration::from_secs(5), term.recv()).await;
+            assert_eq!(
+                got.unwrap_or_else(|_| panic!("SIGTERM {n} was not received")),
+                Some(())
+            );
+        }
+    });
+}
+
+/// The second SIGTERM to a pool that shuts down on signals takes the default action.
+fn a_second_signal_kills_a_pool_that_shuts_down(backend: Backend, name: &str) {
+    if !in_child_or_expect_death(name, libc::SIGTERM) {
+        return;
+    }
+    let stopping = Arc::new(AtomicBool::new(false));
+    let s = stopping.clone();
+    let pool = LoopPool::builder()
+        .threads(2)
+        .backend(backend)
+        .shutdown_on_signals(true)
+        .start(move |cx| {
+            let s = s.clone();
+            async move {
+                cx.shutdown().triggered().await;
+                s.store(true, Ordering::SeqCst);
+                // A slow graceful shutdown.
+                ringloop::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    raise("TERM");
+    while !stopping.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    raise("TERM");
+    std::thread::sleep(Duration::from_secs(5));
+    drop(pool);
+    eprintln!("the second SIGTERM did not end the process");
+}
+
+static RAW_HANDLER_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn raw_handler(_: libc::c_int) {
+    RAW_HANDLER_CALLS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// ringloop's handler replaced a handler installed before it with `sigaction`, which then never ran
+/// again. It chains now: both see the signal.
+fn a_raw_handler_installed_first_keeps_receiving(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    // SAFETY: an all-zero sigaction is valid; the handler only touches an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = raw_handler as *const () as libc::sighandler_t;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    let mut lp = common::new_loop(backend);
+    lp.run_until_complete(async {
+        let mut usr1 = signal(SignalKind::user_defined1()).unwrap();
+        raise("USR1");
+        let got = ringloop::time::timeout(Duration::from_secs(5), usr1.recv()).await;
+        assert_eq!(got.expect("ringloop's listener got nothing"), Some(()));
+    });
+    assert_eq!(
+        RAW_HANDLER_CALLS.load(Ordering::SeqCst),
+        1,
+        "the handler installed first was not called"
+    );
+}
+
+/// Once the last listener of a signal nobody handled before is gone, the signal takes its
+/// default action again (SIGUSR1 ends the process).
+fn the_default_action_comes_back_after_the_last_listener(backend: Backend, name: &str) {
+    if !in_child_or_expect_death(name, libc::SIGUSR1) {
+        return;
+    }
+    let mut lp = common::new_loop(backend);
+    lp.run_until_complete(async {
+        let mut usr1 = signal(SignalKind::user_defined1()).unwrap();
+        raise("USR1");
+        let got = ringloop::time::timeout(Duration::from_secs(5), usr1.recv()).await;
+        assert_eq!(got.expect("the listener got nothing"), Some(()));
+    });
+    raise("USR1");
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!("SIGUSR1 with no listener left did not end the process");
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod uring { $( #[test] fn $name() {
@@ -172,7 +313,11 @@ both!(
     ctrl_c_returns_on_sigint,
     ctrl_c_listens_from_the_call_not_the_first_poll,
     a_listener_that_cannot_wait_reports_the_error,
-    a_pool_shuts_down_on_sigterm
+    a_pool_shuts_down_on_sigterm,
+    a_pool_that_ended_without_a_signal_leaves_no_second_signal_rule,
+    a_second_signal_kills_a_pool_that_shuts_down,
+    a_raw_handler_installed_first_keeps_receiving,
+    the_default_action_comes_back_after_the_last_listener
 );
 
 #[test]

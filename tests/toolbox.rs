@@ -53,6 +53,40 @@ fn zombie_children() -> Vec<u32> {
     zombies
 }
 
+/// This process's resident set, in MiB.
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib / 1024
+}
+
+/// Children of this process (zombies too) whose command is `name`.
+fn children_named(name: &str) -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...".
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        if comm == name && rest.split_whitespace().nth(1) == Some(me.as_str()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 fn process_gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -116,6 +150,42 @@ both_backends! {
             .unwrap();
             // The child met a closed pipe: SIGPIPE, or an error exit where it is ignored.
             assert!(!status.success(), "{status:?}");
+        });
+    }
+
+    /// A dropped `output()` future left its stdout reader running as a task of its own: with a
+    /// `yes` child it read on for nobody, its buffer growing without bound (gigabytes in
+    /// seconds), and the child never met a closed pipe. The reads live in the future now:
+    /// dropping it closes the pipes, the child dies of `SIGPIPE` and is reaped. Checked in a
+    /// child test process, so its RSS and children are this test's alone.
+    fn a_dropped_output_closes_its_pipes_and_reads_no_more(lp: &mut EventLoop) {
+        if !in_child() {
+            let name = test_path(lp.backend(), "a_dropped_output_closes_its_pipes_and_reads_no_more");
+            run_in_child(&name, &[]);
+            return;
+        }
+        lp.run_until_complete(async {
+            let before = rss_mib();
+            let out = ringloop::time::timeout(
+                Duration::from_millis(100),
+                Command::new("yes").output(),
+            )
+            .await;
+            assert!(out.is_err(), "yes ended by itself: {out:?}");
+            let mut waited = Duration::ZERO;
+            while !children_named("yes").is_empty() {
+                let grown = rss_mib().saturating_sub(before);
+                assert!(
+                    grown < 64,
+                    "the dropped output() read on: RSS grew by {grown} MiB after the drop"
+                );
+                assert!(
+                    waited < Duration::from_secs(10),
+                    "the yes child still runs 10 s after its output() was dropped"
+                );
+                sleep(Duration::from_millis(20)).await;
+                waited += Duration::from_millis(20);
+            }
         });
     }
 

@@ -272,8 +272,8 @@ fn check_signature(kind: Kind, func: &ItemFn) -> syn::Result<()> {
         Kind::Test => "async fn my_test()",
     };
     if sig.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(
-            sig.fn_token,
+        return Err(syn::Error::new(
+            sig.fn_token.span,
             format!("{attr} goes on an `async fn`: add `async` before `fn` (`{what}`)"),
         ));
     }

@@ -26,10 +26,11 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::pin::pin;
 use std::process::{ExitStatus, Output, Stdio};
 use std::task::{Poll, ready};
 
@@ -380,20 +381,19 @@ impl Child {
     }
 
     /// Waits for the exit while reading stdout and stderr to their end.
+    ///
+    /// Both reads run inside this future, not as tasks of their own: dropping it drops them and
+    /// the pipes, so a child that writes on meets a closed pipe (`SIGPIPE`) instead of a reader
+    /// that fills memory for nobody.
     async fn wait_with_output(mut self) -> io::Result<Output> {
         drop(self.stdin.take());
         let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
-        let out = crate::spawn(async move {
-            match stdout {
-                Some(s) => read_to_end(&s.io).await,
-                None => Ok(Vec::new()),
-            }
-        });
-        let err = match stderr {
-            Some(s) => read_to_end(&s.io).await?,
-            None => Vec::new(),
-        };
-        let out = out.await.map_err(|e| io::Error::other(e.to_string()))??;
+        let (out, err) = join_reads(
+            read_to_end_of(stdout.as_ref().map(|s| &s.io)),
+            read_to_end_of(stderr.as_ref().map(|s| &s.io)),
+        )
+        .await?;
+        drop((stdout, stderr));
         let status = self.wait().await?;
         Ok(Output {
             status,
@@ -401,6 +401,43 @@ impl Child {
             stderr: err,
         })
     }
+}
+
+/// Reads a pipe to its end; nothing for no pipe.
+async fn read_to_end_of(io: Option<&crate::net::stream::Stream>) -> io::Result<Vec<u8>> {
+    match io {
+        Some(io) => read_to_end(io).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Polls both reads until both are done, or until one fails (the other is dropped then).
+async fn join_reads(
+    a: impl Future<Output = io::Result<Vec<u8>>>,
+    b: impl Future<Output = io::Result<Vec<u8>>>,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut got_a, mut got_b) = (None, None);
+    poll_fn(|cx| {
+        if got_a.is_none()
+            && let Poll::Ready(res) = a.as_mut().poll(cx)
+        {
+            got_a = Some(res?);
+        }
+        if got_b.is_none()
+            && let Poll::Ready(res) = b.as_mut().poll(cx)
+        {
+            got_b = Some(res?);
+        }
+        match (got_a.take(), got_b.take()) {
+            (Some(a), Some(b)) => Poll::Ready(Ok((a, b))),
+            (a, b) => {
+                (got_a, got_b) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 impl Drop for Child {

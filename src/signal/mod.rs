@@ -1,11 +1,12 @@
 //! Unix signals on the loop: `ctrl_c()`, `signal(kind)` and `Signals::recv`.
 //!
-//! One process-wide `sigaction` handler per signal number, installed while anyone listens to it.
-//! The handler does only async-signal-safe work: it walks a fixed table of listener slots and
-//! adds 1 to the eventfd of each slot listening to that signal. A `Signals` waits for its
-//! eventfd like for any other fd (a poll in the ring on io_uring, the fd's registration on
-//! epoll), so every loop on every thread can listen at once, and blocking-pool threads need no
-//! signal mask (no `signalfd`).
+//! One process-wide action per signal number, registered through `signal-hook-registry` at the
+//! first listener (see `action`: handlers installed before keep being called, and the default
+//! action comes back when the last listener goes). The action does only async-signal-safe work:
+//! it walks a fixed table of listener slots and adds 1 to the eventfd of each slot listening to
+//! that signal. A `Signals` waits for its eventfd like for any other fd (a poll in the ring on
+//! io_uring, the fd's registration on epoll), so every loop on every thread can listen at once,
+//! and blocking-pool threads need no signal mask (no `signalfd`).
 //!
 //! The slot protocol (model-checked in `loom_model` below): the handler adds 1 to a slot's
 //! `busy` count before it reads the slot's signal number and subtracts 1 after its write;
@@ -18,7 +19,6 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 
 use crate::sync::{AtomicBool, AtomicI32, AtomicU32, Ordering};
@@ -27,6 +27,8 @@ use crate::driver::fd::SharedFd;
 use crate::driver::op::Interest;
 use crate::op::cvt;
 use crate::op::poll::ReadyWait;
+
+mod action;
 
 /// How many `Signals` may exist at once in the process.
 const SLOTS: usize = 256;
@@ -109,23 +111,9 @@ loom::lazy_static! {
     static ref TABLE: Vec<Slot> = (0..SLOTS).map(|_| Slot::new()).collect();
 }
 
-/// Per signal number: listeners, and the disposition to restore when the last one goes.
-struct Installed {
-    listeners: usize,
-    previous: libc::sigaction,
-}
-
-static INSTALLED: Mutex<Vec<Option<Installed>>> = Mutex::new(Vec::new());
-
-/// Per signal number: restore the default action after the next delivery (a pool's
-/// `shutdown_on_signals`: the second Ctrl-C kills).
-/// (A plain flag read by the handler: std's atomics, also under the model checker.)
-static ONE_SHOT: [std::sync::atomic::AtomicBool; 65] =
-    [const { std::sync::atomic::AtomicBool::new(false) }; 65];
-
-extern "C" fn handler(sig: libc::c_int) {
-    // SAFETY: errno is thread-local; saved and restored so the interrupted code sees its own.
-    let errno = unsafe { *libc::__errno_location() };
+/// ringloop's part of the signal handler: adds 1 to the eventfd of every slot listening to `sig`.
+/// Async-signal-safe. (The registry's handler saves and restores `errno` around its actions.)
+fn deliver(sig: libc::c_int) {
     for slot in TABLE.iter() {
         slot.deliver(sig, |fd| {
             let one: u64 = 1;
@@ -134,22 +122,6 @@ extern "C" fn handler(sig: libc::c_int) {
             unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
         });
     }
-    if (sig as usize) < ONE_SHOT.len()
-        && ONE_SHOT[sig as usize].swap(false, std::sync::atomic::Ordering::SeqCst)
-    {
-        set_default(sig);
-    }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
-}
-
-/// Puts back `sig`'s default action. Async-signal-safe (sigaction is; signal(2) is not listed).
-fn set_default(sig: libc::c_int) {
-    // SAFETY: an all-zero sigaction with SIG_DFL (0) as handler is valid; sigaction reads it.
-    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    dfl.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: `dfl` is live for the call; a null old action is allowed.
-    unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
 }
 
 /// A kind of signal to listen for.
@@ -231,7 +203,7 @@ impl Registration {
             slot.fd.store(fd, Ordering::SeqCst);
         }
         drain(slot.fd.load(Ordering::SeqCst));
-        if let Err(e) = install(kind.0) {
+        if let Err(e) = action::install(kind.0, deliver) {
             slot.taken.store(false, Ordering::SeqCst);
             return Err(e);
         }
@@ -250,7 +222,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         TABLE[self.index].release(drain);
-        uninstall(self.signum);
+        action::uninstall(self.signum);
     }
 }
 
@@ -260,86 +232,20 @@ fn drain(fd: i32) {
     unsafe { libc::read(fd, (&mut buf as *mut u64).cast(), 8) };
 }
 
-fn installed() -> std::sync::MutexGuard<'static, Vec<Option<Installed>>> {
-    INSTALLED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Installs the handler for `signum` if this is its first listener.
-fn install(signum: i32) -> io::Result<()> {
-    let mut table = installed();
-    let i = signum as usize;
-    if table.len() <= i {
-        table.resize_with(i + 1, || None);
-    }
-    if let Some(entry) = &mut table[i] {
-        entry.listeners += 1;
-        return Ok(());
-    }
-    // SAFETY: all-zero sigaction structs are valid; sigaction reads `new` and writes `previous`.
-    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = handler as *const () as libc::sighandler_t;
-    new.sa_flags = libc::SA_RESTART;
-    // SAFETY: `sa_mask` is a live sigset_t.
-    unsafe { libc::sigemptyset(&mut new.sa_mask) };
-    // SAFETY: as above.
-    let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: both structs are live for the call.
-    if unsafe { libc::sigaction(signum, &new, &mut previous) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    table[i] = Some(Installed {
-        listeners: 1,
-        previous,
-    });
-    Ok(())
-}
-
-/// Restores `signum`'s previous disposition when its last listener goes.
-fn uninstall(signum: i32) {
-    let mut table = installed();
-    let Some(Some(entry)) = table.get_mut(signum as usize) else {
-        return;
-    };
-    entry.listeners -= 1;
-    if entry.listeners == 0 {
-        let previous = entry.previous;
-        table[signum as usize] = None;
-        // Put the previous disposition back only if ours is still in place: if it was changed
-        // since (by the pool's second-signal rule, or by the program), that change stands.
-        // SAFETY: an all-zero sigaction is valid; sigaction only writes it.
-        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: a null new action only queries; `current` is live.
-        let ok = unsafe { libc::sigaction(signum, std::ptr::null(), &mut current) } == 0;
-        if ok && current.sa_sigaction == handler as *const () as libc::sighandler_t {
-            // SAFETY: `previous` is the disposition sigaction gave us at install.
-            unsafe { libc::sigaction(signum, &previous, std::ptr::null_mut()) };
-        }
-    }
-}
-
-/// Makes the next delivery of `signum` restore its default action (a second one then takes the
-/// default action: a second Ctrl-C kills), or stops doing so.
-fn restore_default_after_next(signum: i32, on: bool) {
-    if let Some(flag) = ONE_SHOT.get(signum as usize) {
-        flag.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 /// A pool's `shutdown_on_signals`: listeners for SIGINT and SIGTERM made now (so a signal right
 /// after the pool starts counts), and a task to run on one of its loops that triggers `shutdown`
-/// at the first of them. The first delivery also restores both signals' default actions, so a
-/// second Ctrl-C kills the process.
+/// at the first of them. While the task lives (a guard undoes it however the task ends), a
+/// delivery makes the next one take the default action, so a second Ctrl-C kills the process.
 pub(crate) fn shutdown_on(
     shutdown: crate::Shutdown,
 ) -> io::Result<impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send> {
     let int = Registration::new(SignalKind::interrupt())?;
     let term = Registration::new(SignalKind::terminate())?;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        restore_default_after_next(sig, true);
-    }
+    let armed = action::Armed::new(&[libc::SIGINT, libc::SIGTERM]);
     Ok(
         move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
             Box::pin(async move {
+                let _armed = armed;
                 let (mut int, mut term) = (
                     Signals::from_registration(int),
                     Signals::from_registration(term),
@@ -372,8 +278,7 @@ pub(crate) fn shutdown_on(
                                      longer shuts down gracefully on it, and {name} takes its \
                                      default action"
                                 );
-                                restore_default_after_next(sig, false);
-                                set_default(sig);
+                                action::kill_on_next(sig);
                             }
                             Poll::Pending => {}
                         }
@@ -382,17 +287,12 @@ pub(crate) fn shutdown_on(
                 })
                 .await;
                 if signalled {
-                    // The handler restored the default action of the signal that came; do the same
-                    // for the other, so any second SIGINT or SIGTERM ends the process.
+                    // The action armed the signal that came; do the same for the other, so any
+                    // second SIGINT or SIGTERM ends the process.
                     for sig in [libc::SIGINT, libc::SIGTERM] {
-                        restore_default_after_next(sig, false);
-                        set_default(sig);
+                        action::kill_on_next(sig);
                     }
                     shutdown.trigger();
-                } else {
-                    for sig in [libc::SIGINT, libc::SIGTERM] {
-                        restore_default_after_next(sig, false);
-                    }
                 }
             })
         },
@@ -405,7 +305,12 @@ pub(crate) fn shutdown_on(
 /// Await it on a ringloop loop, on either backend. Several `Signals` for one signal, on any loops
 /// and threads, each see every delivery. While any `Signals` for a signal exists, the process no
 /// longer takes that signal's default action (a SIGINT no longer kills it); when the last one is
-/// dropped, the previous disposition comes back.
+/// dropped, the default action comes back if nothing else handled the signal before (even if
+/// another crate started listening to it through `signal-hook-registry` meanwhile).
+///
+/// ringloop's handler chains: a handler installed before the first listener (a raw `sigaction`,
+/// another library's) is still called at every delivery, and listeners of crates that register
+/// through `signal-hook-registry` as ringloop does (`tokio::signal`) keep receiving beside it.
 pub struct Signals {
     registration: Registration,
     /// A duplicate of the slot's eventfd, waited on by the loop.
