@@ -10,6 +10,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use common::{in_child, open_fds, pattern, run_in_child, test_path};
+use ringloop::buf::IoBuf;
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::time::{sleep, timeout};
 use ringloop::{spawn, yield_now};
@@ -188,6 +189,36 @@ both_backends! {
             })
             .await
             .expect("the reader and the writer stalled each other");
+        });
+    }
+
+    fn byte_literals_and_shared_slices_are_written_as_they_are(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let reader = spawn(async move {
+                let (peer, _) = listener.accept().await.unwrap();
+                let mut got = Vec::new();
+                loop {
+                    let (res, b) = peer.read(Vec::with_capacity(64)).await;
+                    if res.unwrap() == 0 {
+                        return got;
+                    }
+                    got.extend_from_slice(&b);
+                }
+            });
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (res, _) = stream.write_all(b"hi\n").await;
+            res.unwrap();
+            let rc: std::rc::Rc<[u8]> = std::rc::Rc::from(&b"rc "[..]);
+            let (res, rc) = stream.write_all(rc).await;
+            res.unwrap();
+            assert_eq!(&rc[..], b"rc ", "the Rc came back whole");
+            let arc: std::sync::Arc<[u8]> = std::sync::Arc::from(&b"arc"[..]);
+            let (res, _) = stream.write_all(arc.slice(1..)).await;
+            res.unwrap();
+            drop(stream);
+            assert_eq!(reader.await.unwrap(), b"hi\nrc rc");
         });
     }
 

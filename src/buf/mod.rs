@@ -65,12 +65,23 @@ pub type BufResult<T, B> = (io::Result<T>, B);
 
 /// A buffer the kernel may read from: its first [`bytes_init`](IoBuf::bytes_init) bytes are sent.
 ///
+/// Implemented for owned buffers: `Vec<u8>`, `Box<[u8]>`, `String`, `Rc<[u8]>`, `Arc<[u8]>`, and
+/// `'static` data (`&'static [u8]`, `&'static str`, byte literals such as `b"hi\n"`); with the
+/// `bytes` feature, `bytes::Bytes` and `BytesMut`. A borrowed `&buf[..]` does not work: the
+/// loop must own the buffer while the kernel may use it (see the [module docs](self)).
+///
 /// # Safety
 ///
 /// Implementors promise that [`stable_ptr`](IoBuf::stable_ptr) points to at least
 /// [`bytes_total`](IoBuf::bytes_total) bytes of which the first [`bytes_init`](IoBuf::bytes_init)
 /// are initialised, and that the pointer stays valid and unchanged while the value is moved
 /// (heap-backed or `'static` storage), until the value is dropped or mutated through `&mut`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be written by ringloop: pass an owned buffer",
+    label = "the loop must own this buffer while the kernel reads it",
+    note = "owned buffers: Vec<u8>, Box<[u8]>, String, Rc<[u8]>, Arc<[u8]>, &'static [u8], &'static str, a byte literal; bytes::Bytes with the `bytes` feature",
+    note = "to send borrowed bytes, copy them: `stream.write_all(data.to_vec())`"
+)]
 pub unsafe trait IoBuf: Unpin + 'static {
     /// A pointer to the first byte; stays put when `self` is moved.
     fn stable_ptr(&self) -> *const u8;
@@ -135,6 +146,12 @@ pub unsafe trait IoBuf: Unpin + 'static {
 ///
 /// As for [`IoBuf`]; in addition [`stable_mut_ptr`](IoBufMut::stable_mut_ptr) is valid for writes
 /// of [`bytes_total`](IoBuf::bytes_total) bytes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read into by ringloop: pass an owned, growable buffer",
+    label = "the loop must own this buffer while the kernel writes into it",
+    note = "buffers a read can fill: Vec<u8> (e.g. `Vec::with_capacity(4096)`), Box<[u8]>; bytes::BytesMut with the `bytes` feature",
+    note = "the read gives the buffer back: `let (res, buf) = stream.read(buf).await;`"
+)]
 pub unsafe trait IoBufMut: IoBuf {
     /// A writable pointer to the first byte; stays put when `self` is moved.
     fn stable_mut_ptr(&mut self) -> *mut u8;
@@ -175,7 +192,23 @@ io_buf!(
     Box<[u8]> => len,
     &'static [u8] => len,
     &'static str => len,
+    std::rc::Rc<[u8]> => len,
+    std::sync::Arc<[u8]> => len,
 );
+
+// SAFETY: a `'static` array lives for the whole program and never moves; all `N` bytes are
+// initialised. So `write_all(b"hi\n")` works with a byte literal as it is.
+unsafe impl<const N: usize> IoBuf for &'static [u8; N] {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        N
+    }
+    fn bytes_total(&self) -> usize {
+        N
+    }
+}
 
 // SAFETY: as for IoBuf; the whole capacity is writable.
 unsafe impl IoBufMut for Vec<u8> {
