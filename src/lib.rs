@@ -105,8 +105,8 @@ pub use event_loop::{
     Builder, DEBUG_ENV, DEFAULT_ZERO_COPY_THRESHOLD, EventLoop, current_stats, current_task, run,
 };
 pub use executor::{
-    JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, spawn, spawn_blocking,
-    spawn_named, wait, yield_now,
+    GroupError, JoinError, JoinHandle, JoinSet, MemberError, ReturnWhen, TaskGroup, TaskInfo,
+    gather, spawn, spawn_blocking, spawn_named, wait, yield_now,
 };
 pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
 pub use pool::{LoopContext, LoopPool, PoolBuilder};
