@@ -10,6 +10,8 @@
 
 use std::process::Command;
 
+pub mod cancel;
+
 use ringloop::{Backend, EventLoop};
 
 /// Set in a child process started by `run_in_child`.
