@@ -30,7 +30,7 @@ impl Drop for Finished {
         let mut done = self.done.borrow_mut();
         done.keys.push_back(self.key);
         if let Some(w) = done.waker.take() {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
     }
 }
