@@ -341,6 +341,72 @@ cancel_tests! {
     async_fd_waits,
 }
 
+/// A zero-copy write dropped while its peer has stopped reading (the peer lives on in this
+/// process): `close()` must still be prompt, and the socket must not stay open after the peer
+/// goes. Zero-copy is uring's; on epoll it is a plain dropped write.
+fn zero_copy_write_dropped_to_a_stalled_peer(backend: Backend) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    // Counted without the peer, which is dropped before the count is compared.
+    let fds = common::open_fds() - 1;
+    let mut lp = EventLoop::builder()
+        .backend(backend)
+        .zero_copy_threshold(Some(16 * 1024))
+        .build()
+        .unwrap();
+    lp.run_until_complete(async {
+        let s = TcpStream::from_std(listener.accept().unwrap().0).unwrap();
+        let mut write = std::pin::pin!(s.write_all(vec![1u8; 32 << 20]));
+        for _ in 0..5 {
+            let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx)));
+            assert!(polled.await.is_pending(), "32 MiB went to a peer that reads nothing");
+            sleep(Duration::from_millis(10)).await;
+        }
+    });
+    common::cancel::close_within(lp, common::cancel::CLOSE_BOUND);
+    drop(peer);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while common::open_fds() != fds {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream of a dropped zero-copy write is still open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Tests that reveal a defect outside this suite's files: ignored on the backend that has it
+/// until the fix lands (`cargo test --test cancel -- --ignored` runs them).
+mod defects {
+    fn run(backend: ringloop::Backend, name: &str, test: fn(ringloop::Backend)) {
+        if crate::common::in_child() {
+            test(backend);
+        } else {
+            crate::common::cancel::run_ignored_in_child(&format!("defects::{name}"));
+        }
+    }
+
+    #[test]
+    #[ignore = "defect (issue 29 item 11b, zero-copy sends, uring): close() waits without bound \
+                for the notification of a zero-copy write dropped while its peer stopped reading"]
+    fn uring_zero_copy_write_dropped_to_a_stalled_peer() {
+        run(
+            ringloop::Backend::Uring,
+            "uring_zero_copy_write_dropped_to_a_stalled_peer",
+            super::zero_copy_write_dropped_to_a_stalled_peer,
+        );
+    }
+
+    #[test]
+    fn epoll_zero_copy_write_dropped_to_a_stalled_peer() {
+        run(
+            ringloop::Backend::Epoll,
+            "epoll_zero_copy_write_dropped_to_a_stalled_peer",
+            super::zero_copy_write_dropped_to_a_stalled_peer,
+        );
+    }
+}
+
 /// `udp_recv_loses_no_datagram`, with the uring variant ignored until the defect is fixed.
 mod udp_strict {
     fn run(backend: ringloop::Backend, path: &str) {

@@ -251,6 +251,11 @@ fn fixed_buffer_ops(backend: Backend) {
 
 /// Zombie children of this process (pids).
 fn zombie_children() -> Vec<u32> {
+    children(true)
+}
+
+/// Children of this process (pids): the zombies only, or all of them.
+fn children(zombies_only: bool) -> Vec<u32> {
     let me = std::process::id().to_string();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -262,7 +267,8 @@ fn zombie_children() -> Vec<u32> {
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str()) {
+        let state_matches = !zombies_only || fields.first() == Some(&"Z");
+        if state_matches && fields.get(1) == Some(&me.as_str()) {
             out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
         }
     }
@@ -371,4 +377,65 @@ fn timers(backend: Backend) {
             .await
             .expect("a sleep after dropped timers never fired");
     });
+}
+
+/// A `Command::output()` of a child that writes without end (`yes`), dropped after a few polls:
+/// nothing of it may go on reading (the loop's task list is checked by `run_checked`), and the
+/// child must end (SIGPIPE once its pipe is closed) and be reaped.
+fn dropped_output_leaves_no_reader(backend: Backend) {
+    run_checked(backend, EventLoop::builder(), async {
+        let mut cmd = Command::new("yes");
+        for polls in 1..4 {
+            let mut out = std::pin::pin!(cmd.output());
+            for _ in 0..polls {
+                let polled =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(out.as_mut().poll(cx)));
+                assert!(polled.await.is_pending(), "`yes` ended");
+                sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !children(false).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "children still there (running or zombies): {:?}",
+                children(false)
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+/// Tests that reveal a defect outside this suite's files, ignored until the fix lands
+/// (`cargo test --test cancel_more -- --ignored` runs them).
+mod defects {
+    fn run(backend: ringloop::Backend, name: &str, test: fn(ringloop::Backend)) {
+        if crate::common::in_child() {
+            test(backend);
+        } else {
+            crate::common::cancel::run_ignored_in_child(&format!("defects::{name}"));
+        }
+    }
+
+    #[test]
+    #[ignore = "defect (issue 29 item 5, process): a dropped Command::output() leaves its reader \
+                tasks reading the child's output without bound"]
+    fn uring_dropped_output_leaves_no_reader() {
+        run(
+            ringloop::Backend::Uring,
+            "uring_dropped_output_leaves_no_reader",
+            super::dropped_output_leaves_no_reader,
+        );
+    }
+
+    #[test]
+    #[ignore = "defect (issue 29 item 5, process): a dropped Command::output() leaves its reader \
+                tasks reading the child's output without bound"]
+    fn epoll_dropped_output_leaves_no_reader() {
+        run(
+            ringloop::Backend::Epoll,
+            "epoll_dropped_output_leaves_no_reader",
+            super::dropped_output_leaves_no_reader,
+        );
+    }
 }
