@@ -19,36 +19,7 @@ use ringloop::signal::{SignalKind, signal};
 use ringloop::time::{interval, sleep, timeout};
 use ringloop::{Backend, EventLoop};
 
-macro_rules! cancel_tests {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(
-                #[test]
-                fn $name() {
-                    crate::common::cancel::in_child_on(
-                        ringloop::Backend::Uring,
-                        stringify!($name),
-                        super::$name,
-                    );
-                }
-            )*
-        }
-        mod epoll {
-            $(
-                #[test]
-                fn $name() {
-                    crate::common::cancel::in_child_on(
-                        ringloop::Backend::Epoll,
-                        stringify!($name),
-                        super::$name,
-                    );
-                }
-            )*
-        }
-    };
-}
-
-cancel_tests! {
+in_child_per_backend! {
     file_ops, path_ops, fixed_buffer_ops, process_output_and_wait, signal_receives, timers,
 }
 
@@ -64,19 +35,17 @@ fn file_ops(backend: Backend) {
             .output
             .unwrap();
         for pos in [0u64, 1000, 60_000] {
-            let (res, buf) = drop_at_every_poll(async || {
-                f.read_at(Vec::with_capacity(4096), pos).await
-            })
-            .await
-            .output;
+            let (res, buf) =
+                drop_at_every_poll(async || f.read_at(Vec::with_capacity(4096), pos).await)
+                    .await
+                    .output;
             let n = res.unwrap();
             assert_eq!(buf, pattern(pos as usize, n), "read_at({pos})");
         }
-        let (res, buf) = drop_at_every_poll(async || {
-            f.read_exact_at(Vec::with_capacity(5000), 100).await
-        })
-        .await
-        .output;
+        let (res, buf) =
+            drop_at_every_poll(async || f.read_exact_at(Vec::with_capacity(5000), 100).await)
+                .await
+                .output;
         res.unwrap();
         assert_eq!(buf, pattern(100, 5000));
         let w = drop_at_every_poll(async || File::create(&dst).await)
@@ -87,10 +56,11 @@ fn file_ops(backend: Backend) {
         // not, the file ends the same.
         for i in 0..8usize {
             let data = pattern(i * 4096, 4096);
-            let n = drop_at_every_poll(async || w.write_at(data.clone(), (i * 4096) as u64).await.0)
-                .await
-                .output
-                .unwrap();
+            let n =
+                drop_at_every_poll(async || w.write_at(data.clone(), (i * 4096) as u64).await.0)
+                    .await
+                    .output
+                    .unwrap();
             assert_eq!(n, 4096);
         }
         drop_at_every_poll(async || w.write_all_at(pattern(32_768, 8192), 32_768).await.0)
@@ -136,10 +106,14 @@ fn path_ops(backend: Backend) {
             .unwrap();
         let back = drop_at_every_poll(async || fs::read(&a).await).await.output;
         assert_eq!(back.unwrap(), pattern(0, 10_000));
-        let meta = drop_at_every_poll(async || fs::metadata(&a).await).await.output;
+        let meta = drop_at_every_poll(async || fs::metadata(&a).await)
+            .await
+            .output;
         assert_eq!(meta.unwrap().len(), 10_000);
         let b = d.join("b");
-        let copied = drop_at_every_poll(async || fs::copy(&a, &b).await).await.output;
+        let copied = drop_at_every_poll(async || fs::copy(&a, &b).await)
+            .await
+            .output;
         assert_eq!(copied.unwrap(), 10_000);
         assert_eq!(std::fs::read(&b).unwrap(), pattern(0, 10_000));
         // Operations that change the tree: a dropped attempt may have done it already, so each
@@ -147,7 +121,9 @@ fn path_ops(backend: Backend) {
         let mut n = 0;
         let made = drop_at_every_poll(async || {
             n += 1;
-            fs::create_dir_all(d.join(format!("dir{n}/x/y"))).await.map(|()| n)
+            fs::create_dir_all(d.join(format!("dir{n}/x/y")))
+                .await
+                .map(|()| n)
         })
         .await
         .output
@@ -158,7 +134,9 @@ fn path_ops(backend: Backend) {
             n += 1;
             let from = d.join(format!("r{n}"));
             std::fs::write(&from, b"r").unwrap();
-            fs::rename(&from, d.join(format!("renamed{n}"))).await.map(|()| n)
+            fs::rename(&from, d.join(format!("renamed{n}")))
+                .await
+                .map(|()| n)
         })
         .await
         .output
@@ -176,7 +154,10 @@ fn path_ops(backend: Backend) {
         {
             names.push(e.file_name());
         }
-        assert!(names.iter().any(|n| n == "a") && names.iter().any(|n| n == "b"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n == "a") && names.iter().any(|n| n == "b"),
+            "{names:?}"
+        );
         let mut n = 0;
         let removed = drop_at_every_poll(async || {
             n += 1;
@@ -222,7 +203,9 @@ fn fixed_buffer_ops(backend: Backend) {
             .unwrap();
         for pos in [0u64, 4096, 40_000] {
             let (res, buf) = drop_at_every_poll(async || {
-                let buf = bufs.try_take().expect("every fixed buffer is held by dropped ops");
+                let buf = bufs
+                    .try_take()
+                    .expect("every fixed buffer is held by dropped ops");
                 f.read_at(buf, pos).await
             })
             .await
@@ -233,7 +216,9 @@ fn fixed_buffer_ops(backend: Backend) {
         for i in 0..4usize {
             let data = pattern(100_000 + i * 8192, 8192);
             let (res, _buf) = drop_at_every_poll(async || {
-                let mut buf = bufs.try_take().expect("every fixed buffer is held by dropped ops");
+                let mut buf = bufs
+                    .try_take()
+                    .expect("every fixed buffer is held by dropped ops");
                 buf.put_slice(&data);
                 f.write_at(buf, (i * 8192) as u64).await
             })
@@ -335,7 +320,10 @@ fn signal_receives(backend: Backend) {
         stop.store(true, Ordering::SeqCst);
         raiser.join().unwrap();
         // Deliveries made before now may be pending: drain them, then one more must come.
-        while timeout(Duration::from_millis(50), usr1.recv()).await.is_ok() {}
+        while timeout(Duration::from_millis(50), usr1.recv())
+            .await
+            .is_ok()
+        {}
         // SAFETY: as above.
         unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
         let got = timeout(Duration::from_secs(10), usr1.recv())
@@ -358,7 +346,10 @@ fn timers(backend: Backend) {
         })
         .await
         .output;
-        assert!(out.is_err(), "a timeout of a pending future completed with its output");
+        assert!(
+            out.is_err(),
+            "a timeout of a pending future completed with its output"
+        );
         let out = drop_at_every_poll(async || {
             timeout(Duration::from_secs(10), sleep(Duration::from_millis(2))).await
         })

@@ -23,36 +23,7 @@ use ringloop::net::{TcpListener, TcpStream};
 use ringloop::time::{sleep, timeout};
 use ringloop::{Backend, EventLoop, LoopPool, Shutdown};
 
-macro_rules! panic_tests {
-    ($($name:ident),* $(,)?) => {
-        mod uring {
-            $(
-                #[test]
-                fn $name() {
-                    crate::common::cancel::in_child_on(
-                        ringloop::Backend::Uring,
-                        stringify!($name),
-                        super::$name,
-                    );
-                }
-            )*
-        }
-        mod epoll {
-            $(
-                #[test]
-                fn $name() {
-                    crate::common::cancel::in_child_on(
-                        ringloop::Backend::Epoll,
-                        stringify!($name),
-                        super::$name,
-                    );
-                }
-            )*
-        }
-    };
-}
-
-panic_tests! {
+in_child_per_backend! {
     task_body, task_output_drop, future_drop_at_close, spawn_blocking_job,
     foreign_waker_of_a_remote_join, foreign_waker_of_an_io_future, foreign_waker_of_a_timer,
     foreign_waker_of_a_shutdown, foreign_waker_of_a_join_handle, hyper_handler,
@@ -149,7 +120,10 @@ fn future_drop_at_close(backend: Backend) {
         ringloop::yield_now().await;
         aborted.abort();
         let err = aborted.await.unwrap_err();
-        assert!(err.is_panic(), "the drop's panic is the task's error: {err}");
+        assert!(
+            err.is_panic(),
+            "the drop's panic is the task's error: {err}"
+        );
         loop_still_works().await;
     });
     // Left pending at close: `close()` drops them, containing the panics.
@@ -192,10 +166,15 @@ fn spawn_blocking_job(backend: Backend) {
         }
         assert_eq!(ok, 4);
         for i in 0..64 {
-            assert_eq!(ringloop::spawn_blocking(move || i * 2).await.unwrap(), i * 2);
+            assert_eq!(
+                ringloop::spawn_blocking(move || i * 2).await.unwrap(),
+                i * 2
+            );
         }
         // A job whose output's drop panics, output not awaited.
-        drop(ringloop::spawn_blocking(|| PanicOnDrop("a blocking job's output")));
+        drop(ringloop::spawn_blocking(|| {
+            PanicOnDrop("a blocking job's output")
+        }));
         sleep(Duration::from_millis(20)).await;
         loop_still_works().await;
     });
@@ -274,7 +253,11 @@ fn foreign_waker_of_a_timer(backend: Backend) {
         let waker = Arc::new(PanicWaker::default());
         let foreign = Waker::from(waker.clone());
         let mut s = pin!(sleep(Duration::from_millis(5)));
-        assert!(s.as_mut().poll(&mut Context::from_waker(&foreign)).is_pending());
+        assert!(
+            s.as_mut()
+                .poll(&mut Context::from_waker(&foreign))
+                .is_pending()
+        );
         let others: Vec<_> = (0..3)
             .map(|_| ringloop::spawn(sleep(Duration::from_millis(5))))
             .collect();
@@ -299,12 +282,18 @@ fn foreign_waker_of_a_join_handle(backend: Backend) {
             ringloop::yield_now().await;
             5
         });
-        assert!(Pin::new(&mut h).poll(&mut Context::from_waker(&foreign)).is_pending());
+        assert!(
+            Pin::new(&mut h)
+                .poll(&mut Context::from_waker(&foreign))
+                .is_pending()
+        );
         let others: Vec<_> = (0..3)
-            .map(|i| ringloop::spawn(async move {
-                ringloop::yield_now().await;
-                i
-            }))
+            .map(|i| {
+                ringloop::spawn(async move {
+                    ringloop::yield_now().await;
+                    i
+                })
+            })
             .collect();
         for (i, o) in others.into_iter().enumerate() {
             assert_eq!(o.await.unwrap(), i);
@@ -322,7 +311,11 @@ fn foreign_waker_of_a_shutdown(backend: Backend) {
     let waker = Arc::new(PanicWaker::default());
     let foreign = Waker::from(waker.clone());
     let mut trig = Box::pin(shutdown.triggered());
-    assert!(trig.as_mut().poll(&mut Context::from_waker(&foreign)).is_pending());
+    assert!(
+        trig.as_mut()
+            .poll(&mut Context::from_waker(&foreign))
+            .is_pending()
+    );
     let s = shutdown.clone();
     let started = Arc::new(AtomicUsize::new(0));
     let st = started.clone();
@@ -346,11 +339,17 @@ fn foreign_waker_of_a_shutdown(backend: Backend) {
     assert_eq!(waker.0.load(Ordering::SeqCst), 1);
     join_within(pool, Duration::from_secs(10));
     // Contained, as every panic of a foreign waker the loop calls (the panic hook reported it).
-    assert!(trigger.is_ok(), "the foreign waker's panic escaped `trigger`");
+    assert!(
+        trigger.is_ok(),
+        "the foreign waker's panic escaped `trigger`"
+    );
 }
 
 /// `pool.join()`, failing the test (ending the process) if it does not return within `bound`.
-fn join_within<T: Send + 'static>(pool: LoopPool<T>, bound: Duration) -> Vec<Result<T, ringloop::JoinError>> {
+fn join_within<T: Send + 'static>(
+    pool: LoopPool<T>,
+    bound: Duration,
+) -> Vec<Result<T, ringloop::JoinError>> {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watch = done.clone();
     std::thread::spawn(move || {
@@ -419,7 +418,10 @@ fn hyper_handler(backend: Backend) {
                 let got = timeout(Duration::from_secs(10), get(addr, "/panic"))
                     .await
                     .expect("a connection whose handler panicked stayed open");
-                assert!(got.is_empty(), "a response from a panicking handler: {got:?}");
+                assert!(
+                    got.is_empty(),
+                    "a response from a panicking handler: {got:?}"
+                );
             } else {
                 let got = get(addr, "/").await;
                 assert!(got.ends_with(b"fine"), "{}", String::from_utf8_lossy(&got));
@@ -440,7 +442,9 @@ fn pool_join_returns(backend: Backend) {
         .start(|cx| async move {
             let t = ringloop::spawn(async { panic!("a task on a pool loop") });
             assert!(t.await.unwrap_err().is_panic());
-            drop(ringloop::spawn(async { PanicOnDrop("a pool task's output") }));
+            drop(ringloop::spawn(async {
+                PanicOnDrop("a pool task's output")
+            }));
             let b = ringloop::spawn_blocking(|| panic!("a blocking job on a pool loop"));
             assert!(b.await.unwrap_err().is_panic());
             cx.index()

@@ -38,7 +38,9 @@ fn forever(flag: &Rc<Cell<bool>>) -> impl Future<Output = Result<u32, String>> +
 }
 
 /// `group.join()`, failing the test (not hanging it) if the members are never cancelled.
-async fn join<T: 'static, E: 'static>(group: TaskGroup<T, E>) -> Result<Vec<T>, ringloop::GroupError<E>> {
+async fn join<T: 'static, E: 'static>(
+    group: TaskGroup<T, E>,
+) -> Result<Vec<T>, ringloop::GroupError<E>> {
     ringloop::time::timeout(Duration::from_secs(10), group.join())
         .await
         .expect("join waited 10 s: the members were not cancelled")

@@ -17,9 +17,9 @@ pub(crate) mod waker;
 pub(crate) use crate::blocking::drop_contained;
 pub use blocking::spawn_blocking;
 pub use group::{GroupError, MemberError, TaskGroup};
-pub use join_set::JoinSet;
 pub use info::TaskInfo;
 pub use join::{JoinError, JoinHandle};
+pub use join_set::JoinSet;
 pub use spawn::{spawn, spawn_named};
 pub use wait::{ReturnWhen, gather, wait, yield_now};
 

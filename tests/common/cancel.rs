@@ -20,6 +20,38 @@ use std::time::{Duration, Instant};
 
 use ringloop::{Backend, Builder, EventLoop};
 
+/// Makes a `uring::NAME` and an `epoll::NAME` test from each `fn NAME(backend: Backend)`, each
+/// run alone in a child test process ([`in_child_on`]) so fd counts are exact.
+#[macro_export]
+macro_rules! in_child_per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::cancel::in_child_on(
+                        ringloop::Backend::Uring,
+                        stringify!($name),
+                        super::$name,
+                    );
+                }
+            )*
+        }
+        mod epoll {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::cancel::in_child_on(
+                        ringloop::Backend::Epoll,
+                        stringify!($name),
+                        super::$name,
+                    );
+                }
+            )*
+        }
+    };
+}
+
 /// The most polls a sweep gives one future before the test fails (a future that never
 /// completes is a test bug).
 pub const MAX_POLLS: usize = 2_000;
@@ -184,9 +216,17 @@ pub fn close_within(lp: EventLoop, bound: Duration) {
 /// What this process has open, for a leak message.
 fn fd_list() -> String {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc/self/fd").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let target = std::fs::read_link(e.path()).unwrap_or_default();
-        out.push(format!("{}->{}", e.file_name().to_string_lossy(), target.display()));
+        out.push(format!(
+            "{}->{}",
+            e.file_name().to_string_lossy(),
+            target.display()
+        ));
     }
     out.join(" ")
 }
@@ -206,7 +246,13 @@ pub fn in_child_on(backend: Backend, name: &str, test: impl FnOnce(Backend)) {
 pub fn run_ignored_in_child(name: &str) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let out = std::process::Command::new(exe)
-        .args([name, "--exact", "--test-threads=1", "--nocapture", "--include-ignored"])
+        .args([
+            name,
+            "--exact",
+            "--test-threads=1",
+            "--nocapture",
+            "--include-ignored",
+        ])
         .env(super::CHILD_ENV, "1")
         .env_remove("RINGLOOP_BACKEND")
         .output()
@@ -217,7 +263,10 @@ pub fn run_ignored_in_child(name: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "child test {name} failed:\n{text}");
-    assert!(text.contains("1 passed"), "child test {name} ran no test:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "child test {name} ran no test:\n{text}"
+    );
 }
 
 /// One attempt to write bytes, as the peer's check sees it: every byte of it is `value`, it
