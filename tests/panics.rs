@@ -27,7 +27,7 @@ in_child_per_backend! {
     task_body, task_output_drop, future_drop_at_close, spawn_blocking_job,
     foreign_waker_of_a_remote_join, foreign_waker_of_an_io_future, foreign_waker_of_a_timer,
     foreign_waker_of_a_shutdown, foreign_waker_of_a_join_handle, hyper_handler,
-    pool_join_returns,
+    pool_join_returns, slow_poll_hook, remote_closures,
 }
 
 /// Panics when dropped.
@@ -430,6 +430,52 @@ fn hyper_handler(backend: Backend) {
         assert_eq!(panicked.get(), 3);
         server.abort();
         let _ = server.await;
+    });
+}
+
+/// Debug mode's `on_slow_poll` hook panics at every slow poll (of tasks and of the main
+/// future): the task's output is still delivered and the task leaves the loop's list.
+fn slow_poll_hook(backend: Backend) {
+    let builder = EventLoop::builder()
+        .debug(true)
+        .slow_poll_threshold(Duration::from_millis(1))
+        .on_slow_poll(|task, _| panic!("the slow-poll hook panics for {task}"));
+    run_checked(backend, builder, async {
+        let t = ringloop::spawn(async {
+            std::thread::sleep(Duration::from_millis(5));
+            3
+        });
+        assert_eq!(t.await.unwrap(), 3);
+        std::thread::sleep(Duration::from_millis(5)); // a slow poll of the main future
+        loop_still_works().await;
+    });
+}
+
+/// Closures sent to a loop from another thread panic: `LoopHandle::call_soon`'s, and the
+/// `make` of `spawn_with` (its handle reports a cancellation). The loop goes on.
+fn remote_closures(backend: Backend) {
+    run_checked(backend, EventLoop::builder(), async {
+        let handle = ringloop::current_handle().unwrap();
+        let h = handle.clone();
+        let remote = std::thread::spawn(move || {
+            h.call_soon(|| panic!("a call_soon closure panics"));
+            h.spawn_with(|| -> std::future::Ready<u8> { panic!("a spawn_with make panics") })
+        })
+        .join()
+        .unwrap();
+        let err = timeout(Duration::from_secs(10), remote)
+            .await
+            .expect("the handle of a spawn_with whose make panicked never finished")
+            .unwrap_err();
+        assert!(err.is_cancelled() || err.is_panic(), "{err}");
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        handle.call_soon(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        loop_still_works().await;
     });
 }
 
