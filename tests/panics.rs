@@ -27,7 +27,7 @@ in_child_per_backend! {
     task_body, task_output_drop, future_drop_at_close, spawn_blocking_job,
     foreign_waker_of_a_remote_join, foreign_waker_of_an_io_future, foreign_waker_of_a_timer,
     foreign_waker_of_a_shutdown, foreign_waker_of_a_join_handle, hyper_handler,
-    pool_join_returns, slow_poll_hook, remote_closures,
+    pool_join_returns, slow_poll_hook, remote_closures, main_future,
 }
 
 /// Panics when dropped.
@@ -477,6 +477,30 @@ fn remote_closures(backend: Backend) {
         assert_eq!(ran.load(Ordering::SeqCst), 1);
         loop_still_works().await;
     });
+}
+
+/// The main future panics with I/O in flight and a task waiting: the panic reaches the caller of
+/// `run_until_complete`, and the loop stays usable, closes promptly and leaks nothing.
+fn main_future(backend: Backend) {
+    let fds = common::open_fds();
+    let mut lp = common::new_loop(backend);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lp.run_until_complete(async {
+            let (a, b) = common::tcp_pair().await;
+            ringloop::spawn(async move { b.read(Vec::with_capacity(8)).await.0 });
+            let mut read = Box::pin(a.read(Vec::with_capacity(8)));
+            std::future::poll_fn(|cx| {
+                assert!(read.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            panic!("the main future panics");
+        })
+    }));
+    assert!(caught.is_err());
+    lp.run_until_complete(loop_still_works());
+    close_within(lp, Duration::from_secs(10));
+    assert_eq!(common::open_fds(), fds, "fds leaked");
 }
 
 /// A pool whose loops meet every hook's panic (task body, output drop, blocking job) returns
