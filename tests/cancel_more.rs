@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::cancel::{drop_at_every_poll, run_checked};
+use common::cancel::{Attempt, attempt_value, check_attempts, drop_at_every_poll, run_checked};
 use common::pattern;
 use ringloop::fs::{self, File, FixedBufs};
 use ringloop::process::Command;
@@ -284,6 +284,48 @@ fn process_output_and_wait(backend: Backend) {
         let mut child = Command::new("sleep").arg("0.05").spawn().unwrap();
         let status = drop_at_every_poll(async || child.wait().await).await.output;
         assert!(status.unwrap().success());
+        // A child's pipes: writes to its stdin dropped at every poll (`cat` echoes what went),
+        // then reads of its stdout dropped at every poll. Each attempt's bytes, in order. The
+        // 120 KB in all fit in the two pipes (64 KiB each) and `cat`'s buffer.
+        let mut cat = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = cat.stdin.take().unwrap();
+        let stdout = cat.stdout.take().unwrap();
+        let mut attempts: Vec<Attempt> = Vec::new();
+        for _ in 0..4 {
+            let sweep = drop_at_every_poll(async || {
+                let n = attempts.len();
+                let value = attempt_value(n);
+                attempts.push(Attempt {
+                    value,
+                    len: 30_000,
+                    completed: None,
+                });
+                (n, stdin.write_all(vec![value; 30_000]).await.0)
+            });
+            let (n, res) = sweep.await.output;
+            res.unwrap();
+            attempts[n].completed = Some(30_000);
+        }
+        drop(stdin);
+        let mut echoed = Vec::new();
+        loop {
+            let sweep = drop_at_every_poll(async || {
+                let (res, buf) = stdout.read(Vec::with_capacity(4096)).await;
+                res.map(|_| buf)
+            })
+            .await;
+            let bytes = sweep.output.unwrap();
+            if bytes.is_empty() {
+                break;
+            }
+            echoed.extend_from_slice(&bytes);
+        }
+        check_attempts(&echoed, &attempts);
+        assert!(cat.wait().await.unwrap().success());
         // The children of the dropped `output` and `status` futures are reaped in the background.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !zombie_children().is_empty() {
@@ -297,7 +339,7 @@ fn process_output_and_wait(backend: Backend) {
     });
 }
 
-/// `Signals::recv` dropped at every poll while another thread raises the signal: the listener
+/// `Signals::recv` and `Signals::wait` dropped at every poll while another thread raises the signal: the listener
 /// still receives a signal raised afterwards.
 fn signal_receives(backend: Backend) {
     // The first listener of a process creates its slot's eventfd, which stays for the process's
@@ -316,9 +358,11 @@ fn signal_receives(backend: Backend) {
                 }
             })
         };
-        for _ in 0..5 {
+        for _ in 0..3 {
             let got = drop_at_every_poll(async || usr1.recv().await).await.output;
             assert_eq!(got, Some(()));
+            let got = drop_at_every_poll(async || usr1.wait().await).await.output;
+            got.unwrap();
         }
         stop.store(true, Ordering::SeqCst);
         raiser.join().unwrap();

@@ -203,7 +203,7 @@ async fn udp_pair() -> (UdpSocket, UdpSocket) {
     (a, b)
 }
 
-/// Receives dropped at every poll while datagrams arrive: every datagram received is intact and
+/// Receives (`recv` and `recv_from`) dropped at every poll while datagrams arrive: every datagram received is intact and
 /// in order, and the socket still receives. Returns the sequence numbers that never came.
 async fn udp_recv_sweep() -> Vec<u64> {
     const LAST: u64 = 60;
@@ -222,10 +222,18 @@ async fn udp_recv_sweep() -> Vec<u64> {
         }
     });
     let mut seen = Vec::new();
+    let mut tries = 0u32;
     loop {
+        // `recv` and `recv_from` in turn.
         let sweep = drop_at_every_poll(async || {
-            let (res, buf) = a.recv(Vec::with_capacity(128)).await;
-            res.map(|_| buf)
+            tries += 1;
+            if tries % 2 == 0 {
+                let (res, buf) = a.recv_from(Vec::with_capacity(128)).await;
+                res.map(|_| buf)
+            } else {
+                let (res, buf) = a.recv(Vec::with_capacity(128)).await;
+                res.map(|_| buf)
+            }
         })
         .await;
         let seq = seq_of(&sweep.output.unwrap());
@@ -259,11 +267,12 @@ fn udp_recv_loses_no_datagram(backend: Backend) {
     });
 }
 
-/// Sends dropped at every poll: what arrives is intact and in order, and every send that
+/// Sends (`send` and `send_to`) dropped at every poll: what arrives is intact and in order, and every send that
 /// completed arrived.
 fn udp_send(backend: Backend) {
     run_checked(backend, EventLoop::builder(), async {
         let (a, b) = udp_pair().await;
+        let b_addr = b.local_addr().unwrap();
         let receiver = ringloop::spawn(async move {
             let mut seqs = Vec::new();
             loop {
@@ -282,7 +291,12 @@ fn udp_send(backend: Backend) {
             let sweep = drop_at_every_poll(async || {
                 attempts += 1;
                 let seq = attempts;
-                (seq, a.send(datagram(seq)).await.0)
+                // `send` and `send_to` in turn.
+                if seq % 2 == 0 {
+                    (seq, a.send_to(datagram(seq), b_addr).await.0)
+                } else {
+                    (seq, a.send(datagram(seq)).await.0)
+                }
             })
             .await;
             let (seq, res) = sweep.output;
