@@ -323,6 +323,14 @@ fn zero_copy_writes(backend: Backend) {
             let (a, b) = common::tcp_pair().await;
             writes_stay_in_order(a, b, kind, 256 * 1024).await;
         }
+        let stats = ringloop::current_stats().unwrap();
+        eprintln!(
+            "zero-copy sends: {}, notifications: {}",
+            stats.zero_copy_sends, stats.zero_copy_notifications
+        );
+        if backend == Backend::Uring && common::kernel_at_least(6, 0) {
+            assert!(stats.zero_copy_sends > 0, "no write went zero-copy");
+        }
     });
 }
 
