@@ -427,6 +427,11 @@ fn hyper_handler(backend: Backend) {
                 assert!(got.ends_with(b"fine"), "{}", String::from_utf8_lossy(&got));
             }
         }
+        // Each connection task's end is seen by its watcher task at the loop's next turns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while panicked.get() < 3 && std::time::Instant::now() < deadline {
+            sleep(Duration::from_millis(1)).await;
+        }
         assert_eq!(panicked.get(), 3);
         server.abort();
         let _ = server.await;
