@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ringloop::TaskGroup;
+use ringloop::JoinSet;
 use ringloop::process::Command;
 
 fn main() -> ExitCode {
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     eprintln!("subprocess: backend {}", lp.backend());
     let ok = lp.run_until_complete(async move {
         let start = Instant::now();
-        let mut group = TaskGroup::new();
+        let mut group = JoinSet::new();
         let label = format!("{program} {}", rest.join(" "));
         group.spawn(async move {
             let out = Command::new(&program).args(&rest).output().await?;

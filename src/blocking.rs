@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
+use std::task::Waker;
 use std::time::Duration;
 
 use crate::sync::{Condvar, Mutex, MutexGuard, thread};
@@ -121,6 +122,20 @@ impl Pool {
                 return;
             }
         }
+    }
+}
+
+/// Wakes `waker`, containing a panic of its `wake` (the panic hook has reported it), as
+/// `drop_contained` contains a destructor's.
+///
+/// The loop calls wakers it did not make: a ringloop future polled by another executor (a
+/// combinator's, a foreign runtime's, a hand-written `Wake`) registers that executor's waker, and
+/// the loop wakes it from its reap, its timers or a finished task. A panic there must not unwind
+/// through the loop's bookkeeping half done (a completion recorded but the rest of the batch not
+/// dispatched, timers taken from the store but not woken): every waker of the batch is woken.
+pub(crate) fn wake_contained(waker: Waker) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || waker.wake())) {
+        drop_contained(payload);
     }
 }
 

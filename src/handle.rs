@@ -174,8 +174,9 @@ impl<T> Completer<T> {
             s.task_waker = None;
             s.join_waker.take()
         };
+        // The handle may be awaited by any executor: its waker's panic is contained.
         if let Some(w) = waker {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
     }
 }
@@ -349,9 +350,11 @@ impl Shutdown {
         if self.inner.triggered.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Every waiter is woken even if one waker panics (a foreign executor's): a pool whose
+        // loops wait here would otherwise never return from `join`.
         let wakers = std::mem::take(&mut *self.wakers());
         for w in wakers {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
     }
 

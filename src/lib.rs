@@ -117,8 +117,8 @@ pub use event_loop::{
     current_task, run,
 };
 pub use executor::{
-    AbortOnDrop, JoinError, JoinHandle, ReturnWhen, TaskGroup, TaskInfo, gather, spawn,
-    spawn_blocking, spawn_named, wait, yield_now,
+    AbortOnDrop, GroupError, JoinError, JoinHandle, JoinSet, MemberError, ReturnWhen, TaskGroup,
+    TaskInfo, gather, spawn, spawn_blocking, spawn_named, wait, yield_now,
 };
 pub use handle::{LoopHandle, RemoteJoinHandle, Shutdown, current_handle};
 pub use pool::{LoopContext, LoopPool, PoolBuilder};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{in_child, run_in_child, test_path};
 use ringloop::process::Command;
 use ringloop::time::sleep;
-use ringloop::{Backend, EventLoop, TaskGroup, yield_now};
+use ringloop::{Backend, EventLoop, JoinSet, yield_now};
 
 /// Yields `n` times, then returns `v`.
 async fn after_yields<T>(n: usize, v: T) -> T {
@@ -191,7 +191,7 @@ both_backends! {
 
     fn a_group_returns_results_in_completion_order(lp: &mut EventLoop) {
         lp.run_until_complete(async {
-            let mut group = TaskGroup::new();
+            let mut group = JoinSet::new();
             for (yields, v) in [(30, 'c'), (10, 'a'), (20, 'b'), (0, 'z')] {
                 group.spawn(after_yields(yields, v));
             }
@@ -208,7 +208,7 @@ both_backends! {
 
     fn a_panicking_task_is_an_error_and_the_others_go_on(lp: &mut EventLoop) {
         lp.run_until_complete(async {
-            let mut group = TaskGroup::new();
+            let mut group = JoinSet::new();
             group.spawn(after_yields(5, 1));
             group.spawn(async {
                 yield_now().await;
@@ -233,7 +233,7 @@ both_backends! {
     fn dropping_a_group_aborts_its_tasks(lp: &mut EventLoop) {
         lp.run_until_complete(async {
             let flags: Vec<Rc<Cell<bool>>> = (0..5).map(|_| Rc::new(Cell::new(false))).collect();
-            let mut group = TaskGroup::new();
+            let mut group = JoinSet::new();
             for f in &flags {
                 let guard = DropFlag(f.clone());
                 group.spawn(async move {
@@ -252,7 +252,7 @@ both_backends! {
 
     fn abort_all_gives_cancelled_results(lp: &mut EventLoop) {
         lp.run_until_complete(async {
-            let mut group = TaskGroup::new();
+            let mut group = JoinSet::new();
             for _ in 0..3 {
                 group.spawn(std::future::pending::<()>());
             }
@@ -269,7 +269,7 @@ both_backends! {
     fn a_hundred_thousand_tasks_through_one_group(lp: &mut EventLoop) {
         lp.run_until_complete(async {
             const N: u64 = 100_000;
-            let mut group = TaskGroup::new();
+            let mut group = JoinSet::new();
             for i in 0..N {
                 group.spawn(async move { i });
             }
@@ -370,7 +370,7 @@ both_backends! {
             return;
         }
         lp.run_until_complete(async {
-            let mut group = TaskGroup::new();
+            let mut group = JoinSet::new();
             for i in 0..200 {
                 group.spawn(async move {
                     let mut child = Command::new("sh")
@@ -435,7 +435,7 @@ both_backends! {
             assert_ne!(named.id(), plain.id());
             assert!(named.to_string().contains("\"fetcher\""), "{named}");
             // A group's task is located where the group's `spawn` was called.
-            let mut group = TaskGroup::new();
+            let mut group = JoinSet::new();
             let line_group = line!() + 1;
             group.spawn(async { ringloop::current_task().unwrap() });
             let info = group.join_next().await.unwrap().unwrap();

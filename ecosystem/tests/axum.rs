@@ -136,7 +136,7 @@ both_backends! {
             spawn(async move { ringloop::compat::axum::serve(listener, app()).await.unwrap() });
             let (client, _) = Client::connect(addr, true).await;
             let Client::H2(send) = client else { unreachable!() };
-            let mut group = ringloop::TaskGroup::new();
+            let mut group = ringloop::JoinSet::new();
             for i in 0..100u64 {
                 let mut c = Client::H2(send.clone());
                 group.spawn(async move { c.get(&format!("/users/{i}")).await.unwrap() });

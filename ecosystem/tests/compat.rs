@@ -481,7 +481,7 @@ mod pooled_reads {
                 .unwrap();
             lp.run_until_complete(async {
                 const LEN: usize = 1 << 20;
-                let mut readers = ringloop::TaskGroup::new();
+                let mut readers = ringloop::JoinSet::new();
                 for s in 0..6 {
                     let (w, r) = tcp_pair().await;
                     let data = common::pattern(s * 1000, LEN);

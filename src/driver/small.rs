@@ -31,11 +31,12 @@ impl WakerList {
 
     /// Wakes and forgets every waker.
     pub(crate) fn wake_all(&mut self) {
+        // Contained: a foreign waker's panic must not skip the others (`wake_contained`).
         if let Some(w) = self.first.take() {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
         if let Some(rest) = self.rest.take() {
-            rest.into_iter().for_each(Waker::wake);
+            rest.into_iter().for_each(crate::blocking::wake_contained);
         }
     }
 

@@ -155,7 +155,8 @@ impl Builder {
     }
 
     /// In debug mode, calls `f` with the task and the time its poll took instead of printing the
-    /// warning (for a logger or metrics). `f` runs on the loop's thread, right after the poll.
+    /// warning (for a logger or metrics). `f` runs on the loop's thread, right after the poll. A
+    /// panic in `f` is contained (the panic hook reports it; the loop goes on).
     ///
     /// # Examples
     ///

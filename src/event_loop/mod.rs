@@ -111,7 +111,7 @@ impl LoopInner {
     fn wake_yielded(&self) {
         let yielded = std::mem::take(&mut *self.yielded.borrow_mut());
         for w in yielded {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
         if self.executor.main_woken() && self.executor.has_ready_tasks() {
             self.polls_since_io
@@ -126,7 +126,7 @@ impl LoopInner {
         let mut fired = self.scratch_wakers.borrow_mut();
         self.timers.borrow_mut().fire(self.clock.now(), &mut fired);
         for w in fired.drain(..) {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
     }
 

@@ -108,7 +108,15 @@ impl SlowPoll {
         }
         let task = task();
         match &self.hook {
-            Some(hook) => hook(&task, took),
+            // The user's hook runs between two polls, with a finished task not yet taken off
+            // the loop's list: its panic is contained (the panic hook reports it), as a panic
+            // in a task's destructor is, or it would unwind through the loop's bookkeeping.
+            Some(hook) => {
+                let run = std::panic::AssertUnwindSafe(|| hook(&task, took));
+                if let Err(payload) = std::panic::catch_unwind(run) {
+                    crate::blocking::drop_contained(payload);
+                }
+            }
             None => eprintln!(
                 "ringloop: {task} blocked the loop for {:.1} ms in one poll (debug mode warns \
                  from {:.1} ms; move blocking work to ringloop::spawn_blocking)",

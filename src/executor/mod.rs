@@ -6,6 +6,7 @@ pub(crate) mod context;
 mod group;
 pub(crate) mod info;
 mod join;
+mod join_set;
 mod spawn;
 mod task;
 #[cfg(feature = "tracing")]
@@ -15,9 +16,10 @@ pub(crate) mod waker;
 
 pub(crate) use crate::blocking::drop_contained;
 pub use blocking::spawn_blocking;
-pub use group::TaskGroup;
+pub use group::{GroupError, MemberError, TaskGroup};
 pub use info::TaskInfo;
 pub use join::{AbortOnDrop, JoinError, JoinHandle};
+pub use join_set::JoinSet;
 pub use spawn::{spawn, spawn_named};
 pub use wait::{ReturnWhen, gather, wait, yield_now};
 

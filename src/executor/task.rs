@@ -98,8 +98,9 @@ impl<F: Future> Task<F> {
         if !self.joinable.get() {
             drop_contained(std::mem::replace(stage, Stage::Consumed));
         }
+        // The handle may be awaited by another executor: its waker's panic is contained.
         if let Some(w) = self.join_waker.take() {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod probe;
 
 use std::process::Command;
 
+pub mod cancel;
+
 use ringloop::{Backend, EventLoop};
 
 /// Set in a child process started by `run_in_child`.

@@ -321,13 +321,14 @@ impl UringDriver {
                             }
                             Lifecycle::Waiting(w) => {
                                 self.ops[key] = Lifecycle::Completed(res);
-                                w.wake();
+                                // Contained: the rest of the batch is still dispatched.
+                                crate::blocking::wake_contained(w);
                             }
                             Lifecycle::Notifying(w, sent) => {
                                 // The notification: the kernel is done with the buffer.
                                 Counters::bump(&self.counters.zero_copy_notifications);
                                 self.ops[key] = Lifecycle::Completed(sent);
-                                w.wake();
+                                crate::blocking::wake_contained(w);
                             }
                             _ => unreachable!("slot {key} was Waiting or Notifying a moment ago"),
                         }

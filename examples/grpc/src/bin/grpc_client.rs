@@ -109,7 +109,7 @@ async fn every_method(addr: SocketAddr) -> Result<(), Error> {
 async fn load(addr: SocketAddr, calls: usize) -> Result<(), Error> {
     let client = ringloop_grpc::connect(addr).await?;
     let start = Instant::now();
-    let mut group = ringloop::TaskGroup::new();
+    let mut group = ringloop::JoinSet::new();
     let per = calls.div_ceil(32);
     for _ in 0..32 {
         let mut client = client.clone();
