@@ -235,8 +235,8 @@ fn zero_copy_write_dropped_to_a_stalled_peer(backend: Backend) {
     }
 }
 
-/// Tests that reveal a defect outside this suite's files: ignored on the backend that has it
-/// until the fix lands (`cargo test --test cancel -- --ignored` runs them).
+/// A test of a defect the suite found outside its files (issue 29 item 11b, fixed since), alone
+/// in a child process.
 mod defects {
     fn run(backend: ringloop::Backend, name: &str, test: fn(ringloop::Backend)) {
         if crate::common::in_child() {
@@ -247,8 +247,6 @@ mod defects {
     }
 
     #[test]
-    #[ignore = "defect (issue 29 item 11b, zero-copy sends, uring): close() waits without bound \
-                for the notification of a zero-copy write dropped while its peer stopped reading"]
     fn uring_zero_copy_write_dropped_to_a_stalled_peer() {
         run(
             ringloop::Backend::Uring,

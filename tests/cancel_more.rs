@@ -489,12 +489,10 @@ fn fixed_set_dropped_while_an_op_is_queued(backend: Backend) {
     });
 }
 
-/// Tests that reveal a defect outside this suite's files, ignored until the fix lands
-/// (`cargo test --test cancel_more -- --ignored` runs them).
+/// Tests of defects the suite found outside its files (issue 29 items 8 and 5), fixed since;
+/// each runs alone in a child process.
 mod defects {
     #[test]
-    #[ignore = "defect (issue 29 item 8, fs fixed buffers, uring): FixedBufs dropped while an op \
-                of theirs is queued but not submitted makes the op fail with EFAULT"]
     fn uring_fixed_set_dropped_while_an_op_is_queued() {
         run(
             ringloop::Backend::Uring,
@@ -521,8 +519,6 @@ mod defects {
     }
 
     #[test]
-    #[ignore = "defect (issue 29 item 5, process): a dropped Command::output() leaves its reader \
-                tasks reading the child's output without bound"]
     fn uring_dropped_output_leaves_no_reader() {
         run(
             ringloop::Backend::Uring,
@@ -532,8 +528,6 @@ mod defects {
     }
 
     #[test]
-    #[ignore = "defect (issue 29 item 5, process): a dropped Command::output() leaves its reader \
-                tasks reading the child's output without bound"]
     fn epoll_dropped_output_leaves_no_reader() {
         run(
             ringloop::Backend::Epoll,
