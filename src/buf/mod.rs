@@ -68,7 +68,10 @@ pub type BufResult<T, B> = (io::Result<T>, B);
 /// Implemented for owned buffers: `Vec<u8>`, `Box<[u8]>`, `String`, `Rc<[u8]>`, `Arc<[u8]>`, and
 /// `'static` data (`&'static [u8]`, `&'static str`, byte literals such as `b"hi\n"`); with the
 /// `bytes` feature, `bytes::Bytes` and `BytesMut`. A borrowed `&buf[..]` does not work: the
-/// loop must own the buffer while the kernel may use it (see the [module docs](self)).
+/// loop must own the buffer while the kernel may use it (see the [module docs](self)). Since
+/// `&'static [u8]` is a buffer, a shorter-lived `&[u8]` is refused with a lifetime error
+/// ("borrowed data escapes ... must outlive `'static`") rather than this trait's message: copy
+/// it (`data.to_vec()`) or share it as an `Rc<[u8]>` or `Bytes`.
 ///
 /// # Safety
 ///

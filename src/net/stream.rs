@@ -385,6 +385,12 @@ macro_rules! stream_methods {
 
         /// Writes all of `buf`'s initialised bytes.
         ///
+        /// `buf` is owned (a `Vec<u8>`, `Bytes`, `Rc<[u8]>`, a byte literal `b"hi\n"`, ...: see
+        /// [`IoBuf`](crate::buf::IoBuf)). A borrowed `&[u8]` that is not `'static` is refused
+        /// with "borrowed data escapes ... argument requires that `'1` must outlive `'static`":
+        /// the loop must own the bytes while the kernel may read them; pass `data.to_vec()`, or
+        /// keep the data in an `Rc<[u8]>` or `Bytes` to share it without copying.
+        ///
         /// # Errors
         ///
         /// As [`write`](Self::write); `WriteZero` if the kernel accepted no bytes. On error, an
