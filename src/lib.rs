@@ -95,7 +95,7 @@ mod pool;
 pub mod process;
 pub mod signal;
 mod stats;
-mod sync;
+pub mod sync;
 pub mod time;
 #[cfg(feature = "tokio-compat")]
 mod tokio_rt;
