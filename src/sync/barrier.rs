@@ -34,8 +34,7 @@ use super::wait_list::{NIL, WaitList};
 ///     }
 ///     indices.sort();
 ///     assert_eq!(indices, [0, 1, 2]);
-/// })
-/// .unwrap();
+/// });
 /// ```
 pub struct Barrier {
     parties: usize,
@@ -61,8 +60,7 @@ impl Barrier {
     /// ringloop::run(async {
     ///     assert_eq!(b.wait().await, 0);
     ///     assert_eq!(b.wait().await, 0); // a new round
-    /// })
-    /// .unwrap();
+    /// });
     /// ```
     pub fn wait(&self) -> impl Future<Output = usize> + '_ {
         BarrierWait {

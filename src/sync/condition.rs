@@ -47,8 +47,7 @@ use super::wait_list::WaitList;
 ///         cond.notify_all();
 ///     }
 ///     assert_eq!(waiter.await.unwrap(), "saw it");
-/// })
-/// .unwrap();
+/// });
 /// ```
 pub struct Condition {
     lock: Lock,
@@ -73,8 +72,7 @@ impl Condition {
     /// ringloop::run(async {
     ///     let _guard = cond.lock().await;
     ///     assert!(cond.locked());
-    /// })
-    /// .unwrap();
+    /// });
     /// ```
     pub fn lock(&self) -> impl Future<Output = LockGuard<'_>> + '_ {
         self.lock.lock()
@@ -119,8 +117,7 @@ impl Condition {
     ///     assert!(!cond.locked());
     ///     cond.notify(1);
     ///     waiter.await.unwrap();
-    /// })
-    /// .unwrap();
+    /// });
     /// ```
     pub fn wait<'a>(&'a self, guard: LockGuard<'a>) -> impl Future<Output = LockGuard<'a>> + 'a {
         CondWait {
@@ -155,8 +152,7 @@ impl Condition {
     ///         cond.notify_all();
     ///     }
     ///     assert_eq!(waiter.await.unwrap(), 3);
-    /// })
-    /// .unwrap();
+    /// });
     /// ```
     pub fn wait_for<'a>(
         &'a self,

@@ -28,8 +28,7 @@ use super::wait_list::{NIL, WaitList};
 ///     });
 ///     started.wait().await;
 ///     assert_eq!(worker.await.unwrap(), "working");
-/// })
-/// .unwrap();
+/// });
 /// ```
 pub struct Event {
     state: RefCell<EventState>,
@@ -111,7 +110,7 @@ impl Event {
     /// ```
     /// let ev = ringloop::sync::Event::new();
     /// ev.set();
-    /// ringloop::run(async { ev.wait().await }).unwrap();
+    /// ringloop::run(async { ev.wait().await });
     /// ```
     pub fn wait(&self) -> impl Future<Output = ()> + '_ {
         EventWait {

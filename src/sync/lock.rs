@@ -43,8 +43,7 @@ use super::semaphore::SemCore;
 ///         t.await.unwrap();
 ///     }
 ///     assert_eq!(*out.borrow(), "aabb");
-/// })
-/// .unwrap();
+/// });
 /// ```
 pub struct Lock {
     core: SemCore,
@@ -70,8 +69,7 @@ impl Lock {
     ///     assert!(lock.locked());
     ///     drop(guard);
     ///     assert!(!lock.locked());
-    /// })
-    /// .unwrap();
+    /// });
     /// ```
     pub fn lock(&self) -> impl Future<Output = LockGuard<'_>> + '_ {
         let acquire = self.core.acquire();
@@ -96,7 +94,7 @@ impl Lock {
     pub fn try_lock(&self) -> Option<LockGuard<'_>> {
         self.core
             .try_acquire()
-            .then_some(LockGuard { core: &self.core })
+            .then(|| LockGuard { core: &self.core })
     }
 
     /// Whether a task holds the lock (or it was handed to a waiter that has not run yet).

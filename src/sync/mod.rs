@@ -57,8 +57,7 @@
 //!     for w in workers {
 //!         w.abort();
 //!     }
-//! })
-//! .unwrap();
+//! });
 //! ```
 
 mod barrier;

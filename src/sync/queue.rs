@@ -33,8 +33,7 @@ macro_rules! queue_methods {
             ///     q.put(7).await;
             ///     assert!(q.full());
             ///     assert_eq!(q.get().await, 7);
-            /// })
-            /// .unwrap();
+            /// });
             /// ```
             pub fn put(&self, item: T) -> impl Future<Output = ()> + '_ {
                 self.core.put(item)
@@ -58,8 +57,7 @@ macro_rules! queue_methods {
             ///     let consumer = ringloop::spawn(async move { q2.get().await });
             ///     q.put(5).await;
             ///     assert_eq!(consumer.await.unwrap(), 5);
-            /// })
-            /// .unwrap();
+            /// });
             /// ```
             pub fn get(&self) -> impl Future<Output = T> + '_ {
                 self.core.get()
@@ -145,8 +143,7 @@ macro_rules! queue_methods {
             ///         q.put(job).await;
             ///     }
             ///     q.join().await; // the worker has processed all three
-            /// })
-            /// .unwrap();
+            /// });
             /// ```
             pub fn join(&self) -> impl Future<Output = ()> + '_ {
                 self.core.join()
@@ -245,8 +242,7 @@ macro_rules! queue_methods {
 ///     }
 ///     q.put(None).await;
 ///     assert_eq!(consumer.await.unwrap(), 55);
-/// })
-/// .unwrap();
+/// });
 /// ```
 pub struct Queue<T> {
     core: Core<VecDeque<T>>,

@@ -188,8 +188,7 @@ impl Drop for Acquire<'_> {
 ///         t.await.unwrap();
 ///     }
 ///     assert_eq!(sem.available_permits(), 2);
-/// })
-/// .unwrap();
+/// });
 /// ```
 pub struct Semaphore {
     core: SemCore,
@@ -215,8 +214,7 @@ impl Semaphore {
     ///     assert_eq!(sem.available_permits(), 0);
     ///     drop(permit);
     ///     assert_eq!(sem.available_permits(), 1);
-    /// })
-    /// .unwrap();
+    /// });
     /// ```
     pub fn acquire(&self) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
         let acquire = self.core.acquire();
@@ -241,7 +239,7 @@ impl Semaphore {
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         self.core
             .try_acquire()
-            .then_some(SemaphorePermit { core: &self.core })
+            .then(|| SemaphorePermit { core: &self.core })
     }
 
     /// Adds a permit (to the first waiter, if one waits), as asyncio's `release()`: the count
@@ -321,8 +319,7 @@ impl BoundedSemaphore {
     /// ringloop::run(async {
     ///     let _permit = sem.acquire().await;
     ///     assert_eq!(sem.available_permits(), 0);
-    /// })
-    /// .unwrap();
+    /// });
     /// ```
     pub fn acquire(&self) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
         let acquire = self.core.acquire();
@@ -344,7 +341,7 @@ impl BoundedSemaphore {
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         self.core
             .try_acquire()
-            .then_some(SemaphorePermit { core: &self.core })
+            .then(|| SemaphorePermit { core: &self.core })
     }
 
     /// Adds a permit (to the first waiter, if one waits).
