@@ -62,6 +62,7 @@ impl Barrier {
     ///     assert_eq!(b.wait().await, 0); // a new round
     /// });
     /// ```
+    #[inline]
     pub fn wait(&self) -> impl Future<Output = usize> + '_ {
         BarrierWait {
             barrier: self,
@@ -109,6 +110,7 @@ struct BarrierWait<'a> {
 impl Future for BarrierWait<'_> {
     type Output = usize;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
         let this = self.get_mut();
         let b = this.barrier;

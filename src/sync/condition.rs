@@ -74,6 +74,7 @@ impl Condition {
     ///     assert!(cond.locked());
     /// });
     /// ```
+    #[inline]
     pub fn lock(&self) -> impl Future<Output = LockGuard<'_>> + '_ {
         self.lock.lock()
     }
@@ -86,6 +87,7 @@ impl Condition {
     /// let cond = ringloop::sync::Condition::new();
     /// assert!(!cond.locked());
     /// ```
+    #[inline]
     pub fn locked(&self) -> bool {
         self.lock.locked()
     }
@@ -176,6 +178,7 @@ impl Condition {
     /// let cond = ringloop::sync::Condition::new();
     /// cond.notify(1); // nobody waits: nothing happens, nothing is remembered
     /// ```
+    #[inline]
     pub fn notify(&self, n: usize) {
         for _ in 0..n {
             let waker = self.waiters.borrow_mut().notify_first(0);

@@ -60,6 +60,7 @@ impl Event {
     /// ev.set();
     /// assert!(ev.is_set());
     /// ```
+    #[inline]
     pub fn set(&self) {
         let n = {
             let mut s = self.state.borrow_mut();
@@ -88,6 +89,7 @@ impl Event {
     /// ev.clear();
     /// assert!(!ev.is_set());
     /// ```
+    #[inline]
     pub fn clear(&self) {
         self.state.borrow_mut().set = false;
     }
@@ -99,6 +101,7 @@ impl Event {
     /// ```
     /// assert!(!ringloop::sync::Event::new().is_set());
     /// ```
+    #[inline]
     pub fn is_set(&self) -> bool {
         self.state.borrow().set
     }
@@ -112,6 +115,7 @@ impl Event {
     /// ev.set();
     /// ringloop::run(async { ev.wait().await });
     /// ```
+    #[inline]
     pub fn wait(&self) -> impl Future<Output = ()> + '_ {
         EventWait {
             event: self,
@@ -144,6 +148,7 @@ struct EventWait<'a> {
 impl Future for EventWait<'_> {
     type Output = ();
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let mut s = this.event.state.borrow_mut();
@@ -164,6 +169,7 @@ impl Future for EventWait<'_> {
 }
 
 impl Drop for EventWait<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.key != NIL {
             // A wake it had not seen yet reached every other waiter too: nothing to pass on.

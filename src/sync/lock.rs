@@ -71,6 +71,7 @@ impl Lock {
     ///     assert!(!lock.locked());
     /// });
     /// ```
+    #[inline]
     pub fn lock(&self) -> impl Future<Output = LockGuard<'_>> + '_ {
         let acquire = self.core.acquire();
         async move {
@@ -91,6 +92,7 @@ impl Lock {
     /// drop(guard);
     /// assert!(lock.try_lock().is_some());
     /// ```
+    #[inline]
     pub fn try_lock(&self) -> Option<LockGuard<'_>> {
         self.core
             .try_acquire()
@@ -107,6 +109,7 @@ impl Lock {
     /// let _g = lock.try_lock();
     /// assert!(lock.locked());
     /// ```
+    #[inline]
     pub fn locked(&self) -> bool {
         self.core.available() == 0
     }
@@ -145,6 +148,7 @@ impl<'a> LockGuard<'a> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.core.release();
     }

@@ -88,6 +88,7 @@ struct State<S> {
 /// Up to one getter and one putter to wake once the state is no longer borrowed.
 type Wakes = (Option<Waker>, Option<Waker>);
 
+#[inline]
 fn wake((a, b): Wakes) {
     if let Some(w) = a {
         w.wake();
@@ -99,14 +100,17 @@ fn wake((a, b): Wakes) {
 
 impl<S: Store> State<S> {
     /// Items that a new `get` may take.
+    #[inline]
     fn available(&self) -> usize {
         self.items.len() - self.get_owed
     }
 
+    #[inline]
     fn full(&self) -> bool {
         self.maxsize > 0 && self.available() + self.put_owed >= self.maxsize
     }
 
+    #[inline]
     fn push(&mut self, item: S::Item) {
         self.items.push(item);
         self.unfinished += 1;
@@ -114,8 +118,12 @@ impl<S: Store> State<S> {
 
     /// Wakes a getter if an item is free for it and a putter if a slot is. One operation frees
     /// at most one of each.
+    #[inline]
     fn rebalance(&mut self) -> Wakes {
         let mut wakes = (None, None);
+        if self.getters.waiting() == 0 && self.putters.waiting() == 0 {
+            return wakes;
+        }
         if self.available() > 0 {
             wakes.0 = self.getters.notify_first(0);
             if wakes.0.is_some() {
@@ -132,6 +140,7 @@ impl<S: Store> State<S> {
     }
 
     /// Takes an item someone may take (one owed to the caller, or a free one).
+    #[inline]
     fn take(&mut self) -> (S::Item, Wakes) {
         let Some(item) = self.items.pop() else {
             unreachable!("a queue had fewer items than its getters were owed");

@@ -29,6 +29,7 @@ struct SemState {
 impl SemState {
     /// One permit back: to the first waiter, else to the free count. `None` or the waker of the
     /// waiter that now owns it.
+    #[inline]
     fn release_one(&mut self) -> Option<std::task::Waker> {
         match self.waiters.notify_first(0) {
             Some(w) => {
@@ -42,6 +43,7 @@ impl SemState {
         }
     }
 
+    #[inline]
     fn at_bound(&self) -> bool {
         self.bound
             .is_some_and(|b| self.permits + self.assigned >= b)
@@ -60,6 +62,7 @@ impl SemCore {
         }
     }
 
+    #[inline]
     pub(super) fn acquire(&self) -> Acquire<'_> {
         Acquire {
             core: self,
@@ -67,6 +70,7 @@ impl SemCore {
         }
     }
 
+    #[inline]
     pub(super) fn try_acquire(&self) -> bool {
         let mut s = self.state.borrow_mut();
         if s.permits > 0 {
@@ -80,6 +84,7 @@ impl SemCore {
     /// Adds a permit, or gives back one that was taken (a permit or a guard dropped); on a
     /// bounded core, `false` (and nothing changes) at the bound: a permit dropped after a
     /// `release` already counted it.
+    #[inline]
     pub(super) fn release(&self) -> bool {
         let waker = {
             let mut s = self.state.borrow_mut();
@@ -94,6 +99,7 @@ impl SemCore {
         true
     }
 
+    #[inline]
     pub(super) fn available(&self) -> usize {
         self.state.borrow().permits
     }
@@ -113,6 +119,7 @@ pub(super) struct Acquire<'a> {
 impl Future for Acquire<'_> {
     type Output = ();
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let mut s = this.core.state.borrow_mut();
@@ -136,6 +143,7 @@ impl Future for Acquire<'_> {
 }
 
 impl Drop for Acquire<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.key == NIL {
             return;
@@ -216,6 +224,7 @@ impl Semaphore {
     ///     assert_eq!(sem.available_permits(), 1);
     /// });
     /// ```
+    #[inline]
     pub fn acquire(&self) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
         let acquire = self.core.acquire();
         async move {
@@ -236,6 +245,7 @@ impl Semaphore {
     /// drop(permit);
     /// assert!(sem.try_acquire().is_some());
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         self.core
             .try_acquire()
@@ -253,6 +263,7 @@ impl Semaphore {
     /// sem.release();
     /// assert_eq!(sem.available_permits(), 1);
     /// ```
+    #[inline]
     pub fn release(&self) {
         self.core.release();
     }
@@ -266,6 +277,7 @@ impl Semaphore {
     /// let _p = sem.try_acquire();
     /// assert_eq!(sem.available_permits(), 2);
     /// ```
+    #[inline]
     pub fn available_permits(&self) -> usize {
         self.core.available()
     }
@@ -321,6 +333,7 @@ impl BoundedSemaphore {
     ///     assert_eq!(sem.available_permits(), 0);
     /// });
     /// ```
+    #[inline]
     pub fn acquire(&self) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
         let acquire = self.core.acquire();
         async move {
@@ -338,6 +351,7 @@ impl BoundedSemaphore {
     /// let _p = sem.try_acquire().unwrap();
     /// assert!(sem.try_acquire().is_none());
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         self.core
             .try_acquire()
@@ -360,6 +374,7 @@ impl BoundedSemaphore {
     /// assert!(sem.release().is_ok());
     /// assert!(sem.release().is_err());
     /// ```
+    #[inline]
     pub fn release(&self) -> Result<(), ReleaseError> {
         if self.core.release() {
             Ok(())
@@ -376,6 +391,7 @@ impl BoundedSemaphore {
     /// let sem = ringloop::sync::BoundedSemaphore::new(2);
     /// assert_eq!(sem.available_permits(), 2);
     /// ```
+    #[inline]
     pub fn available_permits(&self) -> usize {
         self.core.available()
     }
@@ -417,6 +433,7 @@ impl SemaphorePermit<'_> {
 }
 
 impl Drop for SemaphorePermit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.core.release();
     }

@@ -40,6 +40,7 @@ pub(super) struct WaitList {
 }
 
 impl WaitList {
+    #[inline]
     pub(super) const fn new() -> WaitList {
         WaitList {
             nodes: Slab::new(),
@@ -51,11 +52,13 @@ impl WaitList {
     }
 
     /// How many waiters wait and are not notified yet.
+    #[inline]
     pub(super) fn waiting(&self) -> usize {
         self.waiting
     }
 
     /// Adds a waiter at the back; its key, for `poll` and `remove`.
+    #[inline]
     pub(super) fn push(&mut self, waker: &Waker) -> usize {
         let key = self.nodes.insert(Node {
             waker: Some(waker.clone()),
@@ -74,6 +77,7 @@ impl WaitList {
         key
     }
 
+    #[inline]
     fn unlink(&mut self, key: usize) {
         let (prev, next) = (self.nodes[key].prev, self.nodes[key].next);
         if prev == NIL {
@@ -91,6 +95,7 @@ impl WaitList {
 
     /// Notifies the waiter at the front with `value`. Returns its waker to wake (after the
     /// caller's borrow of its state ends), or `None` if nobody waits.
+    #[inline]
     pub(super) fn notify_first(&mut self, value: usize) -> Option<Waker> {
         let key = self.head;
         if key == NIL {
@@ -105,6 +110,7 @@ impl WaitList {
 
     /// The waiter `key` looks: `Ready(value)` (and its node is gone) if it was notified, else it
     /// keeps waiting, to be woken through `waker`.
+    #[inline]
     pub(super) fn poll(&mut self, key: usize, waker: &Waker) -> Poll<usize> {
         let node = &mut self.nodes[key];
         if node.notified {
@@ -121,6 +127,7 @@ impl WaitList {
 
     /// The waiter `key` goes away (its future was dropped). Returns whether it had been notified
     /// and had not seen it yet: a notification the caller must pass on if it carried a duty.
+    #[inline]
     pub(super) fn remove(&mut self, key: usize) -> bool {
         let notified = self.nodes[key].notified;
         if !notified {
