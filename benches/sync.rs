@@ -1,6 +1,7 @@
 //! `ringloop::sync` against its `tokio::sync` counterpart, both on the same ringloop loop (uring
 //! backend): tokio's primitives are runtime-agnostic, so the loop, the tasks and the wakers are
-//! the same and only the primitive differs. Each group has a `ringloop` and a `tokio` entry;
+//! the same and only the primitive differs. Each group has a `ringloop` and a `tokio_sync` entry
+//! (not `tokio`, which `benches/chart.py` reads as tokio's runtime);
 //! one iteration is one operation (an item through the queue, a lock taken and released, a
 //! round trip, a barrier round).
 //!
@@ -64,7 +65,7 @@ where
     g.bench_function("ringloop", |b| {
         b.iter_custom(|iters| time(&mut lp, iters, &ringloop))
     });
-    g.bench_function("tokio", |b| {
+    g.bench_function("tokio_sync", |b| {
         b.iter_custom(|iters| time(&mut lp, iters, &tokio))
     });
     g.finish();

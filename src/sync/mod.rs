@@ -20,6 +20,12 @@
 //! another runtime), `tokio::sync` and `futures::channel` work on ringloop as they are: their
 //! futures wake whatever waker polls them.
 //!
+//! ```compile_fail
+//! // A primitive stays on its loop's thread.
+//! fn send<T: Send>(_: T) {}
+//! send(ringloop::sync::Lock::new());
+//! ```
+//!
 //! Waiters are served first come, first served, as asyncio does: what is freed (an item, a slot,
 //! a permit, the lock) goes to the task that has waited longest, and a task that comes later
 //! cannot take it first, not even with a `try_`/`_nowait` call. Every future here is
