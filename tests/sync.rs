@@ -138,6 +138,97 @@ async fn queue_storm(seed: u64) {
     assert!(q.empty() && q.get_nowait().is_err());
 }
 
+/// `fut`, dropped at random as by `maybe_drop`, but rarely enough that a task that quits at its
+/// first drop makes a few calls first.
+fn rarely<F: Future>(rng: &RefCell<Rng>, fut: F) -> DropAt<F> {
+    let mut d = maybe_drop(rng, fut);
+    if rng.borrow_mut().below(6) != 0 {
+        d.polls = u32::MAX;
+    }
+    d
+}
+
+/// A wait on a primitive, made anew for each call.
+type Wait = Rc<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>>;
+
+/// One thing at a time: many tasks `wait`, each quitting at its first dropped wait (so none
+/// comes back to take what another lost), and each round `release` frees exactly one thing and
+/// waits until a waiter has it. A waiter woken for it and dropped before it ran must pass it on:
+/// if it does not, nothing else ever wakes the others, and the round hangs.
+async fn relay(seed: u64, wait: Wait, release: impl Fn()) {
+    const WAITERS: usize = 30;
+    let rng = Rc::new(RefCell::new(Rng(seed)));
+    let (served, waiting) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(WAITERS)));
+    for _ in 0..WAITERS {
+        let (wait, rng, served, waiting) =
+            (wait.clone(), rng.clone(), served.clone(), waiting.clone());
+        spawn(async move {
+            while rarely(&rng, wait()).await.is_some() {
+                served.set(served.get() + 1);
+            }
+            waiting.set(waiting.get() - 1);
+        });
+    }
+    yield_now().await;
+    for round in 1..=40 {
+        if waiting.get() == 0 {
+            break;
+        }
+        release();
+        until("a relay round", || served.get() == round || waiting.get() == 0).await;
+    }
+}
+
+/// Producers and consumers of a bounded queue that quit at their first dropped put or get,
+/// so no later call can make up for a wake-up a dropped waiter lost: once the producers are
+/// done, every item put must reach a consumer still waiting (or the loop, once every consumer
+/// quit), and no producer may wait while the consumers wait too.
+async fn queue_quitters_storm(seed: u64) {
+    let q = Rc::new(Queue::new(2));
+    let rng = Rc::new(RefCell::new(Rng(seed)));
+    let put = Rc::new(RefCell::new(Vec::new()));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (producing, consuming) = (Rc::new(Cell::new(4)), Rc::new(Cell::new(6)));
+    for p in 0..producing.get() {
+        let (q, rng, put, producing) = (q.clone(), rng.clone(), put.clone(), producing.clone());
+        spawn(async move {
+            for i in 0..50 {
+                let item = p * 1000 + i;
+                if rarely(&rng, q.put(item)).await.is_none() {
+                    break;
+                }
+                put.borrow_mut().push(item);
+                dawdle(&rng).await;
+            }
+            producing.set(producing.get() - 1);
+        });
+    }
+    for _ in 0..consuming.get() {
+        let (q, rng, got, consuming) = (q.clone(), rng.clone(), got.clone(), consuming.clone());
+        spawn(async move {
+            while let Some(item) = rarely(&rng, q.get()).await {
+                got.borrow_mut().push(item);
+                dawdle(&rng).await;
+            }
+            consuming.set(consuming.get() - 1);
+        });
+    }
+    until("quitting producers and consumers", || {
+        if consuming.get() == 0 {
+            while let Ok(item) = q.get_nowait() {
+                got.borrow_mut().push(item);
+            }
+        }
+        producing.get() == 0 && got.borrow().len() == put.borrow().len()
+    })
+    .await;
+    let mut put = put.borrow().clone();
+    let mut got = got.borrow().clone();
+    put.sort();
+    got.sort();
+    assert_eq!(got, put, "items lost or doubled");
+}
+
 /// Anything held (a permit, a guard).
 trait Held {}
 impl<T> Held for T {}
@@ -420,6 +511,9 @@ both_backends! {
         for seed in [1, 7, 42, 1234] {
             lp.run_until_complete(queue_storm(seed));
         }
+        for seed in 1..40 {
+            lp.run_until_complete(queue_quitters_storm(seed));
+        }
     }
 
     fn event_set_clear_wait(lp: &mut EventLoop) {
@@ -677,6 +771,53 @@ both_backends! {
             lp.run_until_complete(permit_storm(seed, 3, Semaphore::new(3)));
             lp.run_until_complete(permit_storm(seed, 2, BoundedSemaphore::new(2)));
             lp.run_until_complete(permit_storm(seed, 1, Lock::new()));
+        }
+    }
+
+    fn woken_waiters_dropped_at_random_pass_on(lp: &mut EventLoop) {
+        for seed in 1..25 {
+            let q = Rc::new(Queue::new(0));
+            let q2 = q.clone();
+            let get: Wait = Rc::new(move || {
+                let q = q2.clone();
+                Box::pin(async move {
+                    q.get().await;
+                })
+            });
+            lp.run_until_complete(relay(seed, get, || q.put_nowait(0).unwrap()));
+
+            let q = Rc::new(Queue::new(1));
+            q.put_nowait(0).unwrap();
+            let q2 = q.clone();
+            let put: Wait = Rc::new(move || {
+                let q = q2.clone();
+                Box::pin(async move { q.put(0).await })
+            });
+            lp.run_until_complete(relay(seed, put, || assert!(q.get_nowait().is_ok())));
+
+            let sem = Rc::new(Semaphore::new(0));
+            let s2 = sem.clone();
+            let acquire: Wait = Rc::new(move || {
+                let sem = s2.clone();
+                Box::pin(async move { sem.acquire().await.forget() })
+            });
+            lp.run_until_complete(relay(seed, acquire, || sem.release()));
+
+            let cond = Rc::new(Condition::new());
+            let count = Rc::new(Cell::new(0));
+            let (c2, n2) = (cond.clone(), count.clone());
+            let take: Wait = Rc::new(move || {
+                let (cond, count) = (c2.clone(), n2.clone());
+                Box::pin(async move {
+                    let guard = cond.lock().await;
+                    let _guard = cond.wait_for(guard, || count.get() > 0).await;
+                    count.set(count.get() - 1);
+                })
+            });
+            lp.run_until_complete(relay(seed, take, || {
+                count.set(count.get() + 1);
+                cond.notify(1);
+            }));
         }
     }
 
