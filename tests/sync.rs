@@ -175,7 +175,10 @@ async fn relay(seed: u64, wait: Wait, release: impl Fn()) {
             break;
         }
         release();
-        until("a relay round", || served.get() == round || waiting.get() == 0).await;
+        until("a relay round", || {
+            served.get() == round || waiting.get() == 0
+        })
+        .await;
     }
 }
 
@@ -235,14 +238,14 @@ impl<T> Held for T {}
 
 /// What `permit_storm` needs of a semaphore or a lock.
 trait Permits: 'static {
-    fn take(&self) -> impl Future<Output = Box<dyn Held + '_>> + '_;
+    async fn take(&self) -> Box<dyn Held + '_>;
     fn try_take(&self) -> Option<Box<dyn Held + '_>>;
     fn free(&self) -> usize;
 }
 
 impl Permits for Semaphore {
-    fn take(&self) -> impl Future<Output = Box<dyn Held + '_>> + '_ {
-        async move { Box::new(self.acquire().await) as Box<dyn Held> }
+    async fn take(&self) -> Box<dyn Held + '_> {
+        Box::new(self.acquire().await)
     }
     fn try_take(&self) -> Option<Box<dyn Held + '_>> {
         self.try_acquire().map(|p| Box::new(p) as Box<dyn Held>)
@@ -253,8 +256,8 @@ impl Permits for Semaphore {
 }
 
 impl Permits for BoundedSemaphore {
-    fn take(&self) -> impl Future<Output = Box<dyn Held + '_>> + '_ {
-        async move { Box::new(self.acquire().await) as Box<dyn Held> }
+    async fn take(&self) -> Box<dyn Held + '_> {
+        Box::new(self.acquire().await)
     }
     fn try_take(&self) -> Option<Box<dyn Held + '_>> {
         self.try_acquire().map(|p| Box::new(p) as Box<dyn Held>)
@@ -265,8 +268,8 @@ impl Permits for BoundedSemaphore {
 }
 
 impl Permits for Lock {
-    fn take(&self) -> impl Future<Output = Box<dyn Held + '_>> + '_ {
-        async move { Box::new(self.lock().await) as Box<dyn Held> }
+    async fn take(&self) -> Box<dyn Held + '_> {
+        Box::new(self.lock().await)
     }
     fn try_take(&self) -> Option<Box<dyn Held + '_>> {
         self.try_lock().map(|g| Box::new(g) as Box<dyn Held>)
@@ -745,10 +748,13 @@ both_backends! {
             for t in tasks {
                 timeout(LIMIT, t).await.expect("a barrier round hung").unwrap();
             }
-            let seen = seen.borrow();
             for round in 0..5 {
-                let mut indices: Vec<_> =
-                    seen.iter().filter(|(r, _)| *r == round).map(|(_, i)| *i).collect();
+                let mut indices: Vec<_> = seen
+                    .borrow()
+                    .iter()
+                    .filter(|(r, _)| *r == round)
+                    .map(|(_, i)| *i)
+                    .collect();
                 indices.sort();
                 assert_eq!(indices, [0, 1, 2], "round {round}");
             }

@@ -156,17 +156,15 @@ impl Condition {
     ///     assert_eq!(waiter.await.unwrap(), 3);
     /// });
     /// ```
-    pub fn wait_for<'a>(
+    pub async fn wait_for<'a>(
         &'a self,
         mut guard: LockGuard<'a>,
-        mut predicate: impl FnMut() -> bool + 'a,
-    ) -> impl Future<Output = LockGuard<'a>> + 'a {
-        async move {
-            while !predicate() {
-                guard = self.wait(guard).await;
-            }
-            guard
+        mut predicate: impl FnMut() -> bool,
+    ) -> LockGuard<'a> {
+        while !predicate() {
+            guard = self.wait(guard).await;
         }
+        guard
     }
 
     /// Wakes up to `n` waiters, the longest waiting first. Each takes the lock in turn before
