@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Model checking of the protocols between threads (src/sync.rs lists them and what each
+# Model checking of the protocols between threads (src/sync/shim.rs lists them and what each
 # promises): the crate built with `--cfg ringloop_loom`, so the cross-thread modules take loom's atomics,
 # locks and threads, and every `loom_model` test explores all interleavings of its threads.
 # A separate target directory keeps the normal build's artifacts.

@@ -69,8 +69,10 @@
 // ci/module_graph.py --check` (run by CI) fails on a circle. Each layer keeps what it needs of
 // the running loop in a thread-local of its own, which the loop's context sets when it enters:
 //
-// 1. `sync`, `backend`, `coop`, `faults`, `tokio_rt`: loom switch, backend choice and probe,
-//    cooperative budget and the yield list, fault injection, tokio-compat's runtime context.
+// 1. `sync`, `backend`, `coop`, `faults`, `tokio_rt`: loom switch (`sync::shim`) and the
+//    single-loop primitives (which know wakers only as `std::task::Waker`), backend choice and
+//    probe, cooperative budget and the yield list, fault injection, tokio-compat's runtime
+//    context.
 // 2. `blocking`, `stats`, `time`: the blocking pool, the counters, the timer store
 //    (`time::current`).
 // 3. `buf`: owned buffers, the receive pool, `AlignedBuf`.
@@ -106,7 +108,7 @@ mod pool;
 pub mod process;
 pub mod signal;
 mod stats;
-mod sync;
+pub mod sync;
 pub mod time;
 #[cfg(feature = "tokio-compat")]
 mod tokio_rt;
