@@ -284,7 +284,12 @@ fn udp_dropped_receive_keeps_truncation_sender_and_order(backend: Backend) {
 
         // A dropped `recv` into 16 bytes; `recv_from` into 16 gets it cut, with its sender.
         let long = pattern(1, 100);
-        drop_after_delivery(a.recv(Vec::with_capacity(16)), &b, &[long.clone()]).await;
+        drop_after_delivery(
+            a.recv(Vec::with_capacity(16)),
+            &b,
+            std::slice::from_ref(&long),
+        )
+        .await;
         let (res, buf) = next(a.recv_from(Vec::with_capacity(16))).await;
         let cut = truncation(res.map(|(n, _)| n));
         assert_eq!(
@@ -295,7 +300,12 @@ fn udp_dropped_receive_keeps_truncation_sender_and_order(backend: Backend) {
 
         // A dropped `recv_from`; `recv` into 16 gets it cut.
         let long = pattern(2, 100);
-        drop_after_delivery(a.recv_from(Vec::with_capacity(128)), &b, &[long.clone()]).await;
+        drop_after_delivery(
+            a.recv_from(Vec::with_capacity(128)),
+            &b,
+            std::slice::from_ref(&long),
+        )
+        .await;
         let (res, buf) = next(a.recv(Vec::with_capacity(16))).await;
         let cut = truncation(res);
         assert_eq!(
