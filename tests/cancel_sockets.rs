@@ -60,30 +60,8 @@ async fn accepts_leave_a_working_listener<L, S, C>(
 }
 
 in_child_per_backend! {
-    tcp_accept, unix_accept, tcp_connect, unix_connect, udp_recv, udp_send, async_fd_waits,
-}
-
-/// `udp_recv_loses_no_datagram`, with the uring variant ignored until the defect is fixed.
-mod udp_strict {
-    fn run(backend: ringloop::Backend, path: &str) {
-        if crate::common::in_child() {
-            super::udp_recv_loses_no_datagram(backend);
-        } else {
-            crate::common::cancel::run_ignored_in_child(path);
-        }
-    }
-
-    #[test]
-    #[ignore = "defect (net/udp.rs, uring): a dropped UdpSocket::recv whose receive completed \
-                before its cancel loses the datagram; epoll keeps it for the next recv"]
-    fn uring() {
-        run(ringloop::Backend::Uring, "udp_strict::uring");
-    }
-
-    #[test]
-    fn epoll() {
-        run(ringloop::Backend::Epoll, "udp_strict::epoll");
-    }
+    tcp_accept, unix_accept, tcp_connect, unix_connect, udp_recv, udp_recv_loses_no_datagram,
+    udp_dropped_receive_keeps_truncation_sender_and_order, udp_send, async_fd_waits,
 }
 
 fn tcp_accept(backend: Backend) {
@@ -264,6 +242,87 @@ fn udp_recv_loses_no_datagram(backend: Backend) {
             Vec::<u64>::new(),
             "datagrams lost by dropped receives"
         );
+    });
+}
+
+/// Starts `receive` (polls it once: its receive goes to the kernel), sends `datagrams` from
+/// `from`, lets the loop reap (on uring the receive completes with the first one), then drops it.
+async fn drop_after_delivery<F: Future>(receive: F, from: &UdpSocket, datagrams: &[Vec<u8>]) {
+    let mut receive = std::pin::pin!(receive);
+    std::future::poll_fn(|cx| {
+        assert!(
+            receive.as_mut().poll(cx).is_pending(),
+            "a receive completed with nothing sent"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    for d in datagrams {
+        from.send(d.clone()).await.0.unwrap();
+    }
+    sleep(Duration::from_millis(50)).await;
+}
+
+/// `f`'s output, within a bound (a datagram lost by a dropped receive would never come).
+async fn next<F: Future>(f: F) -> F::Output {
+    timeout(Duration::from_secs(10), f)
+        .await
+        .expect("the datagram a dropped receive took never came")
+}
+
+/// A datagram that a dropped receive took keeps its truncation, its sender and its place:
+/// `recv` and `recv_from` each dropped after the kernel delivered to it, then the next receive
+/// (of the other kind) returns what it took, then what came after.
+fn udp_dropped_receive_keeps_truncation_sender_and_order(backend: Backend) {
+    run_checked(backend, EventLoop::builder(), async {
+        let (a, b) = udp_pair().await;
+        let b_addr = b.local_addr().unwrap();
+        let truncation = |res: io::Result<usize>| {
+            let err = res.unwrap_err();
+            *ringloop::net::TruncatedDatagram::of(&err).expect("a truncation")
+        };
+
+        // A dropped `recv` into 16 bytes; `recv_from` into 16 gets it cut, with its sender.
+        let long = pattern(1, 100);
+        drop_after_delivery(
+            a.recv(Vec::with_capacity(16)),
+            &b,
+            std::slice::from_ref(&long),
+        )
+        .await;
+        let (res, buf) = next(a.recv_from(Vec::with_capacity(16))).await;
+        let cut = truncation(res.map(|(n, _)| n));
+        assert_eq!(
+            (cut.received(), cut.datagram_len(), cut.from()),
+            (16, 100, Some(b_addr))
+        );
+        assert_eq!(buf, long[..16]);
+
+        // A dropped `recv_from`; `recv` into 16 gets it cut.
+        let long = pattern(2, 100);
+        drop_after_delivery(
+            a.recv_from(Vec::with_capacity(128)),
+            &b,
+            std::slice::from_ref(&long),
+        )
+        .await;
+        let (res, buf) = next(a.recv(Vec::with_capacity(16))).await;
+        let cut = truncation(res);
+        assert_eq!(
+            (cut.received(), cut.datagram_len(), cut.from()),
+            (16, 100, None)
+        );
+        assert_eq!(buf, long[..16]);
+
+        // Two sent, the first taken by a dropped receive: they come out in order, whole.
+        let (d3, d4) = (datagram(3), datagram(4));
+        drop_after_delivery(a.recv(Vec::with_capacity(128)), &b, &[d3, d4]).await;
+        let (res, buf) = next(a.recv_from(Vec::with_capacity(128))).await;
+        assert_eq!(res.unwrap(), (64, b_addr));
+        assert_eq!(seq_of(&buf), 3);
+        let (res, buf) = next(a.recv(Vec::with_capacity(128))).await;
+        assert_eq!(res.unwrap(), 64);
+        assert_eq!(seq_of(&buf), 4);
     });
 }
 

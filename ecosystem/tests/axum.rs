@@ -1,7 +1,8 @@
 //! `ringloop::compat::axum::serve` on both backends: routes and extractors over HTTP/1.1 and h2c,
 //! the peer's address as `ConnectInfo`, graceful shutdown (in-flight requests finish, new
-//! connections are refused, idle keep-alive connections close), and a broken connection that
-//! leaves the server serving.
+//! connections are refused, idle keep-alive connections close), a broken connection that
+//! leaves the server serving, and a foreign executor's panicking waker that leaves the drain
+//! working.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -9,8 +10,11 @@ mod common;
 use std::cell::Cell;
 use std::future::{IntoFuture, poll_fn};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::Router;
@@ -92,6 +96,19 @@ impl Client {
         let status = res.status().as_u16();
         let body = res.into_body().collect().await?.to_bytes();
         Ok((status, String::from_utf8(body.to_vec()).unwrap()))
+    }
+}
+
+/// A foreign executor's waker whose `wake` panics; counts its wakes.
+#[derive(Default)]
+struct PanicWaker(AtomicUsize);
+impl Wake for PanicWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("a foreign waker panics");
     }
 }
 
@@ -233,6 +250,72 @@ both_backends! {
             fire.set(true);
             let done = timeout(Duration::from_secs(10), server).await;
             done.expect("graceful shutdown hangs after a handler panic").unwrap().unwrap();
+        });
+    }
+
+    /// `serve` polled, at its connection cap and as its shutdown signal fires, by a foreign
+    /// executor whose waker panics, then awaited as usual: when the last connection ends, the
+    /// cap's stale waiter (the panicking waker) is woken first, and the drain's waiter must
+    /// still be woken, so `serve` returns.
+    fn a_panicking_foreign_waker_of_serve_does_not_hang_its_drain(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (fire, stop) = signal();
+            let config = ringloop::compat::axum::ServeConfig::new()
+                .max_connections(1)
+                .drain_timeout(None)
+                .protocol_timeout(None);
+            let mut served = ringloop::compat::axum::serve(listener, app())
+                .config(config)
+                .with_graceful_shutdown(stop)
+                .into_future();
+            // One connection that sends nothing fills the cap; its protocol stays unknown, so
+            // the drain waits for it to end.
+            let client = TcpStream::connect(addr).await.unwrap();
+            let base = ringloop::current_stats().unwrap().tasks_spawned;
+            timeout(
+                Duration::from_secs(10),
+                poll_fn(|cx| {
+                    assert!(served.as_mut().poll(cx).is_pending());
+                    if ringloop::current_stats().unwrap().tasks_spawned > base {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }),
+            )
+            .await
+            .expect("the connection was never accepted");
+            fire.set(true);
+            sleep(Duration::from_millis(20)).await; // the signal's own sleep is over
+            // The foreign poll: the cap's waiter and then the drain's are the panicking waker.
+            let waker = Arc::new(PanicWaker::default());
+            let foreign = Waker::from(waker.clone());
+            assert!(
+                served
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&foreign))
+                    .is_pending()
+            );
+            // Awaited as usual from here: the drain's waiter is this task's.
+            poll_fn(|cx| {
+                assert!(served.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            drop(client);
+            // The bound is polled first: `serve` is polled only when it was woken.
+            let mut limit = pin!(sleep(Duration::from_secs(10)));
+            poll_fn(|cx| {
+                if limit.as_mut().poll(cx).is_ready() {
+                    panic!("serve never returned: a panicking waker kept its drain from being woken");
+                }
+                served.as_mut().poll(cx)
+            })
+            .await
+            .unwrap();
+            assert_eq!(waker.0.load(Ordering::SeqCst), 1);
         });
     }
 

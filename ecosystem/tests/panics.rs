@@ -1,10 +1,12 @@
 //! Panics in user code at every hook, both backends: a task body, a task output's `Drop`, a
 //! future's `Drop` when its loop closes, a `spawn_blocking` job, a waker of a foreign executor
-//! woken by the loop or by another thread, a handler served by hyper over `PollIo`. After each,
-//! the loop goes on, `close()` is prompt, `LoopPool::join` returns, and nothing leaks (tasks,
-//! fds: each test runs in a child process, `common::cancel::run_checked`).
+//! woken by the loop, by another thread or by a pool buffer given back, a handler served by
+//! hyper over `PollIo`. After each, the loop goes on, `close()` is prompt, `LoopPool::join`
+//! returns, and nothing leaks (tasks, fds: each test runs in a child process,
+//! `common::cancel::run_checked`).
 //!
-//! `compat::axum::serve`'s handler panics are tested in axum.rs.
+//! `compat::axum::serve`'s handler panics, and a foreign waker of its future, are tested in
+//! axum.rs.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -27,7 +29,8 @@ use ringloop::{Backend, EventLoop, LoopPool, Shutdown};
 in_child_per_backend! {
     task_body, task_output_drop, future_drop_at_close, spawn_blocking_job,
     foreign_waker_of_a_remote_join, foreign_waker_of_an_io_future, foreign_waker_of_a_timer,
-    foreign_waker_of_a_shutdown, foreign_waker_of_a_join_handle, hyper_handler,
+    foreign_waker_of_a_shutdown, foreign_waker_of_a_join_handle,
+    foreign_waker_of_a_pooled_receive, hyper_handler,
     pool_join_returns, slow_poll_hook, remote_closures, main_future,
 }
 
@@ -301,6 +304,47 @@ fn foreign_waker_of_a_join_handle(backend: Backend) {
         }
         assert_eq!(waker.0.load(Ordering::SeqCst), 1);
         assert_eq!(h.await.unwrap(), 5);
+        loop_still_works().await;
+    });
+}
+
+/// A `recv_pooled` polled by a foreign executor whose waker panics, waiting for a buffer of an
+/// exhausted receive pool (registered first), and a task waiting the same way: giving a buffer
+/// back wakes both, and the code that gave it back (here the test's task) goes on.
+fn foreign_waker_of_a_pooled_receive(backend: Backend) {
+    run_checked(backend, EventLoop::builder().recv_pool(2, 64), async {
+        let (a, b) = common::tcp_pair().await;
+        let (c, d) = common::tcp_pair().await;
+        let (e, f) = common::tcp_pair().await;
+        // Hold both buffers of the pool.
+        let mut held = Vec::new();
+        for msg in [&b"one"[..], b"two"] {
+            a.write_all(msg.to_vec()).await.0.unwrap();
+            held.push(b.recv_pooled().await.unwrap());
+        }
+        let waker = Arc::new(PanicWaker::default());
+        let foreign = Waker::from(waker.clone());
+        let mut recv = pin!(d.recv_pooled());
+        assert!(
+            recv.as_mut()
+                .poll(&mut Context::from_waker(&foreign))
+                .is_pending()
+        );
+        let other = ringloop::spawn(async move { f.recv_pooled().await.unwrap().to_vec() });
+        ringloop::yield_now().await;
+        c.write_all(b"foreign".to_vec()).await.0.unwrap();
+        e.write_all(b"other".to_vec()).await.0.unwrap();
+        // Gives a buffer back: wakes the foreign waker, which panics, then the task.
+        held.pop();
+        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
+        let got = timeout(Duration::from_secs(10), other)
+            .await
+            .expect("a task waiting for a pool buffer was not woken after a panicking waker")
+            .unwrap();
+        assert_eq!(got, b"other");
+        held.clear();
+        let buf = std::future::poll_fn(|cx| recv.as_mut().poll(cx)).await;
+        assert_eq!(&buf.unwrap()[..], b"foreign");
         loop_still_works().await;
     });
 }

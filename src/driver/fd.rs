@@ -1,6 +1,8 @@
 //! `SharedFd`: an fd shared by a socket and its in-flight ops, closed when the last holder goes.
-//! It also carries the fd's epoll registration and the bytes of stream reads that completed after
-//! their future was dropped.
+//! It also carries the fd's epoll registration and the bytes of stream reads (and the datagrams
+//! of datagram receives, `datagram`) that completed after their future was dropped.
+
+mod datagram;
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -14,6 +16,7 @@ use super::DriverCell;
 use super::op::Interest;
 use super::small::{SmallQueue, WakerList};
 use crate::buf::PooledBuf;
+pub(crate) use datagram::StashedDatagram;
 
 /// What a multishot op (uring) delivered to one fd and nobody has taken yet, and whether the op is
 /// still armed.
@@ -129,7 +132,8 @@ struct FdInner {
     registration: RefCell<Option<(Rc<DriverCell>, u64)>>,
     /// What only some fds need (see `Rare`), allocated on first use.
     rare: RefCell<Option<Box<Rare>>>,
-    /// Whether `rare.stash` holds bytes or `rare.error` an error (checked before every read).
+    /// Whether `rare.stash` holds bytes, `rare.error` an error or `rare.datagrams` a datagram
+    /// (checked before every read).
     has_stash: Cell<bool>,
     /// Dropped ops still in the kernel, per direction (read, write); a new op in that direction
     /// waits for them so the byte stream keeps its order.
@@ -169,6 +173,9 @@ struct Rare {
     /// The error a cancelled read completed with (a reset, say), returned by the next read once
     /// the stashed bytes before it are taken.
     error: Option<io::Error>,
+    /// Datagrams (or errors) cancelled datagram receives took, oldest first; the next receives
+    /// return them first.
+    datagrams: datagram::Datagrams,
     /// Woken when a direction's last orphan completes.
     settle_wakers: WakerList,
     /// What a multishot poll delivered, per direction (read, write): `io::AsyncFd` on uring.

@@ -335,8 +335,11 @@ fn run_on_pool<T: Operation + Send>(mut data: Box<T>, slot: SharedSlot<T>) {
         guard.result = Some((data, res));
         let waker = guard.waker.take();
         drop(guard);
+        // Contained: the waker may be a foreign executor's (the file future polled by it); the
+        // pool thread also contains a job's panic, but not when the job runs inline (no thread
+        // could be made).
         if let Some(w) = waker {
-            w.wake();
+            crate::blocking::wake_contained(w);
         }
     }));
 }

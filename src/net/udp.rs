@@ -11,7 +11,7 @@ use super::addr::{ToSocketAddrs, resolve};
 use super::tcp::{adopt, first_ok, release, to_std_addr};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::fd::SharedFd;
-use crate::driver::op::Op;
+use crate::driver::op::{Interest, Op};
 use crate::op::msg::{RecvMsg, SendMsg};
 use crate::op::rw::{Recv, Send, Source};
 
@@ -100,15 +100,27 @@ impl UdpSocket {
 
     /// Receives one datagram from the connected peer into `buf` (from its start up to its
     /// capacity). A datagram longer than that is never cut silently: its first bytes are in
-    /// `buf` and the result is a [`TruncatedDatagram`] error. A dropped `recv` may lose the
-    /// datagram it was receiving, as with any datagram socket.
+    /// `buf` and the result is a [`TruncatedDatagram`] error.
+    ///
+    /// Cancel-safe: if the future is dropped (say, by a timeout) after the kernel delivered a
+    /// datagram to it, the next `recv` or [`recv_from`](Self::recv_from) on this socket returns
+    /// that datagram first, whole (as much as the dropped receive's buffer held), in order.
     ///
     /// # Errors
     ///
     /// - `InvalidData` carrying a [`TruncatedDatagram`] (see [`TruncatedDatagram::of`]) when
     ///   the datagram did not fit: the buffer holds its first bytes, the rest is gone;
     /// - the kernel's error, e.g. `ConnectionRefused` after an ICMP port unreachable.
-    pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+    pub async fn recv<B: IoBufMut>(&self, mut buf: B) -> BufResult<usize, B> {
+        // A dropped receive still in the kernel goes first, and what it took comes out first.
+        self.fd.settled(Interest::Read).await;
+        if let Some(stashed) = self.fd.take_datagram() {
+            let res = stashed.and_then(|d| {
+                let (len, held) = d.copy_into(&mut buf);
+                TruncatedDatagram::check(len, held, None)
+            });
+            return (res, buf);
+        }
         let (res, buf) = Op::new(Recv::new(self.fd.clone(), buf, Source::Datagram)).await;
         match res {
             Ok(len) => (TruncatedDatagram::check(len, buf.bytes_total(), None), buf),
@@ -136,10 +148,16 @@ impl UdpSocket {
     /// it. A datagram longer than the buffer is never cut silently: its first bytes are in `buf`
     /// and the result is a [`TruncatedDatagram`] error, which names the sender too.
     ///
+    /// Cancel-safe as [`recv`](Self::recv) is: a datagram a dropped receive took comes out
+    /// first, with its sender.
+    ///
     /// # Errors
     ///
     /// - `InvalidData` carrying a [`TruncatedDatagram`] (see [`TruncatedDatagram::of`]) when
     ///   the datagram did not fit;
+    /// - `AddrNotAvailable` for a datagram that a dropped [`recv`](Self::recv) took on a socket
+    ///   that was not connected (its sender is unknown): its bytes are in `buf`. Use `recv_from`
+    ///   alone on a socket that is not connected;
     /// - the kernel's error.
     ///
     /// # Examples
@@ -160,7 +178,24 @@ impl UdpSocket {
     ///     std::io::Result::Ok(())
     /// }).unwrap();
     /// ```
-    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
+    pub async fn recv_from<B: IoBufMut>(&self, mut buf: B) -> BufResult<(usize, SocketAddr), B> {
+        self.fd.settled(Interest::Read).await;
+        if let Some(stashed) = self.fd.take_datagram() {
+            let res = stashed.and_then(|d| {
+                let (len, held) = d.copy_into(&mut buf);
+                let from = d.from().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "a datagram that a dropped UdpSocket::recv took on a socket that was not \
+                         connected: its sender is unknown (its bytes are in the buffer); on a \
+                         socket that is not connected receive with recv_from alone",
+                    )
+                });
+                let from = to_std_addr(from?)?;
+                Ok((TruncatedDatagram::check(len, held, Some(from))?, from))
+            });
+            return (res, buf);
+        }
         let (res, mut bufs) = Op::new(RecvMsg::new(self.fd.clone(), vec![buf], false)).await;
         let buf = bufs.pop().expect("one buffer in, one out");
         let res = res.and_then(|(len, addr)| {

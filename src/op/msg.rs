@@ -8,7 +8,7 @@ use socket2::{SockAddr, SockAddrStorage};
 
 use super::{clamp_len, cvt};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::driver::fd::SharedFd;
+use crate::driver::fd::{SharedFd, StashedDatagram};
 use crate::driver::op::{Interest, Operation};
 
 fn empty_msghdr() -> libc::msghdr {
@@ -92,8 +92,9 @@ pub(crate) struct RecvMsg<B> {
     iovecs: Vec<libc::iovec>,
     storage: SockAddrStorage,
     msg: libc::msghdr,
-    /// A stream's bytes are stashed for the next read if the future is dropped; a datagram's are
-    /// not (stashing would merge datagrams), so a dropped `recv_from` loses its datagram.
+    /// A stream's bytes are stashed for the next read if the future is dropped; a datagram is
+    /// kept whole, with its sender, for the next receive (merging it into a byte stash would
+    /// merge datagrams).
     stream: bool,
 }
 
@@ -194,6 +195,18 @@ unsafe impl<B: IoBufMut> Operation for RecvMsg<B> {
 
     fn orphaned(self, res: io::Result<u32>) {
         if !self.stream {
+            // A datagram's `n` is its full length (`MSG_TRUNC`); the buffers hold what fit.
+            let res = match res {
+                Ok(n) => {
+                    let held = (n as usize).min(self.iovecs.iter().map(|iov| iov.iov_len).sum());
+                    let bytes = self.received(held);
+                    // SAFETY: the kernel wrote an address of `msg_namelen` bytes into `storage`.
+                    let from = unsafe { SockAddr::new(self.storage, self.msg.msg_namelen) };
+                    Ok(StashedDatagram::new(bytes, n as usize, Some(from)))
+                }
+                Err(e) => Err(e),
+            };
+            self.fd.stash_datagram(res);
             return;
         }
         match res {

@@ -8,7 +8,7 @@ use io_uring::{opcode, squeue, types::Fd};
 use super::{clamp_len, cvt};
 use crate::backend::uring_features;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::driver::fd::SharedFd;
+use crate::driver::fd::{SharedFd, StashedDatagram};
 use crate::driver::op::{Interest, Operation};
 
 /// `IORING_RECVSEND_POLL_FIRST`, in the SQE's ioprio field of a receive (Linux 5.19).
@@ -26,7 +26,7 @@ const CURRENT_POSITION: u64 = u64::MAX;
 /// What a read reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// A datagram socket: bytes of a dropped read are not kept (see `RecvMsg`).
+    /// A datagram socket: the datagram of a dropped read is kept whole for the next receive.
     Datagram,
     /// A stream socket: bytes of a dropped read are kept for the next read.
     Stream,
@@ -40,7 +40,8 @@ pub(crate) struct Recv<B> {
     buf: B,
     /// The most one receive may take (`u32::MAX` unless fault injection cuts it short).
     max: u32,
-    /// Stream bytes of a dropped read are kept for the next read; a datagram is not.
+    /// A byte stream (its bytes of a dropped read join the stream's stash), not a datagram
+    /// socket (whose datagram of a dropped read is kept whole).
     stream: bool,
     pipe: bool,
 }
@@ -148,6 +149,18 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
 
     fn orphaned(self, res: io::Result<u32>) {
         if !self.stream {
+            // A datagram's `n` is its full length (`MSG_TRUNC`); the buffer holds what fit.
+            let res = res.map(|n| {
+                let held = n.min(self.len()) as usize;
+                // SAFETY: the kernel wrote `held <= len <= bytes_total` bytes from the buffer's
+                // start, and it is done with the buffer (this is its completion).
+                let bytes = unsafe { std::slice::from_raw_parts(self.buf.stable_ptr(), held) };
+                // A plain `recv` does not learn the sender: on a connected socket (the only
+                // one `recv` is documented for) it is the peer. Rare path: one syscall.
+                let from = socket2::SockRef::from(&self.fd).peer_addr().ok();
+                StashedDatagram::new(bytes.to_vec(), n as usize, from)
+            });
+            self.fd.stash_datagram(res);
             return;
         }
         match res {

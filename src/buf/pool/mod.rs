@@ -497,7 +497,12 @@ impl Pool {
             return;
         }
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        waiters.into_iter().for_each(Waker::wake);
+        // Contained: a waiter may be a foreign executor's waker (a `recv_pooled` it polls), and
+        // a panic in its `wake` must neither skip the other waiters nor unwind into the code
+        // that dropped the buffer (user code, or the loop's reap freeing queued buffers).
+        waiters
+            .into_iter()
+            .for_each(crate::blocking::wake_contained);
     }
 }
 

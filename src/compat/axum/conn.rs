@@ -145,7 +145,10 @@ impl Drop for Entry {
         if empty {
             wake.extend(conns.drained.borrow_mut().take());
         }
-        wake.into_iter().for_each(Waker::wake);
+        // Contained: these are the wakers of whatever polls the `serve` future, which may be a
+        // foreign executor's; one whose `wake` panics must not leave the other unwoken (a
+        // stale cap waiter before the drain's waiter would hang graceful shutdown).
+        wake.into_iter().for_each(crate::blocking::wake_contained);
     }
 }
 
