@@ -54,9 +54,16 @@ impl<E: Debug> TestResult for Result<(), E> {
 }
 
 /// `#[ringloop::test]`: runs `body()` on each backend (or the pinned one), each on a fresh loop,
-/// and panics, naming the backend, if any run failed.
-pub fn run_test<F, Fut>(name: &str, pinned: Option<Backend>, start_paused: bool, body: F)
-where
+/// and panics, naming the backend, if any run failed. With `expect_panic` (the test carries
+/// `#[should_panic]`), it panics only if every run failed, and returns normally, naming the
+/// backends that passed, if any did: libtest then reports the test as failed.
+pub fn run_test<F, Fut>(
+    name: &str,
+    pinned: Option<Backend>,
+    start_paused: bool,
+    expect_panic: bool,
+    body: F,
+) where
     F: Fn() -> Fut,
     Fut: Future,
     Fut::Output: TestResult,
@@ -85,6 +92,13 @@ where
         }
     }
     if failed.is_empty() {
+        return;
+    }
+    if expect_panic && !passed.is_empty() {
+        eprintln!(
+            "ringloop::test: {name} is #[should_panic] but did not panic on the {}",
+            Backends(&passed)
+        );
         return;
     }
     let mut msg = String::new();

@@ -89,6 +89,32 @@ both_backends! {
     fn the_fs_calls_on_cold_files_never_block_the_loop(lp: &mut EventLoop) {
         fs_calls_cold(lp);
     }
+
+    /// A paused clock waits for a send_file reading from the disk, as for any file op: on
+    /// uring the splices run in the kernel's workers, where a non-blocking look at the ring
+    /// sees nothing, and the clock jumped to the timeout while the disk was being read.
+    fn a_paused_clock_waits_for_a_send_file_from_the_disk(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            let path = dir.path().join("cold");
+            assert!(write_cold_file(&path, COLD_LEN), "put CARGO_TARGET_TMPDIR on a disk");
+            let file = ringloop::fs::File::open(&path).await.unwrap();
+            let (tx, rx) = tcp_pair().await;
+            let reader = spawn(async move { read_n(&rx, COLD_LEN).await });
+            ringloop::time::pause();
+            let sent = ringloop::time::timeout(
+                std::time::Duration::from_secs(10),
+                tx.send_file(&file, 0, COLD_LEN as u64),
+            )
+            .await
+            .expect("the paused clock jumped to the timeout while send_file read the disk")
+            .unwrap();
+            assert_eq!(sent, COLD_LEN as u64);
+            ringloop::time::resume();
+            assert!(reader.await.unwrap() == common::pattern(0, COLD_LEN));
+            drop_cache(&path);
+        });
+    }
 }
 
 /// uring with the splice path off: the part not in the page cache goes another way too.

@@ -498,3 +498,19 @@ both_backends! {
         }
     }
 }
+
+/// A release past `usize::MAX` free permits panics with a message, never wraps to zero (which,
+/// in a release build, would lose every permit silently).
+#[test]
+fn a_semaphore_release_past_usize_max_panics_clearly() {
+    let sem = ringloop::sync::Semaphore::new(usize::MAX);
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sem.release()))
+        .expect_err("the release past usize::MAX went through");
+    let msg = err
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(msg.contains("usize::MAX"), "{msg}");
+    assert_eq!(sem.available_permits(), usize::MAX);
+}

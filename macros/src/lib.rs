@@ -1,7 +1,9 @@
 //! `#[ringloop::main]` and `#[ringloop::test]`.
 //!
 //! Use them through ringloop with its `macros` feature (`ringloop = { version = "0.1", features =
-//! ["macros"] }`), not from this crate: the code they generate names `::ringloop`.
+//! ["macros"] }`), not from this crate: the code they generate names `::ringloop`, so the
+//! dependency must keep that name. With a renamed one (`rl = { package = "ringloop", .. }`),
+//! put `extern crate rl as ringloop;` at the crate root.
 //!
 //! Both turn an `async fn` into a plain one that builds an event loop and runs the body on it. The
 //! body becomes an inner `async fn` with the same signature, so `return`, `?` and the declared
@@ -62,7 +64,9 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   the kernel's reason; it never passes silently. Pin `backend = "epoll"` on tests that must
 ///   pass there, or set `RINGLOOP_BACKEND=epoll`.
 ///
-/// `#[should_panic]`, `#[ignore]` and other attributes apply to the generated test as usual.
+/// `#[should_panic]`, `#[ignore]` and other attributes apply to the generated test as usual;
+/// under `#[should_panic]` the body must panic on every backend it runs on (a backend where it
+/// passes fails the test).
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Test, args.into(), item.into())
@@ -244,11 +248,18 @@ fn expand(kind: Kind, args: TokenStream2, item: TokenStream2) -> syn::Result<Tok
         },
         Kind::Test => {
             let paused = opts.start_paused.unwrap_or(false);
+            // Under `#[should_panic]` the test must panic on every backend it runs on: one
+            // that passes makes the whole test return normally, which libtest reports as a
+            // failure ("did not panic as expected").
+            let expect_panic = outer_attrs
+                .iter()
+                .any(|a| a.path().is_ident("should_panic"));
             let run = quote_spanned! {ret_span=>
                 ::ringloop::__private::run_test(
                     ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
                     #backend,
                     #paused,
+                    #expect_panic,
                     #inner,
                 )
             };

@@ -248,3 +248,33 @@ async fn gives_up_after_an_hour() -> std::io::Result<()> {
     assert!(res.is_err()); // in milliseconds of real time: the paused clock jumped
     Ok(())
 }
+
+thread_local! {
+    /// Cleared by the test that checks `#[should_panic]` on one backend only.
+    static PANIC_EVERYWHERE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Run by libtest on its own, it panics on every backend, as `#[should_panic]` wants.
+#[ringloop::test]
+#[should_panic(expected = "boom")]
+async fn should_panic_wants_a_panic_on_every_backend() {
+    if PANIC_EVERYWHERE.get() || ringloop::current_backend() == Some(Backend::Epoll) {
+        panic!("boom");
+    }
+}
+
+/// A `#[should_panic]` test that panics on one backend only returns normally, so libtest fails
+/// it ("did not panic as expected") rather than counting the one panic as the expected one.
+#[test]
+fn should_panic_fails_when_one_backend_does_not_panic() {
+    if default_backends().len() < 2 {
+        return; // RINGLOOP_BACKEND narrows the run to one backend
+    }
+    PANIC_EVERYWHERE.set(false);
+    let run = std::panic::catch_unwind(should_panic_wants_a_panic_on_every_backend);
+    PANIC_EVERYWHERE.set(true);
+    assert!(
+        run.is_ok(),
+        "a #[should_panic] test that passed on uring still panicked, so libtest counted it as passed"
+    );
+}

@@ -43,7 +43,7 @@ impl Drop for Finished {
 /// [`is_panic`](JoinError::is_panic) and the others go on; an aborted task gives one with
 /// [`is_cancelled`](JoinError::is_cancelled). For asyncio's semantics (the first failure cancels
 /// the rest, and one exit waits for every member and reports every error), use
-/// [`JoinSet`](crate::JoinSet).
+/// [`TaskGroup`](crate::TaskGroup).
 ///
 /// # Examples
 ///

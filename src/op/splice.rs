@@ -461,7 +461,13 @@ async fn spliced(stream: &SharedFd, file: &FileFd, offset: u64, len: u64) -> io:
             to_stream: false,
             len: chunk,
         };
+        // The kernel's workers run splices, where a non-blocking look at the ring cannot see
+        // them: a paused clock must wait for each (as for any file op) instead of jumping to a
+        // timer meanwhile. Not held while waiting for room in the socket (below): a peer that
+        // stopped reading must not stop the paused clock.
+        let hold = crate::time::ClockHold::new();
         let mut in_pipe = Op::new(file_to_pipe).await?;
+        drop(hold);
         if in_pipe == 0 {
             break; // the file ended
         }
@@ -474,7 +480,10 @@ async fn spliced(stream: &SharedFd, file: &FileFd, offset: u64, len: u64) -> io:
             };
             // The stream's fd is nonblocking: a full socket answers EAGAIN, even from the
             // kernel's worker; wait for room, then splice again.
-            let n = match Op::new(pipe_to_stream).await {
+            let hold = crate::time::ClockHold::new();
+            let spliced = Op::new(pipe_to_stream).await;
+            drop(hold);
+            let n = match spliced {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     Op::new(PollAdd::new(stream.clone(), Interest::Write)).await?;
                     continue;

@@ -67,12 +67,16 @@ fn on_signal(sig: i32, deliver: fn(i32)) {
         take_default_action(sig);
         return;
     }
+    // Read before `deliver`: once the listeners have the delivery they may finish and drop
+    // their registrations (and a pool its guard) while this handler is still running, and a
+    // count read after that would take this very delivery for one nobody listened to.
+    let armed = st.armed.load(Ordering::SeqCst) > 0;
+    let idle =
+        st.listeners.load(Ordering::SeqCst) == 0 && st.default_when_idle.load(Ordering::SeqCst);
     deliver(sig);
-    if st.armed.load(Ordering::SeqCst) > 0 {
+    if armed {
         st.kill_next.store(true, Ordering::SeqCst);
-    } else if st.listeners.load(Ordering::SeqCst) == 0
-        && st.default_when_idle.load(Ordering::SeqCst)
-    {
+    } else if idle {
         take_default_action(sig);
     }
 }

@@ -37,7 +37,10 @@ impl SemState {
                 Some(w)
             }
             None => {
-                self.permits += 1;
+                self.permits = self
+                    .permits
+                    .checked_add(1)
+                    .expect("Semaphore::release: the permit count would pass usize::MAX");
                 None
             }
         }
@@ -255,6 +258,10 @@ impl Semaphore {
     /// Adds a permit (to the first waiter, if one waits), as asyncio's `release()`: the count
     /// may grow past the one the semaphore started with. Pairs with
     /// [`SemaphorePermit::forget`].
+    ///
+    /// # Panics
+    ///
+    /// Panics if the count of free permits would pass `usize::MAX` (it never wraps around).
     ///
     /// # Examples
     ///

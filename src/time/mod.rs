@@ -14,8 +14,10 @@
 //! - when no task is ready and a non-blocking look at I/O delivered nothing, the loop moves it to
 //!   the next timer's deadline instead of waiting, so a test of a one-hour timeout takes
 //!   milliseconds. Sockets, pipes and signals keep working while paused: what the look at I/O
-//!   delivers runs first, at the time the clock shows. A file op or a [`spawn_blocking`] closure
-//!   in flight holds the clock until it finishes. What comes from outside the loop's thread
+//!   delivers runs first, at the time the clock shows. A file op (`send_file`'s disk reads too)
+//!   or a [`spawn_blocking`] closure in flight holds the clock until it finishes, or until its
+//!   future or `JoinHandle` is dropped or aborted: an aborted `spawn_blocking` closure runs on,
+//!   unseen by the clock. What comes from outside the loop's thread
 //!   (another thread, another process, a peer over the network) may arrive only after the clock
 //!   jumped past a timer, so race those against timers with the clock running;
 //! - [`sleep`], [`sleep_until`], [`timeout`], [`interval`], hyper's timer
