@@ -214,6 +214,43 @@ fn a_pool_that_ended_without_a_signal_leaves_no_second_signal_rule(backend: Back
     });
 }
 
+/// A pool that shut down on a SIGTERM left "the next one kills" set after it was done: with a
+/// listener alive throughout (so nothing reset it), the next SIGTERM ended the process.
+fn a_pool_that_ended_on_a_signal_leaves_no_second_signal_rule(backend: Backend, name: &str) {
+    if !in_child_or_run(name) {
+        return;
+    }
+    let mut lp = common::new_loop(backend);
+    lp.run_until_complete(async {
+        let mut term = signal(SignalKind::terminate()).unwrap();
+        let pool = LoopPool::builder()
+            .threads(2)
+            .backend(backend)
+            .shutdown_on_signals(true)
+            .start(|cx| async move { cx.shutdown().triggered().await })
+            .unwrap();
+        ringloop::time::sleep(Duration::from_millis(50)).await;
+        raise("TERM");
+        let got = ringloop::time::timeout(Duration::from_secs(5), term.recv()).await;
+        assert_eq!(got.expect("the pool's SIGTERM was not seen"), Some(()));
+        ringloop::spawn_blocking(move || {
+            for out in pool.join() {
+                out.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        for n in 1..=2 {
+            raise("TERM");
+            let got = ringloop::time::timeout(Duration::from_secs(5), term.recv()).await;
+            assert_eq!(
+                got.unwrap_or_else(|_| panic!("SIGTERM {n} after the pool was not received")),
+                Some(())
+            );
+        }
+    });
+}
+
 /// The second SIGTERM to a pool that shuts down on signals takes the default action.
 fn a_second_signal_kills_a_pool_that_shuts_down(backend: Backend, name: &str) {
     if !in_child_or_expect_death(name, libc::SIGTERM) {
@@ -315,6 +352,7 @@ both!(
     a_listener_that_cannot_wait_reports_the_error,
     a_pool_shuts_down_on_sigterm,
     a_pool_that_ended_without_a_signal_leaves_no_second_signal_rule,
+    a_pool_that_ended_on_a_signal_leaves_no_second_signal_rule,
     a_second_signal_kills_a_pool_that_shuts_down,
     a_raw_handler_installed_first_keeps_receiving,
     the_default_action_comes_back_after_the_last_listener

@@ -181,8 +181,13 @@ impl Armed {
 impl Drop for Armed {
     fn drop(&mut self) {
         for &sig in self.0 {
-            if let Some(st) = state(sig) {
-                st.armed.fetch_sub(1, Ordering::SeqCst);
+            if let Some(st) = state(sig)
+                && st.armed.fetch_sub(1, Ordering::SeqCst) == 1
+            {
+                // The last running pool is done: its "the next one kills" ends with it, so a
+                // later delivery goes to whatever listens then (or takes the default action
+                // only if nothing does).
+                st.kill_next.store(false, Ordering::SeqCst);
             }
         }
     }

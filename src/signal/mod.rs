@@ -294,6 +294,9 @@ pub(crate) fn shutdown_on(
                     }
                     shutdown.trigger();
                 }
+                // The second-signal rule holds while the pool shuts down: keep the guard until
+                // loop 0 closes and drops this task; its drop then disarms what is left.
+                std::future::pending::<()>().await;
             })
         },
     )
