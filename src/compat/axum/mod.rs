@@ -73,12 +73,14 @@ use ::axum::Router;
 use hyper_util::server::conn::auto;
 
 use self::conn::{ConnService, ConnSettings, Connections, ServerExec, serve_one};
+use self::watch::Streams;
 use super::hyper::Timer;
 use crate::net::{AcceptAction, TcpListener, on_accept_error};
 
 mod config;
 mod conn;
 mod server_io;
+mod watch;
 
 pub use self::config::ServeConfig;
 
@@ -235,6 +237,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         builder,
         protocol_timeout: config.protocol_timeout,
         write_timeout: config.write_timeout,
+        http2_idle_timeout: config.http2_idle_timeout,
     });
     let mut signal = pin!(signal);
     let mut failed = None;
@@ -256,6 +259,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
                 let service = ConnService {
                     router: router.clone(),
                     peer,
+                    streams: Streams::new(),
                 };
                 // Counted now, not at the task's first poll: a signal that fires before the
                 // task runs still waits for it.
