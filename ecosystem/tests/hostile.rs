@@ -253,6 +253,8 @@ both_backends! {
                 .drain_timeout(ms(1000));
             let server =
                 spawn(serve(listener, app()).config(config).with_graceful_shutdown(stop).into_future());
+            // A handler slower than the bound is not a stalled send: its peer is answered.
+            let slow = hostile::h2_idle(addr, Some("/slow/1500"));
             let peers = vec![hostile::h2_zero_window(addr, "/big", 20)];
             served(addr).await;
             let (peers, open) = closed(peers, Duration::from_secs(5)).await;
@@ -261,6 +263,18 @@ both_backends! {
             assert!(h2.headers() >= 1, "no response was started: nothing was owed to the peer");
             assert!(h2.pings() >= 1, "the peer was never pinged (so never seen to be alive)");
             served(addr).await;
+            let slow = spawn_blocking(move || {
+                let t = std::time::Instant::now();
+                while slow.h2().headers() == 0 && t.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(ms(10));
+                }
+                slow
+            })
+            .await
+            .unwrap();
+            assert!(slow.h2().headers() >= 1, "a slow handler's response never came");
+            assert!(!slow.closed_within(ms(0)), "a slow handler's connection was closed");
+            drop(slow);
             fire.set(true);
             let done = timeout(Duration::from_secs(5), server).await;
             done.expect("serve did not return after the shutdown signal").unwrap().unwrap();

@@ -240,7 +240,11 @@ pub(super) async fn serve_one(
                 }
                 streams.register(cx.waker());
                 if let Some(limit) = settings.write_timeout
-                    && fired(&mut stall_timer, streams.owed_since().map(|t| t + limit), cx)
+                    && fired(
+                        &mut stall_timer,
+                        streams.owed_since().map(|t| t + limit),
+                        cx,
+                    )
                 {
                     // A response the peer has not let through (its flow-control window stays
                     // shut) for the stalled-send timeout.

@@ -15,7 +15,9 @@
 //!   open are closed.
 //! - Waits on a peer are bounded ([`ServeConfig`], with defaults a public server can live
 //!   with): a connection must show its protocol and send each request head in time, must read
-//!   what it is sent, and an HTTP/2 peer must answer keep-alive pings; a cap on connections
+//!   what it is sent (over HTTP/2, must open its flow-control window for it), an HTTP/2 peer
+//!   must answer keep-alive pings, and an HTTP/2 connection with no open stream is shut down
+//!   after an idle timeout; a cap on connections
 //!   keeps the rest in the listen backlog. A request body that stalls is the handler's to
 //!   bound (hyper has no body timeout; tower-http's `RequestBodyTimeoutLayer` or `TimeoutLayer`,
 //!   with `tokio-compat`), and graceful shutdown's drain deadline bounds everything.
