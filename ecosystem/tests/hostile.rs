@@ -283,9 +283,10 @@ both_backends! {
         assert_nothing_left(lp, before);
     }
 
-    /// h2c peers that hold idle connections and answer every PING (keep-alive only finds dead
-    /// peers), one after a served request, fill a connection cap: the h2 idle timeout shuts them
-    /// down with a GOAWAY, and a new client is served.
+    /// h2c peers that hold idle connections and answer PINGs (keep-alive only finds dead
+    /// peers), one after a served request, one that does not answer the PING after the GOAWAY,
+    /// fill a connection cap: the h2 idle timeout shuts them down with a GOAWAY (the last is
+    /// closed when still idle as long again), and a new client is served.
     fn axum_idle_h2_peers_are_shut_down_and_free_their_slots(lp: &mut EventLoop) {
         if ran_in_child(lp, "axum_idle_h2_peers_are_shut_down_and_free_their_slots") {
             return;
@@ -296,13 +297,17 @@ both_backends! {
             let addr = listener.local_addr().unwrap();
             let (fire, stop) = signal();
             let config = ServeConfig::new()
-                .max_connections(2)
+                .max_connections(3)
                 .http2_idle_timeout(ms(300))
                 .http2_keep_alive_interval(ms(100))
                 .http2_keep_alive_timeout(ms(200));
             let server =
                 spawn(serve(listener, app()).config(config).with_graceful_shutdown(stop).into_future());
-            let peers = vec![hostile::h2_idle(addr, None), hostile::h2_idle(addr, Some("/"))];
+            let peers = vec![
+                hostile::h2_idle(addr, None),
+                hostile::h2_idle(addr, Some("/")),
+                hostile::h2_idle_ignoring_goaway(addr),
+            ];
             sleep(ms(100)).await;
             let waiting = spawn_blocking(move || hostile::get(addr, "/"));
             let (status, body) = timeout(Duration::from_secs(5), waiting)

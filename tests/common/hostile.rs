@@ -265,6 +265,23 @@ pub fn h2_idle(addr: SocketAddr, path: Option<&str>) -> Peer {
     )
 }
 
+/// An h2c peer like [`h2_idle`] that answers keep-alive PINGs but not the one that follows a
+/// GOAWAY (h2's shutdown ping, told by its payload): it holds a gracefully closed connection.
+pub fn h2_idle_ignoring_goaway(addr: SocketAddr) -> Peer {
+    h2_peer(
+        addr,
+        H2Peer {
+            what: "held an idle h2c connection, answering PINGs but the shutdown one",
+            answer_pings: true,
+            ignore_shutdown_ping: true,
+            ..H2Peer::default()
+        },
+    )
+}
+
+/// The payload of the PING the h2 crate sends with a graceful GOAWAY.
+const H2_SHUTDOWN_PING: [u8; 8] = [0x0b, 0x7b, 0xa2, 0xf0, 0x8b, 0x9b, 0xfe, 0x54];
+
 /// An h2c peer that shuts every stream's flow-control window (`SETTINGS_INITIAL_WINDOW_SIZE`
 /// 0), opens `streams` streams GETting `path` (a large response) and answers every PING: the
 /// server's socket writes never stall, its responses never get sent, and they pile up.
@@ -276,6 +293,7 @@ pub fn h2_zero_window(addr: SocketAddr, path: &str, streams: usize) -> Peer {
             paths: vec![path; streams],
             answer_pings: true,
             initial_window: Some(0),
+            ..H2Peer::default()
         },
     )
 }
@@ -290,6 +308,8 @@ struct H2Peer<'a> {
     answer_pings: bool,
     /// `SETTINGS_INITIAL_WINDOW_SIZE` in its SETTINGS.
     initial_window: Option<u32>,
+    /// Whether it leaves h2's shutdown PING unanswered (when it answers PINGs).
+    ignore_shutdown_ping: bool,
 }
 
 /// An h2c peer: the preface, its SETTINGS, a GET per path, then a thread that reads frames,
@@ -322,6 +342,7 @@ fn h2_peer(addr: SocketAddr, how: H2Peer<'_>) -> Peer {
     peer.h2 = Some(seen.clone());
     let stop = peer.stop.clone();
     let answer_pings = how.answer_pings;
+    let ignore_shutdown_ping = how.ignore_shutdown_ping;
     peer.thread = Some(std::thread::spawn(move || {
         let mut w = r.try_clone().unwrap();
         let mut buf = Vec::new();
@@ -359,7 +380,10 @@ fn h2_peer(addr: SocketAddr, how: H2Peer<'_>) -> Peer {
                     4 if flags & 1 == 0 => Some(frame(4, 1, 0, &[])),
                     6 if flags & 1 == 0 => {
                         seen.pings.fetch_add(1, Ordering::Relaxed);
-                        answer_pings.then(|| frame(6, 1, 0, &buf[9..9 + len]))
+                        let payload = &buf[9..9 + len];
+                        let shutdown = payload == H2_SHUTDOWN_PING;
+                        (answer_pings && !(shutdown && ignore_shutdown_ping))
+                            .then(|| frame(6, 1, 0, payload))
                     }
                     7 => {
                         seen.goaways.fetch_add(1, Ordering::Relaxed);

@@ -283,17 +283,27 @@ pub(super) async fn serve_one(
     .await;
 }
 
-/// Whether `deadline` has passed, on `timer`, which is armed for it (woken then) or dropped when
-/// there is none.
+/// Whether `deadline` has passed, on `timer`, which is armed for it (and wakes the task then)
+/// or dropped when there is no deadline. A deadline that moves later (a response made progress)
+/// leaves the timer where it is: it fires early and is armed again then, so progress costs no
+/// timer update.
 fn fired(timer: &mut Option<Sleep>, deadline: Option<Instant>, cx: &mut Context<'_>) -> bool {
     let Some(deadline) = deadline else {
         *timer = None;
         return false;
     };
     let timer = timer.get_or_insert_with(|| crate::time::sleep_until(deadline));
-    if timer.deadline() != deadline {
+    if deadline < timer.deadline() {
         timer.reset(deadline);
     }
+    if Pin::new(&mut *timer).poll(cx).is_pending() {
+        return false;
+    }
+    if Instant::now() >= deadline {
+        return true;
+    }
+    // Early: the deadline moved on since the timer was armed.
+    timer.reset(deadline);
     Pin::new(timer).poll(cx).is_ready()
 }
 
