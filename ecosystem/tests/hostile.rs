@@ -298,9 +298,7 @@ both_backends! {
             let (fire, stop) = signal();
             let config = ServeConfig::new()
                 .max_connections(3)
-                .http2_idle_timeout(ms(300))
-                .http2_keep_alive_interval(ms(100))
-                .http2_keep_alive_timeout(ms(200));
+                .http2_idle_timeout(ms(300));
             let server =
                 spawn(serve(listener, app()).config(config).with_graceful_shutdown(stop).into_future());
             let peers = vec![
