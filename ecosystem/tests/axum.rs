@@ -169,6 +169,32 @@ both_backends! {
         });
     }
 
+    /// Large bodies arrive whole and in order over h2c and HTTP/1.1, with their length: the
+    /// server hands h2 a large body in chunks (each one progress for the stalled-send bound).
+    fn large_bodies_arrive_whole_over_http1_and_h2c(lp: &mut EventLoop) {
+        lp.run_until_complete(async {
+            const LEN: usize = (1 << 20) + 7;
+            let body: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+            let served = body.clone();
+            let app = Router::new().route("/big", get(move || async move { served }));
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            spawn(async move { ringloop::compat::axum::serve(listener, app).await.unwrap() });
+            for h2 in [false, true] {
+                let (client, _) = Client::connect(addr, h2).await;
+                let req = Request::get("http://localhost/big").body(Empty::new()).unwrap();
+                let res = match client {
+                    Client::H1(mut s) => s.send_request(req).await.unwrap(),
+                    Client::H2(mut s) => s.send_request(req).await.unwrap(),
+                };
+                let len = res.headers().get("content-length").map(|v| v.to_str().unwrap().to_owned());
+                assert_eq!(len.as_deref(), Some(LEN.to_string().as_str()), "h2: {h2}");
+                let got = res.into_body().collect().await.unwrap().to_bytes();
+                assert!(got[..] == body[..], "h2: {h2}: {} bytes, not the body sent", got.len());
+            }
+        });
+    }
+
     /// The shutdown signal closes the listener at once, lets the request in flight finish on
     /// its keep-alive connection, closes an idle connection, and then `serve` returns.
     fn graceful_shutdown_finishes_requests_in_flight(lp: &mut EventLoop) {

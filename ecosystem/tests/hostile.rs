@@ -233,6 +233,101 @@ both_backends! {
         assert_nothing_left(lp, before);
     }
 
+    /// An h2c peer that shuts its flow-control window (`SETTINGS_INITIAL_WINDOW_SIZE` 0), opens
+    /// streams for large responses and answers every PING: no socket write stalls, yet no
+    /// response makes progress. The stalled-send timeout closes it (the responses it held are
+    /// freed), and others are served meanwhile.
+    fn axum_h2_peer_with_a_shut_window_is_closed_by_the_write_timeout(lp: &mut EventLoop) {
+        if ran_in_child(lp, "axum_h2_peer_with_a_shut_window_is_closed_by_the_write_timeout") {
+            return;
+        }
+        let before = open_fds();
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (fire, stop) = signal();
+            let config = ServeConfig::new()
+                .write_timeout(ms(600))
+                .http2_keep_alive_interval(ms(100))
+                .http2_keep_alive_timeout(ms(200))
+                .drain_timeout(ms(1000));
+            let server =
+                spawn(serve(listener, app()).config(config).with_graceful_shutdown(stop).into_future());
+            // A handler slower than the bound is not a stalled send: its peer is answered.
+            let slow = hostile::h2_idle(addr, Some("/slow/1500"));
+            let peers = vec![hostile::h2_zero_window(addr, "/big", 20)];
+            served(addr).await;
+            let (peers, open) = closed(peers, Duration::from_secs(5)).await;
+            assert!(open.is_empty(), "the server still holds a peer that {open:?}");
+            let h2 = peers[0].h2();
+            assert!(h2.headers() >= 1, "no response was started: nothing was owed to the peer");
+            assert!(h2.pings() >= 1, "the peer was never pinged (so never seen to be alive)");
+            served(addr).await;
+            let slow = spawn_blocking(move || {
+                let t = std::time::Instant::now();
+                while slow.h2().headers() == 0 && t.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(ms(10));
+                }
+                slow
+            })
+            .await
+            .unwrap();
+            assert!(slow.h2().headers() >= 1, "a slow handler's response never came");
+            assert!(!slow.closed_within(ms(0)), "a slow handler's connection was closed");
+            drop(slow);
+            fire.set(true);
+            let done = timeout(Duration::from_secs(5), server).await;
+            done.expect("serve did not return after the shutdown signal").unwrap().unwrap();
+            drop(peers);
+        });
+        assert_nothing_left(lp, before);
+    }
+
+    /// h2c peers that hold idle connections and answer PINGs (keep-alive only finds dead
+    /// peers), one after a served request, one that does not answer the PING after the GOAWAY,
+    /// fill a connection cap: the h2 idle timeout shuts them down with a GOAWAY (the last is
+    /// closed when still idle as long again), and a new client is served.
+    fn axum_idle_h2_peers_are_shut_down_and_free_their_slots(lp: &mut EventLoop) {
+        if ran_in_child(lp, "axum_idle_h2_peers_are_shut_down_and_free_their_slots") {
+            return;
+        }
+        let before = open_fds();
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (fire, stop) = signal();
+            let config = ServeConfig::new()
+                .max_connections(3)
+                .http2_idle_timeout(ms(300));
+            let server =
+                spawn(serve(listener, app()).config(config).with_graceful_shutdown(stop).into_future());
+            let peers = vec![
+                hostile::h2_idle(addr, None),
+                hostile::h2_idle(addr, Some("/")),
+                hostile::h2_idle_ignoring_goaway(addr),
+            ];
+            sleep(ms(100)).await;
+            let waiting = spawn_blocking(move || hostile::get(addr, "/"));
+            let (status, body) = timeout(Duration::from_secs(5), waiting)
+                .await
+                .expect("idle h2c peers kept a new client out for good")
+                .unwrap()
+                .unwrap();
+            assert_eq!((status, &body[..]), (200, &b"Hello, world!"[..]));
+            let (peers, open) = closed(peers, Duration::from_secs(5)).await;
+            assert!(open.is_empty(), "the server still holds peers that {open:?}");
+            assert!(peers[1].h2().headers() >= 1, "the idle peer's request was not answered");
+            for p in &peers {
+                assert!(p.h2().goaways() >= 1, "an idle h2c peer was closed without a GOAWAY");
+            }
+            fire.set(true);
+            let done = timeout(Duration::from_secs(5), server).await;
+            done.expect("serve did not return after the shutdown signal").unwrap().unwrap();
+            drop(peers);
+        });
+        assert_nothing_left(lp, before);
+    }
+
     /// hyper over `PollIo` with hyper's own bounds on ringloop's `Timer` (request-head timeout,
     /// h2 keep-alive) and the user's drain deadline: hostile peers are dropped, others are
     /// served, a stalled send ends at shutdown, and nothing is left.

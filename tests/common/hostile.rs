@@ -210,7 +210,7 @@ pub fn resets_mid_request(addr: SocketAddr, partial: &[u8]) {
 /// What an HTTP/2 peer saw: frames by type, and whether the server closed.
 #[derive(Debug, Default)]
 pub struct H2Seen {
-    /// PING frames from the server (keep-alive and shutdown pings), none answered.
+    /// PING frames from the server (keep-alive and shutdown pings).
     pub pings: AtomicUsize,
     /// GOAWAY frames.
     pub goaways: AtomicUsize,
@@ -241,26 +241,108 @@ impl H2Seen {
 /// server it vanished (keep-alive pings go unanswered; graceful shutdown's ping too). With
 /// `path`, it first opens stream 1 with a GET of it.
 pub fn h2_ignoring_pings(addr: SocketAddr, path: Option<&str>) -> Peer {
+    h2_peer(
+        addr,
+        H2Peer {
+            what: "spoke h2c and never answered a PING",
+            paths: path.into_iter().collect(),
+            ..H2Peer::default()
+        },
+    )
+}
+
+/// An h2c peer that answers every PING (keep-alive and shutdown pings) and never opens a
+/// stream after GETting `path` (if any): a live peer that holds an idle connection.
+pub fn h2_idle(addr: SocketAddr, path: Option<&str>) -> Peer {
+    h2_peer(
+        addr,
+        H2Peer {
+            what: "held an idle h2c connection, answering PINGs",
+            paths: path.into_iter().collect(),
+            answer_pings: true,
+            ..H2Peer::default()
+        },
+    )
+}
+
+/// An h2c peer like [`h2_idle`] that answers keep-alive PINGs but not the one that follows a
+/// GOAWAY (h2's shutdown ping, told by its payload): it holds a gracefully closed connection.
+pub fn h2_idle_ignoring_goaway(addr: SocketAddr) -> Peer {
+    h2_peer(
+        addr,
+        H2Peer {
+            what: "held an idle h2c connection, answering PINGs but the shutdown one",
+            answer_pings: true,
+            ignore_shutdown_ping: true,
+            ..H2Peer::default()
+        },
+    )
+}
+
+/// The payload of the PING the h2 crate sends with a graceful GOAWAY.
+const H2_SHUTDOWN_PING: [u8; 8] = [0x0b, 0x7b, 0xa2, 0xf0, 0x8b, 0x9b, 0xfe, 0x54];
+
+/// An h2c peer that shuts every stream's flow-control window (`SETTINGS_INITIAL_WINDOW_SIZE`
+/// 0), opens `streams` streams GETting `path` (a large response) and answers every PING: the
+/// server's socket writes never stall, its responses never get sent, and they pile up.
+pub fn h2_zero_window(addr: SocketAddr, path: &str, streams: usize) -> Peer {
+    h2_peer(
+        addr,
+        H2Peer {
+            what: "shut its h2 flow-control window and answered PINGs",
+            paths: vec![path; streams],
+            answer_pings: true,
+            initial_window: Some(0),
+            ..H2Peer::default()
+        },
+    )
+}
+
+/// How an HTTP/2 peer of [`h2_peer`] behaves.
+#[derive(Default)]
+struct H2Peer<'a> {
+    what: &'static str,
+    /// A stream GETting each (ids 1, 3, 5…), sent with the preface.
+    paths: Vec<&'a str>,
+    /// Whether it acknowledges the server's PINGs.
+    answer_pings: bool,
+    /// `SETTINGS_INITIAL_WINDOW_SIZE` in its SETTINGS.
+    initial_window: Option<u32>,
+    /// Whether it leaves h2's shutdown PING unanswered (when it answers PINGs).
+    ignore_shutdown_ping: bool,
+}
+
+/// An h2c peer: the preface, its SETTINGS, a GET per path, then a thread that reads frames,
+/// counts them in [`H2Seen`], acknowledges the server's SETTINGS (and PINGs if it answers them).
+fn h2_peer(addr: SocketAddr, how: H2Peer<'_>) -> Peer {
     let mut s = connect(addr);
     let mut out = H2_PREFACE.to_vec();
-    out.extend_from_slice(&frame(4, 0, 0, &[])); // SETTINGS, empty
-    if let Some(path) = path {
+    let mut settings = Vec::new();
+    if let Some(window) = how.initial_window {
+        settings.extend_from_slice(&4u16.to_be_bytes()); // SETTINGS_INITIAL_WINDOW_SIZE
+        settings.extend_from_slice(&window.to_be_bytes());
+    }
+    out.extend_from_slice(&frame(4, 0, 0, &settings));
+    for (i, path) in how.paths.iter().enumerate() {
         // HPACK: :method GET (2), :scheme http (6), :path literal without indexing (name 4),
         // :authority literal without indexing (name 1).
         let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
         block.extend_from_slice(path.as_bytes());
         block.extend_from_slice(&[0x01, 7]);
         block.extend_from_slice(b"hostile");
-        out.extend_from_slice(&frame(1, 0x5, 1, &block)); // HEADERS, END_STREAM | END_HEADERS
+        // HEADERS, END_STREAM | END_HEADERS
+        out.extend_from_slice(&frame(1, 0x5, 1 + 2 * i as u32, &block));
     }
     s.write_all(&out).unwrap();
     let mut r = s.try_clone().unwrap();
     r.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let mut peer = Peer::new("spoke h2c and never answered a PING", s);
+    let mut peer = Peer::new(how.what, s);
     let seen = Arc::new(H2Seen::default());
     peer.h2 = Some(seen.clone());
     let stop = peer.stop.clone();
+    let answer_pings = how.answer_pings;
+    let ignore_shutdown_ping = how.ignore_shutdown_ping;
     peer.thread = Some(std::thread::spawn(move || {
         let mut w = r.try_clone().unwrap();
         let mut buf = Vec::new();
@@ -285,14 +367,34 @@ pub fn h2_ignoring_pings(addr: SocketAddr, path: Option<&str>) -> Peer {
                     break;
                 }
                 let (kind, flags) = (buf[3], buf[4]);
-                match kind {
-                    0 => drop(seen.data.fetch_add(1, Ordering::Relaxed)),
-                    1 => drop(seen.headers.fetch_add(1, Ordering::Relaxed)),
+                let reply = match kind {
+                    0 => {
+                        seen.data.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    1 => {
+                        seen.headers.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
                     // The server's SETTINGS: acknowledged, as a live peer does.
-                    4 if flags & 1 == 0 && w.write_all(&frame(4, 1, 0, &[])).is_err() => return,
-                    6 if flags & 1 == 0 => drop(seen.pings.fetch_add(1, Ordering::Relaxed)),
-                    7 => drop(seen.goaways.fetch_add(1, Ordering::Relaxed)),
-                    _ => {}
+                    4 if flags & 1 == 0 => Some(frame(4, 1, 0, &[])),
+                    6 if flags & 1 == 0 => {
+                        seen.pings.fetch_add(1, Ordering::Relaxed);
+                        let payload = &buf[9..9 + len];
+                        let shutdown = payload == H2_SHUTDOWN_PING;
+                        (answer_pings && !(shutdown && ignore_shutdown_ping))
+                            .then(|| frame(6, 1, 0, payload))
+                    }
+                    7 => {
+                        seen.goaways.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(reply) = reply
+                    && w.write_all(&reply).is_err()
+                {
+                    return;
                 }
                 buf.drain(..9 + len);
             }

@@ -13,7 +13,8 @@ use std::time::Duration;
 /// | [`header_read_timeout`](Self::header_read_timeout) | 30 s | closed if an HTTP/1.1 request head (or the next one on a keep-alive connection) is not complete by then |
 /// | [`http2_keep_alive_interval`](Self::http2_keep_alive_interval) | 20 s | pinged when an h2c connection was silent that long… |
 /// | [`http2_keep_alive_timeout`](Self::http2_keep_alive_timeout) | 20 s | …and closed if the ping is not answered within this |
-/// | [`write_timeout`](Self::write_timeout) | 60 s | closed if it reads nothing of what it is sent for that long |
+/// | [`http2_idle_timeout`](Self::http2_idle_timeout) | 30 s | an h2c connection with no open stream for that long is shut down (GOAWAY), and closed if still idle as long again |
+/// | [`write_timeout`](Self::write_timeout) | 60 s | closed if it reads nothing of what it is sent for that long (over HTTP/2, also if it keeps its flow-control window shut) |
 /// | [`max_connections`](Self::max_connections) | none | over the cap, new connections wait in the listen backlog |
 ///
 /// There is no connection cap by default: the process's fd limit is one (an `accept` that fails
@@ -39,6 +40,7 @@ pub struct ServeConfig {
     pub(super) header_read_timeout: Option<Duration>,
     pub(super) http2_keep_alive_interval: Option<Duration>,
     pub(super) http2_keep_alive_timeout: Duration,
+    pub(super) http2_idle_timeout: Option<Duration>,
     pub(super) write_timeout: Option<Duration>,
     pub(super) max_connections: Option<usize>,
 }
@@ -51,6 +53,7 @@ impl Default for ServeConfig {
             header_read_timeout: Some(Duration::from_secs(30)),
             http2_keep_alive_interval: Some(Duration::from_secs(20)),
             http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_idle_timeout: Some(Duration::from_secs(30)),
             write_timeout: Some(Duration::from_secs(60)),
             max_connections: None,
         }
@@ -101,8 +104,25 @@ impl ServeConfig {
         self
     }
 
-    /// How long a write may wait for the peer to read (a stalled send: the peer stopped reading
-    /// and its window and the socket's buffer are full) before the connection is closed.
+    /// How long an h2c connection may stay with no open stream (no request in flight, no
+    /// response being sent) before it is shut down gracefully: a GOAWAY, then the connection
+    /// closes once the peer acknowledges it; a peer still idle as long again after the GOAWAY
+    /// is closed. Keep-alive pings only find peers that vanished, and an idle peer that answers
+    /// them would otherwise hold its connection (and a slot under
+    /// [`max_connections`](Self::max_connections)) for ever. The default, 30 s, is what
+    /// [`header_read_timeout`](Self::header_read_timeout) gives an idle HTTP/1.1 keep-alive
+    /// connection.
+    pub fn http2_idle_timeout(mut self, limit: impl Into<Option<Duration>>) -> Self {
+        self.http2_idle_timeout = limit.into();
+        self
+    }
+
+    /// How long a send may make no progress before the connection is closed (with a reset).
+    /// Over HTTP/1.1: a write waits for the peer to read (it stopped reading and its window and
+    /// the socket's buffer are full). Over HTTP/2, also: a response the handler has returned
+    /// waits for the peer to open its flow-control window (hyper has data to send and does not
+    /// get to write it), even while the peer answers pings. A handler that is slow to answer,
+    /// or a body slow to produce its data, is not a stalled send.
     pub fn write_timeout(mut self, limit: impl Into<Option<Duration>>) -> Self {
         self.write_timeout = limit.into();
         self
@@ -138,6 +158,11 @@ impl ServeConfig {
     /// The h2c keep-alive ping timeout set.
     pub fn get_http2_keep_alive_timeout(&self) -> Duration {
         self.http2_keep_alive_timeout
+    }
+
+    /// The h2c idle timeout set.
+    pub fn get_http2_idle_timeout(&self) -> Option<Duration> {
+        self.http2_idle_timeout
     }
 
     /// The stalled-send timeout set.

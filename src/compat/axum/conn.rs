@@ -21,7 +21,9 @@ use slab::Slab;
 use tower_service::Service as _;
 
 use super::server_io::{Detect, ServerIo, reset_on_close};
+use super::watch::{Streams, Watched, WatchedBody};
 use crate::net::TcpStream;
+use crate::time::{Instant, Sleep};
 
 /// Where the server is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,11 +186,14 @@ pub(super) struct ConnSettings {
     pub(super) builder: auto::Builder<ServerExec>,
     pub(super) protocol_timeout: Option<Duration>,
     pub(super) write_timeout: Option<Duration>,
+    pub(super) http2_idle_timeout: Option<Duration>,
 }
 
 /// Drives one connection until it ends, asking it to shut down gracefully when the server does
-/// and dropping it when a bound passes: no protocol within `protocol_timeout`, or the drain
-/// deadline.
+/// or when an h2c connection has had no open stream for `http2_idle_timeout`, and dropping it
+/// when a bound passes: no protocol within `protocol_timeout`, an HTTP/2 response that made no
+/// progress for `write_timeout`, still idle `http2_idle_timeout` after the idle GOAWAY, or the
+/// drain deadline.
 pub(super) async fn serve_one(
     settings: Rc<ConnSettings>,
     stream: TcpStream,
@@ -196,19 +201,25 @@ pub(super) async fn serve_one(
     entry: Entry,
 ) {
     let detect = Rc::new(Detect::default());
+    let streams = Rc::clone(&service.streams);
     let fd = stream.as_raw_fd();
     let io = ServerIo::new(stream, Rc::clone(&detect), settings.write_timeout);
     let mut conn = pin!(settings.builder.serve_connection(io, service));
     let mut unknown_for = settings.protocol_timeout.map(crate::time::sleep);
     let mut graceful = false;
+    let mut idle_timer: Option<Sleep> = None;
+    let mut stall_timer: Option<Sleep> = None;
+    let reset = || {
+        // SAFETY: `conn` owns the stream, and with it the fd, until `serve_one` returns.
+        let stream = unsafe { BorrowedFd::borrow_raw(fd) };
+        // What the peer has not read is dropped with a reset.
+        let _ = reset_on_close(&stream);
+    };
     poll_fn(|cx| {
         loop {
             let phase = entry.register(cx.waker());
             if phase == Phase::Aborted {
-                // SAFETY: `conn` owns the stream, and with it the fd, until this returns.
-                let stream = unsafe { BorrowedFd::borrow_raw(fd) };
-                // The drain deadline passed: what the peer has not read is dropped with a reset.
-                let _ = reset_on_close(&stream);
+                reset(); // the drain deadline passed
                 return Poll::Ready(());
             }
             let draining = phase == Phase::Draining;
@@ -223,6 +234,35 @@ pub(super) async fn serve_one(
                 unknown_for = None;
                 if draining && !graceful {
                     continue; // known during this poll: shut down gracefully, poll again
+                }
+                if !detect.h2() {
+                    return Poll::Pending;
+                }
+                streams.register(cx.waker());
+                if let Some(limit) = settings.write_timeout
+                    && fired(
+                        &mut stall_timer,
+                        streams.owed_since().map(|t| t + limit),
+                        cx,
+                    )
+                {
+                    // A response the peer has not let through (its flow-control window stays
+                    // shut) for the stalled-send timeout.
+                    reset();
+                    return Poll::Ready(());
+                }
+                if let Some(limit) = settings.http2_idle_timeout
+                    && fired(&mut idle_timer, streams.idle_since().map(|t| t + limit), cx)
+                {
+                    if graceful {
+                        // Still idle long after the GOAWAY: the peer does not let it end.
+                        reset();
+                        return Poll::Ready(());
+                    }
+                    graceful = true;
+                    conn.as_mut().graceful_shutdown();
+                    streams.restart_idle();
+                    continue;
                 }
                 return Poll::Pending;
             }
@@ -243,23 +283,50 @@ pub(super) async fn serve_one(
     .await;
 }
 
+/// Whether `deadline` has passed, on `timer`, which is armed for it (and wakes the task then)
+/// or dropped when there is no deadline. A deadline that moves later (a response made progress)
+/// leaves the timer where it is: it fires early and is armed again then, so progress costs no
+/// timer update.
+fn fired(timer: &mut Option<Sleep>, deadline: Option<Instant>, cx: &mut Context<'_>) -> bool {
+    let Some(deadline) = deadline else {
+        *timer = None;
+        return false;
+    };
+    let timer = timer.get_or_insert_with(|| crate::time::sleep_until(deadline));
+    if deadline < timer.deadline() {
+        timer.reset(deadline);
+    }
+    if Pin::new(&mut *timer).poll(cx).is_pending() {
+        return false;
+    }
+    if Instant::now() >= deadline {
+        return true;
+    }
+    // Early: the deadline moved on since the timer was armed.
+    timer.reset(deadline);
+    Pin::new(timer).poll(cx).is_ready()
+}
+
 /// The router as one connection's hyper service: each request gets the peer's address as
 /// `ConnectInfo<SocketAddr>`.
 #[derive(Clone)]
 pub(super) struct ConnService {
     pub(super) router: Router,
     pub(super) peer: SocketAddr,
+    /// The connection's HTTP/2 streams, for its bounds on stalled responses and idleness.
+    pub(super) streams: Rc<Streams>,
 }
 
 impl ::hyper::service::Service<Request<Incoming>> for ConnService {
-    type Response = Response<::axum::body::Body>;
+    type Response = Response<WatchedBody>;
     type Error = std::convert::Infallible;
-    type Future = <Router as tower_service::Service<Request<Incoming>>>::Future;
+    type Future = Watched<<Router as tower_service::Service<Request<Incoming>>>::Future>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(ConnectInfo(self.peer));
         // A Router is always ready (`poll_ready` returns `Ready(Ok)`), so `call` needs no
         // `poll_ready` first; a clone shares the routes.
-        self.router.clone().call(req)
+        let version = req.version();
+        Watched::new(self.router.clone().call(req), version, &self.streams)
     }
 }

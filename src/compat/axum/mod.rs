@@ -15,7 +15,9 @@
 //!   open are closed.
 //! - Waits on a peer are bounded ([`ServeConfig`], with defaults a public server can live
 //!   with): a connection must show its protocol and send each request head in time, must read
-//!   what it is sent, and an HTTP/2 peer must answer keep-alive pings; a cap on connections
+//!   what it is sent (over HTTP/2, must open its flow-control window for it), an HTTP/2 peer
+//!   must answer keep-alive pings, and an HTTP/2 connection with no open stream is shut down
+//!   after an idle timeout; a cap on connections
 //!   keeps the rest in the listen backlog. A request body that stalls is the handler's to
 //!   bound (hyper has no body timeout; tower-http's `RequestBodyTimeoutLayer` or `TimeoutLayer`,
 //!   with `tokio-compat`), and graceful shutdown's drain deadline bounds everything.
@@ -73,12 +75,14 @@ use ::axum::Router;
 use hyper_util::server::conn::auto;
 
 use self::conn::{ConnService, ConnSettings, Connections, ServerExec, serve_one};
+use self::watch::Streams;
 use super::hyper::Timer;
 use crate::net::{AcceptAction, TcpListener, on_accept_error};
 
 mod config;
 mod conn;
 mod server_io;
+mod watch;
 
 pub use self::config::ServeConfig;
 
@@ -235,6 +239,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         builder,
         protocol_timeout: config.protocol_timeout,
         write_timeout: config.write_timeout,
+        http2_idle_timeout: config.http2_idle_timeout,
     });
     let mut signal = pin!(signal);
     let mut failed = None;
@@ -256,6 +261,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
                 let service = ConnService {
                     router: router.clone(),
                     peer,
+                    streams: Streams::new(),
                 };
                 // Counted now, not at the task's first poll: a signal that fires before the
                 // task runs still waits for it.

@@ -30,6 +30,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(super) struct Detect {
     matched: Cell<usize>,
     known: Cell<bool>,
+    h2: Cell<bool>,
 }
 
 impl Detect {
@@ -38,6 +39,11 @@ impl Detect {
     /// the stream.
     pub(super) fn known(&self) -> bool {
         self.known.get()
+    }
+
+    /// Whether the peer sent the whole h2 preface: the connection speaks HTTP/2.
+    pub(super) fn h2(&self) -> bool {
+        self.h2.get()
     }
 
     fn saw(&self, bytes: &[u8]) {
@@ -50,6 +56,7 @@ impl Detect {
         let n = bytes.len().min(want.len());
         if bytes[..n] != want[..n] || at + n == H2_PREFACE.len() {
             self.known.set(true);
+            self.h2.set(bytes[..n] == want[..n]);
         } else {
             self.matched.set(at + n);
         }
@@ -205,6 +212,13 @@ mod tests {
     #[test]
     fn the_protocol_is_known_as_hyper_util_would_know_it() {
         assert!(detect(&[b"G"]), "one byte that is not the preface's");
+        let d = Detect::default();
+        d.saw(b"PRI * HTTP/2.0\r\n");
+        d.saw(b"\r\nSM\r\n\r\n\0");
+        assert!(d.known() && d.h2(), "the preface in two is h2");
+        let d = Detect::default();
+        d.saw(b"PRI * HTTP/1.1");
+        assert!(d.known() && !d.h2(), "a preface gone wrong is not h2");
         assert!(detect(&[b"GET / HTTP/1.1\r\n"]));
         assert!(!detect(&[b"PRI * HTTP/2.0\r\n"]), "half the preface");
         assert!(
