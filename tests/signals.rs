@@ -12,26 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{in_child_or_run, raise};
 use ringloop::signal::{SignalKind, ctrl_c, signal};
 use ringloop::{Backend, LoopPool};
-
-/// Sends `sig` (a name for kill(1), like "USR1") to this process.
-fn raise(sig: &str) {
-    let pid = std::process::id().to_string();
-    let status = Command::new("kill")
-        .args([&format!("-{sig}"), &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn in_child_or_run(name: &str) -> bool {
-    if common::in_child() {
-        return true;
-    }
-    common::run_in_child(name, &[]);
-    false
-}
 
 fn usr1_wakes_listeners_on_two_loops(backend: Backend, name: &str) {
     if !in_child_or_run(name) {

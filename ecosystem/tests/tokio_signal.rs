@@ -5,29 +5,11 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
+use common::{in_child_or_run, raise};
 use ringloop::Backend;
 use ringloop::signal::{SignalKind, signal};
-
-/// Sends `sig` (a name for kill(1), like "USR1") to this process.
-fn raise(sig: &str) {
-    let pid = std::process::id().to_string();
-    let status = Command::new("kill")
-        .args([&format!("-{sig}"), &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn in_child_or_run(name: &str) -> bool {
-    if common::in_child() {
-        return true;
-    }
-    common::run_in_child(name, &[]);
-    false
-}
 
 /// A `tokio::signal` listener made before ringloop's stopped receiving: ringloop's `sigaction`
 /// replaced the handler tokio had installed. Both register through signal-hook-registry now.

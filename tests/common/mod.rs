@@ -71,6 +71,26 @@ pub fn in_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some()
 }
 
+/// Sends `sig` (a name for kill(1), like "USR1") to this process.
+pub fn raise(sig: &str) {
+    let pid = std::process::id().to_string();
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// True in the child process `run_in_child` started (run the test's body there); in the parent,
+/// runs the test named `name` in a child and returns false.
+pub fn in_child_or_run(name: &str) -> bool {
+    if in_child() {
+        return true;
+    }
+    run_in_child(name, &[]);
+    false
+}
+
 /// Re-runs the test `name` (its path without the crate, e.g. `uring::no_fd_leak`) alone in a
 /// child process with `envs` set, and returns its combined output. Panics if the child fails.
 pub fn run_in_child(name: &str, envs: &[(&str, &str)]) -> String {
