@@ -21,6 +21,7 @@ use ringloop::{Backend, EventLoop};
 
 in_child_per_backend! {
     file_ops, path_ops, fixed_buffer_ops, process_output_and_wait, signal_receives, timers,
+    sync_waits, task_group_and_abort_on_drop,
 }
 
 /// Open, read, write, sync, length and close of a `File`, each dropped at every poll.
@@ -535,4 +536,170 @@ mod defects {
             super::dropped_output_leaves_no_reader,
         );
     }
+}
+
+/// `ringloop::sync`'s waits dropped at every poll: a dropped waiter (woken or not) loses no item,
+/// permit, lock or notification, and the primitives work on after the sweep.
+fn sync_waits(backend: Backend) {
+    use ringloop::sync::{Barrier, Condition, Event, Lock, Queue, Semaphore};
+    use std::rc::Rc;
+    run_checked(backend, EventLoop::builder(), async {
+        // Queue::get: every item comes out once, in order, whatever getters were dropped.
+        let q = Rc::new(Queue::new(0));
+        let producer = {
+            let q = q.clone();
+            ringloop::spawn(async move {
+                for i in 0..5u32 {
+                    sleep(Duration::from_millis(1)).await;
+                    q.put(i).await;
+                }
+            })
+        };
+        for i in 0..5u32 {
+            assert_eq!(drop_at_every_poll(async || q.get().await).await.output, i);
+        }
+        producer.await.unwrap();
+        assert!(q.empty());
+        // Queue::put on a full queue: each completed put adds exactly one item.
+        let full = Rc::new(Queue::new(1));
+        full.put_nowait(0u32).unwrap();
+        let consumer = {
+            let full = full.clone();
+            ringloop::spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..4 {
+                    sleep(Duration::from_millis(1)).await;
+                    got.push(full.get().await);
+                }
+                got
+            })
+        };
+        for i in 1..4u32 {
+            drop_at_every_poll(async || full.put(i).await).await;
+        }
+        assert_eq!(consumer.await.unwrap(), [0, 1, 2, 3]);
+        assert!(full.empty());
+        // Lock::lock against a holder that lets go after a while.
+        let lock = Rc::new(Lock::new());
+        for _ in 0..3 {
+            let holder = {
+                let lock = lock.clone();
+                ringloop::spawn(async move {
+                    let _guard = lock.lock().await;
+                    sleep(Duration::from_millis(2)).await;
+                })
+            };
+            ringloop::yield_now().await;
+            drop(drop_at_every_poll(async || lock.lock().await).await.output);
+            holder.await.unwrap();
+            assert!(!lock.locked(), "a dropped lock() kept the lock");
+        }
+        // Semaphore::acquire against releases from another task.
+        let sem = Rc::new(Semaphore::new(0));
+        let releaser = {
+            let sem = sem.clone();
+            ringloop::spawn(async move {
+                for _ in 0..3 {
+                    sleep(Duration::from_millis(1)).await;
+                    sem.release();
+                }
+            })
+        };
+        for _ in 0..3 {
+            drop_at_every_poll(async || sem.acquire().await)
+                .await
+                .output
+                .forget();
+        }
+        releaser.await.unwrap();
+        assert_eq!(
+            sem.available_permits(),
+            0,
+            "a dropped acquire() lost or made a permit"
+        );
+        // Event::wait, set later.
+        let event = Rc::new(Event::new());
+        let setter = {
+            let event = event.clone();
+            ringloop::spawn(async move {
+                sleep(Duration::from_millis(2)).await;
+                event.set();
+            })
+        };
+        drop_at_every_poll(async || event.wait().await).await;
+        setter.await.unwrap();
+        // Condition::wait, notified from another task until a waiter got through.
+        let cond = Rc::new(Condition::new());
+        let done = Rc::new(std::cell::Cell::new(false));
+        let notifier = {
+            let (cond, done) = (cond.clone(), done.clone());
+            ringloop::spawn(async move {
+                while !done.get() {
+                    sleep(Duration::from_millis(1)).await;
+                    cond.notify_all();
+                }
+            })
+        };
+        drop_at_every_poll(async || {
+            let guard = cond.lock().await;
+            drop(cond.wait(guard).await);
+        })
+        .await;
+        done.set(true);
+        notifier.await.unwrap();
+        assert!(!cond.locked(), "a dropped Condition::wait kept the lock");
+        // Barrier::wait: the other party keeps arriving (a round that a woken waiter completed
+        // before it was dropped has passed, as in asyncio); a dropped waiter that was not
+        // released withdraws, and the barrier serves fresh rounds afterwards.
+        let barrier = Rc::new(Barrier::new(2));
+        let other = {
+            let barrier = barrier.clone();
+            ringloop::spawn(async move {
+                loop {
+                    sleep(Duration::from_millis(1)).await;
+                    barrier.wait().await;
+                }
+            })
+        };
+        drop_at_every_poll(async || barrier.wait().await).await;
+        other.abort();
+        ringloop::yield_now().await;
+        ringloop::yield_now().await;
+        let (a, b) = (barrier.clone(), barrier.clone());
+        let a = ringloop::spawn(async move { a.wait().await });
+        let b = ringloop::spawn(async move { b.wait().await });
+        let mut got = [a.await.unwrap(), b.await.unwrap()];
+        got.sort();
+        assert_eq!(got, [0, 1], "a fresh round after the sweep");
+    });
+}
+
+/// `TaskGroup::join` and an `AbortOnDrop` handle dropped at every poll: the members and the
+/// task are cancelled with them (no task is left: `run_checked` counts).
+fn task_group_and_abort_on_drop(backend: Backend) {
+    run_checked(backend, EventLoop::builder(), async {
+        let out = drop_at_every_poll(async || {
+            let mut group = ringloop::TaskGroup::<u32, ()>::new();
+            group.spawn(async {
+                sleep(Duration::from_millis(2)).await;
+                Ok(1)
+            });
+            group.spawn(async { Ok(2) });
+            group.join().await
+        })
+        .await
+        .output;
+        assert_eq!(out.unwrap(), [1, 2]);
+        let out = drop_at_every_poll(async || {
+            ringloop::spawn(async {
+                sleep(Duration::from_millis(2)).await;
+                5
+            })
+            .abort_on_drop()
+            .await
+        })
+        .await
+        .output;
+        assert_eq!(out.unwrap(), 5);
+    });
 }
