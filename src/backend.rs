@@ -215,6 +215,12 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
          rather than by one multishot poll of the eventfd",
     ),
     (
+        "eager-send",
+        "a send goes to the ring with the loop turn's other SQEs unless nothing else would share \
+         its ring trip, rather than being tried inline first (a send that completes at once then \
+         costs an SQE, a completion and a second poll of its task)",
+    ),
+    (
         "send-zc",
         "stream writes of owned buffers at or above Builder::zero_copy_threshold are plain \
          sends (a copy) rather than zero-copy sends",
@@ -249,6 +255,8 @@ pub(crate) struct FastPaths {
     /// Wakes from other threads arrive through one multishot poll of the loop's eventfd, armed
     /// once, rather than an eventfd read re-armed after each wake (Linux 5.13+).
     pub(crate) wake_poll: bool,
+    /// A plain send is tried inline first, even beside other ops (see `Operation::eager`).
+    pub(crate) eager_send: bool,
 }
 
 impl FastPaths {
@@ -263,6 +271,7 @@ impl FastPaths {
         bundle: true,
         wait_batch: true,
         wake_poll: true,
+        eager_send: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -283,6 +292,7 @@ impl FastPaths {
                     "bundle" => &mut fast.bundle,
                     "wait-batch" => &mut fast.wait_batch,
                     "wake-poll" => &mut fast.wake_poll,
+                    "eager-send" => &mut fast.eager_send,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(

@@ -95,7 +95,7 @@ count() {
     if [ "$name" = ringloop ]; then
         callgrind_annotate "$file" 2>/dev/null \
             | awk -v m="$msgs" '/^ *[0-9,]+ \(/ && !/PROGRAM TOTALS/ {n=$1; gsub(",", "", n); $2=""; $1=""; printf "  %5d  %s\n", n / m, $0}' \
-            | head -n "$top" | cut -c1-150
+            | head -n "$top" | cut -c1-150 || true # head closes the pipe early
     fi
     port=$((port + 1))
 }

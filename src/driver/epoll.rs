@@ -172,6 +172,13 @@ impl EpollDriver {
         }
     }
 
+    /// Whether a syscall in this direction could only say `EAGAIN` now: no edge came since the
+    /// last one did (and the fd did not hang up).
+    pub(super) fn known_not_ready(&mut self, token: u64, interest: Interest) -> bool {
+        !self.closed(token, interest)
+            && matches!(self.direction(token, interest), Some((ready, _)) if !*ready)
+    }
+
     /// The syscall said `EAGAIN`: not ready in this direction until the next edge; wake `waker` then.
     pub(super) fn arm(&mut self, token: u64, interest: Interest, waker: &Waker) {
         let Some((ready, wakers)) = self.direction(token, interest) else {

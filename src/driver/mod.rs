@@ -25,7 +25,7 @@ use crate::faults::Fault;
 use crate::stats::Counters;
 use epoll::EpollDriver;
 use fd::SharedFd;
-use op::{Deliver, OpCore, Operation, Orphan, Slot};
+use op::{AtOnce, Deliver, OpCore, Operation, Orphan, Slot};
 use uring::UringDriver;
 
 // One per loop, matched on every op: boxing the big variant would add a pointer chase there.
@@ -403,10 +403,8 @@ impl DriverCell {
                 // its SQE could not be queued.
                 let res = match op.slot {
                     Slot::Idle
-                        if op.data.as_ref().is_some_and(|d| {
-                            d.inline_always()
-                                || (d.inline_first() && u.no_ops() && (self.nothing_else_ready)())
-                        }) && crate::coop::proceed() =>
+                        if op.data.as_ref().is_some_and(|d| self.worth_inline(u, &**d))
+                            && crate::coop::proceed() =>
                     {
                         // This op would make the ring trip alone: try its nonblocking syscall
                         // first, which costs one syscall instead of an enter plus a loop turn.
@@ -428,7 +426,7 @@ impl DriverCell {
                             res => Ok(res),
                         }
                     }
-                    Slot::Idle => Err(submit(u, op)),
+                    Slot::Idle | Slot::Tried => Err(submit(u, op)),
                     Slot::Submitted(key) => match u.poll_op(key, cx) {
                         // Cancelled, but not by us (the op is alive and the loop not closing):
                         // it did not run, so it is submitted again.
@@ -486,6 +484,19 @@ impl DriverCell {
             return Poll::Pending;
         }
         match op.slot {
+            Slot::Tried => {
+                // `try_at_once` just got `EAGAIN` (and counted the op): wait for the next edge.
+                let Some((fd, interest)) = op.data_mut().readiness() else {
+                    return Poll::Ready(op.finish(Err(io::ErrorKind::WouldBlock.into())));
+                };
+                let token = match self.epoll_token(fd) {
+                    Ok(t) => t,
+                    Err(e) => return Poll::Ready(op.finish(Err(e))),
+                };
+                self.with_epoll(|e| e.arm(token, interest, cx.waker()));
+                op.slot = Slot::Armed(token, interest);
+                return Poll::Pending;
+            }
             Slot::Idle => {
                 Counters::bump(&self.counters.ops_submitted);
                 // Known not ready (EAGAIN or a short transfer since the last edge): wait for the
@@ -534,6 +545,83 @@ impl DriverCell {
                         self.with_epoll(|e| e.clear_ready(token, interest, Some(fd.raw())));
                     }
                     return Poll::Ready(op.finish(res));
+                }
+            }
+        }
+    }
+
+    /// uring: whether an op about to be submitted should first try its nonblocking syscall on
+    /// the loop thread (see `Operation::inline_first`, `inline_always` and `eager`).
+    fn worth_inline<T: Operation>(&self, u: &mut UringDriver, d: &T) -> bool {
+        d.inline_always()
+            || (self.fast.eager_send && d.eager())
+            || (d.inline_first() && u.no_ops() && (self.nothing_else_ready)())
+    }
+
+    /// Tries `op`'s nonblocking syscall at once, while its data is still on the caller's
+    /// stack (see `Op::at_once`), where the op's own first poll would try it too: on epoll
+    /// always (unless the fd is known not ready since its last edge), on uring when the op is
+    /// worth trying inline. Fault injection, the cooperative budget and the counters are as in
+    /// `poll_op`.
+    pub(crate) fn try_at_once<T: Operation>(self: &Rc<Self>, op: &mut T) -> AtOnce {
+        match &mut *self.driver.borrow_mut() {
+            Driver::Uring(u) => {
+                if let Some(min) = self.zero_copy {
+                    op.offer_zero_copy(min);
+                }
+                if !self.worth_inline(u, op) {
+                    return AtOnce::NotTried;
+                }
+            }
+            Driver::Epoll(e) => {
+                if let Some((fd, interest)) = op.readiness()
+                    && let Some(token) = fd.registration(self)
+                    && e.known_not_ready(token, interest)
+                {
+                    return AtOnce::NotTried;
+                }
+            }
+            Driver::Closed => return AtOnce::NotTried,
+        }
+        if !crate::coop::proceed() {
+            return AtOnce::NotTried;
+        }
+        let epoll = self.backend == Backend::Epoll;
+        if epoll {
+            Counters::bump(&self.counters.ops_submitted);
+        }
+        loop {
+            self.maybe_shorten(op);
+            Counters::bump(&self.counters.io_syscalls);
+            let res = if self.counters.faults.inject(Fault::Interrupted) {
+                Err(io::Error::from_raw_os_error(libc::EINTR))
+            } else {
+                op.try_syscall()
+            };
+            match res {
+                // epoll retries an interrupted syscall, as its `poll_op` does; uring lets the
+                // ring run it.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && epoll => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return AtOnce::WouldBlock;
+                }
+                res => {
+                    if epoll
+                        && let Ok(n) = res
+                        && op.drained(n)
+                        && let Some((fd, interest)) = op.readiness()
+                        && let Some(token) = fd.registration(self)
+                    {
+                        // A short transfer emptied (or filled) the socket: not ready until the
+                        // next edge.
+                        self.with_epoll(|e| e.clear_ready(token, interest, Some(fd.raw())));
+                    }
+                    return AtOnce::Done(res);
                 }
             }
         }

@@ -92,6 +92,14 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
+    /// uring half: whether this op is a plain send, which nearly always completes at once (the
+    /// socket has room). With the `eager-send` fast path on it is tried inline like
+    /// [`inline_always`](Operation::inline_always) ops: one `send` on the loop thread instead of
+    /// an SQE, a completion and a second poll of the task.
+    fn eager(&self) -> bool {
+        false
+    }
+
     /// File ops, both halves: the syscall tried on the loop thread without blocking (a read the
     /// page cache serves whole), before the op goes to the blocking pool (epoll) or the ring
     /// (uring, when the SQ is empty). `None` sends it on its way.
@@ -191,6 +199,10 @@ pub(crate) type Deliver = fn(
 pub(crate) enum Slot {
     /// Not started yet.
     Idle,
+    /// Not started, but its syscall was just tried at once and would block
+    /// ([`Op::at_once`]): it goes to the ring (uring) or waits for the fd's next edge (epoll)
+    /// without trying it again.
+    Tried,
     /// uring: an SQE is in flight with this user_data.
     Submitted(usize),
     /// epoll: waiting for this registration to become ready in this direction.
@@ -250,6 +262,43 @@ impl<T: Operation> Op<T> {
             },
         }
     }
+
+    /// Starts an op whose data is still where the caller made it (its stack): if the op's
+    /// syscall completes at once (see [`DriverCell::try_at_once`]) its output comes back and the
+    /// data is never boxed; otherwise the data is boxed into an `Op` to be polled as usual,
+    /// which remembers that the syscall would block.
+    ///
+    /// This is the common path of a write: an op's `Box` is made only when it must wait for
+    /// the kernel (its data then has to stay in place until the completion), so a send that
+    /// goes out at once costs no allocation and no second poll.
+    pub(crate) fn at_once(mut data: T) -> Result<T::Output, Self> {
+        let Some(driver) = crate::driver::current() else {
+            // `Op`'s poll reports the missing loop.
+            return Err(Op::new(data));
+        };
+        let slot = match driver.try_at_once(&mut data) {
+            AtOnce::Done(res) => return Ok(data.complete(res)),
+            AtOnce::WouldBlock => Slot::Tried,
+            AtOnce::NotTried => Slot::Idle,
+        };
+        Err(Op {
+            driver: Some(driver),
+            core: OpCore {
+                data: Some(Box::new(data)),
+                slot,
+            },
+        })
+    }
+}
+
+/// What [`DriverCell::try_at_once`] did with an op.
+pub(crate) enum AtOnce {
+    /// The syscall ran, with this result.
+    Done(io::Result<u32>),
+    /// The syscall said `EAGAIN` (or was interrupted): the op must wait.
+    WouldBlock,
+    /// The syscall was not tried (the op goes the usual way).
+    NotTried,
 }
 
 impl<T: Operation> Future for Op<T> {

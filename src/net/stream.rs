@@ -206,35 +206,50 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
                     ready!(this.fd.poll_settled(Interest::Write, cx));
                     let buf = buf.take().expect("WriteAll polled after it completed");
                     let slice = buf.slice(this.written..this.total);
-                    this.state = WriteAllState::Writing(Op::new(Send::new(
-                        this.fd.clone(),
-                        slice,
-                        this.pipe,
-                    )));
+                    // Tried at once first: a send that goes out now is never boxed.
+                    match Op::at_once(Send::new(this.fd.clone(), slice, this.pipe)) {
+                        Ok(done) => {
+                            if let Some(out) = this.sent(done) {
+                                return Poll::Ready(out);
+                            }
+                        }
+                        Err(op) => this.state = WriteAllState::Writing(op),
+                    }
                 }
                 WriteAllState::Writing(op) => {
-                    let (res, slice) = ready!(Pin::new(op).poll(cx));
-                    let buf = slice.into_inner();
-                    match res {
-                        Ok(0) => {
-                            this.state = WriteAllState::Idle(None);
-                            let e = io::Error::new(
-                                io::ErrorKind::WriteZero,
-                                "the kernel accepted no more bytes",
-                            );
-                            return Poll::Ready((Err(e), buf));
-                        }
-                        Ok(n) => this.written += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            this.state = WriteAllState::Idle(None);
-                            return Poll::Ready((Err(e), buf));
-                        }
+                    let done = ready!(Pin::new(op).poll(cx));
+                    if let Some(out) = this.sent(done) {
+                        return Poll::Ready(out);
                     }
-                    this.state = WriteAllState::Idle(Some(buf));
                 }
             }
         }
+    }
+}
+
+impl<B: IoBuf> WriteAll<'_, B> {
+    /// One send's result: the output when the write ends here (an error), else `None` with
+    /// the buffer back in `Idle` for the next send.
+    fn sent(&mut self, (res, slice): BufResult<usize, Slice<B>>) -> Option<BufResult<(), B>> {
+        let buf = slice.into_inner();
+        match res {
+            Ok(0) => {
+                self.state = WriteAllState::Idle(None);
+                let e = io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the kernel accepted no more bytes",
+                );
+                return Some((Err(e), buf));
+            }
+            Ok(n) => self.written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                self.state = WriteAllState::Idle(None);
+                return Some((Err(e), buf));
+            }
+        }
+        self.state = WriteAllState::Idle(Some(buf));
+        None
     }
 }
 

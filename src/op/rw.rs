@@ -326,6 +326,10 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
         self.zero_copy.is_none()
     }
 
+    fn eager(&self) -> bool {
+        self.zero_copy.is_none()
+    }
+
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (res.map(|n| n as usize), self.buf)
     }

@@ -1,0 +1,210 @@
+//! Writes tried at once (`Op::at_once`): a send that goes out at once is made on the loop
+//! thread from the future's own memory, with no allocation, no SQE and no second poll; one that
+//! would block is boxed and waits (uring: the ring; epoll: the next edge) without trying its
+//! syscall twice. On uring the `eager-send` fast path decides whether a send beside other ops
+//! is tried at once; `RINGLOOP_DISABLE=eager-send` sends it through the ring.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::Read;
+use std::time::Duration;
+
+use ringloop::net::TcpStream;
+use ringloop::{Backend, EventLoop};
+
+/// Counts the allocations made on each thread, so a test can see what one call allocates.
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the count is a
+// thread-local `Cell` with a const initialiser and no destructor, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: as `GlobalAlloc::realloc` requires, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+/// A connected pair: ours on the loop, the peer a plain std socket.
+fn pair() -> (TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (ours, _) = listener.accept().unwrap();
+    (TcpStream::from_std(ours).unwrap(), peer)
+}
+
+fn path_loop(backend: Backend, disable: &str) -> EventLoop {
+    EventLoop::builder()
+        .backend(backend)
+        .disable_fast_paths(disable)
+        .build()
+        .unwrap_or_else(|e| panic!("the {backend} backend is required here but failed: {e}"))
+}
+
+both_backends! {
+    /// A write the socket has room for allocates nothing: its op is never boxed.
+    fn a_write_that_goes_out_at_once_allocates_nothing(lp: &mut EventLoop) {
+        let (stream, mut peer) = pair();
+        lp.run_until_complete(async {
+            let msg: &'static [u8] = b"hello, at once";
+            // The first write registers the socket (epoll) and warms what a loop makes once.
+            let (res, _) = stream.write_all(msg).await;
+            res.unwrap();
+            let before = allocs();
+            let (res, _) = stream.write_all(msg).await;
+            let made = allocs() - before;
+            res.unwrap();
+            if !common::faults_on() {
+                assert_eq!(made, 0, "a write that went out at once allocated {made} times");
+            }
+        });
+        let mut got = vec![0; 28];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello, at oncehello, at once");
+    }
+
+    /// A write larger than the socket's buffers goes out in part at once, then waits for room
+    /// (a boxed op: in the ring on uring, on the next edge on epoll) while the peer is slow,
+    /// and every byte arrives in order.
+    fn a_write_that_would_block_waits_and_every_byte_arrives(lp: &mut EventLoop) {
+        let (stream, mut peer) = pair();
+        let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+        let expect = data.clone();
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100)); // the writer blocks first
+            let mut got = vec![0; expect.len()];
+            peer.read_exact(&mut got).unwrap();
+            assert!(got == expect, "the bytes arrived changed or out of order");
+        });
+        lp.run_until_complete(async {
+            let (res, back) = stream.write_all(data).await;
+            res.unwrap();
+            assert_eq!(back.len(), 8 << 20, "the buffer comes back whole");
+        });
+        reader.join().unwrap();
+    }
+}
+
+/// Runs `n` small writes on `stream` while a read on `other` stays in flight (an op beside
+/// them), and returns the loop's (ops submitted, io syscalls) during the writes.
+fn writes_beside_a_read(lp: &mut EventLoop, n: usize) -> (u64, u64) {
+    let (stream, mut peer) = pair();
+    let (other, _other_peer) = pair();
+    // A read that stays in flight beside the writes; `abort` ends it below.
+    let reading = lp.spawn(async move {
+        let (res, _) = other.read(Vec::with_capacity(64)).await;
+        res.map(|n| n == 0)
+    });
+    // Let the read reach the kernel.
+    lp.run_until_complete(ringloop::time::sleep(Duration::from_millis(10)));
+    let before = lp.stats();
+    lp.run_until_complete(async {
+        for _ in 0..n {
+            let (res, _) = stream.write_all(&b"ping"[..]).await;
+            res.unwrap();
+        }
+    });
+    let after = lp.stats();
+    reading.abort();
+    let mut got = vec![0; 4 * n];
+    peer.read_exact(&mut got).unwrap();
+    assert!(got.chunks(4).all(|c| c == b"ping"));
+    (
+        after.ops_submitted - before.ops_submitted,
+        after.io_syscalls - before.io_syscalls,
+    )
+}
+
+/// uring, `eager-send` on: a send beside another op in flight is tried at once (one `send`
+/// each, no SQE).
+#[test]
+fn uring_sends_beside_other_ops_go_out_at_once() {
+    let mut lp = path_loop(Backend::Uring, "");
+    let (ops, syscalls) = writes_beside_a_read(&mut lp, 10);
+    lp.close();
+    if !common::faults_on() {
+        assert_eq!((ops, syscalls), (0, 10), "(ops submitted, inline syscalls)");
+    }
+}
+
+/// uring, `eager-send` off: the same sends go through the ring (an SQE each, no inline
+/// syscall), and still arrive.
+#[test]
+fn uring_without_eager_send_sends_beside_other_ops_go_to_the_ring() {
+    let mut lp = path_loop(Backend::Uring, "eager-send");
+    let (ops, syscalls) = writes_beside_a_read(&mut lp, 10);
+    lp.close();
+    if !common::faults_on() {
+        assert_eq!((ops, syscalls), (10, 0), "(ops submitted, inline syscalls)");
+    }
+}
+
+/// The fast path's name is accepted where names are listed, and a typo is still refused.
+#[test]
+fn eager_send_is_a_fast_path_name() {
+    path_loop(Backend::Uring, "eager-send").close();
+    let e = EventLoop::builder()
+        .disable_fast_paths("eager-sends")
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("eager-send"), "{e}");
+}
+
+/// A peer that vanished: the write tried at once reports the error, on both backends and with
+/// the fast path off.
+#[test]
+fn a_write_at_once_to_a_closed_peer_is_an_error() {
+    for (backend, disable) in [
+        (Backend::Uring, ""),
+        (Backend::Uring, "eager-send"),
+        (Backend::Epoll, ""),
+    ] {
+        let mut lp = path_loop(backend, disable);
+        let (stream, peer) = pair();
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer); // a reset
+        let err = lp.run_until_complete(async {
+            ringloop::time::sleep(Duration::from_millis(20)).await;
+            for _ in 0..100 {
+                if let (Err(e), _) = stream.write_all(&[7u8; 1024][..]).await {
+                    return e;
+                }
+            }
+            panic!("{backend} {disable:?}: 100 writes to a reset peer all succeeded");
+        });
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{backend} {disable:?}: {err}"
+        );
+        lp.close();
+    }
+}
