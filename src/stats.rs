@@ -77,6 +77,8 @@ pub struct Stats {
     /// turn, where it waits for I/O, a timer or a wake (and submits, on uring). The only place
     /// the loop thread is meant to wait: a test can subtract it from the thread's time off the
     /// CPU (`/proc/thread-self/schedstat`) to see whether anything else made the loop wait.
+    /// Only parks that may sleep are timed; a busy loop's parks that only look (a zero
+    /// timeout) are not, and cost no clock reads.
     pub park_time: Duration,
     /// Faults injected into this loop (cargo feature `fault-injection` with `RINGLOOP_FAULTS`
     /// set); all zero otherwise.

@@ -11,7 +11,8 @@
 #   bash benches/scripts/echo_instructions.sh [PEERS_DIR]
 #
 # Env: RATE (10000 msgs/s: the server runs about 50x slower under callgrind), SECS (5),
-#      CONNS (64), SIZE (64), TOP (25 functions), OUTDIR (/tmp/ringloop-instructions).
+#      CONNS (64), SIZE (64), TOP (25 functions), OUTDIR (/tmp/ringloop-instructions),
+#      BASE (another build's echo binary, counted in turn with this one), ROUNDS (1).
 # Installs valgrind if it is missing. For line-level detail, build with
 # CARGO_PROFILE_RELEASE_DEBUG=line-tables-only and run callgrind_annotate --auto=yes on the
 # output file.
@@ -90,8 +91,16 @@ count() {
     fi
     local total
     total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-    printf '%-10s %8d messages  %12d instructions  %6d per message\n' \
-        "$name" "$msgs" "$total" $((total / msgs))
+    # How the messages batched: loop turns (ring enters) per message, from the last `--stats`
+    # line. Fewer messages per turn cost more each (every turn has its fixed cost), so compare
+    # counts taken at a similar batching.
+    local turns=""
+    if [ "$name" != raw-uring ]; then
+        turns=$(grep -o 'uring_enters: [0-9]*' "$outdir/$name.log" | tail -1 | grep -o '[0-9]*$' || true)
+        [ -n "$turns" ] && turns=$(awk -v t="$turns" -v m="$msgs" 'BEGIN { printf "  %.2f messages per loop turn", m / t }')
+    fi
+    printf '%-10s %8d messages  %12d instructions  %6d per message%s\n' \
+        "$name" "$msgs" "$total" $((total / msgs)) "$turns"
     if [ "$name" = ringloop ]; then
         callgrind_annotate "$file" 2>/dev/null \
             | awk -v m="$msgs" '/^ *[0-9,]+ \(/ && !/PROGRAM TOTALS/ {n=$1; gsub(",", "", n); $2=""; $1=""; printf "  %5d  %s\n", n / m, $0}' \
@@ -100,7 +109,14 @@ count() {
     port=$((port + 1))
 }
 
-RINGLOOP_BACKEND=uring count ringloop "$echo_bin"
-if [ -n "$raw_bin" ]; then
-    count raw-uring "$raw_bin" --multishot
-fi
+# BASE: an echo binary of another build (say the commit before a change), counted in turn
+# with this one, ROUNDS times, for an A/B taken under the same load.
+for _ in $(seq 1 "${ROUNDS:-1}"); do
+    RINGLOOP_BACKEND=uring count ringloop "$echo_bin" --stats
+    if [ -n "${BASE:-}" ]; then
+        RINGLOOP_BACKEND=uring count base "$BASE" --stats
+    fi
+    if [ -n "$raw_bin" ]; then
+        count raw-uring "$raw_bin" --multishot
+    fi
+done

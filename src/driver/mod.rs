@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Backend;
 use crate::backend::FastPaths;
@@ -302,16 +302,24 @@ impl DriverCell {
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
     pub(crate) fn park(&self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
         let mut driver = self.driver.borrow_mut();
-        let start = Instant::now();
-        let (res, orphans) = match &mut *driver {
-            Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans()),
-            Driver::Epoll(e) => (e.park(timeout, shared), Vec::new()),
-            Driver::Closed => (Ok(()), Vec::new()),
+        // Only a park that may sleep is timed (`Stats::park_time`): one that only looks costs
+        // no clock reads, which a busy loop would pay every turn.
+        let start = (timeout != Some(Duration::ZERO)).then(monotonic_nanos);
+        let res = match &mut *driver {
+            Driver::Uring(u) => u.park(timeout, shared),
+            Driver::Epoll(e) => e.park(timeout, shared),
+            Driver::Closed => Ok(()),
         };
-        let parked = start.elapsed().as_nanos() as u64;
-        self.counters
-            .park_nanos
-            .set(self.counters.park_nanos.get() + parked);
+        if let Some(start) = start {
+            let parked = monotonic_nanos().saturating_sub(start);
+            self.counters
+                .park_nanos
+                .set(self.counters.park_nanos.get() + parked);
+        }
+        let orphans = match &mut *driver {
+            Driver::Uring(u) if u.has_orphans() => u.take_orphans(),
+            _ => Vec::new(),
+        };
         drop(driver);
         release_orphans(orphans);
         res
@@ -564,7 +572,14 @@ impl DriverCell {
     /// worth trying inline. Fault injection, the cooperative budget and the counters are as in
     /// `poll_op`.
     pub(crate) fn try_at_once<T: Operation>(self: &Rc<Self>, op: &mut T) -> AtOnce {
+        // The common case first: an eager send on uring (no zero-copy threshold to offer it)
+        // needs no look at the ring's state.
+        let eager = self.backend == Backend::Uring
+            && self.fast.eager_send
+            && self.zero_copy.is_none()
+            && op.eager();
         match &mut *self.driver.borrow_mut() {
+            Driver::Uring(_) if eager => {}
             Driver::Uring(u) => {
                 if let Some(min) = self.zero_copy {
                     op.offer_zero_copy(min);
@@ -675,6 +690,19 @@ impl DriverCell {
             data.orphaned(res);
         }
     }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: what `Instant` reads, without its checked arithmetic.
+fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC cannot fail on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 fn release_orphans(orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>) {

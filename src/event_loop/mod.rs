@@ -119,10 +119,15 @@ impl LoopInner {
         }
     }
 
+    #[inline]
     fn fire_timers(&self) {
-        if self.timers.borrow().is_empty() {
-            return;
+        if !self.timers.borrow().is_empty() {
+            self.fire_due_timers();
         }
+    }
+
+    /// `fire_timers` once there are timers (kept out of line: most turns have none due).
+    fn fire_due_timers(&self) {
         let mut fired = self.scratch_wakers.borrow_mut();
         self.timers.borrow_mut().fire(self.clock.now(), &mut fired);
         for w in fired.drain(..) {
@@ -130,10 +135,16 @@ impl LoopInner {
         }
     }
 
+    #[inline]
     fn collect_remote(&self) {
-        if !self.shared.remote_pending() {
-            return; // the common turn: nothing came from other threads
+        // The common turn: nothing came from other threads.
+        if self.shared.remote_pending() {
+            self.take_remote();
         }
+    }
+
+    /// `collect_remote` once something came from other threads.
+    fn take_remote(&self) {
         let mut ids = self.scratch_ids.borrow_mut();
         let mut jobs = Vec::new();
         self.shared.take_remote(&mut ids, &mut jobs);

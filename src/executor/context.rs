@@ -18,6 +18,12 @@ use crate::time::TimerStore;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<LoopInner>>> = const { RefCell::new(None) };
+    /// The running loop's `Shared` and `LoopInner`, as plain pointers for the wake path (a
+    /// task woken on its own loop's thread): set and cleared with `CURRENT`, which keeps the
+    /// `LoopInner` (and through it the `Shared`) alive meanwhile. A `Cell` of pointers has no
+    /// destructor, so reading it costs one load.
+    static LOCAL: Cell<(*const Shared, *const LoopInner)> =
+        const { Cell::new((std::ptr::null(), std::ptr::null())) };
 }
 
 /// Everything a running loop's futures reach through the thread-local context.
@@ -67,21 +73,21 @@ pub(crate) fn current() -> Option<Rc<LoopInner>> {
 /// On the thread of the loop `shared` belongs to, queues task `id` there if `first()` says it is
 /// not queued yet, and returns true; false on any other thread (the caller then goes through the
 /// remote queue).
+#[inline]
 pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64, first: impl FnOnce() -> bool) -> bool {
-    CURRENT
-        .try_with(|c| match c.try_borrow() {
-            Ok(cur) => match &*cur {
-                Some(inner) if Arc::ptr_eq(&inner.shared, shared) => {
-                    if first() {
-                        inner.executor.schedule(id);
-                    }
-                    true
-                }
-                _ => false,
-            },
-            Err(_) => false,
-        })
-        .unwrap_or(false)
+    let Ok((running, inner)) = LOCAL.try_with(Cell::get) else {
+        return false;
+    };
+    if !std::ptr::eq(running, Arc::as_ptr(shared)) || inner.is_null() {
+        return false;
+    }
+    if first() {
+        // SAFETY: `LOCAL` names the loop entered on this thread, whose `LoopInner` `CURRENT`
+        // keeps alive until `Enter`'s drop clears both; the executor is only ever used through
+        // shared references and `RefCell`s.
+        unsafe { &*inner }.executor.schedule(id);
+    }
+    true
 }
 
 /// Whether the running loop has no task (nor main future) waiting to be polled besides the one
@@ -152,6 +158,7 @@ impl Enter {
 /// The layers below keep what they need of the running loop in thread-locals of their own
 /// (they do not reach up here): the driver, the timers, the yield list.
 fn enter_layers(inner: &LoopInner) {
+    LOCAL.with(|l| l.set((Arc::as_ptr(&inner.shared), std::ptr::from_ref(inner))));
     crate::driver::set_current(Some(inner.driver.clone()));
     crate::time::set_current(Some(inner.timers.clone()));
     crate::time::set_current_clock(Some(inner.clock.clone()));
@@ -160,6 +167,7 @@ fn enter_layers(inner: &LoopInner) {
 
 impl Drop for Enter {
     fn drop(&mut self) {
+        let _ = LOCAL.try_with(|l| l.set((std::ptr::null(), std::ptr::null())));
         crate::driver::set_current(None);
         crate::time::set_current(None);
         crate::time::set_current_clock(None);

@@ -127,6 +127,7 @@ impl Executor {
     }
 
     /// Queues a woken task (or the main future).
+    #[inline]
     pub(crate) fn schedule(&self, id: u64) {
         if id == MAIN_ID {
             self.main_woken.set(true);

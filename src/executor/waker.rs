@@ -89,10 +89,12 @@ impl TaskWaker {
 }
 
 impl Wake for TaskWaker {
+    #[inline]
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
+    #[inline]
     fn wake_by_ref(self: &Arc<Self>) {
         if crate::executor::context::schedule_local(&self.shared, self.id, || self.queue_locally())
         {

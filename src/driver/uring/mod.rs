@@ -358,6 +358,11 @@ impl UringDriver {
         None
     }
 
+    /// Whether orphaned ops wait to be released (`take_orphans`).
+    pub(super) fn has_orphans(&self) -> bool {
+        !self.orphans.is_empty()
+    }
+
     /// Orphaned ops whose CQE arrived, to be released outside the driver's borrow.
     pub(super) fn take_orphans(&mut self) -> Vec<(Box<dyn Orphan>, io::Result<u32>)> {
         mem::take(&mut self.orphans)
