@@ -23,9 +23,12 @@ pub(crate) use datagram::StashedDatagram;
 pub(crate) struct MultiQueue<T> {
     pub(crate) items: SmallQueue<io::Result<T>>,
     /// The op's slot in its loop's driver, until its last completion.
-    armed: Option<(usize, Weak<DriverCell>)>,
-    /// How many times an op was armed for this fd.
-    pub(crate) arms: u64,
+    armed: Option<Weak<DriverCell>>,
+    /// The armed op's slot (an op slab key: far below 2^32, as every slot holds memory).
+    armed_key: u32,
+    /// How many times an op was armed for this fd (saturating). Kept with `armed_key` in
+    /// one word: this queue is part of every armed connection's memory.
+    pub(crate) arms: u32,
     wakers: WakerList,
 }
 
@@ -43,6 +46,7 @@ impl<T> Default for MultiQueue<T> {
         MultiQueue {
             items: SmallQueue::default(),
             armed: None,
+            armed_key: 0,
             arms: 0,
             wakers: WakerList::default(),
         }
@@ -56,8 +60,10 @@ impl<T> MultiQueue<T> {
 
     /// An op was armed in slot `key` of `driver`.
     pub(crate) fn armed(&mut self, key: usize, driver: &Rc<DriverCell>) {
-        self.armed = Some((key, Rc::downgrade(driver)));
-        self.arms += 1;
+        debug_assert!(u32::try_from(key).is_ok(), "op slot {key} past 2^32");
+        self.armed = Some(Rc::downgrade(driver));
+        self.armed_key = key as u32;
+        self.arms = self.arms.saturating_add(1);
     }
 
     /// One completion of the armed op: queues `item` (if the completion carried one), notes the
@@ -99,18 +105,14 @@ impl<T> MultiQueue<T> {
 
     /// The driver and slot of the armed op, if its loop is still there.
     fn armed_at(&self) -> Option<(Rc<DriverCell>, usize)> {
-        let (key, driver) = self.armed.as_ref()?;
-        Some((driver.upgrade()?, *key))
+        let driver = self.armed.as_ref()?;
+        Some((driver.upgrade()?, self.armed_key as usize))
     }
 
     /// Cancels the armed op, handing it `keep` to close after its last completion.
     fn stop(&mut self, keep: Option<OwnedFd>) {
-        match self
-            .armed
-            .as_ref()
-            .and_then(|(key, d)| Some((*key, d.upgrade()?)))
-        {
-            Some((key, driver)) => driver.stop_multishot(key, keep),
+        match self.armed_at() {
+            Some((driver, key)) => driver.stop_multishot(key, keep),
             // The loop is gone: its shutdown waited for every completion.
             None => drop(keep),
         }

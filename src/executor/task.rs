@@ -32,6 +32,9 @@ enum Stage<F: Future> {
 
 pub(crate) struct Task<F: Future> {
     header: Arc<TaskWaker>,
+    /// With the feature `tracing`, the waker the task is polled with (its events name the
+    /// task); without it the task is polled with a waker that borrows `header`.
+    #[cfg(feature = "tracing")]
     waker: Waker,
     stage: RefCell<Stage<F>>,
     join_waker: Cell<Option<Waker>>,
@@ -54,11 +57,9 @@ pub(crate) type TaskSpan = ();
 
 /// The waker a task is polled with: with the feature `tracing`, one whose clones, drops and
 /// wakes are `tracing` events.
+#[cfg(feature = "tracing")]
 fn task_waker(header: &Arc<TaskWaker>) -> Waker {
-    #[cfg(feature = "tracing")]
-    return super::trace::waker(header.clone());
-    #[cfg(not(feature = "tracing"))]
-    Waker::from(header.clone())
+    super::trace::waker(header.clone())
 }
 
 impl<F: Future> Task<F> {
@@ -72,6 +73,7 @@ impl<F: Future> Task<F> {
             spawned_at,
             polls: Cell::new(0),
             span,
+            #[cfg(feature = "tracing")]
             waker: task_waker(&header),
             header,
             stage: RefCell::new(Stage::Running(future)),
@@ -120,7 +122,13 @@ impl<F: Future> Runnable for Task<F> {
         // `Stage::Running` is never moved out: it is only ever dropped in place, by assigning a new
         // stage (`finish`, `cancel`).
         let future = unsafe { Pin::new_unchecked(future) };
-        let mut cx = Context::from_waker(&self.waker);
+        #[cfg(feature = "tracing")]
+        let waker = &self.waker;
+        #[cfg(not(feature = "tracing"))]
+        let borrowed = super::waker::borrowed(&self.header);
+        #[cfg(not(feature = "tracing"))]
+        let waker: &Waker = &borrowed;
+        let mut cx = Context::from_waker(waker);
         self.polls.set(self.polls.get() + 1);
         #[cfg(feature = "tracing")]
         let _entered = self.span.enter();
@@ -207,7 +215,7 @@ impl<F: Future> JoinSide<F::Output> for Task<F> {
     fn abort(&self) {
         if !self.is_finished() {
             self.aborted.set(true);
-            self.waker.wake_by_ref();
+            super::waker::borrowed(&self.header).wake_by_ref();
         }
     }
 }

@@ -16,7 +16,7 @@
 //!   buffering let the waker's swap read a stale `true` while the poll read stale data.)
 
 use std::sync::Arc;
-use std::task::Wake;
+use std::task::{RawWaker, RawWakerVTable, Wake, Waker};
 
 use crate::driver::Shared;
 use crate::sync::{AtomicBool, Ordering};
@@ -88,14 +88,11 @@ impl TaskWaker {
     }
 }
 
-impl Wake for TaskWaker {
+impl TaskWaker {
+    /// Queues the task: straight onto the local ready queue on its loop's thread, else through
+    /// the remote queue.
     #[inline]
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    #[inline]
-    fn wake_by_ref(self: &Arc<Self>) {
+    fn wake_task(&self) {
         if crate::executor::context::schedule_local(&self.shared, self.id, || self.queue_locally())
         {
             return;
@@ -104,6 +101,59 @@ impl Wake for TaskWaker {
             self.shared.push_remote(self.id);
         }
     }
+}
+
+impl Wake for TaskWaker {
+    #[inline]
+    fn wake(self: Arc<Self>) {
+        self.wake_task();
+    }
+
+    #[inline]
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_task();
+    }
+}
+
+/// A task's waker, built by hand rather than through `Wake` so that a task can be polled with
+/// a waker that borrows its `Arc<TaskWaker>` ([`borrowed`]) instead of keeping a `Waker` of its
+/// own (16 bytes a task) or cloning one per poll. Clones are ordinary owned wakers.
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_raw, wake_raw, wake_by_ref_raw, drop_raw);
+
+/// # Safety (all four)
+///
+/// `data` is `Arc::as_ptr` of a live `Arc<TaskWaker>`: owned by the waker (`wake_raw`,
+/// `drop_raw`, and what `clone_raw` returns), or borrowed for the waker's lifetime.
+unsafe fn clone_raw(data: *const ()) -> RawWaker {
+    // SAFETY: `data` is a live `Arc<TaskWaker>`'s pointer; the new waker owns the count added.
+    unsafe { Arc::increment_strong_count(data.cast::<TaskWaker>()) };
+    RawWaker::new(data, &VTABLE)
+}
+
+unsafe fn wake_raw(data: *const ()) {
+    // SAFETY: this waker owns one count of the `Arc`, given back here.
+    let waker = unsafe { Arc::from_raw(data.cast::<TaskWaker>()) };
+    waker.wake_task();
+}
+
+unsafe fn wake_by_ref_raw(data: *const ()) {
+    // SAFETY: the `Arc` is alive while any waker of it is.
+    unsafe { &*data.cast::<TaskWaker>() }.wake_task();
+}
+
+unsafe fn drop_raw(data: *const ()) {
+    // SAFETY: this waker owns one count of the `Arc`, given back here.
+    drop(unsafe { Arc::from_raw(data.cast::<TaskWaker>()) });
+}
+
+/// A waker that borrows `header`, to poll its task with: no count is taken, so it must not
+/// be dropped as an owned one (`ManuallyDrop`) and must not outlive `header`. Its clones
+/// are owned wakers.
+pub(crate) fn borrowed(header: &Arc<TaskWaker>) -> std::mem::ManuallyDrop<Waker> {
+    let data = Arc::as_ptr(header).cast::<()>();
+    // SAFETY: the caller keeps `header` alive while it uses the waker, and `ManuallyDrop`
+    // keeps `drop_raw` from giving back a count this waker never took.
+    std::mem::ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) })
 }
 
 #[cfg(all(test, ringloop_loom))]

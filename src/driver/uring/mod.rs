@@ -43,10 +43,11 @@ enum Lifecycle {
     /// In flight; wake this when the CQE arrives.
     Waiting(Waker),
     /// The CQE arrived; the op's future has not seen it yet.
-    Completed(io::Result<u32>),
+    /// (The CQE's raw result: 4 bytes in every op slot rather than an `io::Result`'s 16.)
+    Completed(i32),
     /// A zero-copy send's result came (a CQE with `IORING_CQE_F_MORE`), but the kernel may still
     /// read the buffer: the op completes, with this result, when the notification CQE comes.
-    Notifying(Waker, io::Result<u32>),
+    Notifying(Waker, i32),
     /// The op's future was dropped; its data waits here for the CQE.
     Ignored(Box<dyn Orphan>),
     /// A multishot op: every CQE goes to `deliver`, until one comes without `IORING_CQE_F_MORE`.
@@ -324,7 +325,7 @@ impl UringDriver {
                 Poll::Pending
             }
             Lifecycle::Completed(_) => match self.ops.remove(key) {
-                Lifecycle::Completed(res) => Poll::Ready(res),
+                Lifecycle::Completed(res) => Poll::Ready(wait::cqe_result(res)),
                 _ => unreachable!("slot {key} was Completed a moment ago"),
             },
             Lifecycle::Ignored(_) => unreachable!("an abandoned op was polled"),
@@ -343,7 +344,7 @@ impl UringDriver {
         data.abandoned();
         if let Lifecycle::Completed(_) = &self.ops[key] {
             return match self.ops.remove(key) {
-                Lifecycle::Completed(res) => Some((data, res)),
+                Lifecycle::Completed(res) => Some((data, wait::cqe_result(res))),
                 _ => unreachable!("slot {key} was Completed a moment ago"),
             };
         }

@@ -311,16 +311,16 @@ impl UringDriver {
                         }
                     }
                     Some(Lifecycle::Waiting(_) | Lifecycle::Notifying(..)) => {
-                        let placeholder = Lifecycle::Completed(Ok(0)); // replaced below
+                        let placeholder = Lifecycle::Completed(0); // replaced below
                         match mem::replace(&mut self.ops[key], placeholder) {
                             Lifecycle::Waiting(w) if more => {
                                 // A zero-copy send's result: the kernel may read the buffer
                                 // until its notification comes.
                                 Counters::bump(&self.counters.zero_copy_sends);
-                                self.ops[key] = Lifecycle::Notifying(w, res);
+                                self.ops[key] = Lifecycle::Notifying(w, result);
                             }
                             Lifecycle::Waiting(w) => {
-                                self.ops[key] = Lifecycle::Completed(res);
+                                self.ops[key] = Lifecycle::Completed(result);
                                 // Contained: the rest of the batch is still dispatched.
                                 crate::blocking::wake_contained(w);
                             }
