@@ -69,6 +69,7 @@ impl<T> MultiQueue<T> {
     /// One completion of the armed op: queues `item` (if the completion carried one), notes the
     /// op's end (`!more`) and wakes the readers. Returns whether the op may stay armed: the queue
     /// is below `bound`.
+    #[inline]
     pub(crate) fn deliver(
         &mut self,
         item: Option<io::Result<T>>,
@@ -87,6 +88,7 @@ impl<T> MultiQueue<T> {
 
     /// The next delivery; `Pending` (the waker kept) while the op is armed and nothing came yet;
     /// `None` when nothing is queued and no op is armed: the caller arms one.
+    #[inline]
     pub(crate) fn poll_next(&mut self, cx: &Context<'_>) -> Option<Poll<io::Result<T>>> {
         if let Some(item) = self.items.pop_front() {
             return Some(Poll::Ready(item));
@@ -99,6 +101,7 @@ impl<T> MultiQueue<T> {
     }
 
     /// Wakes `waker` at the next delivery or when the op ends.
+    #[inline]
     pub(crate) fn wait(&mut self, waker: &Waker) {
         self.wakers.add(waker);
     }
@@ -440,6 +443,7 @@ impl SharedFd {
     }
 
     /// `settled` for a caller that polls.
+    #[inline]
     pub(crate) fn poll_settled(&self, dir: Interest, cx: &mut Context<'_>) -> Poll<()> {
         if self.inner.orphans[dir as usize].get() == 0 {
             Poll::Ready(())
@@ -455,6 +459,7 @@ impl SharedFd {
         })
     }
 
+    #[inline]
     pub(crate) fn has_stash(&self) -> bool {
         self.inner.has_stash.get()
     }
@@ -471,6 +476,7 @@ impl SharedFd {
     }
 
     /// The pooled-receive queue if a pooled receive ever ran on this fd.
+    #[inline]
     pub(crate) fn recv_queue_if_any(&self) -> Option<RefMut<'_, MultiQueue<PooledBuf>>> {
         RefMut::filter_map(self.inner.recv_queue.borrow_mut(), |q| q.as_deref_mut()).ok()
     }

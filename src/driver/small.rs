@@ -16,6 +16,7 @@ pub(crate) struct WakerList {
 
 impl WakerList {
     /// Adds `waker` unless an equivalent one is there already.
+    #[inline]
     pub(crate) fn add(&mut self, waker: &Waker) {
         match &self.first {
             None => self.first = Some(waker.clone()),
@@ -30,6 +31,7 @@ impl WakerList {
     }
 
     /// Wakes and forgets every waker.
+    #[inline]
     pub(crate) fn wake_all(&mut self) {
         // Contained: a foreign waker's panic must not skip the others (`wake_contained`).
         if let Some(w) = self.first.take() {
@@ -67,6 +69,7 @@ impl<T> Default for SmallQueue<T> {
 }
 
 impl<T> SmallQueue<T> {
+    #[inline]
     pub(crate) fn push_back(&mut self, item: T) {
         if self.head.is_none() {
             self.head = Some(item);
@@ -75,7 +78,12 @@ impl<T> SmallQueue<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if self.rest.is_none() {
+            // The common case: at most the one inline item.
+            return self.head.take();
+        }
         let item = self.head.take()?;
         if let Some(rest) = &mut self.rest {
             self.head = rest.pop_front();
