@@ -271,6 +271,7 @@ impl<T: Operation> Op<T> {
     /// This is the common path of a write: an op's `Box` is made only when it must wait for
     /// the kernel (its data then has to stay in place until the completion), so a send that
     /// goes out at once costs no allocation and no second poll.
+    #[inline]
     pub(crate) fn at_once(mut data: T) -> Result<T::Output, Self> {
         let Some(driver) = crate::driver::current() else {
             // `Op`'s poll reports the missing loop.

@@ -44,7 +44,9 @@ pub(crate) const POLLS_PER_TURN: usize = 64;
 /// Tasks and the ready queue of one loop.
 #[derive(Default)]
 pub(crate) struct Executor {
-    tasks: RefCell<Slab<(u32, Rc<dyn Runnable>)>>,
+    /// The live tasks by slab key; a task's id (key and generation) is in its header, so a
+    /// stale id (a finished task's, its key reused) is told apart without a generation here.
+    tasks: RefCell<Slab<Rc<dyn Runnable>>>,
     next_gen: Cell<u32>,
     ready: RefCell<VecDeque<u64>>,
     main_woken: Cell<bool>,
@@ -109,7 +111,7 @@ impl Executor {
         if let Some(name) = name {
             self.names.borrow_mut().insert(id, name);
         }
-        entry.insert((generation, task.clone()));
+        entry.insert(task.clone());
         drop(tasks);
         self.ready.borrow_mut().push_back(id);
         Counters::bump(&counters.tasks_spawned);
@@ -119,9 +121,9 @@ impl Executor {
     /// The loop took task `id`'s wake from the remote queue: clears its remote flag (see
     /// `TaskWaker::take_remote_wake`) and says whether it must be queued (false once it finished).
     pub(crate) fn take_remote_wake(&self, id: u64) -> bool {
-        let (key, generation) = split_id(id);
+        let (key, _) = split_id(id);
         match self.tasks.borrow().get(key) {
-            Some((g, t)) if *g == generation => t.header().take_remote_wake(),
+            Some(t) if t.header().id == id => t.header().take_remote_wake(),
             _ => false,
         }
     }
@@ -162,9 +164,9 @@ impl Executor {
             let Some(id) = self.ready.borrow_mut().pop_front() else {
                 break;
             };
-            let (key, generation) = split_id(id);
+            let (key, _) = split_id(id);
             let task = match self.tasks.borrow().get(key) {
-                Some((g, t)) if *g == generation => t.clone(),
+                Some(t) if t.header().id == id => t.clone(),
                 _ => continue, // finished since it was woken
             };
             Counters::bump(&counters.task_polls);
@@ -181,7 +183,7 @@ impl Executor {
             }
             if finished {
                 let mut tasks = self.tasks.borrow_mut();
-                if matches!(tasks.get(key), Some((g, _)) if *g == generation) {
+                if matches!(tasks.get(key), Some(t) if t.header().id == id) {
                     tasks.remove(key);
                     self.forget_name(id);
                 }
@@ -203,7 +205,7 @@ impl Executor {
             if tasks.is_empty() {
                 break;
             }
-            for (_, task) in tasks {
+            for task in tasks {
                 task.cancel();
             }
             self.names.borrow_mut().clear();
@@ -221,18 +223,16 @@ impl Executor {
         self.tasks
             .borrow()
             .iter()
-            .map(|(key, (generation, task))| {
-                self.info(&**task, (u64::from(*generation) << 32) | key as u64)
-            })
+            .map(|(_, task)| self.info(&**task, task.header().id))
             .collect()
     }
 
     /// The task being polled, if it is a spawned task.
     pub(crate) fn current_task(&self) -> Option<TaskInfo> {
         let id = self.current.get().filter(|&id| id != MAIN_ID)?;
-        let (key, generation) = split_id(id);
+        let (key, _) = split_id(id);
         let task = match self.tasks.borrow().get(key) {
-            Some((g, t)) if *g == generation => t.clone(),
+            Some(t) if t.header().id == id => t.clone(),
             _ => return None,
         };
         Some(self.info(&*task, id))

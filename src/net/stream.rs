@@ -158,13 +158,11 @@ impl Stream {
     }
 
     pub(crate) fn write_all<B: IoBuf>(&self, buf: B) -> WriteAll<'_, B> {
-        let total = buf.bytes_init();
         WriteAll {
             fd: &self.fd,
             pipe: self.pipe,
             state: WriteAllState::Idle(Some(buf)),
             written: 0,
-            total,
         }
     }
 
@@ -186,8 +184,9 @@ pub(crate) struct WriteAll<'a, B: IoBuf> {
     fd: &'a SharedFd,
     pipe: bool,
     state: WriteAllState<B>,
+    /// Bytes written so far. (The total is the buffer's `bytes_init`, which cannot change
+    /// while the future owns the buffer: not kept, so the future stays a word smaller.)
     written: usize,
-    total: usize,
 }
 
 impl<B: IoBuf> Future for WriteAll<'_, B> {
@@ -198,14 +197,18 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
         loop {
             match &mut this.state {
                 WriteAllState::Idle(buf) => {
-                    if this.written >= this.total {
+                    let total = buf
+                        .as_ref()
+                        .expect("WriteAll polled after it completed")
+                        .bytes_init();
+                    if this.written >= total {
                         let buf = buf.take().expect("WriteAll polled after it completed");
                         return Poll::Ready((Ok(()), buf));
                     }
                     // A dropped write still in the kernel goes first.
                     ready!(this.fd.poll_settled(Interest::Write, cx));
                     let buf = buf.take().expect("WriteAll polled after it completed");
-                    let slice = buf.slice(this.written..this.total);
+                    let slice = buf.slice(this.written..total);
                     // Tried at once first: a send that goes out now is never boxed.
                     match Op::at_once(Send::new(this.fd.clone(), slice, this.pipe)) {
                         Ok(done) => {
@@ -230,6 +233,7 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
 impl<B: IoBuf> WriteAll<'_, B> {
     /// One send's result: the output when the write ends here (an error), else `None` with
     /// the buffer back in `Idle` for the next send.
+    #[inline]
     fn sent(&mut self, (res, slice): BufResult<usize, Slice<B>>) -> Option<BufResult<(), B>> {
         let buf = slice.into_inner();
         match res {

@@ -48,6 +48,7 @@ pub(crate) fn arm_multishot<T>(
 }
 
 /// Turns a syscall's return value into a CQE-like result.
+#[inline]
 pub(crate) fn cvt(ret: isize) -> io::Result<u32> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -57,6 +58,7 @@ pub(crate) fn cvt(ret: isize) -> io::Result<u32> {
 }
 
 /// Lengths beyond what one op can move are clamped; callers loop for the rest.
+#[inline]
 pub(crate) fn clamp_len(len: usize) -> u32 {
     len.min(i32::MAX as usize) as u32
 }

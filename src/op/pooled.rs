@@ -128,8 +128,25 @@ impl<'a> RecvPooled<'a> {
 impl Future for RecvPooled<'_> {
     type Output = io::Result<PooledBuf>;
 
+    /// The common case inline in the caller: a stream whose receive is armed, with nothing
+    /// stashed and no dropped read in flight, answers from its queue. The rest is `poll_slow`.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if matches!(this.state, RecvState::Start)
+            && this.fd.plain(Interest::Read)
+            && let Some(mut queue) = this.fd.recv_queue_if_any()
+            && let Some(next) = queue.poll_next(cx)
+        {
+            return next;
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl RecvPooled<'_> {
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<PooledBuf>> {
+        let this = self;
         let fd = this.fd;
         match &mut this.state {
             RecvState::Start => {
@@ -160,7 +177,7 @@ impl Future for RecvPooled<'_> {
                 } else {
                     RecvState::List(driver, pool, ReadyWait::new(Interest::Read))
                 };
-                Pin::new(this).poll(cx)
+                this.poll_slow(cx)
             }
             RecvState::Ring(driver, pool) => poll_from_ring(fd, driver, pool, cx),
             RecvState::List(driver, pool, wait) => poll_from_list(fd, driver, pool, wait, cx),

@@ -209,6 +209,7 @@ impl Drop for ZeroCopyCount {
 }
 
 impl<B: IoBuf> Send<B> {
+    #[inline]
     pub(crate) fn new(fd: SharedFd, buf: B, pipe: bool) -> Self {
         Send {
             fd,
@@ -272,6 +273,7 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
         Some((&self.fd, Interest::Write))
     }
 
+    #[inline]
     fn try_syscall(&mut self) -> io::Result<u32> {
         let len = self.len() as usize;
         let ptr = self.buf.stable_ptr().cast();
@@ -330,6 +332,7 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
         self.zero_copy.is_none()
     }
 
+    #[inline]
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (res.map(|n| n as usize), self.buf)
     }

@@ -132,11 +132,6 @@ enum Free {
         /// How many buffers the ring is kept filled with: starts small, doubles (up to the
         /// pool's count) each time a receive found the ring empty.
         target: Cell<u32>,
-        /// `target` grew since the last trip to the kernel: every receive that found the ring
-        /// empty in one reap saw the same shortage, so it doubles once per trip, not once per
-        /// receive (a burst of connections would otherwise take it to the whole pool at once,
-        /// and the ring, a FIFO, would then touch every buffer's memory).
-        grown: Cell<bool>,
         spare: RefCell<Vec<u16>>,
         /// False once the loop unregistered the ring (it closed): returned buffers just stay here
         /// until the pool goes.
@@ -211,7 +206,6 @@ impl Pool {
                 tail: Cell::new(0),
                 avail: Cell::new(0),
                 target: Cell::new(u32::from(count).min(INITIAL_RING_FILL)),
-                grown: Cell::new(false),
                 spare: RefCell::new((0..count).rev().collect()),
                 live: Cell::new(true),
                 entry_bid: (0..count).map(|_| Cell::new(0)).collect(),
@@ -230,14 +224,6 @@ impl Pool {
     /// inside an enter, so one refill there does what a refill after every take and every give
     /// back did, with one tail update per trip instead of one per buffer.
     pub(crate) fn refill(&self) {
-        if let Free::Ring { grown, .. } = &self.free {
-            grown.set(false);
-        }
-        self.top_up();
-    }
-
-    /// Tops the ring up to its target from the spare buffers.
-    fn top_up(&self) {
         let Free::Ring {
             avail,
             target,
@@ -264,12 +250,13 @@ impl Pool {
 
     /// A receive found the ring empty (`ENOBUFS`): keep more buffers in it from now on.
     pub(crate) fn note_ring_empty(&self) {
-        if let Free::Ring { target, grown, .. } = &self.free {
-            if !grown.replace(true) {
-                target.set((target.get() * 2).min(u32::from(self.count)));
-            }
-            // Not `refill`, which would let the next empty ring of this reap grow it again.
-            self.top_up();
+        if let Free::Ring { target, .. } = &self.free {
+            // One more buffer kept in the ring per receive that found it empty: the target
+            // follows the largest burst seen. (Doubling it per empty ring overshot: a burst of
+            // connections took it to the whole pool, and the ring, a FIFO, then touched every
+            // buffer's memory, which an idle server keeps resident.)
+            target.set((target.get() + 1).min(u32::from(self.count)));
+            self.refill();
         }
     }
 
