@@ -215,6 +215,11 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
          rather than by one multishot poll of the eventfd",
     ),
     (
+        "direct-fd",
+        "accepted connections are plain fds that every ring op looks up, rather than also slots \
+         in the ring's file table (direct descriptors) that ops name instead",
+    ),
+    (
         "send-zc",
         "stream writes of owned buffers at or above Builder::zero_copy_threshold are plain \
          sends (a copy) rather than zero-copy sends",
@@ -249,6 +254,9 @@ pub(crate) struct FastPaths {
     /// Wakes from other threads arrive through one multishot poll of the loop's eventfd, armed
     /// once, rather than an eventfd read re-armed after each wake (Linux 5.13+).
     pub(crate) wake_poll: bool,
+    /// Accepted TCP connections also get a slot in the ring's file table (a direct descriptor,
+    /// Linux 5.19+ for the sparse table), which their ring ops name instead of the fd.
+    pub(crate) direct_fd: bool,
 }
 
 impl FastPaths {
@@ -263,6 +271,7 @@ impl FastPaths {
         bundle: true,
         wait_batch: true,
         wake_poll: true,
+        direct_fd: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -283,6 +292,7 @@ impl FastPaths {
                     "bundle" => &mut fast.bundle,
                     "wait-batch" => &mut fast.wait_batch,
                     "wake-poll" => &mut fast.wake_poll,
+                    "direct-fd" => &mut fast.direct_fd,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(
@@ -304,6 +314,7 @@ impl FastPaths {
         fast.multishot_accept &= kernel >= (5, 19);
         fast.registered_ring &= kernel >= (5, 18);
         fast.wake_poll &= kernel >= (5, 13);
+        fast.direct_fd &= kernel >= (5, 19);
         Ok(fast)
     }
 }

@@ -57,9 +57,15 @@ pub(crate) struct DriverCell {
     /// Whether the running loop has nothing else ready to poll (the executor's answer, which
     /// the loop hands down: the driver sits below the executor).
     nothing_else_ready: fn() -> bool,
+    /// Slots of the ring's file table whose connection closed while the driver was busy: their
+    /// closes are queued at the next park (`uring::direct`).
+    direct_pending: RefCell<Vec<u32>>,
 }
 
 thread_local! {
+    /// The address of the current driver (see `CURRENT`), compared by `is_current` on the
+    /// submission path without touching the `Rc`.
+    static CURRENT_ADDR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// The driver of the loop running on this thread, set while the loop runs (the loop's
     /// context enters and leaves it). Ops, files and streams find their loop's driver here.
     static CURRENT: RefCell<Option<Rc<DriverCell>>> = const { RefCell::new(None) };
@@ -75,7 +81,16 @@ pub(crate) fn current() -> Option<Rc<DriverCell>> {
 
 /// Makes `driver` the current one on this thread (`None`: no loop runs here any more).
 pub(crate) fn set_current(driver: Option<Rc<DriverCell>>) {
+    let addr = driver.as_ref().map_or(0, |d| Rc::as_ptr(d) as usize);
+    let _ = CURRENT_ADDR.try_with(|c| c.set(addr));
     let _ = CURRENT.try_with(|c| *c.borrow_mut() = driver);
+}
+
+/// Whether `driver` is the one of the loop running on this thread.
+pub(crate) fn is_current(driver: &Rc<DriverCell>) -> bool {
+    CURRENT_ADDR
+        .try_with(|c| c.get() == Rc::as_ptr(driver) as usize)
+        .unwrap_or(false)
 }
 
 /// The memory of a registered buffer set, kept alive by the driver while the ring has it.
@@ -104,6 +119,8 @@ pub(crate) struct DriverConfig {
     pub(crate) zero_copy_threshold: Option<usize>,
     /// The executor's answer to "is anything else ready to poll?" (see `DriverCell`).
     pub(crate) nothing_else_ready: fn() -> bool,
+    /// `Builder::direct_descriptors`: slots of the ring's file table for accepted connections.
+    pub(crate) direct_slots: u32,
 }
 
 impl DriverCell {
@@ -119,6 +136,7 @@ impl DriverCell {
             pool_config,
             zero_copy_threshold,
             nothing_else_ready,
+            direct_slots,
         } = config;
         let zero_copy = zero_copy_threshold
             .filter(|_| {
@@ -136,7 +154,13 @@ impl DriverCell {
         };
         let driver = match backend {
             Backend::Uring => {
-                Driver::Uring(UringDriver::new(entries, shared, counters.clone(), fast)?)
+                Driver::Uring(UringDriver::new(
+                    entries,
+                    shared,
+                    counters.clone(),
+                    fast,
+                    direct_slots,
+                )?)
             }
             Backend::Epoll => Driver::Epoll(EpollDriver::new(entries, shared, counters.clone())?),
         };
@@ -151,6 +175,7 @@ impl DriverCell {
             fixed: RefCell::new(None),
             shared: shared as *const Shared as usize,
             nothing_else_ready,
+            direct_pending: RefCell::new(Vec::new()),
         }))
     }
 
@@ -304,7 +329,12 @@ impl DriverCell {
         let mut driver = self.driver.borrow_mut();
         let start = Instant::now();
         let (res, orphans) = match &mut *driver {
-            Driver::Uring(u) => (u.park(timeout, shared), u.take_orphans()),
+            Driver::Uring(u) => {
+                for slot in self.direct_pending.borrow_mut().drain(..) {
+                    u.release_direct(slot);
+                }
+                (u.park(timeout, shared), u.take_orphans())
+            }
             Driver::Epoll(e) => (e.park(timeout, shared), Vec::new()),
             Driver::Closed => (Ok(()), Vec::new()),
         };

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The default of [`Builder::direct_descriptors`].
+const DEFAULT_DIRECT_DESCRIPTORS: u32 = 4096;
+
 /// Configures an [`EventLoop`].
 ///
 /// # Examples
@@ -17,6 +20,7 @@ pub struct Builder {
     entries: u32,
     recv_pool: (u16, u32),
     zero_copy_threshold: Option<usize>,
+    direct_descriptors: u32,
     disable: Option<String>,
     debug: Option<bool>,
     slow_poll_threshold: Duration,
@@ -31,6 +35,7 @@ impl fmt::Debug for Builder {
             .field("entries", &self.entries)
             .field("recv_pool", &self.recv_pool)
             .field("zero_copy_threshold", &self.zero_copy_threshold)
+            .field("direct_descriptors", &self.direct_descriptors)
             .field("debug", &self.debug)
             .field("slow_poll_threshold", &self.slow_poll_threshold)
             .field("start_paused", &self.start_paused)
@@ -49,6 +54,7 @@ impl Default for Builder {
                 crate::buf::DEFAULT_POOL_SIZE,
             ),
             zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
+            direct_descriptors: DEFAULT_DIRECT_DESCRIPTORS,
             disable: None,
             debug: None,
             slow_poll_threshold: DEFAULT_SLOW_POLL,
@@ -106,6 +112,22 @@ impl Builder {
     /// measure from. `RINGLOOP_DISABLE=send-zc` switches it off whatever the builder says.
     pub fn zero_copy_threshold(mut self, bytes: Option<usize>) -> Builder {
         self.zero_copy_threshold = bytes;
+        self
+    }
+
+    /// How many accepted TCP connections at once also get a slot in the ring's file table (a
+    /// direct descriptor) on io_uring: their ring ops then name the slot instead of the fd, which
+    /// saves the kernel an fd lookup and a reference count per op. The table is registered when
+    /// the first connection is accepted, with no more slots than `RLIMIT_NOFILE`; a connection
+    /// accepted while every slot is taken stays a plain fd (counted in
+    /// [`Stats::direct_table_full`](crate::Stats::direct_table_full)). A connection keeps its
+    /// fd as well, so every method (`peer_addr`, socket options, `into_std`, ...) works on it
+    /// as on any other; closing it queues the slot's close with the loop's next ring trip.
+    ///
+    /// Default: 4096. `0`, epoll, a kernel before Linux 5.19 and `RINGLOOP_DISABLE=direct-fd`
+    /// leave every connection a plain fd.
+    pub fn direct_descriptors(mut self, slots: u32) -> Builder {
+        self.direct_descriptors = slots;
         self
     }
 
@@ -252,6 +274,7 @@ impl Builder {
             fast,
             pool_config: self.recv_pool,
             zero_copy_threshold: self.zero_copy_threshold,
+            direct_slots: self.direct_descriptors,
             nothing_else_ready: crate::executor::context::nothing_else_ready,
         };
         let driver =

@@ -2,6 +2,7 @@
 //! cancellation and drain-on-drop. Setting the ring up is in `setup`, waiting and reaping in
 //! `wait`, wakes from other threads in `wake`.
 
+mod direct;
 mod setup;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,8 @@ use slab::Slab;
 use super::Shared;
 use super::fd::WeakFd;
 use super::op::{Deliver, Orphan};
+pub(crate) use direct::Direct;
+use direct::{DIRECT_CLOSE_BIT, DirectTable};
 use crate::backend::FastPaths;
 use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::faults::Fault;
@@ -105,6 +108,8 @@ pub(crate) struct UringDriver {
     /// Closing gave up waiting and leaked what the kernel still holds: a second `shutdown` (the
     /// drop after `close`) does not wait again.
     abandoned: bool,
+    /// Accepted connections in the ring's file table (`direct`).
+    direct: DirectTable,
 }
 
 /// How long closing the loop waits for its cancelled ops to complete before it resets the
