@@ -160,6 +160,13 @@ both_backends! {
             assert!(pending.is_err(), "nothing more was sent");
             drop(server);
             assert_eof(&client).await;
+            // At once: a blocking client on the loop thread (which does not come back to the
+            // ring meanwhile) sees the close.
+            let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            drop(server);
+            client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert_eq!(client.read(&mut [0u8; 8]).unwrap(), 0, "the end of stream, at once");
         });
     }
 }

@@ -331,7 +331,7 @@ impl DriverCell {
         let (res, orphans) = match &mut *driver {
             Driver::Uring(u) => {
                 for slot in self.direct_pending.borrow_mut().drain(..) {
-                    u.release_direct(slot);
+                    u.close_direct(slot);
                 }
                 (u.park(timeout, shared), u.take_orphans())
             }

@@ -99,7 +99,7 @@ impl DriverCell {
 
     /// Forgets an fd's registration (called when the fd closes or moves to another loop): its
     /// epoll registration, or on uring its slot in the ring's file table (`token` is the slot),
-    /// whose close is queued now or, if the driver is busy, at the next park.
+    /// emptied now or, if the driver is busy, by a close queued at the next park.
     pub(crate) fn deregister(&self, fd: RawFd, token: u64, still_open: bool) {
         match self.driver.try_borrow_mut().as_deref_mut() {
             Ok(Driver::Epoll(e)) => e.deregister(fd, token, still_open),

@@ -122,7 +122,8 @@ impl Builder {
     /// accepted while every slot is taken stays a plain fd (counted in
     /// [`Stats::direct_table_full`](crate::Stats::direct_table_full)). A connection keeps its
     /// fd as well, so every method (`peer_addr`, socket options, `into_std`, ...) works on it
-    /// as on any other; closing it queues the slot's close with the loop's next ring trip.
+    /// as on any other, and dropping it empties its slot at once (one more register call), so
+    /// the connection closes then as any other does.
     ///
     /// Default: 4096. `0`, epoll, a kernel before Linux 5.19 and `RINGLOOP_DISABLE=direct-fd`
     /// leave every connection a plain fd.
@@ -133,7 +134,7 @@ impl Builder {
 
     /// Switches io_uring fast paths off, as `RINGLOOP_DISABLE` does (a comma-separated list of
     /// `multishot-recv`, `buf-ring`, `multishot-accept`, `registered-ring`, `setup-flags`, `splice`,
-    /// `send-zc`); for tests and measurements of the fallbacks.
+    /// `send-zc`, `direct-fd`, ...); for tests and measurements of the fallbacks.
     #[doc(hidden)]
     pub fn disable_fast_paths(mut self, list: &str) -> Builder {
         self.disable = Some(list.to_owned());

@@ -14,17 +14,23 @@
 //!   with no fd at all; getting one back needs `IORING_OP_FIXED_FD_INSTALL`, Linux 6.8, which
 //!   the io-uring crate in use has no opcode for, and a second op per connection.)
 //! - A full table is no error: the connection stays a plain fd (`Stats::direct_table_full`).
-//! - Releasing a slot (the stream closed, or left the loop by `into_std`) is an
-//!   `IORING_OP_CLOSE` of the slot, queued with the loop's next ring trip: the table holds a
-//!   reference to the socket, so until then the connection stays open. The slot is reused only
-//!   after that close's completion, so no SQE queued before it (a multishot receive of a stream
-//!   dropped in the same turn) can reach the next connection given the slot.
+//! - Releasing a slot (the stream closed, or left the loop by `into_std`) empties it at once with
+//!   another `IORING_REGISTER_FILES_UPDATE`: the table holds a reference to the socket, so until
+//!   then the connection stays open, and a caller that drops a stream expects the peer to see
+//!   the close even if the loop thread does not come back to the ring soon. (Only if that call
+//!   fails, or the driver is busy when the stream drops, is the slot closed by an
+//!   `IORING_OP_CLOSE` with the next ring trip.) An emptied slot is handed out again only once
+//!   the SQ is empty, so no SQE queued before the release (a multishot receive armed in the same
+//!   turn) can reach the next connection given the slot.
 
 use super::*;
 use io_uring::types::Fixed;
 
 /// Bit set in the user_data of a slot's `IORING_OP_CLOSE` (the rest is the slot).
 pub(super) const DIRECT_CLOSE_BIT: u64 = 1 << 61;
+
+/// The kernel's largest file table (`IORING_MAX_FIXED_FILES`, Linux 5.19+).
+const MAX_SLOTS: u32 = 1 << 20;
 
 /// The ring's file table, as far as this loop filled it.
 #[derive(Debug, Default)]
@@ -38,6 +44,8 @@ pub(super) struct DirectTable {
     next: u32,
     /// Slots whose close completed, free to hand out again.
     free: Vec<u32>,
+    /// Slots emptied while SQEs naming them may still wait in the SQ (see the module docs).
+    released: Vec<u32>,
 }
 
 /// What `register_direct` did with a connection.
@@ -80,7 +88,7 @@ impl UringDriver {
         let size = match self.direct.size {
             Some(size) => size,
             None => {
-                let want = self.direct.wanted.min(nofile_limit());
+                let want = self.direct.wanted.min(nofile_limit()).min(MAX_SLOTS);
                 let size = if want > 0
                     && self.ring.submitter().register_files_sparse(want).is_ok()
                 {
@@ -95,11 +103,23 @@ impl UringDriver {
         if size == 0 {
             return Direct::Off;
         }
+        if !self.direct.released.is_empty() && self.sq_empty() {
+            self.direct.free.append(&mut self.direct.released);
+        }
         let slot = match self.direct.free.pop() {
             Some(slot) => slot,
             None if self.direct.next < size => {
                 self.direct.next += 1;
                 self.direct.next - 1
+            }
+            None if !self.direct.released.is_empty() => {
+                // Every other slot is taken: hand the queued SQEs to the kernel, so the emptied
+                // ones may be reused.
+                if self.submit_queued().is_err() || !self.sq_empty() {
+                    return Direct::Full;
+                }
+                self.direct.free.append(&mut self.direct.released);
+                self.direct.free.pop().unwrap_or_default()
             }
             None => return Direct::Full,
         };
@@ -112,10 +132,23 @@ impl UringDriver {
         }
     }
 
-    /// Queues the close of a slot whose connection closed or left the loop; the slot is free
-    /// again once the close completes. If the SQ cannot take it (the ring failed) the slot and
-    /// its socket stay until the ring goes.
+    /// Empties the slot of a connection that closed or left the loop (see the module docs).
     pub(in crate::driver) fn release_direct(&mut self, slot: u32) {
+        if self
+            .ring
+            .submitter()
+            .register_files_update(slot, &[-1])
+            .is_ok()
+        {
+            self.direct.released.push(slot);
+            return;
+        }
+        self.close_direct(slot);
+    }
+
+    /// Queues the close of a slot; the slot is free again once the close completes. If the SQ
+    /// cannot take it (the ring failed) the slot and its socket stay until the ring goes.
+    pub(in crate::driver) fn close_direct(&mut self, slot: u32) {
         let close = opcode::Close::new(Fixed(slot))
             .build()
             .user_data(DIRECT_CLOSE_BIT | u64::from(slot));
