@@ -21,7 +21,10 @@ use ringloop::{Backend, EventLoop};
 async fn read_n(s: &TcpStream, len: usize) -> Vec<u8> {
     let mut out = Vec::new();
     while out.len() < len {
-        let read = timeout(Duration::from_secs(5), s.read(Vec::with_capacity(64 * 1024)));
+        let read = timeout(
+            Duration::from_secs(5),
+            s.read(Vec::with_capacity(64 * 1024)),
+        );
         let (res, buf) = read.await.expect("the bytes came in time");
         match res.unwrap() {
             0 => break,

@@ -153,15 +153,13 @@ impl DriverCell {
             ..fast
         };
         let driver = match backend {
-            Backend::Uring => {
-                Driver::Uring(UringDriver::new(
-                    entries,
-                    shared,
-                    counters.clone(),
-                    fast,
-                    direct_slots,
-                )?)
-            }
+            Backend::Uring => Driver::Uring(UringDriver::new(
+                entries,
+                shared,
+                counters.clone(),
+                fast,
+                direct_slots,
+            )?),
             Backend::Epoll => Driver::Epoll(EpollDriver::new(entries, shared, counters.clone())?),
         };
         Ok(Rc::new(DriverCell {

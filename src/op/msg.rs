@@ -167,7 +167,9 @@ unsafe impl<B: IoBufMut> Operation for RecvMsg<B> {
     fn sqe(&mut self) -> squeue::Entry {
         let msg = self.header();
         let flags = self.recv_flags() as u32;
-        sqe_fd!(self.fd, |fd| opcode::RecvMsg::new(fd, msg).flags(flags).build())
+        sqe_fd!(self.fd, |fd| opcode::RecvMsg::new(fd, msg)
+            .flags(flags)
+            .build())
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {

@@ -243,10 +243,14 @@ fn arm_ring_recv(
     } else if multishot {
         sqe_fd!(fd, |t| opcode::RecvMulti::new(t, POOL_GROUP).build())
     } else {
-        sqe_fd!(fd, |t| opcode::Recv::new(t, std::ptr::null_mut(), pool.size())
-            .buf_group(POOL_GROUP)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT))
+        sqe_fd!(fd, |t| opcode::Recv::new(
+            t,
+            std::ptr::null_mut(),
+            pool.size()
+        )
+        .buf_group(POOL_GROUP)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT))
     };
     // A one-shot receive is armed per call: only a multishot's new arm is a re-arm.
     super::arm_multishot(

@@ -89,8 +89,7 @@ impl UringDriver {
             Some(size) => size,
             None => {
                 let want = self.direct.wanted.min(nofile_limit()).min(MAX_SLOTS);
-                let size = if want > 0
-                    && self.ring.submitter().register_files_sparse(want).is_ok()
+                let size = if want > 0 && self.ring.submitter().register_files_sparse(want).is_ok()
                 {
                     want
                 } else {

@@ -24,12 +24,12 @@ use slab::Slab;
 use super::Shared;
 use super::fd::WeakFd;
 use super::op::{Deliver, Orphan};
-pub(crate) use direct::Direct;
-use direct::{DIRECT_CLOSE_BIT, DirectTable};
 use crate::backend::FastPaths;
 use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::faults::Fault;
 use crate::stats::Counters;
+pub(crate) use direct::Direct;
+use direct::{DIRECT_CLOSE_BIT, DirectTable};
 
 /// user_data of the eventfd poll (or read) that wakes the loop from other threads.
 const WAKE_TAG: u64 = u64::MAX;
