@@ -1,8 +1,9 @@
 //! Direct descriptors (uring: accepted connections also in the ring's file table, their ops
-//! naming the slot), on both backends: every stream method on an accepted stream, closing
-//! (the peer must see the end of stream, so the slot was released), a full table (plain fds
-//! for the rest, slots reused after closes), the switch `RINGLOOP_DISABLE=direct-fd`, and a
-//! stream used by another loop of the thread (whose table does not have it).
+//! naming the slot; opt-in with `Builder::direct_descriptors` or `RINGLOOP_DIRECT_FDS`), on both
+//! backends: every stream method on an accepted stream, closing (the peer must see the end of
+//! stream, so the slot was released), a full table (plain fds for the rest, slots reused after
+//! closes), the default (off), the switches (`RINGLOOP_DIRECT_FDS`, `RINGLOOP_DISABLE=direct-fd`),
+//! and a stream used by another loop of the thread (whose table does not have it).
 
 mod common;
 
@@ -63,14 +64,43 @@ fn loop_with(backend: Backend, builder: ringloop::Builder) -> EventLoop {
         .unwrap_or_else(|e| panic!("the {backend} backend is required here but failed: {e}"))
 }
 
-both_backends! {
-    fn every_stream_method_works_on_an_accepted_stream(lp: &mut EventLoop) {
-        let backend = lp.backend();
+/// A loop with direct descriptors on (64 slots).
+fn direct_loop(backend: Backend) -> EventLoop {
+    loop_with(backend, EventLoop::builder().direct_descriptors(64))
+}
+
+/// A `uring::NAME` and an `epoll::NAME` test for each `fn NAME(backend: Backend)`.
+macro_rules! on_both {
+    ($($name:ident),*) => {
+        mod uring {
+            $(#[test] fn $name() { super::$name(ringloop::Backend::Uring) })*
+        }
+        mod epoll {
+            $(#[test] fn $name() { super::$name(ringloop::Backend::Epoll) })*
+        }
+    };
+}
+
+on_both!(
+    every_stream_method_works_on_an_accepted_stream,
+    dropping_an_accepted_stream_closes_the_connection,
+    a_full_table_leaves_plain_fds,
+    off_by_default,
+    a_direct_stream_used_by_another_loop
+);
+
+fn every_stream_method_works_on_an_accepted_stream(backend: Backend) {
+    let mut lp = direct_loop(backend);
+    {
         lp.run_until_complete(async move {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let (server, client) = pair(&listener).await;
             let want = u64::from(backend == Backend::Uring);
-            assert_eq!(direct(), want, "an accepted stream is a direct descriptor on uring");
+            assert_eq!(
+                direct(),
+                want,
+                "an accepted stream is a direct descriptor on uring"
+            );
 
             // Options, addresses and the fd.
             server.set_nodelay(true).unwrap();
@@ -95,7 +125,9 @@ both_backends! {
             client.write_all(b"ijklm").await.0.unwrap();
             let mut got = Vec::new();
             while got.len() < 5 {
-                let (n, bufs) = server.readv(vec![Vec::with_capacity(2), Vec::with_capacity(8)]).await;
+                let (n, bufs) = server
+                    .readv(vec![Vec::with_capacity(2), Vec::with_capacity(8)])
+                    .await;
                 assert!(n.unwrap() > 0);
                 bufs.iter().for_each(|b| got.extend_from_slice(b));
             }
@@ -122,8 +154,14 @@ both_backends! {
             let path = dir.path().join("f");
             std::fs::write(&path, pattern(5, 200_000)).unwrap();
             let file = ringloop::fs::File::open(&path).await.unwrap();
-            assert_eq!(server.send_file(&file, 1000, 150_000).await.unwrap(), 150_000);
-            assert_eq!(read_n(&client, 150_000).await, pattern(5, 200_000)[1000..151_000]);
+            assert_eq!(
+                server.send_file(&file, 1000, 150_000).await.unwrap(),
+                150_000
+            );
+            assert_eq!(
+                read_n(&client, 150_000).await,
+                pattern(5, 200_000)[1000..151_000]
+            );
 
             // into_std: the slot is released, the std stream carries on, and closing it
             // closes the connection.
@@ -145,8 +183,12 @@ both_backends! {
             assert_eq!(read_n(&server, 5).await, b"after");
         });
     }
+    lp.close();
+}
 
-    fn dropping_an_accepted_stream_closes_the_connection(lp: &mut EventLoop) {
+fn dropping_an_accepted_stream_closes_the_connection(backend: Backend) {
+    let mut lp = direct_loop(backend);
+    {
         lp.run_until_complete(async {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             // Dropped with nothing in flight.
@@ -168,10 +210,46 @@ both_backends! {
             let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let (server, _) = listener.accept().await.unwrap();
             drop(server);
-            client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            assert_eq!(client.read(&mut [0u8; 8]).unwrap(), 0, "the end of stream, at once");
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            assert_eq!(
+                client.read(&mut [0u8; 8]).unwrap(),
+                0,
+                "the end of stream, at once"
+            );
         });
     }
+    lp.close();
+}
+
+/// Without the builder's word or `RINGLOOP_DIRECT_FDS`, connections are plain fds.
+fn off_by_default(backend: Backend) {
+    if !in_child() {
+        // In a child, where `RINGLOOP_DIRECT_FDS` (which CI may set) is removed.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("{backend}::off_by_default"),
+                "--exact",
+                "--nocapture",
+            ])
+            .env(common::CHILD_ENV, "1")
+            .env_remove("RINGLOOP_DIRECT_FDS")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    let mut lp = common::new_loop(backend);
+    lp.run_until_complete(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (server, client) = pair(&listener).await;
+        server.write_all(b"plain").await.0.unwrap();
+        assert_eq!(read_n(&client, 5).await, b"plain");
+        assert_eq!(direct(), 0);
+    });
+    lp.close();
 }
 
 /// A table of two slots: the third and fourth connections stay plain fds, every connection
@@ -214,10 +292,11 @@ fn a_full_table_leaves_plain_fds(backend: Backend) {
 /// With the fast path off (the builder's list, or `RINGLOOP_DISABLE=direct-fd` in a child),
 /// connections are plain fds and work as before.
 fn switched_off_connections_are_plain_fds(backend: Backend, by_env: bool) {
+    let builder = EventLoop::builder().direct_descriptors(64);
     let builder = if by_env {
-        EventLoop::builder()
+        builder
     } else {
-        EventLoop::builder().disable_fast_paths("direct-fd")
+        builder.disable_fast_paths("direct-fd")
     };
     let mut lp = loop_with(backend, builder);
     lp.run_until_complete(async {
@@ -238,8 +317,8 @@ fn switched_off_connections_are_plain_fds(backend: Backend, by_env: bool) {
 /// the first loop's table only, so the second names the fd; closing it in the first closes the
 /// connection.
 fn a_direct_stream_used_by_another_loop(backend: Backend) {
-    let mut a = loop_with(backend, EventLoop::builder());
-    let mut b = loop_with(backend, EventLoop::builder());
+    let mut a = direct_loop(backend);
+    let mut b = direct_loop(backend);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (server, client) = a.run_until_complete(async {
         let pair = pair(&listener).await;
@@ -265,16 +344,6 @@ fn a_direct_stream_used_by_another_loop(backend: Backend) {
 }
 
 #[test]
-fn uring_a_full_table_leaves_plain_fds() {
-    a_full_table_leaves_plain_fds(Backend::Uring);
-}
-
-#[test]
-fn epoll_a_full_table_leaves_plain_fds() {
-    a_full_table_leaves_plain_fds(Backend::Epoll);
-}
-
-#[test]
 fn uring_switched_off_by_the_builder() {
     switched_off_connections_are_plain_fds(Backend::Uring, false);
 }
@@ -296,12 +365,40 @@ fn uring_switched_off_by_ringloop_disable() {
     }
 }
 
+/// `RINGLOOP_DIRECT_FDS` turns direct descriptors on for loops whose builder did not say.
 #[test]
-fn uring_a_direct_stream_used_by_another_loop() {
-    a_direct_stream_used_by_another_loop(Backend::Uring);
+fn uring_turned_on_by_ringloop_direct_fds() {
+    if in_child() {
+        let mut lp = common::new_loop(Backend::Uring);
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let (server, client) = pair(&listener).await;
+            assert_eq!(direct(), 1);
+            server.write_all(b"on").await.0.unwrap();
+            assert_eq!(read_n(&client, 2).await, b"on");
+        });
+        lp.close();
+    } else {
+        run_in_child(
+            "uring_turned_on_by_ringloop_direct_fds",
+            &[("RINGLOOP_DIRECT_FDS", "16")],
+        );
+    }
 }
 
+/// A `RINGLOOP_DIRECT_FDS` that is not a number is an error that says what it takes.
 #[test]
-fn epoll_a_direct_stream_used_by_another_loop() {
-    a_direct_stream_used_by_another_loop(Backend::Epoll);
+fn a_bad_ringloop_direct_fds_is_an_error() {
+    if in_child() {
+        let err = EventLoop::builder().build().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("RINGLOOP_DIRECT_FDS"), "{err}");
+        // The builder's word wins over the environment.
+        drop(EventLoop::builder().direct_descriptors(8).build().unwrap());
+    } else {
+        run_in_child(
+            "a_bad_ringloop_direct_fds_is_an_error",
+            &[("RINGLOOP_DIRECT_FDS", "lots")],
+        );
+    }
 }

@@ -2,8 +2,29 @@
 
 use super::*;
 
-/// The default of [`Builder::direct_descriptors`].
-const DEFAULT_DIRECT_DESCRIPTORS: u32 = 4096;
+/// The environment variable that turns direct descriptors on where the builder did not say:
+/// a slot count, as [`Builder::direct_descriptors`] takes.
+const DIRECT_FDS_ENV: &str = "RINGLOOP_DIRECT_FDS";
+
+/// [`Builder::direct_descriptors`] from `RINGLOOP_DIRECT_FDS`: off (0) when unset.
+fn direct_from_env() -> io::Result<u32> {
+    let Some(raw) = std::env::var_os(DIRECT_FDS_ENV) else {
+        return Ok(0);
+    };
+    let raw = raw.to_string_lossy();
+    match raw.trim() {
+        "" => Ok(0),
+        n => n.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{DIRECT_FDS_ENV}={n:?} is not a slot count: a number from 0 (off) to \
+                     4294967295, e.g. 4096"
+                ),
+            )
+        }),
+    }
+}
 
 /// Configures an [`EventLoop`].
 ///
@@ -20,7 +41,7 @@ pub struct Builder {
     entries: u32,
     recv_pool: (u16, u32),
     zero_copy_threshold: Option<usize>,
-    direct_descriptors: u32,
+    direct_descriptors: Option<u32>,
     disable: Option<String>,
     debug: Option<bool>,
     slow_poll_threshold: Duration,
@@ -54,7 +75,7 @@ impl Default for Builder {
                 crate::buf::DEFAULT_POOL_SIZE,
             ),
             zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
-            direct_descriptors: DEFAULT_DIRECT_DESCRIPTORS,
+            direct_descriptors: None,
             disable: None,
             debug: None,
             slow_poll_threshold: DEFAULT_SLOW_POLL,
@@ -125,10 +146,22 @@ impl Builder {
     /// as on any other, and dropping it empties its slot at once (one more register call), so
     /// the connection closes then as any other does.
     ///
-    /// Default: 4096. `0`, epoll, a kernel before Linux 5.19 and `RINGLOOP_DISABLE=direct-fd`
-    /// leave every connection a plain fd.
+    /// Default: off (0), unless the environment variable `RINGLOOP_DIRECT_FDS` gives a slot
+    /// count (4096 is a good start; [`build`](Builder::build) refuses a value that is not a
+    /// number). Off because it did not measure faster here: over loopback, under the echo
+    /// harness, it moved neither throughput nor CPU per message beyond the noise, and it costs
+    /// two more syscalls per connection (BENCHMARKS.md, "Direct descriptors"). `0`, epoll, a
+    /// kernel before Linux 5.19 and `RINGLOOP_DISABLE=direct-fd` leave every connection a plain
+    /// fd.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = ringloop::EventLoop::builder().direct_descriptors(4096).build().unwrap();
+    /// # drop(lp);
+    /// ```
     pub fn direct_descriptors(mut self, slots: u32) -> Builder {
-        self.direct_descriptors = slots;
+        self.direct_descriptors = Some(slots);
         self
     }
 
@@ -238,6 +271,10 @@ impl Builder {
             None => debug_from_env()?,
         };
         let fast = crate::backend::FastPaths::resolve(self.disable.as_deref())?;
+        let direct_slots = match self.direct_descriptors {
+            Some(slots) => slots,
+            None => direct_from_env()?,
+        };
         let choice = match self.backend {
             Some(b) => Choice::Forced(b),
             None => backend::choice_from_env()?,
@@ -275,7 +312,7 @@ impl Builder {
             fast,
             pool_config: self.recv_pool,
             zero_copy_threshold: self.zero_copy_threshold,
-            direct_slots: self.direct_descriptors,
+            direct_slots,
             nothing_else_ready: crate::executor::context::nothing_else_ready,
         };
         let driver =
