@@ -221,6 +221,11 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
          costs an SQE, a completion and a second poll of its task)",
     ),
     (
+        "direct-fd",
+        "accepted connections are plain fds that every ring op looks up, rather than also slots \
+         in the ring's file table (direct descriptors) that ops name instead",
+    ),
+    (
         "send-zc",
         "stream writes of owned buffers at or above Builder::zero_copy_threshold are plain \
          sends (a copy) rather than zero-copy sends",
@@ -257,6 +262,9 @@ pub(crate) struct FastPaths {
     pub(crate) wake_poll: bool,
     /// A plain send is tried inline first, even beside other ops (see `Operation::eager`).
     pub(crate) eager_send: bool,
+    /// Accepted TCP connections also get a slot in the ring's file table (a direct descriptor,
+    /// Linux 5.19+ for the sparse table), which their ring ops name instead of the fd.
+    pub(crate) direct_fd: bool,
 }
 
 impl FastPaths {
@@ -272,6 +280,7 @@ impl FastPaths {
         wait_batch: true,
         wake_poll: true,
         eager_send: true,
+        direct_fd: true,
     };
 
     /// All fast paths, less those named in `disable` (a comma-separated list, from
@@ -293,6 +302,7 @@ impl FastPaths {
                     "wait-batch" => &mut fast.wait_batch,
                     "wake-poll" => &mut fast.wake_poll,
                     "eager-send" => &mut fast.eager_send,
+                    "direct-fd" => &mut fast.direct_fd,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();
                         return Err(io::Error::new(
@@ -314,6 +324,7 @@ impl FastPaths {
         fast.multishot_accept &= kernel >= (5, 19);
         fast.registered_ring &= kernel >= (5, 18);
         fast.wake_poll &= kernel >= (5, 13);
+        fast.direct_fd &= kernel >= (5, 19);
         Ok(fast)
     }
 }

@@ -73,6 +73,12 @@ pub struct Stats {
     /// `ENOMEM`. The loop waits 50 ms and accepts again; connections wait in the listen backlog
     /// meanwhile. A count that keeps growing means the server runs at its fd limit.
     pub accept_backoffs: u64,
+    /// Accepted TCP connections that got a slot in the ring's file table (direct descriptors,
+    /// see [`Builder::direct_descriptors`](crate::Builder::direct_descriptors)), uring backend.
+    pub direct_descriptors: u64,
+    /// Accepted TCP connections that stayed plain fds because every slot of the ring's file
+    /// table was taken, uring backend.
+    pub direct_table_full: u64,
     /// Time the loop thread spent in its park: the `io_uring_enter` or `epoll_wait` of each loop
     /// turn, where it waits for I/O, a timer or a wake (and submits, on uring). The only place
     /// the loop thread is meant to wait: a test can subtract it from the thread's time off the
@@ -114,6 +120,8 @@ pub(crate) struct Counters {
     pub(crate) pool_empty_waits: Cell<u64>,
     pub(crate) fixed_buffer_ops: Cell<u64>,
     pub(crate) accept_backoffs: Cell<u64>,
+    pub(crate) direct_descriptors: Cell<u64>,
+    pub(crate) direct_table_full: Cell<u64>,
     /// Nanoseconds spent in the driver's park.
     pub(crate) park_nanos: Cell<u64>,
     /// The fault injector (a build with `fault-injection`; nothing otherwise).
@@ -145,6 +153,8 @@ impl Counters {
             pool_empty_waits: self.pool_empty_waits.get(),
             fixed_buffer_ops: self.fixed_buffer_ops.get(),
             accept_backoffs: self.accept_backoffs.get(),
+            direct_descriptors: self.direct_descriptors.get(),
+            direct_table_full: self.direct_table_full.get(),
             park_time: Duration::from_nanos(self.park_nanos.get()),
             faults_injected: self.faults.counts(),
         }

@@ -122,6 +122,9 @@ impl<T> MultiQueue<T> {
     }
 }
 
+/// `FdInner::direct` of an fd with no slot in a ring's file table.
+const NO_SLOT: u32 = u32::MAX;
+
 /// A reference-counted fd. Ops hold a clone while the kernel may use the fd, so closing a socket
 /// with an op in flight never closes (or reuses) the fd under the kernel.
 #[derive(Clone, Debug)]
@@ -164,6 +167,9 @@ struct FdInner {
     duplicate: Cell<bool>,
     /// A TCP socket: the kernel can send from it zero-copy (`SO_ZEROCOPY`), which AF_UNIX cannot.
     zero_copy_ok: Cell<bool>,
+    /// The fd's slot in the ring's file table of the loop in `registration` (uring direct
+    /// descriptors), or `NO_SLOT`.
+    direct: Cell<u32>,
     /// Pooled receives delivered by a multishot (or buffer-select) receive (uring).
     recv_queue: RefCell<Option<Box<MultiQueue<PooledBuf>>>>,
     /// Connections a multishot accept delivered (uring).
@@ -226,6 +232,7 @@ impl SharedFd {
                 read_full: Cell::new(false),
                 duplicate: Cell::new(false),
                 zero_copy_ok: Cell::new(false),
+                direct: Cell::new(NO_SLOT),
                 recv_queue: RefCell::new(None),
                 accept_queue: RefCell::new(None),
             }),
@@ -300,7 +307,39 @@ impl SharedFd {
         driver: Rc<DriverCell>,
         token: u64,
     ) -> Option<(Rc<DriverCell>, u64)> {
+        // A slot in another loop's file table is released with that registration.
+        self.inner.direct.set(NO_SLOT);
         self.inner.registration.replace(Some((driver, token)))
+    }
+
+    /// Whether the fd is registered with a loop (epoll, or a uring file table).
+    pub(crate) fn has_registration(&self) -> bool {
+        let reg = self.inner.registration.take();
+        let some = reg.is_some();
+        self.inner.registration.set(reg);
+        some
+    }
+
+    /// Records the fd's slot in `driver`'s ring file table (a direct descriptor); the slot is
+    /// released as a registration is: when the fd closes, leaves by `into_owned`, or moves to
+    /// another loop.
+    pub(crate) fn set_direct(&self, driver: Rc<DriverCell>, slot: u32) {
+        self.inner.registration.set(Some((driver, u64::from(slot))));
+        self.inner.direct.set(slot);
+    }
+
+    /// The fd's slot in the ring's file table, if it has one in the loop running now: a ring op
+    /// on this fd names the slot instead of the fd (`op::sqe_fd!`). Another loop on this thread
+    /// has another table, where the slot means nothing.
+    pub(crate) fn direct_slot(&self) -> Option<u32> {
+        let slot = self.inner.direct.get();
+        if slot == NO_SLOT {
+            return None;
+        }
+        let reg = self.inner.registration.take();
+        let current = matches!(&reg, Some((driver, _)) if super::is_current(driver));
+        self.inner.registration.set(reg);
+        current.then_some(slot)
     }
 
     /// Whether the last stream read on this fd came back short (see `read_drained`).

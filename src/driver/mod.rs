@@ -57,9 +57,15 @@ pub(crate) struct DriverCell {
     /// Whether the running loop has nothing else ready to poll (the executor's answer, which
     /// the loop hands down: the driver sits below the executor).
     nothing_else_ready: fn() -> bool,
+    /// Slots of the ring's file table whose connection closed while the driver was busy: their
+    /// closes are queued at the next park (`uring::direct`).
+    direct_pending: RefCell<Vec<u32>>,
 }
 
 thread_local! {
+    /// The address of the current driver (see `CURRENT`), compared by `is_current` on the
+    /// submission path without touching the `Rc`.
+    static CURRENT_ADDR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// The driver of the loop running on this thread, set while the loop runs (the loop's
     /// context enters and leaves it). Ops, files and streams find their loop's driver here.
     static CURRENT: RefCell<Option<Rc<DriverCell>>> = const { RefCell::new(None) };
@@ -75,7 +81,16 @@ pub(crate) fn current() -> Option<Rc<DriverCell>> {
 
 /// Makes `driver` the current one on this thread (`None`: no loop runs here any more).
 pub(crate) fn set_current(driver: Option<Rc<DriverCell>>) {
+    let addr = driver.as_ref().map_or(0, |d| Rc::as_ptr(d) as usize);
+    let _ = CURRENT_ADDR.try_with(|c| c.set(addr));
     let _ = CURRENT.try_with(|c| *c.borrow_mut() = driver);
+}
+
+/// Whether `driver` is the one of the loop running on this thread.
+pub(crate) fn is_current(driver: &Rc<DriverCell>) -> bool {
+    CURRENT_ADDR
+        .try_with(|c| c.get() == Rc::as_ptr(driver) as usize)
+        .unwrap_or(false)
 }
 
 /// The memory of a registered buffer set, kept alive by the driver while the ring has it.
@@ -104,6 +119,8 @@ pub(crate) struct DriverConfig {
     pub(crate) zero_copy_threshold: Option<usize>,
     /// The executor's answer to "is anything else ready to poll?" (see `DriverCell`).
     pub(crate) nothing_else_ready: fn() -> bool,
+    /// `Builder::direct_descriptors`: slots of the ring's file table for accepted connections.
+    pub(crate) direct_slots: u32,
 }
 
 impl DriverCell {
@@ -119,6 +136,7 @@ impl DriverCell {
             pool_config,
             zero_copy_threshold,
             nothing_else_ready,
+            direct_slots,
         } = config;
         let zero_copy = zero_copy_threshold
             .filter(|_| {
@@ -135,9 +153,13 @@ impl DriverCell {
             ..fast
         };
         let driver = match backend {
-            Backend::Uring => {
-                Driver::Uring(UringDriver::new(entries, shared, counters.clone(), fast)?)
-            }
+            Backend::Uring => Driver::Uring(UringDriver::new(
+                entries,
+                shared,
+                counters.clone(),
+                fast,
+                direct_slots,
+            )?),
             Backend::Epoll => Driver::Epoll(EpollDriver::new(entries, shared, counters.clone())?),
         };
         Ok(Rc::new(DriverCell {
@@ -151,6 +173,7 @@ impl DriverCell {
             fixed: RefCell::new(None),
             shared: shared as *const Shared as usize,
             nothing_else_ready,
+            direct_pending: RefCell::new(Vec::new()),
         }))
     }
 
@@ -306,7 +329,16 @@ impl DriverCell {
         // no clock reads, which a busy loop would pay every turn.
         let start = (timeout != Some(Duration::ZERO)).then(monotonic_nanos);
         let res = match &mut *driver {
-            Driver::Uring(u) => u.park(timeout, shared),
+            Driver::Uring(u) => {
+                let mut pending = self.direct_pending.borrow_mut();
+                if !pending.is_empty() {
+                    for slot in pending.drain(..) {
+                        u.close_direct(slot);
+                    }
+                }
+                drop(pending);
+                u.park(timeout, shared)
+            }
             Driver::Epoll(e) => e.park(timeout, shared),
             Driver::Closed => Ok(()),
         };

@@ -6,8 +6,10 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use super::fd::SharedFd;
+use super::uring::Direct;
 use super::{Driver, DriverCell, closed_error, op};
 use crate::Backend;
+use crate::stats::Counters;
 
 impl DriverCell {
     /// Whether poll-based callers wait for readiness with a ring op (`POLL_ADD`) rather than the
@@ -95,12 +97,41 @@ impl DriverCell {
         }
     }
 
-    /// Forgets an fd's epoll registration (called when the fd closes or moves to another loop).
+    /// Forgets an fd's registration (called when the fd closes or moves to another loop): its
+    /// epoll registration, or on uring its slot in the ring's file table (`token` is the slot),
+    /// emptied now or, if the driver is busy, by a close queued at the next park.
     pub(crate) fn deregister(&self, fd: RawFd, token: u64, still_open: bool) {
-        if let Ok(mut driver) = self.driver.try_borrow_mut()
-            && let Driver::Epoll(e) = &mut *driver
-        {
-            e.deregister(fd, token, still_open);
+        match self.driver.try_borrow_mut().as_deref_mut() {
+            Ok(Driver::Epoll(e)) => e.deregister(fd, token, still_open),
+            Ok(Driver::Uring(u)) => u.release_direct(token as u32),
+            // Closed: the ring and its table are gone.
+            Ok(Driver::Closed) => {}
+            Err(_) if self.backend == Backend::Uring => {
+                self.direct_pending.borrow_mut().push(token as u32);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// uring: puts a newly accepted connection in the ring's file table as well (a direct
+    /// descriptor, `uring::direct`), so its ring ops name the slot. Nothing on epoll, with
+    /// `RINGLOOP_DISABLE=direct-fd`, or where the kernel has no table; a full table is counted
+    /// and leaves the connection a plain fd.
+    pub(crate) fn register_direct(self: &Rc<Self>, fd: &SharedFd) {
+        if !self.fast.direct_fd || fd.has_registration() {
+            return;
+        }
+        let direct = match &mut *self.driver.borrow_mut() {
+            Driver::Uring(u) => u.register_direct(fd.raw()),
+            _ => return,
+        };
+        match direct {
+            Direct::Slot(slot) => {
+                fd.set_direct(self.clone(), slot);
+                Counters::bump(&self.counters.direct_descriptors);
+            }
+            Direct::Full => Counters::bump(&self.counters.direct_table_full),
+            Direct::Off => {}
         }
     }
 }

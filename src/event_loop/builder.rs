@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// The environment variable that turns direct descriptors on where the builder did not say:
+/// a slot count, as [`Builder::direct_descriptors`] takes.
+const DIRECT_FDS_ENV: &str = "RINGLOOP_DIRECT_FDS";
+
+/// [`Builder::direct_descriptors`] from `RINGLOOP_DIRECT_FDS`: off (0) when unset.
+fn direct_from_env() -> io::Result<u32> {
+    let Some(raw) = std::env::var_os(DIRECT_FDS_ENV) else {
+        return Ok(0);
+    };
+    let raw = raw.to_string_lossy();
+    match raw.trim() {
+        "" => Ok(0),
+        n => n.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{DIRECT_FDS_ENV}={n:?} is not a slot count: a number from 0 (off) to \
+                     4294967295, e.g. 4096"
+                ),
+            )
+        }),
+    }
+}
+
 /// Configures an [`EventLoop`].
 ///
 /// # Examples
@@ -17,6 +41,7 @@ pub struct Builder {
     entries: u32,
     recv_pool: (u16, u32),
     zero_copy_threshold: Option<usize>,
+    direct_descriptors: Option<u32>,
     disable: Option<String>,
     debug: Option<bool>,
     slow_poll_threshold: Duration,
@@ -31,6 +56,7 @@ impl fmt::Debug for Builder {
             .field("entries", &self.entries)
             .field("recv_pool", &self.recv_pool)
             .field("zero_copy_threshold", &self.zero_copy_threshold)
+            .field("direct_descriptors", &self.direct_descriptors)
             .field("debug", &self.debug)
             .field("slow_poll_threshold", &self.slow_poll_threshold)
             .field("start_paused", &self.start_paused)
@@ -49,6 +75,7 @@ impl Default for Builder {
                 crate::buf::DEFAULT_POOL_SIZE,
             ),
             zero_copy_threshold: DEFAULT_ZERO_COPY_THRESHOLD,
+            direct_descriptors: None,
             disable: None,
             debug: None,
             slow_poll_threshold: DEFAULT_SLOW_POLL,
@@ -109,9 +136,38 @@ impl Builder {
         self
     }
 
+    /// How many accepted TCP connections at once also get a slot in the ring's file table (a
+    /// direct descriptor) on io_uring: their ring ops then name the slot instead of the fd, which
+    /// saves the kernel an fd lookup and a reference count per op. The table is registered when
+    /// the first connection is accepted, with no more slots than `RLIMIT_NOFILE`; a connection
+    /// accepted while every slot is taken stays a plain fd (counted in
+    /// [`Stats::direct_table_full`](crate::Stats::direct_table_full)). A connection keeps its
+    /// fd as well, so every method (`peer_addr`, socket options, `into_std`, ...) works on it
+    /// as on any other, and dropping it empties its slot at once (one more register call), so
+    /// the connection closes then as any other does.
+    ///
+    /// Default: off (0), unless the environment variable `RINGLOOP_DIRECT_FDS` gives a slot
+    /// count (4096 is a good start; [`build`](Builder::build) refuses a value that is not a
+    /// number). Off because it did not measure faster here: over loopback, under the echo
+    /// harness, it moved neither throughput nor CPU per message beyond the noise, and it costs
+    /// two more syscalls per connection (BENCHMARKS.md, "Direct descriptors"). `0`, epoll, a
+    /// kernel before Linux 5.19 and `RINGLOOP_DISABLE=direct-fd` leave every connection a plain
+    /// fd.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lp = ringloop::EventLoop::builder().direct_descriptors(4096).build().unwrap();
+    /// # drop(lp);
+    /// ```
+    pub fn direct_descriptors(mut self, slots: u32) -> Builder {
+        self.direct_descriptors = Some(slots);
+        self
+    }
+
     /// Switches io_uring fast paths off, as `RINGLOOP_DISABLE` does (a comma-separated list of
     /// `multishot-recv`, `buf-ring`, `multishot-accept`, `registered-ring`, `setup-flags`, `splice`,
-    /// `send-zc`); for tests and measurements of the fallbacks.
+    /// `send-zc`, `direct-fd`, ...); for tests and measurements of the fallbacks.
     #[doc(hidden)]
     pub fn disable_fast_paths(mut self, list: &str) -> Builder {
         self.disable = Some(list.to_owned());
@@ -215,6 +271,10 @@ impl Builder {
             None => debug_from_env()?,
         };
         let fast = crate::backend::FastPaths::resolve(self.disable.as_deref())?;
+        let direct_slots = match self.direct_descriptors {
+            Some(slots) => slots,
+            None => direct_from_env()?,
+        };
         let choice = match self.backend {
             Some(b) => Choice::Forced(b),
             None => backend::choice_from_env()?,
@@ -252,6 +312,7 @@ impl Builder {
             fast,
             pool_config: self.recv_pool,
             zero_copy_threshold: self.zero_copy_threshold,
+            direct_slots,
             nothing_else_ready: crate::executor::context::nothing_else_ready,
         };
         let driver =

@@ -197,8 +197,12 @@ impl TcpListener {
                 Err(e) => return Err(e),
             }
         };
+        let fd = SharedFd::new(fd);
+        if let Some(driver) = crate::driver::current() {
+            driver.register_direct(&fd);
+        }
         let stream = TcpStream {
-            io: Stream::tcp(SharedFd::new(fd)),
+            io: Stream::tcp(fd),
         };
         Ok((stream, to_std_addr(&addr)?))
     }

@@ -1,6 +1,25 @@
 //! One file per op family; each op implements both the uring and the epoll half of
 //! [`Operation`](crate::driver::op::Operation) side by side.
 
+/// Builds an SQE on a `SharedFd`: `$build` sees `$t`, the fd's slot in the ring's file table
+/// (`types::Fixed`, a direct descriptor: `driver::uring::direct`) where it has one in the running
+/// loop, else its fd number (`types::Fd`). The io-uring crate takes the two as different types,
+/// so `$build` is written once and compiled for each.
+macro_rules! sqe_fd {
+    ($fd:expr, |$t:ident| $build:expr) => {
+        match $fd.direct_slot() {
+            Some(slot) => {
+                let $t = io_uring::types::Fixed(slot);
+                $build
+            }
+            None => {
+                let $t = io_uring::types::Fd($fd.raw());
+                $build
+            }
+        }
+    };
+}
+
 pub(crate) mod fs;
 pub(crate) mod fs_path;
 pub(crate) mod msg;

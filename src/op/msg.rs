@@ -3,7 +3,7 @@
 
 use std::io;
 
-use io_uring::{opcode, squeue, types::Fd};
+use io_uring::{opcode, squeue};
 use socket2::{SockAddr, SockAddrStorage};
 
 use super::{clamp_len, cvt};
@@ -62,9 +62,9 @@ unsafe impl<B: IoBuf> Operation for SendMsg<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let msg = self.header();
-        opcode::SendMsg::new(Fd(self.fd.raw()), msg)
+        sqe_fd!(self.fd, |fd| opcode::SendMsg::new(fd, msg)
             .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
+            .build())
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
@@ -166,9 +166,10 @@ unsafe impl<B: IoBufMut> Operation for RecvMsg<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let msg = self.header();
-        opcode::RecvMsg::new(Fd(self.fd.raw()), msg)
-            .flags(self.recv_flags() as u32)
-            .build()
+        let flags = self.recv_flags() as u32;
+        sqe_fd!(self.fd, |fd| opcode::RecvMsg::new(fd, msg)
+            .flags(flags)
+            .build())
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {

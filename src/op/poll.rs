@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use io_uring::{opcode, squeue, types::Fd};
+use io_uring::{opcode, squeue};
 
 use super::cvt;
 use crate::driver::DriverCell;
@@ -42,7 +42,8 @@ unsafe impl Operation for PollAdd {
     type Output = io::Result<()>;
 
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::PollAdd::new(Fd(self.fd.raw()), poll_events(self.dir) as u32).build()
+        let events = poll_events(self.dir) as u32;
+        sqe_fd!(self.fd, |fd| opcode::PollAdd::new(fd, events).build())
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
-use io_uring::{opcode, squeue, types::Fd};
+use io_uring::{opcode, squeue};
 
 use super::cvt;
 use super::poll::ReadyWait;
@@ -256,14 +256,18 @@ fn arm_ring_recv(
     let fast = driver.fast();
     let multishot = fast.multishot_recv;
     let entry = if multishot && fast.bundle {
-        opcode::RecvMultiBundle::new(Fd(fd.raw()), POOL_GROUP).build()
+        sqe_fd!(fd, |t| opcode::RecvMultiBundle::new(t, POOL_GROUP).build())
     } else if multishot {
-        opcode::RecvMulti::new(Fd(fd.raw()), POOL_GROUP).build()
+        sqe_fd!(fd, |t| opcode::RecvMulti::new(t, POOL_GROUP).build())
     } else {
-        opcode::Recv::new(Fd(fd.raw()), std::ptr::null_mut(), pool.size())
-            .buf_group(POOL_GROUP)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
+        sqe_fd!(fd, |t| opcode::Recv::new(
+            t,
+            std::ptr::null_mut(),
+            pool.size()
+        )
+        .buf_group(POOL_GROUP)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT))
     };
     // A one-shot receive is armed per call: only a multishot's new arm is a re-arm.
     super::arm_multishot(

@@ -72,14 +72,14 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
                 .offset(CURRENT_POSITION)
                 .build();
         }
-        let mut recv = opcode::Recv::new(Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len)
-            .flags(self.recv_flags());
-        if self.stream && self.fd.read_drained() && uring_features().recv_poll_first {
-            // The last read emptied the socket: wait for data rather than try a receive that
-            // would only find nothing and then arm the same poll.
-            recv = recv.ioprio(RECVSEND_POLL_FIRST);
-        }
-        recv.build()
+        // The last read emptied the socket: wait for data rather than try a receive that would
+        // only find nothing and then arm the same poll.
+        let poll_first = self.stream && self.fd.read_drained() && uring_features().recv_poll_first;
+        let (ptr, flags) = (self.buf.stable_mut_ptr(), self.recv_flags());
+        sqe_fd!(self.fd, |fd| opcode::Recv::new(fd, ptr, len)
+            .flags(flags)
+            .ioprio(if poll_first { RECVSEND_POLL_FIRST } else { 0 })
+            .build())
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {
@@ -259,14 +259,15 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
                 .offset(CURRENT_POSITION)
                 .build();
         }
+        let ptr = self.buf.stable_ptr();
         if self.zero_copy.is_some() {
-            return opcode::SendZc::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+            return sqe_fd!(self.fd, |fd| opcode::SendZc::new(fd, ptr, len)
                 .flags(libc::MSG_NOSIGNAL)
-                .build();
+                .build());
         }
-        opcode::Send::new(Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+        sqe_fd!(self.fd, |fd| opcode::Send::new(fd, ptr, len)
             .flags(libc::MSG_NOSIGNAL)
-            .build()
+            .build())
     }
 
     fn readiness(&self) -> Option<(&SharedFd, Interest)> {

@@ -2,6 +2,7 @@
 //! cancellation and drain-on-drop. Setting the ring up is in `setup`, waiting and reaping in
 //! `wait`, wakes from other threads in `wake`.
 
+mod direct;
 mod setup;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,8 @@ use crate::backend::FastPaths;
 use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::faults::Fault;
 use crate::stats::Counters;
+pub(crate) use direct::Direct;
+use direct::{DIRECT_CLOSE_BIT, DirectTable};
 
 /// user_data of the eventfd poll (or read) that wakes the loop from other threads.
 const WAKE_TAG: u64 = u64::MAX;
@@ -106,6 +109,8 @@ pub(crate) struct UringDriver {
     /// Closing gave up waiting and leaked what the kernel still holds: a second `shutdown` (the
     /// drop after `close`) does not wait again.
     abandoned: bool,
+    /// Accepted connections in the ring's file table (`direct`).
+    direct: DirectTable,
 }
 
 /// How long closing the loop waits for its cancelled ops to complete before it resets the

@@ -64,6 +64,7 @@ impl UringDriver {
         shared: &Shared,
         counters: Rc<Counters>,
         fast: FastPaths,
+        direct_slots: u32,
     ) -> io::Result<Self> {
         let (ring, setup) = build_ring(entries, fast)?;
         if !ring.params().is_feature_ext_arg() {
@@ -100,6 +101,7 @@ impl UringDriver {
             late: Vec::new(),
             zero_copy_socks: Vec::new(),
             abandoned: false,
+            direct: DirectTable::new(if fast.direct_fd { direct_slots } else { 0 }),
         };
         if fast.registered_ring {
             driver.ring_index = driver.register_ring_fd();

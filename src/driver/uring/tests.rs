@@ -4,7 +4,7 @@ use super::*;
 use std::time::Instant;
 
 fn driver(shared: &Shared) -> UringDriver {
-    UringDriver::new(8, shared, Rc::new(Counters::default()), FastPaths::ALL)
+    UringDriver::new(8, shared, Rc::new(Counters::default()), FastPaths::ALL, 0)
         .expect("io_uring is required")
 }
 
@@ -34,7 +34,7 @@ fn the_ring_fd_is_registered_and_the_setup_flags_taken_unless_switched_off() {
         setup_flags: false,
         ..FastPaths::ALL
     };
-    let mut d = UringDriver::new(8, &shared, Rc::new(Counters::default()), off).unwrap();
+    let mut d = UringDriver::new(8, &shared, Rc::new(Counters::default()), off, 0).unwrap();
     assert!(d.ring_index.is_none());
     assert!(!d.setup.contains("NO_SQARRAY"), "{}", d.setup);
     park_20ms(&mut d, &shared);
@@ -147,7 +147,7 @@ fn remote_wakes_keep_one_multishot_poll_armed() {
         wake_poll: false,
         ..FastPaths::ALL
     };
-    let mut d = UringDriver::new(8, &shared, Rc::new(Counters::default()), read).unwrap();
+    let mut d = UringDriver::new(8, &shared, Rc::new(Counters::default()), read, 0).unwrap();
     woken_from_another_thread(&mut d, &shared, 2);
     assert!(!d.wake_armed, "the eventfd read is used up by a wake");
     d.shutdown();

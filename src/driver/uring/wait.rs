@@ -291,6 +291,7 @@ impl UringDriver {
                     target.write_eventfd();
                 }
             }
+            tag if tag & DIRECT_CLOSE_BIT != 0 => self.direct_closed(tag as u32),
             key => {
                 let key = key as usize;
                 match self.ops.get_mut(key) {
