@@ -1,6 +1,7 @@
 //! The core of examples/file_server.rs, kept apart so tests/file_server.rs runs it in-process:
 //! HTTP/1.1 keep-alive (pipelined requests too), GET and HEAD, `Content-Length` and
-//! `Last-Modified`, bodies sent with `send_file`, and the bounds a public server needs.
+//! `Last-Modified`, bodies sent with `send_file` (the headers held to leave with the body's first
+//! bytes), and the bounds a public server needs.
 //!
 //! - Paths are confined to the served directory: the kernel resolves each one beneath it
 //!   (`openat2` with `RESOLVE_BENEATH`), so `..`, absolute symlinks and symlinks that lead out
@@ -185,22 +186,26 @@ async fn open_beneath(root: &Arc<OwnedFd>, path: &str) -> Target {
     let Ok(fd) = open_off_loop(root, &c_path, libc::O_RDONLY | libc::O_NONBLOCK).await else {
         return NOT_FOUND;
     };
-    match fstat(&fd) {
-        Ok(st) if is_regular(&st) && (st.st_dev, st.st_ino) == (seen.st_dev, seen.st_ino) => {}
+    let st = match fstat(&fd) {
+        Ok(st) if is_regular(&st) && (st.st_dev, st.st_ino) == (seen.st_dev, seen.st_ino) => st,
         _ => return NOT_FOUND, // replaced between the two opens
-    }
+    };
     // SAFETY: F_SETFL on an fd we own: back to blocking mode, which a regular file's reads
     // (on the ring or the pool) expect.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, 0) };
-    let file = std::fs::File::from(fd);
-    match file.metadata() {
-        Ok(m) => Target::File {
-            len: m.len(),
-            modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            file: ringloop::fs::File::from_std(file),
-        },
-        Err(_) => NOT_FOUND,
+    // The size and time from the fstat just made (a `metadata()` would be one more syscall).
+    Target::File {
+        len: u64::try_from(st.st_size).unwrap_or(0),
+        modified: mtime(&st),
+        file: ringloop::fs::File::from_std(std::fs::File::from(fd)),
     }
+}
+
+/// A stat's modification time (the epoch for one before it, which `Last-Modified` cannot say).
+fn mtime(st: &libc::stat) -> SystemTime {
+    let secs = u64::try_from(st.st_mtime).unwrap_or(0);
+    let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0).min(999_999_999);
+    SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
 }
 
 /// A timeout as an `io::Error`.
@@ -339,19 +344,27 @@ async fn respond(
                 "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nLast-Modified: {}\r\nContent-Type: application/octet-stream\r\nConnection: {conn}\r\n\r\n",
                 httpdate::fmt_http_date(modified)
             );
-            write_bounded(stream, head.into_bytes(), limits).await?;
-            if head_only {
-                return Ok(());
+            if head_only || len == 0 {
+                return write_bounded(stream, head.into_bytes(), limits).await;
             }
+            // The headers go with the body's first chunk: one segment for a small file.
+            let mut head = Some(head);
             let mut sent = 0;
             while sent < len {
                 let chunk = (len - sent).min(SEND_CHUNK);
-                let n = ringloop::time::timeout(
-                    limits.send_timeout,
-                    stream.send_file(&file, sent, chunk),
-                )
-                .await
-                .map_err(|_| timed_out("the client stopped reading the body"))??;
+                let send = async {
+                    match head.take() {
+                        Some(h) => {
+                            stream
+                                .send_file_with_head(h.as_bytes(), &file, sent, chunk)
+                                .await
+                        }
+                        None => stream.send_file(&file, sent, chunk).await,
+                    }
+                };
+                let n = ringloop::time::timeout(limits.send_timeout, send)
+                    .await
+                    .map_err(|_| timed_out("the client stopped reading the body"))??;
                 sent += n;
                 if n < chunk {
                     // The file shrank after the headers went: the client must not wait for more.
@@ -408,8 +421,9 @@ pub async fn serve(
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    // Headers and body go as separate sends: without NODELAY a small body would
-                    // wait for the client's delayed ACK of the headers.
+                    // Responses end with a push (a body's last `send_file`, or a whole error
+                    // answer): without NODELAY the end of one that is not a whole segment
+                    // could wait for the client's delayed ACK of what went before.
                     let _ = stream.set_nodelay(true);
                     if live.get() >= limits.max_conns {
                         // Full: say so (a fresh socket takes a short answer at once) and close.
