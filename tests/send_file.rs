@@ -264,7 +264,10 @@ fn head_then_body(lp: &mut EventLoop) {
             let got = reader.join().unwrap().expect("the head and body arrive");
             assert_eq!(&got[..head.len()], head, "{off}+{len}: the head first");
             let body = &data[off as usize..(off + body_len) as usize];
-            assert!(&got[head.len()..] == body, "{off}+{len}: the body came out different");
+            assert!(
+                &got[head.len()..] == body,
+                "{off}+{len}: the body came out different"
+            );
         }
     });
 }

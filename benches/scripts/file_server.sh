@@ -74,7 +74,7 @@ for round in $(seq "$rounds"); do
         start $mode
         for f in $files; do
             t0=$(cpu_ticks $pid)
-            res=$(taskset -c 1 wrk -c 64 -t 1 -d "${secs}s" "http://127.0.0.1:$port/$f" 2>&1)
+            res=$(taskset -c 1 wrk -c 64 -t 1 --timeout 10s -d "${secs}s" "http://127.0.0.1:$port/$f" 2>&1)
             t1=$(cpu_ticks $pid)
             rate=$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' <<<"$res")
             n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$res")

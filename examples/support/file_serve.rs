@@ -204,7 +204,9 @@ async fn open_beneath(root: &Arc<OwnedFd>, path: &str) -> Target {
 /// A stat's modification time (the epoch for one before it, which `Last-Modified` cannot say).
 fn mtime(st: &libc::stat) -> SystemTime {
     let secs = u64::try_from(st.st_mtime).unwrap_or(0);
-    let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0).min(999_999_999);
+    let nanos = u32::try_from(st.st_mtime_nsec)
+        .unwrap_or(0)
+        .min(999_999_999);
     SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
 }
 
