@@ -11,7 +11,7 @@
 //! Paths are confined to DIR: the kernel resolves each one beneath the served directory
 //! (`openat2` with `RESOLVE_BENEATH`), so `..`, absolute symlinks and symlinks that lead out are
 //! refused (404), as are NUL bytes and malformed escapes (400), paths over 1024 bytes (414) and
-//! anything not a regular file (404: a FIFO or a device is never opened, see
+//! anything not a regular file (404: a FIFO or a device is not opened but in a race, see
 //! examples/support/file_serve.rs). Other methods get 405, malformed requests 400 (and the
 //! connection closes). Stops on SIGINT or SIGTERM.
 //!

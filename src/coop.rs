@@ -48,6 +48,7 @@ pub(crate) fn reset() {
 }
 
 /// Takes one unit of budget; false when the poll has spent it all and the op must yield.
+#[inline]
 pub(crate) fn proceed() -> bool {
     REMAINING.with(|r| {
         let left = r.get();

@@ -129,6 +129,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    #[inline]
     pub(crate) fn bump(cell: &Cell<u64>) {
         cell.set(cell.get() + 1);
     }

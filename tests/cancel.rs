@@ -5,7 +5,7 @@
 //! runs in a child process and counts them, `common::cancel::run_checked`).
 //!
 //! This file: stream reads (plain, vectored, pooled), writes (plain, vectored, `write_all`,
-//! zero-copy) and `send_file`. Listeners, connects, UDP and `AsyncFd` are in
+//! zero-copy), `send_file` and `send_file_with_head`. Listeners, connects, UDP and `AsyncFd` are in
 //! `cancel_sockets.rs`; the fs, process, signal and time futures in `cancel_more.rs`.
 
 mod common;
@@ -155,9 +155,12 @@ async fn writes_stay_in_order<S: Duplex>(writer: S, reader: S, kind: WriteKind, 
     check_attempts(&got, &attempts);
 }
 
-/// `send_file` of 32 KiB regions dropped at every poll: the regions' bytes in order.
-async fn send_file_stays_in_order<S: Duplex>(writer: S, reader: S) {
+/// `send_file` of 32 KiB regions dropped at every poll: the regions' bytes in order. `head`:
+/// by `send_file_with_head`, each region after a head of its own value (held with `MSG_MORE`
+/// until the region's bytes follow), so a dropped one may leave part of a head.
+async fn send_file_stays_in_order<S: Duplex>(writer: S, reader: S, head: bool) {
     const REGION: usize = 32 * 1024;
+    const HEAD: usize = 300;
     const REGIONS: usize = 16;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("regions");
@@ -172,15 +175,20 @@ async fn send_file_stays_in_order<S: Duplex>(writer: S, reader: S) {
         let sweep = drop_at_every_poll(async || {
             let n = attempts.len();
             assert!(n < REGIONS, "more attempts than regions: raise REGIONS");
+            let head_len = if head { HEAD } else { 0 };
             attempts.push(Attempt {
                 value: attempt_value(n),
-                len: REGION,
+                len: head_len + REGION,
                 completed: None,
             });
-            let sent = writer
-                .send_file(&file, (n * REGION) as u64, REGION as u64)
-                .await;
-            (n, sent.unwrap() as usize)
+            let (off, len) = ((n * REGION) as u64, REGION as u64);
+            let sent = if head {
+                let bytes = vec![attempt_value(n); HEAD];
+                writer.send_file_with_head(&bytes, &file, off, len).await
+            } else {
+                writer.send_file(&file, off, len).await
+            };
+            (n, head_len + sent.unwrap() as usize)
         })
         .await;
         let (n, sent) = sweep.output;
@@ -334,9 +342,11 @@ fn zero_copy_writes(backend: Backend) {
 
 fn send_file(backend: Backend) {
     run_checked(backend, EventLoop::builder(), async {
-        let (a, b) = common::tcp_pair().await;
-        send_file_stays_in_order(a, b).await;
-        let (a, b) = unix_pair().await;
-        send_file_stays_in_order(a, b).await;
+        for head in [false, true] {
+            let (a, b) = common::tcp_pair().await;
+            send_file_stays_in_order(a, b, head).await;
+            let (a, b) = unix_pair().await;
+            send_file_stays_in_order(a, b, head).await;
+        }
     });
 }

@@ -10,6 +10,8 @@
 //! - A client that stops reading a body is dropped after the send timeout.
 //! - Past the connection cap, a client gets a 503; a slot that frees serves the next.
 //! - A file read from a cold page cache: the loop thread starts no disk read.
+//! - A name served, then replaced (by a FIFO, another file, a symlink) or removed: the answer is
+//!   the new entry's, though the loop keeps the first check's answer for a plain name.
 
 mod common;
 
@@ -269,6 +271,59 @@ fn connection_cap(backend: Backend) {
     server.stop();
 }
 
+/// A name served once (its check then kept for the loop) and then replaced, by a FIFO, by
+/// another file, by a symlink: each answer is the new entry's (404 for the FIFO, without the loop
+/// blocking; the new bytes; the symlink's target), never the old file's.
+fn replaced_after_serving(backend: Backend) {
+    let server = Server::start(backend, Limits::default(), |dir| {
+        std::fs::write(dir.join("f"), b"one\n").unwrap();
+        std::fs::write(dir.join("target"), b"target\n").unwrap();
+    });
+    let dir = server._dir.path().to_owned();
+    for _ in 0..2 {
+        let answer = server.get("/f");
+        assert!(answer.ends_with("\r\n\r\none\n"), "GET /f: {answer}");
+    }
+    let fifo = std::ffi::CString::new(dir.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    std::fs::rename(dir.join("fifo"), dir.join("f")).unwrap();
+    let answer = server.get("/f");
+    assert!(
+        answer.starts_with("HTTP/1.1 404"),
+        "GET /f, now a FIFO: {answer}"
+    );
+    std::fs::write(dir.join("new"), b"two\n").unwrap();
+    std::fs::rename(dir.join("new"), dir.join("f")).unwrap();
+    for _ in 0..2 {
+        let answer = server.get("/f");
+        assert!(
+            answer.ends_with("\r\n\r\ntwo\n"),
+            "GET /f, a new file: {answer}"
+        );
+    }
+    std::fs::remove_file(dir.join("f")).unwrap();
+    std::os::unix::fs::symlink("target", dir.join("f")).unwrap();
+    for _ in 0..2 {
+        let answer = server.get("/f");
+        assert!(
+            answer.ends_with("\r\n\r\ntarget\n"),
+            "GET /f, a symlink: {answer}"
+        );
+    }
+    std::fs::remove_file(dir.join("f")).unwrap();
+    let answer = server.get("/f");
+    assert!(
+        answer.starts_with("HTTP/1.1 404"),
+        "GET /f, removed: {answer}"
+    );
+    let report = server.stop();
+    assert!(
+        report.blocked_outside_park < Duration::from_millis(100),
+        "{report:?}"
+    );
+}
+
 fn cold_file(backend: Backend) {
     const COLD: usize = 16 << 20;
     let server = Server::start(backend, Limits::default(), |dir| {
@@ -324,4 +379,5 @@ on_both!(
     a_client_that_stops_reading_a_body_is_dropped => client_that_stops_reading,
     connections_past_the_cap_get_503 => connection_cap,
     a_file_from_a_cold_page_cache_is_served_without_disk_reads_on_the_loop => cold_file,
+    a_served_name_replaced_by_a_fifo_a_file_or_a_symlink_answers_for_the_new_entry => replaced_after_serving,
 );

@@ -1,6 +1,7 @@
 //! `send_file` on both backends (and on uring with the splice path off, which uses sendfile):
 //! random ranges of a 10 MiB file checked byte for byte, a file shorter than asked, a range past
-//! the end, a dropped send_file after which the stream still works, a Unix stream, and errors.
+//! the end, a dropped send_file after which the stream still works, a Unix stream, and errors;
+//! `send_file_with_head`'s head before the body, cached or not, and alone (an empty range).
 
 mod common;
 
@@ -215,7 +216,67 @@ fn unix_stream_and_errors(lp: &mut EventLoop) {
     });
 }
 
+/// `send_file_with_head`: the head, then the range, byte for byte, for a cached and an uncached
+/// file; with nothing of the file to follow (an empty range, the file's end), the head still
+/// arrives, while the connection stays open (the bytes held for `MSG_MORE` are pushed).
+fn head_then_body(lp: &mut EventLoop) {
+    use std::os::fd::AsRawFd;
+    lp.run_until_complete(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = common::pattern(11, 200_000);
+        let file = file_with(&dir, "f", &data).await;
+        let (tx, rx) = tcp_pair().await;
+        let rx = rx.into_std().unwrap();
+        rx.set_nonblocking(false).unwrap();
+        // A hang detector, not a speed bound: a held head would never come.
+        rx.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let cases: [(&[u8], u64, u64, bool); 6] = [
+            (b"first, and alone\n", 10, 0, false),
+            (b"HTTP/1.1 200 OK\r\n\r\n", 0, 1024, false),
+            (b"head of the rest\n", 1024, 150_000, false),
+            (b"uncached\n", 7, 100_000, true),
+            (b"an empty range\n", 10, 0, false),
+            (b"past the end\n", 200_000, 10, false),
+        ];
+        for (head, off, len, uncached) in cases {
+            if uncached {
+                evict(&dir, "f");
+            }
+            let body_len = len.min(200_000u64.saturating_sub(off));
+            let rx = rx.try_clone().unwrap();
+            let want = head.len() + body_len as usize;
+            let reader = std::thread::spawn(move || {
+                use std::io::Read;
+                let mut got = vec![0u8; want];
+                (&rx).read_exact(&mut got).map(|_| got)
+            });
+            let sent = tx.send_file_with_head(head, &file, off, len).await.unwrap();
+            assert_eq!(sent, body_len, "{off}+{len}");
+            if body_len == 0 {
+                // Nothing followed the head: it went out, not held back for more (which lets it
+                // wait for the kernel's probe timer, 200 ms and more).
+                let mut unsent: libc::c_int = -1;
+                // SAFETY: SIOCOUTQNSD writes one int, the send queue's bytes not yet sent.
+                let rc = unsafe { libc::ioctl(tx.as_raw_fd(), libc::SIOCOUTQNSD, &mut unsent) };
+                assert_eq!(rc, 0, "SIOCOUTQNSD");
+                assert_eq!(unsent, 0, "{off}+{len}: the head was held back");
+            }
+            let got = reader.join().unwrap().expect("the head and body arrive");
+            assert_eq!(&got[..head.len()], head, "{off}+{len}: the head first");
+            let body = &data[off as usize..(off + body_len) as usize];
+            assert!(
+                &got[head.len()..] == body,
+                "{off}+{len}: the body came out different"
+            );
+        }
+    });
+}
+
 both_backends! {
+    fn send_file_with_head_sends_the_head_then_the_body(lp: &mut EventLoop) {
+        head_then_body(lp);
+    }
+
     fn send_file_random_ranges_byte_for_byte(lp: &mut EventLoop) {
         random_ranges(lp, false, true);
     }
@@ -267,5 +328,10 @@ mod uring_sendfile {
     #[test]
     fn short_file() {
         super::short_file_and_past_the_end(&mut lp());
+    }
+
+    #[test]
+    fn head_then_body() {
+        super::head_then_body(&mut lp());
     }
 }

@@ -1,6 +1,7 @@
 //! The core of examples/file_server.rs, kept apart so tests/file_server.rs runs it in-process:
 //! HTTP/1.1 keep-alive (pipelined requests too), GET and HEAD, `Content-Length` and
-//! `Last-Modified`, bodies sent with `send_file`, and the bounds a public server needs.
+//! `Last-Modified`, bodies sent with `send_file` (the headers held to leave with the body's first
+//! bytes), and the bounds a public server needs.
 //!
 //! - Paths are confined to the served directory: the kernel resolves each one beneath it
 //!   (`openat2` with `RESOLVE_BENEATH`), so `..`, absolute symlinks and symlinks that lead out
@@ -9,7 +10,13 @@
 //! - Only regular files are served. The path is first opened with `O_PATH`, which opens nothing
 //!   (a FIFO would block `open` until a writer comes, and a device's driver would run), and its
 //!   type checked; a regular file is then opened for reading with `O_NONBLOCK` and checked to be
-//!   the same file. Anything else is 404.
+//!   the same file. Anything else is 404. A plain name (no `/`) that passed keeps its answer on
+//!   the loop while the directory's change time stays the same (no entry of it added, removed
+//!   or renamed since): it is then opened for reading at once, without following a symlink or
+//!   crossing a mount, and still checked to be that regular file (`CHECKED`). A FIFO or device
+//!   put in its place in the same tick of the directory's clock as an earlier change, on a
+//!   file system whose change times are coarse, could be opened (without blocking) before the
+//!   404: the same kind of race as one between the two opens.
 //! - The loop thread never waits for the disk: each path is resolved inline only from the
 //!   kernel's caches (`RESOLVE_CACHED`), else on the blocking pool.
 //! - Bounds ([`Limits`]): a request head must arrive within `head_timeout` of its first byte
@@ -92,9 +99,15 @@ fn percent_decode(raw: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `openat2` beneath `root`, with `flags`; `cached`: only from the kernel's caches
-/// (`RESOLVE_CACHED`, which fails with `EAGAIN` where the lookup would wait for the disk).
-fn openat2(root: &OwnedFd, path: &CString, flags: i32, cached: bool) -> io::Result<OwnedFd> {
+/// `openat2` beneath `root`, with `flags` and `resolve` (more `RESOLVE_*` flags); `cached`: only
+/// from the kernel's caches (`RESOLVE_CACHED`, which fails with `EAGAIN` where the lookup would
+/// wait for the disk).
+fn openat2(
+    root: &OwnedFd,
+    path: &CString,
+    (flags, resolve): (i32, u64),
+    cached: bool,
+) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain integers; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     // openat2 refuses O_PATH with any flag but a few (O_NOCTTY among the refused).
@@ -104,7 +117,7 @@ fn openat2(root: &OwnedFd, path: &CString, flags: i32, cached: bool) -> io::Resu
         libc::O_CLOEXEC | libc::O_NOCTTY
     };
     how.flags = (flags | extra) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | resolve;
     if cached {
         how.resolve |= libc::RESOLVE_CACHED;
     }
@@ -127,11 +140,15 @@ fn openat2(root: &OwnedFd, path: &CString, flags: i32, cached: bool) -> io::Resu
 
 /// `openat2` without waiting for the disk on the loop thread: from the caches inline, else on
 /// the blocking pool.
-async fn open_off_loop(root: &Arc<OwnedFd>, path: &CString, flags: i32) -> io::Result<OwnedFd> {
-    match openat2(root, path, flags, true) {
+async fn open_off_loop(
+    root: &Arc<OwnedFd>,
+    path: &CString,
+    how: (i32, u64),
+) -> io::Result<OwnedFd> {
+    match openat2(root, path, how, true) {
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
             let (root, path) = (root.clone(), path.clone());
-            ringloop::spawn_blocking(move || openat2(&root, &path, flags, false))
+            ringloop::spawn_blocking(move || openat2(&root, &path, how, false))
                 .await
                 .map_err(|e| io::Error::other(e.to_string()))?
         }
@@ -153,6 +170,48 @@ fn is_regular(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
+/// A name directly in the served directory that the regular-file check passed: the file it led
+/// to, and the directory's identity and change time, taken before the check.
+#[derive(Clone, Copy, PartialEq)]
+struct Checked {
+    dir: DirStamp,
+    file: (u64, u64),
+}
+
+/// A directory's device, inode and change time (`st_ctime`, seconds and nanoseconds).
+type DirStamp = (u64, u64, i64, i64);
+
+fn dir_stamp(st: &libc::stat) -> DirStamp {
+    (st.st_dev, st.st_ino, st.st_ctime, st.st_ctime_nsec)
+}
+
+thread_local! {
+    /// Per loop thread: names in the served directory whose check passed. While the directory's
+    /// change time stays the same, none of its entries was added, removed or renamed (each
+    /// sets it), so the name still leads to the same regular file, and it is opened for reading
+    /// at once: one `fstat` of the directory instead of an `O_PATH` open, its `fstat` and its
+    /// `close`. Only plain names (no `/`), opened without following a symlink or crossing a
+    /// mount; anything else, or a changed directory, takes the full check.
+    static CHECKED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Checked>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The most names `CHECKED` keeps (it forgets them all past that).
+const CHECKED_MAX: usize = 4096;
+
+/// The file to send: back to blocking mode, with its size and time from `st`.
+fn file_target(fd: OwnedFd, st: &libc::stat) -> Target {
+    // SAFETY: F_SETFL on an fd we own: back to blocking mode, which a regular file's reads
+    // (on the ring or the pool) expect.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, 0) };
+    // The size and time from the fstat just made (a `metadata()` would be one more syscall).
+    Target::File {
+        len: u64::try_from(st.st_size).unwrap_or(0),
+        modified: mtime(st),
+        file: ringloop::fs::File::from_std(std::fs::File::from(fd)),
+    }
+}
+
 /// Opens `path` (the request's, without its query) beneath the directory `root`, refusing what
 /// would leave it and anything but a regular file, without blocking the loop thread.
 async fn open_beneath(root: &Arc<OwnedFd>, path: &str) -> Target {
@@ -166,13 +225,35 @@ async fn open_beneath(root: &Arc<OwnedFd>, path: &str) -> Target {
     // Relative to the root: the leading slashes go ("/" itself names the root, a directory).
     let rel: Vec<u8> = decoded.iter().copied().skip_while(|&b| b == b'/').collect();
     let rel = if rel.is_empty() { b".".to_vec() } else { rel };
-    let Ok(c_path) = CString::new(rel) else {
+    let Ok(c_path) = CString::new(rel.clone()) else {
         return Target::Error(400, "Bad Request");
     };
     const NOT_FOUND: Target = Target::Error(404, "Not Found");
+    const READ: i32 = libc::O_RDONLY | libc::O_NONBLOCK;
+    // A plain name checked before, in a directory unchanged since: opened at once (`CHECKED`).
+    let stamp = match rel.contains(&b'/') {
+        false => fstat(root).ok().map(|st| dir_stamp(&st)),
+        true => None,
+    };
+    let known = stamp.and_then(|now| {
+        CHECKED
+            .with(|c| c.borrow().get(&rel).copied())
+            .filter(|k| k.dir == now)
+    });
+    if let Some(known) = known {
+        let plain = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV;
+        if let Ok(fd) = open_off_loop(root, &c_path, (READ, plain)).await
+            && let Ok(st) = fstat(&fd)
+            && is_regular(&st)
+            && (st.st_dev, st.st_ino) == known.file
+        {
+            return file_target(fd, &st);
+        }
+        // Something else there after all: the full check says what.
+    }
     // ENOENT, EXDEV (it would leave the root), ELOOP, EACCES...: not found, to the client.
     // O_PATH: a FIFO's open would wait for a writer, a device's would run its driver.
-    let Ok(located) = open_off_loop(root, &c_path, libc::O_PATH).await else {
+    let Ok(located) = open_off_loop(root, &c_path, (libc::O_PATH, 0)).await else {
         return NOT_FOUND;
     };
     let Ok(seen) = fstat(&located) else {
@@ -182,25 +263,34 @@ async fn open_beneath(root: &Arc<OwnedFd>, path: &str) -> Target {
         return NOT_FOUND;
     }
     // O_NONBLOCK: should the path now name a FIFO, its open does not wait.
-    let Ok(fd) = open_off_loop(root, &c_path, libc::O_RDONLY | libc::O_NONBLOCK).await else {
+    let Ok(fd) = open_off_loop(root, &c_path, (READ, 0)).await else {
         return NOT_FOUND;
     };
-    match fstat(&fd) {
-        Ok(st) if is_regular(&st) && (st.st_dev, st.st_ino) == (seen.st_dev, seen.st_ino) => {}
+    let st = match fstat(&fd) {
+        Ok(st) if is_regular(&st) && (st.st_dev, st.st_ino) == (seen.st_dev, seen.st_ino) => st,
         _ => return NOT_FOUND, // replaced between the two opens
+    };
+    if let Some(dir) = stamp {
+        // The stamp predates the check: a change since shows as a different one next time.
+        CHECKED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= CHECKED_MAX {
+                c.clear();
+            }
+            let file = (st.st_dev, st.st_ino);
+            c.insert(rel, Checked { dir, file });
+        });
     }
-    // SAFETY: F_SETFL on an fd we own: back to blocking mode, which a regular file's reads
-    // (on the ring or the pool) expect.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, 0) };
-    let file = std::fs::File::from(fd);
-    match file.metadata() {
-        Ok(m) => Target::File {
-            len: m.len(),
-            modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            file: ringloop::fs::File::from_std(file),
-        },
-        Err(_) => NOT_FOUND,
-    }
+    file_target(fd, &st)
+}
+
+/// A stat's modification time (the epoch for one before it, which `Last-Modified` cannot say).
+fn mtime(st: &libc::stat) -> SystemTime {
+    let secs = u64::try_from(st.st_mtime).unwrap_or(0);
+    let nanos = u32::try_from(st.st_mtime_nsec)
+        .unwrap_or(0)
+        .min(999_999_999);
+    SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
 }
 
 /// A timeout as an `io::Error`.
@@ -339,19 +429,27 @@ async fn respond(
                 "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nLast-Modified: {}\r\nContent-Type: application/octet-stream\r\nConnection: {conn}\r\n\r\n",
                 httpdate::fmt_http_date(modified)
             );
-            write_bounded(stream, head.into_bytes(), limits).await?;
-            if head_only {
-                return Ok(());
+            if head_only || len == 0 {
+                return write_bounded(stream, head.into_bytes(), limits).await;
             }
+            // The headers go with the body's first chunk: one segment for a small file.
+            let mut head = Some(head);
             let mut sent = 0;
             while sent < len {
                 let chunk = (len - sent).min(SEND_CHUNK);
-                let n = ringloop::time::timeout(
-                    limits.send_timeout,
-                    stream.send_file(&file, sent, chunk),
-                )
-                .await
-                .map_err(|_| timed_out("the client stopped reading the body"))??;
+                let send = async {
+                    match head.take() {
+                        Some(h) => {
+                            stream
+                                .send_file_with_head(h.as_bytes(), &file, sent, chunk)
+                                .await
+                        }
+                        None => stream.send_file(&file, sent, chunk).await,
+                    }
+                };
+                let n = ringloop::time::timeout(limits.send_timeout, send)
+                    .await
+                    .map_err(|_| timed_out("the client stopped reading the body"))??;
                 sent += n;
                 if n < chunk {
                     // The file shrank after the headers went: the client must not wait for more.
@@ -408,8 +506,9 @@ pub async fn serve(
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    // Headers and body go as separate sends: without NODELAY a small body would
-                    // wait for the client's delayed ACK of the headers.
+                    // Responses end with a push (a body's last `send_file`, or a whole error
+                    // answer): without NODELAY the end of one that is not a whole segment
+                    // could wait for the client's delayed ACK of what went before.
                     let _ = stream.set_nodelay(true);
                     if live.get() >= limits.max_conns {
                         // Full: say so (a fresh socket takes a short answer at once) and close.

@@ -72,6 +72,7 @@ thread_local! {
 }
 
 /// The driver of the loop running on this thread, or `None` outside a loop.
+#[inline]
 pub(crate) fn current() -> Option<Rc<DriverCell>> {
     CURRENT
         .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))

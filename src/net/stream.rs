@@ -446,7 +446,29 @@ macro_rules! stream_methods {
             offset: u64,
             len: u64,
         ) -> std::io::Result<u64> {
-            $crate::op::splice::send_file(&self.io.fd, file.shared_fd(), offset, len).await
+            $crate::op::splice::send_file(&self.io.fd, &[], file.shared_fd(), offset, len).await
+        }
+
+        /// As [`send_file`](Self::send_file), with all of `head` sent first: a response's
+        /// headers, then its body from the file. `head` goes with `MSG_MORE`, so the kernel
+        /// holds it to leave with the file's first bytes in one TCP segment where they fit,
+        /// instead of a segment of its own under `TCP_NODELAY` (half the packets for a small
+        /// file, and no `TCP_CORK` calls around the response). `head` is sent by a syscall on the
+        /// loop thread, never by a ring op, so a borrowed slice does. Returns the file's bytes
+        /// sent, as `send_file`.
+        ///
+        /// # Errors
+        ///
+        /// As [`send_file`](Self::send_file). Dropped, or failed, part-way: some of `head` (and
+        /// of the file) may have gone.
+        pub async fn send_file_with_head(
+            &self,
+            head: &[u8],
+            file: &$crate::fs::File,
+            offset: u64,
+            len: u64,
+        ) -> std::io::Result<u64> {
+            $crate::op::splice::send_file(&self.io.fd, head, file.shared_fd(), offset, len).await
         }
 
         /// Shuts down the read half, the write half, or both (the peer reads end-of-stream after

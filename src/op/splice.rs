@@ -189,8 +189,14 @@ const OFF_LOOP_MAX: usize = 4096;
 /// not switch back, since the pages those paths just read carry the kernel's readahead marks,
 /// and a `sendfile` over them would start the next disk reads from the loop thread; nor does
 /// the next `send_file` of the file that starts where this one ended (`OFF_LOOP`).
+///
+/// `head`, when not empty, goes first, inline, with `MSG_MORE`: the kernel holds it back to go
+/// out with the file's first bytes (one TCP segment for a small file, where `TCP_NODELAY` would
+/// push the head alone). Should no byte of the file follow (an empty range, or the file ending
+/// at `offset`), the held bytes are pushed by clearing `TCP_CORK`.
 pub(crate) async fn send_file(
     stream: &SharedFd,
+    head: &[u8],
     file: &FileFd,
     offset: u64,
     len: u64,
@@ -211,6 +217,72 @@ pub(crate) async fn send_file(
     let len = len.min(i64::MAX as u64 - offset);
     // Writes a dropped op left in the kernel go first.
     poll_fn(|cx| stream.poll_settled(Interest::Write, cx)).await;
+    if !head.is_empty() {
+        send_head(&driver, stream, head).await?;
+        let sent = send_body(&driver, stream, file, offset, len).await?;
+        if sent == 0 {
+            push_held(stream);
+        }
+        return Ok(sent);
+    }
+    send_body(&driver, stream, file, offset, len).await
+}
+
+/// Sends all of `head` with `MSG_MORE` (the kernel keeps a partial segment for what follows).
+async fn send_head(driver: &Rc<DriverCell>, stream: &SharedFd, head: &[u8]) -> io::Result<()> {
+    let mut wait = ReadyWait::new(Interest::Write);
+    let mut at = 0;
+    while at < head.len() {
+        let k = poll_fn(|cx| {
+            wait.poll_transfer(driver, stream, cx, head.len() - at, |raw, max| {
+                // SAFETY: `head[at..at + max]` is initialised and borrowed for the call; the
+                // stream's fd is held by `stream`. MSG_NOSIGNAL: a closed peer is EPIPE.
+                cvt(unsafe {
+                    libc::send(
+                        raw,
+                        head[at..].as_ptr().cast(),
+                        max,
+                        libc::MSG_NOSIGNAL | libc::MSG_MORE,
+                    )
+                })
+            })
+        })
+        .await?;
+        if k == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the stream accepted no more bytes",
+            ));
+        }
+        at += k;
+    }
+    Ok(())
+}
+
+/// Pushes bytes a `MSG_MORE` send left held: clearing `TCP_CORK` sends what is queued (an error,
+/// on a socket that is not TCP, leaves nothing held: those do not hold back for `MSG_MORE`).
+fn push_held(stream: &SharedFd) {
+    let off: libc::c_int = 0;
+    // SAFETY: a plain int option read by the kernel during the call; the fd is held by `stream`.
+    unsafe {
+        libc::setsockopt(
+            stream.raw(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// The file's part of `send_file`.
+async fn send_body(
+    driver: &Rc<DriverCell>,
+    stream: &SharedFd,
+    file: &FileFd,
+    offset: u64,
+    len: u64,
+) -> io::Result<u64> {
     let ring = driver.backend() == crate::Backend::Uring && driver.fast().splice;
     // A file sent in pieces (a server bounding each with a timeout) whose previous piece went
     // off the loop thread: this one goes the same way, its pages being the readahead of that one.
@@ -228,7 +300,7 @@ pub(crate) async fn send_file(
             let rest = if ring {
                 spliced(stream, file, pos, len - sent).await?
             } else {
-                pooled(&driver, stream, file, pos, len - sent).await?
+                pooled(driver, stream, file, pos, len - sent).await?
             };
             OFF_LOOP.with(|m| {
                 let mut m = m.borrow_mut();
@@ -239,7 +311,7 @@ pub(crate) async fn send_file(
             });
             return Ok(sent + rest);
         }
-        let n = sendfile(&driver, stream, file, pos, resident).await?;
+        let n = sendfile(driver, stream, file, pos, resident).await?;
         sent += n;
         if n < resident {
             break; // the file ended

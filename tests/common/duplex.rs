@@ -34,6 +34,13 @@ pub trait Duplex: Sized + 'static {
         offset: u64,
         len: u64,
     ) -> impl Future<Output = io::Result<u64>> + 'a;
+    fn send_file_with_head<'a>(
+        &'a self,
+        head: &'a [u8],
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = io::Result<u64>> + 'a;
 }
 
 macro_rules! duplex {
@@ -76,6 +83,15 @@ macro_rules! duplex {
                 len: u64,
             ) -> impl Future<Output = io::Result<u64>> + 'a {
                 <$t>::send_file(self, file, offset, len)
+            }
+            fn send_file_with_head<'a>(
+                &'a self,
+                head: &'a [u8],
+                file: &'a File,
+                offset: u64,
+                len: u64,
+            ) -> impl Future<Output = io::Result<u64>> + 'a {
+                <$t>::send_file_with_head(self, head, file, offset, len)
             }
         }
     };

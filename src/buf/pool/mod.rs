@@ -484,11 +484,13 @@ impl Pool {
         Some(self.lend(bid, 0))
     }
 
+    #[inline]
     fn lend(self: &Rc<Self>, bid: u16, len: usize) -> PooledBuf {
         Counters::bump(&self.counters.pool_in_use);
         PooledBuf::lent(self.clone(), bid, len)
     }
 
+    #[inline]
     pub(super) fn give_back(&self, bid: u16) {
         let c = &self.counters.pool_in_use;
         c.set(c.get().saturating_sub(1));
