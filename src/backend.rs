@@ -216,9 +216,9 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
     ),
     (
         "eager-send",
-        "a send goes to the ring with the loop turn's other SQEs unless nothing else would share \
-         its ring trip, rather than being tried inline first (a send that completes at once then \
-         costs an SQE, a completion and a second poll of its task)",
+        "a small send (below 16 KiB) goes to the ring with the loop turn's other SQEs unless \
+         nothing else would share its ring trip, rather than being tried inline first (a send \
+         that completes at once then costs an SQE, a completion and a second poll of its task)",
     ),
     (
         "direct-fd",

@@ -92,8 +92,8 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
-    /// uring half: whether this op is a plain send, which nearly always completes at once (the
-    /// socket has room). With the `eager-send` fast path on it is tried inline like
+    /// uring half: whether this op is a small plain send, which nearly always completes at once
+    /// (the socket has room). With the `eager-send` fast path on it is tried inline like
     /// [`inline_always`](Operation::inline_always) ops: one `send` on the loop thread instead of
     /// an SQE, a completion and a second poll of the task.
     fn eager(&self) -> bool {
