@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1]
-//!     [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats] [--pool-kib N]
+//!     [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats] [--pool-kib N] [--acks]
 //! cargo run --release --example throughput -- randread [--file PATH | --file-mib 256 [--dir .]]
 //!     [--qd 32] [--bs 4096] [--direct] [--fixed] [--secs 10] [--reads N]
 //! cargo run --release --example throughput -- meta [--files 10000] [--tasks 16] [--dir .]
@@ -16,11 +16,12 @@
 //! makes the sender's writes of at least BYTES zero-copy sends
 //! (`Builder::zero_copy_threshold`, uring only); `examples/tokio_throughput.rs` is the same
 //! transfer on tokio. `--sender` runs the sender on another backend than the receiver's; `--stats`
-//! prints each loop's counters per MiB; `--pool-kib N` gives the receiver's pool N KiB buffers
-//! (4 MiB in all) instead of the default 1024 x 4 KiB; `--acks` makes it the shape of the
-//! `stream_64KiB` bench: both sides `TCP_NODELAY`, the receiver sends one byte back per chunk
-//! received and each sender reads them all after its last write (not with `--pooled`). `randread`: `--qd` tasks read random `--bs` blocks of
-//! a file (`--file`, or a new one of `--file-mib` MiB under `--dir`) for `--secs` seconds: from the
+//! prints each loop's counters per MiB, with its thread's sleeps (voluntary context switches) and
+//! CPU time; `--pool-kib N` gives the receiver's pool N KiB buffers (4 MiB in all) instead of the
+//! default 1024 x 4 KiB; `--acks` gives the transfer the shape of the `stream_64KiB` bench: both
+//! sides `TCP_NODELAY`, the receiver sends one byte back per chunk received and each sender reads
+//! them all after its last write (not with `--pooled`). `randread`: `--qd` tasks read random
+//! `--bs` blocks of a file (`--file`, or a new one of `--file-mib` MiB under `--dir`) for `--secs` seconds: from the
 //! page cache (the file is read once first), or with `--direct` through `O_DIRECT` into aligned
 //! buffers; `--fixed` reads into buffers registered with the ring (`FixedBufs`). Prints reads/s
 //! and an `IOPS=` line for scripts (`benches/scripts/fio_compare.sh`). `meta`: creates, stats,
@@ -65,6 +66,9 @@ fn tcp(args: &[String]) -> Result<(), String> {
     let pin = args.iter().any(|a| a == "--pin");
     let show_stats = args.iter().any(|a| a == "--stats");
     let acks = args.iter().any(|a| a == "--acks");
+    if acks && pooled {
+        return Err("--acks does not go with --pooled".into());
+    }
     let sender_backend: Option<ringloop::Backend> = match args.iter().position(|a| a == "--sender")
     {
         None => None,
