@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput -- tcp [--mib 1024] [--chunk-kib 64] [--conns 1]
-//!     [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats] [--pool-kib N]
+//!     [--pooled] [--pin] [--zc BYTES] [--sender uring|epoll] [--stats] [--pool-kib N] [--acks]
 //! cargo run --release --example throughput -- randread [--file PATH | --file-mib 256 [--dir .]]
 //!     [--qd 32] [--bs 4096] [--direct] [--fixed] [--secs 10] [--reads N]
 //! cargo run --release --example throughput -- meta [--files 10000] [--tasks 16] [--dir .]
@@ -16,9 +16,12 @@
 //! makes the sender's writes of at least BYTES zero-copy sends
 //! (`Builder::zero_copy_threshold`, uring only); `examples/tokio_throughput.rs` is the same
 //! transfer on tokio. `--sender` runs the sender on another backend than the receiver's; `--stats`
-//! prints each loop's counters per MiB; `--pool-kib N` gives the receiver's pool N KiB buffers
-//! (4 MiB in all) instead of the default 1024 x 4 KiB. `randread`: `--qd` tasks read random `--bs` blocks of
-//! a file (`--file`, or a new one of `--file-mib` MiB under `--dir`) for `--secs` seconds: from the
+//! prints each loop's counters per MiB, with its thread's sleeps (voluntary context switches) and
+//! CPU time; `--pool-kib N` gives the receiver's pool N KiB buffers (4 MiB in all) instead of the
+//! default 1024 x 4 KiB; `--acks` gives the transfer the shape of the `stream_64KiB` bench: both
+//! sides `TCP_NODELAY`, the receiver sends one byte back per chunk received and each sender reads
+//! them all after its last write (not with `--pooled`). `randread`: `--qd` tasks read random
+//! `--bs` blocks of a file (`--file`, or a new one of `--file-mib` MiB under `--dir`) for `--secs` seconds: from the
 //! page cache (the file is read once first), or with `--direct` through `O_DIRECT` into aligned
 //! buffers; `--fixed` reads into buffers registered with the ring (`FixedBufs`). Prints reads/s
 //! and an `IOPS=` line for scripts (`benches/scripts/fio_compare.sh`). `meta`: creates, stats,
@@ -62,6 +65,10 @@ fn tcp(args: &[String]) -> Result<(), String> {
     let zc = zero_copy(args)?;
     let pin = args.iter().any(|a| a == "--pin");
     let show_stats = args.iter().any(|a| a == "--stats");
+    let acks = args.iter().any(|a| a == "--acks");
+    if acks && pooled {
+        return Err("--acks does not go with --pooled".into());
+    }
     let sender_backend: Option<ringloop::Backend> = match args.iter().position(|a| a == "--sender")
     {
         None => None,
@@ -89,6 +96,9 @@ fn tcp(args: &[String]) -> Result<(), String> {
             let mut tasks = Vec::new();
             for _ in 0..conns {
                 let s = TcpStream::connect(addr).await?;
+                if acks {
+                    s.set_nodelay(true)?;
+                }
                 tasks.push(ringloop::spawn(async move {
                     let mut buf = vec![0x5a; chunk];
                     let mut sent = 0u64;
@@ -99,6 +109,20 @@ fn tcp(args: &[String]) -> Result<(), String> {
                         res?;
                         buf = b;
                         sent += n as u64;
+                    }
+                    if acks {
+                        // One byte per chunk, sent back by the receiver (`--acks`).
+                        let want = per_conn.div_ceil(chunk as u64);
+                        let mut got = 0u64;
+                        let mut ack = Vec::with_capacity(4096);
+                        while got < want {
+                            let (res, b) = s.read(ack).await;
+                            ack = b;
+                            match res? {
+                                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                                n => got += n as u64,
+                            }
+                        }
                     }
                     std::io::Result::Ok(())
                 }));
@@ -137,7 +161,7 @@ fn tcp(args: &[String]) -> Result<(), String> {
             let start = Instant::now();
             let tasks: Vec<_> = streams
                 .into_iter()
-                .map(|s| ringloop::spawn(receive(s, chunk, pooled)))
+                .map(|s| ringloop::spawn(receive(s, chunk, pooled, acks)))
                 .collect();
             let mut got = 0u64;
             for t in tasks {
@@ -183,22 +207,43 @@ fn print_stats(side: &str, bytes: u64) {
     };
     let mib = bytes as f64 / (1 << 20) as f64;
     let per = |n: u64| n as f64 / mib;
+    // The thread's voluntary context switches: each is a sleep (a wait in the kernel).
+    let sleeps = std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let cpu_us = ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3;
     eprintln!(
         "{side} per MiB: {:.1} ops, {:.1} completions, {:.1} enters, {:.1} epoll waits, \
-         {:.1} syscalls, {:.1} task polls",
+         {:.1} syscalls, {:.1} task polls, {:.1} sleeps, {:.0} µs CPU",
         per(s.ops_submitted),
         per(s.completions),
         per(s.uring_enters),
         per(s.epoll_waits),
         per(s.io_syscalls),
-        per(s.task_polls)
+        per(s.task_polls),
+        per(sleeps),
+        cpu_us / mib
     );
 }
 
 /// Reads a stream to its end, into a buffer of `chunk` bytes or (`pooled`) pool buffers, and
 /// returns the byte count.
-async fn receive(s: TcpStream, chunk: usize, pooled: bool) -> std::io::Result<u64> {
+async fn receive(s: TcpStream, chunk: usize, pooled: bool, acks: bool) -> std::io::Result<u64> {
     let mut got = 0u64;
+    if acks {
+        s.set_nodelay(true)?;
+    }
     if pooled {
         let mut bufs = Vec::new();
         loop {
@@ -213,10 +258,18 @@ async fn receive(s: TcpStream, chunk: usize, pooled: bool) -> std::io::Result<u6
     loop {
         let (res, b) = s.read(buf).await;
         buf = b;
-        match res? {
+        let n = match res? {
             0 => return Ok(got),
-            n => got += n as u64,
+            n => n as u64,
+        };
+        if acks {
+            // One byte per `chunk` received, as the bench sink does.
+            let due = (got + n) / chunk as u64 - got / chunk as u64;
+            if due > 0 {
+                s.write_all(vec![1u8; due as usize]).await.0?;
+            }
         }
+        got += n;
     }
 }
 

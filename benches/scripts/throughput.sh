@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-5}
 mib=${2:-2048}
 cargo build --release -p ringloop -p ringloop-benches --example throughput --example tokio_throughput >/dev/null 2>&1
-bin=target/release/examples
+bin=${CARGO_TARGET_DIR:-target}/release/examples
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 

@@ -66,36 +66,42 @@ fn a_remote_wake_ends_a_blocking_wait() {
 }
 
 /// A batched wait (a busy loop with a few ops in flight) still ends soon after one
-/// completion: it holds out microseconds for more, not until the others come.
+/// completion: it asks for more than one but holds out microseconds for them, not until the
+/// others come. With the fewest and the most ops in flight that batch (2 and 8), and one
+/// between.
 #[test]
 fn a_batched_wait_ends_soon_after_one_completion() {
-    let shared = Shared::new().unwrap();
-    let mut d = driver(&shared);
-    if crate::backend::kernel_version().is_some_and(|v| v >= (6, 12)) {
-        assert!(d.batch_waits, "IORING_FEAT_MIN_TIMEOUT on Linux 6.12+");
+    for slow in [1usize, 3, 7] {
+        let shared = Shared::new().unwrap();
+        let mut d = driver(&shared);
+        if crate::backend::kernel_version().is_some_and(|v| v >= (6, 12)) {
+            assert!(d.batch_waits, "IORING_FEAT_MIN_TIMEOUT on Linux 6.12+");
+        }
+        let waker = std::task::Waker::noop();
+        let times: Vec<Box<Timespec>> = std::iter::once(5u64)
+            .chain((0..slow as u64).map(|i| 2_000 + 500 * i))
+            .map(|ms| Box::new(Timespec::from(Duration::from_millis(ms))))
+            .collect();
+        for ts in &times {
+            let entry = opcode::Timeout::new(&**ts).build();
+            // The test keeps `times` alive until the driver shut down below.
+            d.submit_op(entry, waker).unwrap();
+        }
+        d.last_reaped = 2; // as if the last turn was busy
+        let start = Instant::now();
+        d.park(None, &shared).unwrap();
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(5), "woke early: {waited:?}");
+        assert!(
+            waited < Duration::from_millis(1_000),
+            "a batched wait with {} ops in flight held out for the slower ops: {waited:?}",
+            slow + 1
+        );
+        assert_eq!(d.last_reaped, 1, "the one completion that came was reaped");
+        d.shutdown();
+        drop(d);
+        drop(times);
     }
-    let waker = std::task::Waker::noop();
-    let times: Vec<Box<Timespec>> = [5u64, 2_000, 3_000]
-        .iter()
-        .map(|&ms| Box::new(Timespec::from(Duration::from_millis(ms))))
-        .collect();
-    for ts in &times {
-        let entry = opcode::Timeout::new(&**ts).build();
-        // The test keeps `times` alive until the driver shut down below.
-        d.submit_op(entry, waker).unwrap();
-    }
-    d.last_reaped = 2; // as if the last turn was busy
-    let start = Instant::now();
-    d.park(None, &shared).unwrap();
-    let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(5), "woke early: {waited:?}");
-    assert!(
-        waited < Duration::from_millis(1_000),
-        "a batched wait held out for the slower ops: {waited:?}"
-    );
-    d.shutdown();
-    drop(d);
-    drop(times);
 }
 
 /// Parks until another thread's `push_remote` wakes the loop (no timeout: only the wake can end
