@@ -215,12 +215,6 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
          rather than by one multishot poll of the eventfd",
     ),
     (
-        "eager-send",
-        "a small send (below 16 KiB) goes to the ring with the loop turn's other SQEs unless \
-         nothing else would share its ring trip, rather than being tried inline first (a send \
-         that completes at once then costs an SQE, a completion and a second poll of its task)",
-    ),
-    (
         "direct-fd",
         "accepted connections are plain fds that every ring op looks up, rather than also slots \
          in the ring's file table (direct descriptors) that ops name instead",
@@ -260,8 +254,6 @@ pub(crate) struct FastPaths {
     /// Wakes from other threads arrive through one multishot poll of the loop's eventfd, armed
     /// once, rather than an eventfd read re-armed after each wake (Linux 5.13+).
     pub(crate) wake_poll: bool,
-    /// A plain send is tried inline first, even beside other ops (see `Operation::eager`).
-    pub(crate) eager_send: bool,
     /// Accepted TCP connections also get a slot in the ring's file table (a direct descriptor,
     /// Linux 5.19+ for the sparse table), which their ring ops name instead of the fd.
     pub(crate) direct_fd: bool,
@@ -279,7 +271,6 @@ impl FastPaths {
         bundle: true,
         wait_batch: true,
         wake_poll: true,
-        eager_send: true,
         direct_fd: true,
     };
 
@@ -301,7 +292,6 @@ impl FastPaths {
                     "bundle" => &mut fast.bundle,
                     "wait-batch" => &mut fast.wait_batch,
                     "wake-poll" => &mut fast.wake_poll,
-                    "eager-send" => &mut fast.eager_send,
                     "direct-fd" => &mut fast.direct_fd,
                     _ => {
                         let names: Vec<&str> = FAST_PATHS.iter().map(|(n, _)| *n).collect();

@@ -1,8 +1,9 @@
 //! Writes tried at once (`Op::at_once`): a send that goes out at once is made on the loop
 //! thread from the future's own memory, with no allocation, no SQE and no second poll; one that
 //! would block is boxed and waits (uring: the ring; epoll: the next edge) without trying its
-//! syscall twice. On uring the `eager-send` fast path decides whether a send beside other ops
-//! is tried at once; `RINGLOOP_DISABLE=eager-send` sends it through the ring.
+//! syscall twice. On uring a send is tried at once when it would make the ring trip alone; beside
+//! other ops it joins the turn's batch in the ring (at full load that measured cheaper than a
+//! syscall per send).
 
 mod common;
 
@@ -55,14 +56,6 @@ fn pair() -> (TcpStream, std::net::TcpStream) {
     let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (ours, _) = listener.accept().unwrap();
     (TcpStream::from_std(ours).unwrap(), peer)
-}
-
-fn path_loop(backend: Backend, disable: &str) -> EventLoop {
-    EventLoop::builder()
-        .backend(backend)
-        .disable_fast_paths(disable)
-        .build()
-        .unwrap_or_else(|e| panic!("the {backend} backend is required here but failed: {e}"))
 }
 
 both_backends! {
@@ -144,67 +137,61 @@ fn sized_writes_beside_a_read(lp: &mut EventLoop, n: usize, msg: &'static [u8]) 
     )
 }
 
-/// uring, `eager-send` on: a send beside another op in flight is tried at once (one `send`
-/// each, no SQE).
+/// uring: sends with nothing else in flight are tried at once (one `send` each, no SQE).
 #[test]
-fn uring_sends_beside_other_ops_go_out_at_once() {
-    let mut lp = path_loop(Backend::Uring, "");
-    let (ops, syscalls) = writes_beside_a_read(&mut lp, 10);
+fn uring_lone_sends_go_out_at_once() {
+    let mut lp = common::new_loop(Backend::Uring);
+    let (stream, mut peer) = pair();
+    // Measured from a loop that has turned once (its first turn may still have setup in flight).
+    lp.run_until_complete(ringloop::time::sleep(Duration::from_millis(1)));
+    let before = lp.stats();
+    lp.run_until_complete(async {
+        for _ in 0..10 {
+            let (res, _) = stream.write_all(&b"ping"[..]).await;
+            res.unwrap();
+        }
+    });
+    let after = lp.stats();
     lp.close();
+    let mut got = vec![0; 40];
+    peer.read_exact(&mut got).unwrap();
+    assert!(got.chunks(4).all(|c| c == b"ping"));
     if !common::faults_on() {
-        assert_eq!((ops, syscalls), (0, 10), "(ops submitted, inline syscalls)");
-    }
-}
-
-/// uring: a large send (16 KiB or more) beside other ops keeps the ring's batching, as bulk
-/// streams measured faster with: an SQE each, no inline syscall.
-#[test]
-fn uring_large_sends_beside_other_ops_go_to_the_ring() {
-    static CHUNK: [u8; 32 * 1024] = [9; 32 * 1024];
-    let mut lp = path_loop(Backend::Uring, "");
-    let (ops, syscalls) = sized_writes_beside_a_read(&mut lp, 4, &CHUNK);
-    lp.close();
-    if !common::faults_on() {
-        assert!(
-            ops >= 4 && syscalls == 0,
-            "(ops submitted, inline syscalls) = ({ops}, {syscalls})"
+        assert_eq!(
+            (
+                after.ops_submitted - before.ops_submitted,
+                after.io_syscalls - before.io_syscalls
+            ),
+            (0, 10),
+            "(ops submitted, inline syscalls)"
         );
     }
 }
 
-/// uring, `eager-send` off: the same sends go through the ring (an SQE each, no inline
-/// syscall), and still arrive.
+/// uring: sends beside another op in flight join the ring's batch (an SQE each, no inline
+/// syscall), small or large, and still arrive.
 #[test]
-fn uring_without_eager_send_sends_beside_other_ops_go_to_the_ring() {
-    let mut lp = path_loop(Backend::Uring, "eager-send");
+fn uring_sends_beside_other_ops_go_to_the_ring() {
+    static CHUNK: [u8; 32 * 1024] = [9; 32 * 1024];
+    let mut lp = common::new_loop(Backend::Uring);
     let (ops, syscalls) = writes_beside_a_read(&mut lp, 10);
+    let (big_ops, big_syscalls) = sized_writes_beside_a_read(&mut lp, 4, &CHUNK);
     lp.close();
     if !common::faults_on() {
         assert_eq!((ops, syscalls), (10, 0), "(ops submitted, inline syscalls)");
+        assert!(
+            big_ops >= 4 && big_syscalls == 0,
+            "(ops submitted, inline syscalls) = ({big_ops}, {big_syscalls})"
+        );
     }
-}
-
-/// The fast path's name is accepted where names are listed, and a typo is still refused.
-#[test]
-fn eager_send_is_a_fast_path_name() {
-    path_loop(Backend::Uring, "eager-send").close();
-    let e = EventLoop::builder()
-        .disable_fast_paths("eager-sends")
-        .build()
-        .unwrap_err();
-    assert!(e.to_string().contains("eager-send"), "{e}");
 }
 
 /// A peer that vanished: the write tried at once reports the error, on both backends and with
 /// the fast path off.
 #[test]
 fn a_write_at_once_to_a_closed_peer_is_an_error() {
-    for (backend, disable) in [
-        (Backend::Uring, ""),
-        (Backend::Uring, "eager-send"),
-        (Backend::Epoll, ""),
-    ] {
-        let mut lp = path_loop(backend, disable);
+    for backend in [Backend::Uring, Backend::Epoll] {
+        let mut lp = common::new_loop(backend);
         let (stream, peer) = pair();
         socket2::SockRef::from(&peer)
             .set_linger(Some(Duration::ZERO))
@@ -217,14 +204,14 @@ fn a_write_at_once_to_a_closed_peer_is_an_error() {
                     return e;
                 }
             }
-            panic!("{backend} {disable:?}: 100 writes to a reset peer all succeeded");
+            panic!("{backend}: 100 writes to a reset peer all succeeded");
         });
         assert!(
             matches!(
                 err.kind(),
                 std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
             ),
-            "{backend} {disable:?}: {err}"
+            "{backend}: {err}"
         );
         lp.close();
     }

@@ -592,11 +592,9 @@ impl DriverCell {
     }
 
     /// uring: whether an op about to be submitted should first try its nonblocking syscall on
-    /// the loop thread (see `Operation::inline_first`, `inline_always` and `eager`).
+    /// the loop thread (see `Operation::inline_first` and `inline_always`).
     fn worth_inline<T: Operation>(&self, u: &mut UringDriver, d: &T) -> bool {
-        d.inline_always()
-            || (self.fast.eager_send && d.eager())
-            || (d.inline_first() && u.no_ops() && (self.nothing_else_ready)())
+        d.inline_always() || (d.inline_first() && u.no_ops() && (self.nothing_else_ready)())
     }
 
     /// Tries `op`'s nonblocking syscall at once, while its data is still on the caller's
@@ -605,14 +603,7 @@ impl DriverCell {
     /// worth trying inline. Fault injection, the cooperative budget and the counters are as in
     /// `poll_op`.
     pub(crate) fn try_at_once<T: Operation>(self: &Rc<Self>, op: &mut T) -> AtOnce {
-        // The common case first: an eager send on uring (no zero-copy threshold to offer it)
-        // needs no look at the ring's state.
-        let eager = self.backend == Backend::Uring
-            && self.fast.eager_send
-            && self.zero_copy.is_none()
-            && op.eager();
         match &mut *self.driver.borrow_mut() {
-            Driver::Uring(_) if eager => {}
             Driver::Uring(u) => {
                 if let Some(min) = self.zero_copy {
                     op.offer_zero_copy(min);

@@ -92,14 +92,6 @@ pub(crate) unsafe trait Operation: Sized + 'static {
         false
     }
 
-    /// uring half: whether this op is a small plain send, which nearly always completes at once
-    /// (the socket has room). With the `eager-send` fast path on it is tried inline like
-    /// [`inline_always`](Operation::inline_always) ops: one `send` on the loop thread instead of
-    /// an SQE, a completion and a second poll of the task.
-    fn eager(&self) -> bool {
-        false
-    }
-
     /// File ops, both halves: the syscall tried on the loop thread without blocking (a read the
     /// page cache serves whole), before the op goes to the blocking pool (epoll) or the ring
     /// (uring, when the SQ is empty). `None` sends it on its way.

@@ -177,11 +177,6 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
     }
 }
 
-/// Sends below this many bytes are tried inline even beside other ops (the `eager-send` fast
-/// path, `Operation::eager`); larger ones go to the ring with the turn's other SQEs unless they
-/// would make the trip alone.
-const EAGER_MAX: u32 = 16 * 1024;
-
 /// Sends a buffer's initialised bytes (to a socket, or with `pipe` to a pipe).
 pub(crate) struct Send<B> {
     fd: SharedFd,
@@ -332,13 +327,6 @@ unsafe impl<B: IoBuf> Operation for Send<B> {
     fn inline_first(&self) -> bool {
         // An inline send would copy: a zero-copy one goes to the ring.
         self.zero_copy.is_none()
-    }
-
-    fn eager(&self) -> bool {
-        // Small sends only (a request's answer): bulk sends keep the ring's batching, which a
-        // stream of large writes measured faster with (BENCHMARKS.md, streaming: sending 64 KiB
-        // chunks inline made the receiver drain each one and sleep, its acks a trip each).
-        self.zero_copy.is_none() && self.len() < EAGER_MAX
     }
 
     #[inline]
