@@ -272,9 +272,87 @@ fn head_then_body(lp: &mut EventLoop) {
     });
 }
 
+/// Bytes of `fd`'s send queue not sent yet (`SIOCOUTQNSD`): not 0 while a head is held back.
+fn unsent(fd: std::os::fd::RawFd) -> libc::c_int {
+    let mut unsent: libc::c_int = -1;
+    // SAFETY: SIOCOUTQNSD writes one int, the send queue's bytes not yet sent.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCOUTQNSD, &mut unsent) };
+    assert_eq!(rc, 0, "SIOCOUTQNSD");
+    unsent
+}
+
+fn tcp_cork(fd: std::os::fd::RawFd) -> libc::c_int {
+    let mut v: libc::c_int = -1;
+    let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: an int option and its length, written by the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut size,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt TCP_CORK");
+    v
+}
+
+/// A head whose body fails (a directory for a file) or whose future is dropped before any
+/// byte of the file went (an uncached body, a zero timeout) is pushed, not held back for the
+/// kernel's timer; and a cork the caller set stays set.
+fn head_pushed_on_error_and_drop_and_caller_cork_kept(lp: &mut EventLoop) {
+    use std::os::fd::AsRawFd;
+    lp.run_until_complete(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = common::pattern(13, 4 << 20);
+        let file = file_with(&dir, "f", &data).await;
+        let (tx, _rx) = tcp_pair().await;
+        let fd = tx.as_raw_fd();
+
+        let not_a_file = ringloop::fs::File::open(dir.path()).await.unwrap();
+        let res = tx.send_file_with_head(b"HEAD1", &not_a_file, 0, 10).await;
+        assert!(res.is_err(), "a directory as the body: {res:?}");
+        assert_eq!(unsent(fd), 0, "the head of a failed body was held back");
+
+        evict(&dir, "f");
+        let dropped = ringloop::time::timeout(
+            Duration::ZERO,
+            tx.send_file_with_head(b"HEAD2", &file, 0, 4 << 20),
+        )
+        .await;
+        if dropped.is_err() {
+            // Dropped while its body waited (on a fast disk it may also have finished).
+            assert_eq!(unsent(fd), 0, "the head of a dropped call was held back");
+        }
+
+        let on: libc::c_int = 1;
+        // SAFETY: a plain int option read by the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CORK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let sent = tx.send_file_with_head(b"HEAD3", &file, 0, 0).await.unwrap();
+        assert_eq!(sent, 0);
+        assert_eq!(tcp_cork(fd), 1, "the caller's TCP_CORK was cleared");
+    });
+}
+
 both_backends! {
     fn send_file_with_head_sends_the_head_then_the_body(lp: &mut EventLoop) {
         head_then_body(lp);
+    }
+
+    fn send_file_with_head_pushes_its_head_on_error_and_drop_and_keeps_a_callers_cork(
+        lp: &mut EventLoop
+    ) {
+        head_pushed_on_error_and_drop_and_caller_cork_kept(lp);
     }
 
     fn send_file_random_ranges_byte_for_byte(lp: &mut EventLoop) {

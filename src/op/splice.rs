@@ -192,8 +192,9 @@ const OFF_LOOP_MAX: usize = 4096;
 ///
 /// `head`, when not empty, goes first, inline, with `MSG_MORE`: the kernel holds it back to go
 /// out with the file's first bytes (one TCP segment for a small file, where `TCP_NODELAY` would
-/// push the head alone). Should no byte of the file follow (an empty range, or the file ending
-/// at `offset`), the held bytes are pushed by clearing `TCP_CORK`.
+/// push the head alone). Should no byte of the file follow (an empty range, the file ending at
+/// `offset`, an error, or the future dropped first), the held bytes are pushed by clearing
+/// `TCP_CORK`, unless the caller corked the socket.
 pub(crate) async fn send_file(
     stream: &SharedFd,
     head: &[u8],
@@ -218,10 +219,14 @@ pub(crate) async fn send_file(
     // Writes a dropped op left in the kernel go first.
     poll_fn(|cx| stream.poll_settled(Interest::Write, cx)).await;
     if !head.is_empty() {
+        // Until a byte of the file has gone, the head may be held back for it: pushed if the
+        // body sends nothing, fails, or the future is dropped (the guard's drop).
+        let held = HeldHead(stream);
         send_head(&driver, stream, head).await?;
         let sent = send_body(&driver, stream, file, offset, len).await?;
-        if sent == 0 {
-            push_held(stream);
+        if sent > 0 {
+            // The body's last send carried no MSG_MORE: nothing is held.
+            std::mem::forget(held);
         }
         return Ok(sent);
     }
@@ -259,9 +264,35 @@ async fn send_head(driver: &Rc<DriverCell>, stream: &SharedFd, head: &[u8]) -> i
     Ok(())
 }
 
+/// Pushes the bytes of a head sent with `MSG_MORE` when dropped (see `send_file`).
+struct HeldHead<'a>(&'a SharedFd);
+
+impl Drop for HeldHead<'_> {
+    fn drop(&mut self) {
+        push_held(self.0);
+    }
+}
+
 /// Pushes bytes a `MSG_MORE` send left held: clearing `TCP_CORK` sends what is queued (an error,
 /// on a socket that is not TCP, leaves nothing held: those do not hold back for `MSG_MORE`).
+/// A cork the caller set is left as it is: they hold the bytes on purpose, and uncork.
 fn push_held(stream: &SharedFd) {
+    let mut corked: libc::c_int = 0;
+    let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `corked` and `size` are a writable int option and its length for the call; the fd
+    // is held by `stream`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.raw(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&mut corked as *mut libc::c_int).cast(),
+            &mut size,
+        )
+    };
+    if rc != 0 || corked != 0 {
+        return;
+    }
     let off: libc::c_int = 0;
     // SAFETY: a plain int option read by the kernel during the call; the fd is held by `stream`.
     unsafe {
