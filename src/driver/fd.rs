@@ -292,13 +292,18 @@ impl SharedFd {
 
     /// The epoll token of this fd with `driver`, if registered there.
     pub(crate) fn registration(&self, driver: &Rc<DriverCell>) -> Option<u64> {
-        let reg = self.inner.registration.take();
-        let token = match &reg {
+        self.look_at_registration(|reg| match reg {
             Some((d, token)) if Rc::ptr_eq(d, driver) => Some(*token),
             _ => None,
-        };
+        })
+    }
+
+    /// `f` of the registration, which stays in place (a `Cell`: taken, looked at, put back).
+    fn look_at_registration<R>(&self, f: impl FnOnce(&Option<(Rc<DriverCell>, u64)>) -> R) -> R {
+        let reg = self.inner.registration.take();
+        let r = f(&reg);
         self.inner.registration.set(reg);
-        token
+        r
     }
 
     /// Records a registration, returning the previous one (with another loop) to release.
@@ -314,10 +319,7 @@ impl SharedFd {
 
     /// Whether the fd is registered with a loop (epoll, or a uring file table).
     pub(crate) fn has_registration(&self) -> bool {
-        let reg = self.inner.registration.take();
-        let some = reg.is_some();
-        self.inner.registration.set(reg);
-        some
+        self.look_at_registration(Option::is_some)
     }
 
     /// Records the fd's slot in `driver`'s ring file table (a direct descriptor); the slot is
@@ -336,10 +338,9 @@ impl SharedFd {
         if slot == NO_SLOT {
             return None;
         }
-        let reg = self.inner.registration.take();
-        let current = matches!(&reg, Some((driver, _)) if super::is_current(driver));
-        self.inner.registration.set(reg);
-        current.then_some(slot)
+        self.look_at_registration(|reg| {
+            matches!(reg, Some((driver, _)) if super::is_current(driver)).then_some(slot)
+        })
     }
 
     /// Whether the last stream read on this fd came back short (see `read_drained`).

@@ -527,16 +527,7 @@ impl DriverCell {
         match op.slot {
             Slot::Tried => {
                 // `try_at_once` just got `EAGAIN` (and counted the op): wait for the next edge.
-                let Some((fd, interest)) = op.data_mut().readiness() else {
-                    return Poll::Ready(op.finish(Err(io::ErrorKind::WouldBlock.into())));
-                };
-                let token = match self.epoll_token(fd) {
-                    Ok(t) => t,
-                    Err(e) => return Poll::Ready(op.finish(Err(e))),
-                };
-                self.with_epoll(|e| e.arm(token, interest, cx.waker()));
-                op.slot = Slot::Armed(token, interest);
-                return Poll::Pending;
+                return self.arm_after_eagain(op, cx, io::ErrorKind::WouldBlock.into());
             }
             Slot::Idle => {
                 Counters::bump(&self.counters.ops_submitted);
@@ -564,30 +555,45 @@ impl DriverCell {
             match op.data_mut().try_syscall() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let Some((fd, interest)) = op.data_mut().readiness() else {
-                        return Poll::Ready(op.finish(Err(e)));
-                    };
-                    let token = match self.epoll_token(fd) {
-                        Ok(t) => t,
-                        Err(e) => return Poll::Ready(op.finish(Err(e))),
-                    };
-                    self.with_epoll(|e| e.arm(token, interest, cx.waker()));
-                    op.slot = Slot::Armed(token, interest);
-                    return Poll::Pending;
+                    return self.arm_after_eagain(op, cx, e);
                 }
                 res => {
-                    if let Ok(n) = res
-                        && op.data_mut().drained(n)
-                        && let Some((fd, interest)) = op.data_mut().readiness()
-                        && let Some(token) = fd.registration(self)
-                    {
-                        // A short transfer emptied (or filled) the socket: not ready until the
-                        // next edge.
-                        self.with_epoll(|e| e.clear_ready(token, interest, Some(fd.raw())));
-                    }
+                    self.note_epoll_transfer(op.data_mut(), &res);
                     return Poll::Ready(op.finish(res));
                 }
             }
+        }
+    }
+
+    /// epoll: the op's syscall said `EAGAIN` (`e`): it waits for its fd's next edge, or, for an
+    /// op with no fd to wait on, ends with `e`.
+    fn arm_after_eagain<T: Operation>(
+        self: &Rc<Self>,
+        op: &mut OpCore<T>,
+        cx: &mut Context<'_>,
+        e: io::Error,
+    ) -> Poll<T::Output> {
+        let Some((fd, interest)) = op.data_mut().readiness() else {
+            return Poll::Ready(op.finish(Err(e)));
+        };
+        let token = match self.epoll_token(fd) {
+            Ok(t) => t,
+            Err(e) => return Poll::Ready(op.finish(Err(e))),
+        };
+        self.with_epoll(|e| e.arm(token, interest, cx.waker()));
+        op.slot = Slot::Armed(token, interest);
+        Poll::Pending
+    }
+
+    /// epoll, after an op's syscall moved bytes: a short transfer emptied (or filled) the
+    /// socket, so it is not ready until the next edge.
+    fn note_epoll_transfer<T: Operation>(self: &Rc<Self>, op: &T, res: &io::Result<u32>) {
+        if let Ok(n) = *res
+            && op.drained(n)
+            && let Some((fd, interest)) = op.readiness()
+            && let Some(token) = fd.registration(self)
+        {
+            self.with_epoll(|e| e.clear_ready(token, interest, Some(fd.raw())));
         }
     }
 
@@ -650,15 +656,8 @@ impl DriverCell {
                     return AtOnce::WouldBlock;
                 }
                 res => {
-                    if epoll
-                        && let Ok(n) = res
-                        && op.drained(n)
-                        && let Some((fd, interest)) = op.readiness()
-                        && let Some(token) = fd.registration(self)
-                    {
-                        // A short transfer emptied (or filled) the socket: not ready until the
-                        // next edge.
-                        self.with_epoll(|e| e.clear_ready(token, interest, Some(fd.raw())));
+                    if epoll {
+                        self.note_epoll_transfer(op, &res);
                     }
                     return AtOnce::Done(res);
                 }

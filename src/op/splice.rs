@@ -236,18 +236,30 @@ pub(crate) async fn send_file(
 /// Sends all of `head` with `MSG_MORE` (the kernel keeps a partial segment for what follows).
 async fn send_head(driver: &Rc<DriverCell>, stream: &SharedFd, head: &[u8]) -> io::Result<()> {
     let mut wait = ReadyWait::new(Interest::Write);
+    send_all(driver, stream, &mut wait, head, libc::MSG_MORE).await
+}
+
+/// Sends all of `bytes` on the stream, with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, not
+/// `SIGPIPE`) and `flags`, waiting for room through `wait`.
+async fn send_all(
+    driver: &Rc<DriverCell>,
+    stream: &SharedFd,
+    wait: &mut ReadyWait,
+    bytes: &[u8],
+    flags: libc::c_int,
+) -> io::Result<()> {
     let mut at = 0;
-    while at < head.len() {
+    while at < bytes.len() {
         let k = poll_fn(|cx| {
-            wait.poll_transfer(driver, stream, cx, head.len() - at, |raw, max| {
-                // SAFETY: `head[at..at + max]` is initialised and borrowed for the call; the
-                // stream's fd is held by `stream`. MSG_NOSIGNAL: a closed peer is EPIPE.
+            wait.poll_transfer(driver, stream, cx, bytes.len() - at, |raw, max| {
+                // SAFETY: `bytes[at..at + max]` is initialised and borrowed for the call; the
+                // stream's fd is held by `stream`.
                 cvt(unsafe {
                     libc::send(
                         raw,
-                        head[at..].as_ptr().cast(),
+                        bytes[at..].as_ptr().cast(),
                         max,
-                        libc::MSG_NOSIGNAL | libc::MSG_MORE,
+                        libc::MSG_NOSIGNAL | flags,
                     )
                 })
             })
@@ -527,26 +539,7 @@ async fn pooled(
         if n == 0 {
             break; // the file ended
         }
-        let mut at = 0;
-        while at < n {
-            let k = poll_fn(|cx| {
-                wait.poll_transfer(driver, stream, cx, n - at, |raw, max| {
-                    // SAFETY: `got[at..at + max]` is initialised; the stream's fd is held by
-                    // `stream`. MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
-                    cvt(unsafe {
-                        libc::send(raw, got[at..].as_ptr().cast(), max, libc::MSG_NOSIGNAL)
-                    })
-                })
-            })
-            .await?;
-            if k == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the stream accepted no more bytes",
-                ));
-            }
-            at += k;
-        }
+        send_all(driver, stream, &mut wait, &got[..n], 0).await?;
         sent += n as u64;
         buf = got;
     }
