@@ -201,6 +201,11 @@ pub(crate) const FAST_PATHS: &[(&str, &str)] = &[
          epoll), instead of two splices through a pipe",
     ),
     (
+        "buf-inc",
+        "a pooled receive takes a whole buffer of the ring however few bytes it got, rather than \
+         only the bytes it got (incremental consumption), so small receives do not share buffers",
+    ),
+    (
         "bundle",
         "a multishot receive fills one pool buffer per completion rather than a bundle of them",
     ),
@@ -245,6 +250,9 @@ pub(crate) struct FastPaths {
     /// Large owned-buffer writes are zero-copy sends (`IORING_OP_SEND_ZC`), as
     /// `Builder::zero_copy_threshold` says.
     pub(crate) send_zc: bool,
+    /// The receive pool's ring is registered for incremental consumption (`IOU_PBUF_RING_INC`,
+    /// Linux 6.12+; the registration is the probe): a receive takes only the bytes it got.
+    pub(crate) buf_inc: bool,
     /// A stream's multishot receive may fill several pool buffers per completion
     /// (`IORING_RECVSEND_BUNDLE`, Linux 6.10+; probed when the loop is built).
     pub(crate) bundle: bool,
@@ -268,6 +276,7 @@ impl FastPaths {
         setup_flags: true,
         splice: true,
         send_zc: true,
+        buf_inc: true,
         bundle: true,
         wait_batch: true,
         wake_poll: true,
@@ -289,6 +298,7 @@ impl FastPaths {
                     "setup-flags" => &mut fast.setup_flags,
                     "splice" => &mut fast.splice,
                     "send-zc" => &mut fast.send_zc,
+                    "buf-inc" => &mut fast.buf_inc,
                     "bundle" => &mut fast.bundle,
                     "wait-batch" => &mut fast.wait_batch,
                     "wake-poll" => &mut fast.wake_poll,
@@ -311,6 +321,7 @@ impl FastPaths {
         let kernel = kernel_version().unwrap_or((0, 0));
         fast.multishot_recv &= kernel >= (6, 0);
         fast.buf_ring &= kernel >= (5, 19);
+        fast.buf_inc &= fast.buf_ring && kernel >= (6, 12);
         fast.multishot_accept &= kernel >= (5, 19);
         fast.registered_ring &= kernel >= (5, 18);
         fast.wake_poll &= kernel >= (5, 13);

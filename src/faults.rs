@@ -13,7 +13,7 @@
 //! | multishot end | a uring multishot's submission | a multishot may end at once (`ENOBUFS`, no `F_MORE`) |
 //! | submit refused | `io_uring_enter` | `EBUSY` / `EAGAIN` when completions are backed up |
 //! | partial submit | `io_uring_enter` | the kernel may take fewer SQEs than offered |
-//! | late completion | uring completions | completions of different ops come in any order, and later |
+//! | late completion | uring completions | completions of different ops come in any order, and later (not those naming a buffer of an incremental ring: Linux reports each buffer's parts in the order it filled them) |
 //!
 //! A full completion queue comes from a small ring: with faults on, uring rings have 8 entries
 //! (16 completions), so bursts overflow the CQ and the kernel's overflow list is exercised.

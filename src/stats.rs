@@ -50,10 +50,12 @@ pub struct Stats {
     pub zero_copy_notifications: u64,
     /// Buffers of the loop's receive pool held right now: by users (a
     /// [`PooledBuf`](crate::buf::PooledBuf) not yet dropped) or waiting in a stream's queue. A
-    /// gauge, not a count: it goes down as buffers come back.
+    /// gauge, not a count: it goes down as buffers come back. On an incremental ring (uring,
+    /// Linux 6.12+) several receives' bytes may share one buffer, which counts once.
     pub pool_buffers_in_use: u64,
     /// Pool buffers that received data (each holds up to the pool's buffer size), on either
-    /// backend.
+    /// backend; on an incremental ring (uring, Linux 6.12+), the parts of buffers that did (one
+    /// per [`PooledBuf`](crate::buf::PooledBuf) handed out with bytes).
     pub pool_buffers_received: u64,
     /// Receive completions that filled more than one pool buffer (bundled receives, uring on
     /// Linux 6.10+).

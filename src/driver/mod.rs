@@ -244,9 +244,9 @@ impl DriverCell {
         let counters = self.counters.clone();
         let pool = match &mut *self.driver.borrow_mut() {
             Driver::Uring(u) if self.fast.buf_ring => {
-                let pool = Rc::new(Pool::with_ring(count, size, counters.clone())?);
-                match u.register_pool(&pool) {
-                    Ok(()) => pool,
+                let pool = Pool::with_ring(count, size, counters.clone())?;
+                match u.register_pool(pool, self.fast.buf_inc) {
+                    Ok(pool) => pool,
                     // An older kernel, or no room for the ring: the free list works everywhere.
                     Err(_) => Rc::new(Pool::with_list(count, size, counters)?),
                 }

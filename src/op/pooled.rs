@@ -55,9 +55,9 @@ fn deliver_recv(
     match res {
         Ok(0) => {
             if let (Some(bid), Some(pool)) = (io_uring::cqueue::buffer_select(flags), pool) {
-                // SAFETY: the kernel selected `bid` for this completion and is done with it; the
-                // buffer goes straight back.
-                drop(unsafe { pool.take_selected(bid, 0) });
+                // SAFETY: the kernel selected `bid` for this completion and put no byte in it;
+                // the buffer goes straight back (or, on an incremental ring, stays in it).
+                let _ = unsafe { pool.take_bundle(bid, 0, flags, drop) };
             }
             push(Some(Ok(PooledBuf::eof())), more)
         }
@@ -66,8 +66,9 @@ fn deliver_recv(
                 let mut go_on = true;
                 // SAFETY: the kernel selected `bid` (and for a bundle the ring entries after it)
                 // from the pool's group for this completion and is done with them.
-                let taken =
-                    unsafe { pool.take_bundle(bid, n, |buf| go_on = push(Some(Ok(buf)), true)) };
+                let taken = unsafe {
+                    pool.take_bundle(bid, n, flags, |buf| go_on = push(Some(Ok(buf)), true))
+                };
                 match taken {
                     Ok(()) if more => go_on,
                     // The op's last completion: the queue must hear that it ended.

@@ -4,7 +4,10 @@
 //! `recv_pooled`. On io_uring (Linux 5.19+) the free buffers live in a provided buffer ring
 //! registered with the kernel, which picks one only when data arrives; elsewhere (epoll, older
 //! kernels, or with the buffer ring switched off) the loop keeps a free list and takes a buffer
-//! just before each `recv`. Either way an idle connection holds no buffer.
+//! just before each `recv`. Either way an idle connection holds no buffer. On Linux 6.12+ the
+//! ring is incremental (`IOU_PBUF_RING_INC`): a receive takes only the bytes it got of the
+//! buffer at the ring's head, so small receives of many connections share buffers, and a
+//! [`PooledBuf`] is a part of a buffer (see `Incremental`).
 
 mod pooled;
 
@@ -146,9 +149,32 @@ enum Free {
         entry_bid: Box<[Cell<u16>]>,
         bid_entry: Box<[Cell<u16>]>,
         in_ring: Box<[Cell<bool>]>,
+        /// Set when the ring was registered with `IOU_PBUF_RING_INC` (see [`Incremental`]).
+        inc: Option<Incremental>,
     },
     /// A free list the loop takes from before each `recv`.
     List(RefCell<Vec<u16>>),
+}
+
+/// Incremental consumption (`IOU_PBUF_RING_INC`, Linux 6.12+): a receive takes from the buffer
+/// at the ring's head only the bytes it got, and the buffer stays at the head until it is used up.
+/// So a burst of small receives (a thousand connections sending a byte each) shares a few buffers
+/// instead of taking one each: an idle server touches a few pages of the pool, not one buffer per
+/// connection of its largest burst.
+///
+/// A completion names the buffer and the length, not the offset: each completion of a buffer
+/// continues where the one before it left off (the kernel's documented contract), so the pool
+/// counts what it handed out of each buffer. The kernel moves its head past a buffer exactly
+/// when the buffer's bytes are used up (`IORING_CQE_F_BUF_MORE` is set while they are not): the
+/// pool applies the same rule, so it knows which buffers the kernel may still write without
+/// trusting the flag, which some kernels set wrongly on zero-length completions. A buffer goes
+/// back to the spare list once the kernel is past it and the last [`PooledBuf`] cut from it is
+/// dropped.
+struct Incremental {
+    /// Bytes of each buffer handed out since it was last published (by buffer id).
+    used: Box<[Cell<u32>]>,
+    /// Live `PooledBuf`s cut from each buffer (by buffer id).
+    users: Box<[Cell<u32>]>,
 }
 
 /// A loop's receive pool, shared by the loop, its streams' queues and every [`PooledBuf`]. The
@@ -211,6 +237,7 @@ impl Pool {
                 entry_bid: (0..count).map(|_| Cell::new(0)).collect(),
                 bid_entry: (0..count).map(|_| Cell::new(0)).collect(),
                 in_ring: (0..count).map(|_| Cell::new(false)).collect(),
+                inc: None,
             },
             waiters: RefCell::new(Vec::new()),
             counters,
@@ -258,6 +285,23 @@ impl Pool {
             target.set((target.get() + 1).min(u32::from(self.count)));
             self.refill();
         }
+    }
+
+    /// Switches a ring pool to incremental consumption: the caller registered its ring with
+    /// `IOU_PBUF_RING_INC`, and no op has selected from it yet.
+    pub(crate) fn set_incremental(&mut self) {
+        if let Free::Ring { inc, .. } = &mut self.free {
+            let count = usize::from(self.count);
+            *inc = Some(Incremental {
+                used: (0..count).map(|_| Cell::new(0)).collect(),
+                users: (0..count).map(|_| Cell::new(0)).collect(),
+            });
+        }
+    }
+
+    /// Whether receives take only what they need of a buffer (`IOU_PBUF_RING_INC`).
+    pub(crate) fn is_incremental(&self) -> bool {
+        matches!(self.free, Free::Ring { inc: Some(_), .. })
     }
 
     pub(crate) fn is_ring(&self) -> bool {
@@ -383,17 +427,17 @@ impl Pool {
     ///
     /// `bid` must come from a completion of an op that selected from this pool, so the kernel is
     /// done with it and nobody else holds it.
-    pub(crate) unsafe fn take_selected(
-        self: &Rc<Self>,
-        bid: u16,
-        len: u32,
-    ) -> io::Result<PooledBuf> {
+    unsafe fn take_selected(self: &Rc<Self>, bid: u16, len: u32) -> io::Result<PooledBuf> {
         if bid >= self.count || len > self.size {
             return Err(io::Error::other(format!(
                 "the kernel selected buffer {bid} with {len} bytes from a pool of {} x {}",
                 self.count, self.size
             )));
         }
+        debug_assert!(
+            !self.is_incremental(),
+            "take_bundle serves incremental rings"
+        );
         if let Free::Ring { avail, in_ring, .. } = &self.free {
             if !in_ring[bid as usize].replace(false) {
                 return Err(io::Error::other(format!(
@@ -409,9 +453,11 @@ impl Pool {
         Ok(self.lend(bid, len as usize))
     }
 
-    /// A bundled receive (`IORING_RECVSEND_BUNDLE`) put `len` bytes into consecutive ring
-    /// entries, the first holding buffer `first`: each entry's buffer full but the last. Calls
-    /// `each` with every buffer in order (one for a `len` that fits a buffer).
+    /// A receive put `len` bytes into the buffer `first` names (its completion's `flags` carry
+    /// `IORING_CQE_F_BUFFER`), and for a bundled receive (`IORING_RECVSEND_BUNDLE`) into the ring
+    /// entries after it: each entry's buffer full but the last. Calls `each` with every buffer in
+    /// order (one for a `len` that fits a buffer). On an incremental ring the bytes continue
+    /// where the buffer's last completion left off (see [`Incremental`]).
     ///
     /// # Safety
     ///
@@ -421,8 +467,13 @@ impl Pool {
         self: &Rc<Self>,
         first: u16,
         len: u32,
+        flags: u32,
         mut each: impl FnMut(PooledBuf),
     ) -> io::Result<()> {
+        if let Free::Ring { inc: Some(inc), .. } = &self.free {
+            // SAFETY: the caller's promise, passed on.
+            return unsafe { self.take_incremental(inc, first, len, flags, each) };
+        }
         let Free::Ring {
             entry_bid,
             bid_entry,
@@ -475,6 +526,96 @@ impl Pool {
         res
     }
 
+    /// [`take_bundle`](Self::take_bundle) on an incremental ring.
+    ///
+    /// # Safety
+    ///
+    /// As [`take_selected`](Self::take_selected).
+    unsafe fn take_incremental(
+        self: &Rc<Self>,
+        inc: &Incremental,
+        first: u16,
+        len: u32,
+        flags: u32,
+        mut each: impl FnMut(PooledBuf),
+    ) -> io::Result<()> {
+        let Free::Ring {
+            entry_bid,
+            bid_entry,
+            in_ring,
+            avail,
+            ..
+        } = &self.free
+        else {
+            unreachable!("an incremental pool is a ring");
+        };
+        let kernel_more = io_uring::cqueue::buffer_more(flags);
+        let mut bid = first;
+        let mut left = len;
+        loop {
+            if bid >= self.count || !in_ring[bid as usize].get() {
+                return Err(io::Error::other(format!(
+                    "the kernel completed a receive into buffer {bid}, which was not in the \
+                     loop's buffer ring"
+                )));
+            }
+            let used = &inc.used[bid as usize];
+            let start = used.get();
+            let n = left.min(self.size - start);
+            left -= n;
+            let end = start + n;
+            // The kernel's rule: its head moves past a buffer once its bytes are used up.
+            let done = end == self.size;
+            if left == 0 && n > 0 && done == kernel_more {
+                // The kernel and the pool disagree on where this buffer stands: its bytes may be
+                // elsewhere than the pool thinks. They are not handed out; the buffer follows
+                // the kernel's word (kept while it says it may write more).
+                if !kernel_more {
+                    in_ring[bid as usize].set(false);
+                    avail.set(avail.get().saturating_sub(1));
+                }
+                return Err(io::Error::other(format!(
+                    "the kernel reported {n} bytes into buffer {bid} at offset {start} of {} and \
+                     that the buffer is {}used up; the loop's count of its bytes says otherwise",
+                    self.size,
+                    if kernel_more { "not " } else { "" }
+                )));
+            }
+            used.set(end);
+            if done {
+                in_ring[bid as usize].set(false);
+                avail.set(avail.get().saturating_sub(1));
+            }
+            if n > 0 {
+                Counters::bump(&self.counters.pool_received);
+            }
+            let users = &inc.users[bid as usize];
+            users.set(users.get() + 1);
+            if users.get() == 1 {
+                Counters::bump(&self.counters.pool_in_use);
+            }
+            let buf = PooledBuf::lent(self.clone(), bid, start as usize, end as usize);
+            each(buf);
+            if left == 0 {
+                return Ok(());
+            }
+            if !done {
+                // Bytes left over past a buffer that is not used up: the completion is not
+                // what the ring allows.
+                return Err(io::Error::other(format!(
+                    "the kernel reported {len} bytes from buffer {first}, more than the ring's \
+                     buffers from there hold"
+                )));
+            }
+            if bid == first {
+                Counters::bump(&self.counters.recv_bundles);
+            }
+            // A bundle goes on in the ring's next entry.
+            let entry = (bid_entry[bid as usize].get().wrapping_add(1)) & (self.count - 1);
+            bid = entry_bid[entry as usize].get();
+        }
+    }
+
     /// Takes a free buffer from the list (free-list pools); `None` if none is free.
     pub(crate) fn take_free(self: &Rc<Self>) -> Option<PooledBuf> {
         let Free::List(list) = &self.free else {
@@ -487,13 +628,32 @@ impl Pool {
     #[inline]
     fn lend(self: &Rc<Self>, bid: u16, len: usize) -> PooledBuf {
         Counters::bump(&self.counters.pool_in_use);
-        PooledBuf::lent(self.clone(), bid, len)
+        PooledBuf::lent(self.clone(), bid, 0, len)
     }
 
     #[inline]
     pub(super) fn give_back(&self, bid: u16) {
-        let c = &self.counters.pool_in_use;
-        c.set(c.get().saturating_sub(1));
+        if let Free::Ring {
+            inc: Some(inc),
+            in_ring,
+            ..
+        } = &self.free
+        {
+            let users = &inc.users[bid as usize];
+            users.set(users.get().saturating_sub(1));
+            if users.get() > 0 {
+                return; // other parts of the buffer are still held
+            }
+            let c = &self.counters.pool_in_use;
+            c.set(c.get().saturating_sub(1));
+            if in_ring[bid as usize].get() {
+                return; // the kernel goes on filling the rest of it
+            }
+            inc.used[bid as usize].set(0);
+        } else {
+            let c = &self.counters.pool_in_use;
+            c.set(c.get().saturating_sub(1));
+        }
         match &self.free {
             // Back in the ring at the loop's next trip to the kernel (`refill`).
             Free::Ring { spare, .. } => spare.borrow_mut().push(bid),

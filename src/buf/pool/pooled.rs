@@ -52,12 +52,12 @@ pub struct PooledBuf {
 }
 
 impl PooledBuf {
-    /// Buffer `bid` of `pool`, holding `len` bytes.
-    pub(super) fn lent(pool: Rc<Pool>, bid: u16, len: usize) -> PooledBuf {
+    /// Bytes `start..end` of buffer `bid` of `pool`.
+    pub(super) fn lent(pool: Rc<Pool>, bid: u16, start: usize, end: usize) -> PooledBuf {
         PooledBuf {
             storage: Storage::Pool { pool, bid },
-            start: 0,
-            len,
+            start,
+            len: end,
         }
     }
 
@@ -112,7 +112,8 @@ impl PooledBuf {
     }
 
     /// The buffer's capacity: the pool's buffer size (or the length of bytes that came from
-    /// elsewhere).
+    /// elsewhere). On an incremental ring (uring, Linux 6.12+) the bytes are a part of such a
+    /// buffer, which other receives' parts share.
     pub fn capacity(&self) -> usize {
         match &self.storage {
             Storage::Pool { pool, .. } => pool.size as usize,

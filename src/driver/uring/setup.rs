@@ -5,6 +5,8 @@ use super::*;
 
 const IORING_REGISTER_RING_FDS: u32 = 20;
 const IORING_UNREGISTER_RING_FDS: u32 = 21;
+/// `io_uring_buf_reg.flags`: the ring's buffers are consumed incrementally (Linux 6.12).
+const IOU_PBUF_RING_INC: u16 = 2;
 
 /// `struct io_uring_rsrc_update`, the argument of `IORING_(UN)REGISTER_RING_FDS`.
 #[repr(C)]
@@ -156,24 +158,46 @@ impl UringDriver {
         };
     }
 
-    /// Registers the receive pool's buffer ring as group [`POOL_GROUP`].
-    pub(in crate::driver) fn register_pool(&mut self, pool: &Rc<Pool>) -> io::Result<()> {
-        let addr = pool
-            .ring_addr()
-            .ok_or_else(|| io::Error::other("a free-list pool"))?;
-        // SAFETY: the ring's entries live in the pool's memory, which the loop keeps (through its
-        // `Rc<Pool>`) until `unregister_pool` ran after the last CQE.
-        unsafe {
-            self.ring.submitter().register_buf_ring_with_flags(
-                addr,
-                pool.count(),
-                POOL_GROUP,
-                0,
-            )?;
+    /// Registers the receive pool's buffer ring as group [`POOL_GROUP`], with incremental
+    /// consumption (`IOU_PBUF_RING_INC`) when `incremental` and the kernel takes it (else the
+    /// ring is registered as before: kernels before 6.12 refuse the flag). Returns the pool, and
+    /// switches it to incremental consumption when the kernel took the flag. On an error the pool
+    /// is dropped: nothing was registered.
+    pub(in crate::driver) fn register_pool(
+        &mut self,
+        mut pool: Pool,
+        incremental: bool,
+    ) -> io::Result<Rc<Pool>> {
+        let Some(addr) = pool.ring_addr() else {
+            return Err(io::Error::other("a free-list pool"));
+        };
+        let register = |flags: u16| {
+            // SAFETY: the ring's entries live in the pool's memory, which the loop keeps (through
+            // its `Rc<Pool>`) until `unregister_pool` ran after the last CQE; on failure nothing
+            // was registered.
+            unsafe {
+                self.ring.submitter().register_buf_ring_with_flags(
+                    addr,
+                    pool.count(),
+                    POOL_GROUP,
+                    flags,
+                )
+            }
+        };
+        let taken = if incremental && register(IOU_PBUF_RING_INC).is_ok() {
+            true
+        } else if let Err(e) = register(0) {
+            return Err(e);
+        } else {
+            false
+        };
+        if taken {
+            pool.set_incremental();
         }
+        let pool = Rc::new(pool);
         self.pool_registered = true;
         self.pool = Some(pool.clone());
-        Ok(())
+        Ok(pool)
     }
 
     /// Unregisters the pool's buffer ring (every CQE came in, so no op selects from it).

@@ -218,6 +218,14 @@ impl UringDriver {
         self.reap_with(false);
     }
 
+    /// Whether a completion must keep its place in the CQ (fault injection holds it back
+    /// never): it names a buffer of an incremental ring, whose completions continue one another
+    /// in the order the kernel filled the buffer (see `Pool::take_bundle`).
+    fn in_buffer_order(&self, flags: u32) -> bool {
+        io_uring::cqueue::buffer_select(flags).is_some()
+            && self.pool.as_ref().is_some_and(|p| p.is_incremental())
+    }
+
     pub(super) fn reap_with(&mut self, may_hold: bool) {
         let mut stop = Vec::new();
         let mut late = mem::take(&mut self.late);
@@ -236,6 +244,7 @@ impl UringDriver {
                 if may_hold
                     && self.counters.faults.enabled()
                     && !self.closing
+                    && !self.in_buffer_order(flags)
                     && (late.iter().any(|l| l.0 == user_data)
                         || self.counters.faults.inject(Fault::LateCompletion))
                 {
