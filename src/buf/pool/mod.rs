@@ -171,10 +171,17 @@ enum Free {
 /// back to the spare list once the kernel is past it and the last [`PooledBuf`] cut from it is
 /// dropped.
 struct Incremental {
-    /// Bytes of each buffer handed out since it was last published (by buffer id).
-    used: Box<[Cell<u32>]>,
-    /// Live `PooledBuf`s cut from each buffer (by buffer id).
-    users: Box<[Cell<u32>]>,
+    /// Each buffer's count (by buffer id).
+    parts: Box<[Parts]>,
+}
+
+/// What the pool counts of one buffer of an incremental ring.
+#[derive(Default)]
+struct Parts {
+    /// Bytes handed out since the buffer was last published.
+    used: Cell<u32>,
+    /// Live `PooledBuf`s cut from it.
+    users: Cell<u32>,
 }
 
 /// A loop's receive pool, shared by the loop, its streams' queues and every [`PooledBuf`]. The
@@ -293,8 +300,7 @@ impl Pool {
         if let Free::Ring { inc, .. } = &mut self.free {
             let count = usize::from(self.count);
             *inc = Some(Incremental {
-                used: (0..count).map(|_| Cell::new(0)).collect(),
-                users: (0..count).map(|_| Cell::new(0)).collect(),
+                parts: (0..count).map(|_| Parts::default()).collect(),
             });
         }
     }
@@ -526,12 +532,122 @@ impl Pool {
         res
     }
 
-    /// [`take_bundle`](Self::take_bundle) on an incremental ring.
+    /// [`take_bundle`](Self::take_bundle) on an incremental ring: the common case, bytes that
+    /// fit in the rest of the buffer the completion names, here; a bundle that goes on into
+    /// further buffers in [`take_incremental_bundle`](Self::take_incremental_bundle).
     ///
     /// # Safety
     ///
     /// As [`take_selected`](Self::take_selected).
+    #[inline]
     unsafe fn take_incremental(
+        self: &Rc<Self>,
+        inc: &Incremental,
+        first: u16,
+        len: u32,
+        flags: u32,
+        mut each: impl FnMut(PooledBuf),
+    ) -> io::Result<()> {
+        let b = usize::from(first);
+        let Some(state) = inc.parts.get(b) else {
+            return Err(self.not_in_ring(first));
+        };
+        let start = state.used.get();
+        let room = self.size - start;
+        if len > room {
+            // SAFETY: the caller's promise, passed on.
+            return unsafe { self.take_incremental_bundle(inc, first, len, flags, each) };
+        }
+        self.take_part(
+            inc,
+            first,
+            start,
+            len,
+            io_uring::cqueue::buffer_more(flags),
+            true,
+        )
+        .map(&mut each)
+    }
+
+    /// Cuts the part `start..start + n` of buffer `bid` (the last part of a completion when
+    /// `last`) and marks the buffer out of the ring once its bytes are used up, as the kernel
+    /// does; `kernel_more` is the completion's `IORING_CQE_F_BUF_MORE`, checked for the last
+    /// part against the pool's count.
+    #[inline]
+    fn take_part(
+        self: &Rc<Self>,
+        inc: &Incremental,
+        bid: u16,
+        start: u32,
+        n: u32,
+        kernel_more: bool,
+        last: bool,
+    ) -> io::Result<PooledBuf> {
+        let Free::Ring { in_ring, avail, .. } = &self.free else {
+            unreachable!("an incremental pool is a ring");
+        };
+        let b = usize::from(bid);
+        let (Some(state), Some(held)) = (inc.parts.get(b), in_ring.get(b)) else {
+            return Err(self.not_in_ring(bid));
+        };
+        if !held.get() {
+            return Err(self.not_in_ring(bid));
+        }
+        let end = start + n;
+        // The kernel's rule: its head moves past a buffer once its bytes are used up.
+        let done = end == self.size;
+        if last && n > 0 && done == kernel_more {
+            // The kernel and the pool disagree on where this buffer stands: its bytes may be
+            // elsewhere than the pool thinks. They are not handed out; the buffer follows the
+            // kernel's word (kept while it says it may write more).
+            if !kernel_more {
+                held.set(false);
+                avail.set(avail.get().saturating_sub(1));
+            }
+            return Err(io::Error::other(format!(
+                "the kernel reported {n} bytes into buffer {bid} at offset {start} of {} and \
+                 that the buffer is {}used up; the loop's count of its bytes says otherwise",
+                self.size,
+                if kernel_more { "not " } else { "" }
+            )));
+        }
+        state.used.set(end);
+        if done {
+            held.set(false);
+            avail.set(avail.get().saturating_sub(1));
+        }
+        if n > 0 {
+            Counters::bump(&self.counters.pool_received);
+        }
+        let users = state.users.get();
+        state.users.set(users + 1);
+        if users == 0 {
+            Counters::bump(&self.counters.pool_in_use);
+        }
+        Ok(PooledBuf::lent(
+            self.clone(),
+            bid,
+            start as usize,
+            end as usize,
+        ))
+    }
+
+    #[cold]
+    fn not_in_ring(&self, bid: u16) -> io::Error {
+        io::Error::other(format!(
+            "the kernel completed a receive into buffer {bid}, which was not in the loop's \
+             buffer ring"
+        ))
+    }
+
+    /// A bundle on an incremental ring: the rest of buffer `first`, then whole buffers of the
+    /// ring's next entries, the last one perhaps in part.
+    ///
+    /// # Safety
+    ///
+    /// As [`take_selected`](Self::take_selected).
+    #[cold]
+    unsafe fn take_incremental_bundle(
         self: &Rc<Self>,
         inc: &Incremental,
         first: u16,
@@ -542,77 +658,36 @@ impl Pool {
         let Free::Ring {
             entry_bid,
             bid_entry,
-            in_ring,
-            avail,
             ..
         } = &self.free
         else {
             unreachable!("an incremental pool is a ring");
         };
+        Counters::bump(&self.counters.recv_bundles);
         let kernel_more = io_uring::cqueue::buffer_more(flags);
         let mut bid = first;
         let mut left = len;
         loop {
-            if bid >= self.count || !in_ring[bid as usize].get() {
-                return Err(io::Error::other(format!(
-                    "the kernel completed a receive into buffer {bid}, which was not in the \
-                     loop's buffer ring"
-                )));
-            }
-            let used = &inc.used[bid as usize];
-            let start = used.get();
+            let Some(state) = inc.parts.get(usize::from(bid)) else {
+                return Err(self.not_in_ring(bid));
+            };
+            let start = state.used.get();
             let n = left.min(self.size - start);
             left -= n;
-            let end = start + n;
-            // The kernel's rule: its head moves past a buffer once its bytes are used up.
-            let done = end == self.size;
-            if left == 0 && n > 0 && done == kernel_more {
-                // The kernel and the pool disagree on where this buffer stands: its bytes may be
-                // elsewhere than the pool thinks. They are not handed out; the buffer follows
-                // the kernel's word (kept while it says it may write more).
-                if !kernel_more {
-                    in_ring[bid as usize].set(false);
-                    avail.set(avail.get().saturating_sub(1));
-                }
-                return Err(io::Error::other(format!(
-                    "the kernel reported {n} bytes into buffer {bid} at offset {start} of {} and \
-                     that the buffer is {}used up; the loop's count of its bytes says otherwise",
-                    self.size,
-                    if kernel_more { "not " } else { "" }
-                )));
-            }
-            used.set(end);
-            if done {
-                in_ring[bid as usize].set(false);
-                avail.set(avail.get().saturating_sub(1));
-            }
-            if n > 0 {
-                Counters::bump(&self.counters.pool_received);
-            }
-            let users = &inc.users[bid as usize];
-            users.set(users.get() + 1);
-            if users.get() == 1 {
-                Counters::bump(&self.counters.pool_in_use);
-            }
-            let buf = PooledBuf::lent(self.clone(), bid, start as usize, end as usize);
-            each(buf);
+            each(self.take_part(inc, bid, start, n, kernel_more, left == 0)?);
             if left == 0 {
                 return Ok(());
             }
-            if !done {
-                // Bytes left over past a buffer that is not used up: the completion is not
-                // what the ring allows.
+            if start + n != self.size {
+                // Bytes left over past a buffer that is not used up: not what the ring allows.
                 return Err(io::Error::other(format!(
                     "the kernel reported {len} bytes from buffer {first}, more than the ring's \
                      buffers from there hold"
                 )));
             }
-            if bid == first {
-                Counters::bump(&self.counters.recv_bundles);
-            }
             // A bundle goes on in the ring's next entry.
-            let entry = (bid_entry[bid as usize].get().wrapping_add(1)) & (self.count - 1);
-            bid = entry_bid[entry as usize].get();
+            let entry = bid_entry[usize::from(bid)].get().wrapping_add(1) & (self.count - 1);
+            bid = entry_bid[usize::from(entry)].get();
         }
     }
 
@@ -639,9 +714,9 @@ impl Pool {
             ..
         } = &self.free
         {
-            let users = &inc.users[bid as usize];
-            users.set(users.get().saturating_sub(1));
-            if users.get() > 0 {
+            let parts = &inc.parts[bid as usize];
+            parts.users.set(parts.users.get().saturating_sub(1));
+            if parts.users.get() > 0 {
                 return; // other parts of the buffer are still held
             }
             let c = &self.counters.pool_in_use;
@@ -649,7 +724,7 @@ impl Pool {
             if in_ring[bid as usize].get() {
                 return; // the kernel goes on filling the rest of it
             }
-            inc.used[bid as usize].set(0);
+            parts.used.set(0);
         } else {
             let c = &self.counters.pool_in_use;
             c.set(c.get().saturating_sub(1));
