@@ -66,14 +66,22 @@ impl LoopInner {
         }
         self.polls_since_io.set(0);
         self.collect_remote();
-        self.fire_timers();
-        let mut timeout = if yielded || self.executor.has_work() {
-            Some(Duration::ZERO)
+        // One clock read serves both the timers due now and the wait until the next one.
+        let now = if self.timers.borrow().is_empty() {
+            None
         } else {
-            self.timers
+            let now = self.clock.now();
+            self.fire_due_timers(now);
+            Some(now)
+        };
+        let mut timeout = match now {
+            _ if yielded || self.executor.has_work() => Some(Duration::ZERO),
+            None => None,
+            Some(now) => self
+                .timers
                 .borrow()
                 .next_deadline()
-                .map(|d| d.saturating_duration_since(self.clock.now()))
+                .map(|d| d.saturating_duration_since(now)),
         };
         // A paused clock does not wait for a timer: it looks at I/O without blocking and, if that
         // delivered nothing, jumps to the timer. An op that holds the clock (a file op) is waited
@@ -122,14 +130,23 @@ impl LoopInner {
     #[inline]
     fn fire_timers(&self) {
         if !self.timers.borrow().is_empty() {
-            self.fire_due_timers();
+            self.fire_due_timers(self.clock.now());
         }
     }
 
-    /// `fire_timers` once there are timers (kept out of line: most turns have none due).
-    fn fire_due_timers(&self) {
+    /// Wakes the timers due at `now`; most turns have none, and those return after one look at
+    /// the earliest deadline.
+    #[inline]
+    fn fire_due_timers(&self, now: std::time::Instant) {
+        if self.timers.borrow().next_deadline().is_some_and(|d| d <= now) {
+            self.fire_timers_due(now);
+        }
+    }
+
+    /// `fire_due_timers` once a timer is due (kept out of line).
+    fn fire_timers_due(&self, now: std::time::Instant) {
         let mut fired = self.scratch_wakers.borrow_mut();
-        self.timers.borrow_mut().fire(self.clock.now(), &mut fired);
+        self.timers.borrow_mut().fire(now, &mut fired);
         for w in fired.drain(..) {
             crate::blocking::wake_contained(w);
         }
