@@ -350,11 +350,13 @@ impl DriverCell {
                 .set(self.counters.park_nanos.get() + parked);
         }
         let orphans = match &mut *driver {
-            Driver::Uring(u) if u.has_orphans() => u.take_orphans(),
-            _ => Vec::new(),
+            Driver::Uring(u) if u.has_orphans() => Some(u.take_orphans()),
+            _ => None,
         };
         drop(driver);
-        release_orphans(orphans);
+        if let Some(orphans) = orphans {
+            release_orphans(orphans);
+        }
         res
     }
 

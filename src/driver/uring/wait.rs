@@ -261,8 +261,10 @@ impl UringDriver {
             let _ = self.submit_and_wait(0);
         }
         self.last_reaped = reaped;
-        for key in stop {
-            self.push_cancel(key);
+        if !stop.is_empty() {
+            for key in stop {
+                self.push_cancel(key);
+            }
         }
     }
 
