@@ -66,6 +66,61 @@ impl LoopInner {
         }
         self.polls_since_io.set(0);
         self.collect_remote();
+        if self.clock.is_system() {
+            self.look_on_system_clock(yielded);
+        } else {
+            self.look_on_loop_clock(yielded);
+        }
+    }
+
+    /// The turn's look at I/O and timers while the clock shows the system's (the common case):
+    /// one raw clock read before the park and one after, which the park's timing shares, each
+    /// compared with the earliest deadline in the same terms (`Clock::nanos_of`). The loop's
+    /// `Instant` is read only when a timer is due.
+    fn look_on_system_clock(&self, yielded: bool) {
+        let before = crate::time::monotonic_nanos();
+        let mut due = self.first_deadline_nanos();
+        if due.is_some_and(|d| d <= before) {
+            self.fire_timers_due(self.clock.now());
+            due = self.first_deadline_nanos();
+        }
+        let timeout = if yielded || self.executor.has_work() {
+            Some(Duration::ZERO)
+        } else {
+            due.map(|d| Duration::from_nanos(d.saturating_sub(before)))
+        };
+        let after = self.park(timeout, Some(before));
+        self.collect_remote();
+        if let Some(d) = self.first_deadline_nanos()
+            && d <= after.unwrap_or_else(crate::time::monotonic_nanos)
+        {
+            self.fire_timers_due(self.clock.now());
+        }
+        if yielded {
+            self.wake_yielded();
+        }
+    }
+
+    /// The earliest timer's deadline in `monotonic_nanos` terms (see `Clock::nanos_of`).
+    #[inline(always)]
+    fn first_deadline_nanos(&self) -> Option<u64> {
+        let first = self.timers.borrow().next_deadline()?;
+        Some(self.clock.nanos_of(first))
+    }
+
+    /// One trip to the kernel; the raw clock reading at its end when it was timed.
+    fn park(&self, timeout: Option<Duration>, before: Option<u64>) -> Option<u64> {
+        match self.driver.park(timeout, &self.shared, before) {
+            Ok(after) => after,
+            Err(e) => panic!(
+                "ringloop: the {} backend failed to wait for I/O: {e}",
+                self.driver.backend()
+            ),
+        }
+    }
+
+    /// The turn's look at I/O and timers on a clock paused or moved (tests).
+    fn look_on_loop_clock(&self, yielded: bool) {
         // One clock read serves both the timers due now and the wait until the next one.
         let now = if self.timers.borrow().is_empty() {
             None
@@ -94,12 +149,7 @@ impl LoopInner {
                 Some(Duration::ZERO)
             };
         }
-        if let Err(e) = self.driver.park(timeout, &self.shared) {
-            panic!(
-                "ringloop: the {} backend failed to wait for I/O: {e}",
-                self.driver.backend()
-            );
-        }
+        self.park(timeout, None);
         self.collect_remote();
         if jump
             && timeout.is_some()
