@@ -335,7 +335,8 @@ impl DriverCell {
         // Only a park that may sleep is timed (`Stats::park_time`): one that only looks costs
         // no clock reads, which a busy loop would pay every turn. The caller's own reading, if
         // it just took one, is the start.
-        let start = (timeout != Some(Duration::ZERO)).then(|| before.unwrap_or_else(monotonic_nanos));
+        let start =
+            (timeout != Some(Duration::ZERO)).then(|| before.unwrap_or_else(monotonic_nanos));
         let res = match &mut *driver {
             Driver::Uring(u) => {
                 let mut pending = self.direct_pending.borrow_mut();
@@ -724,7 +725,6 @@ impl DriverCell {
         }
     }
 }
-
 
 fn release_orphans(orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>) {
     for (data, res) in orphans {

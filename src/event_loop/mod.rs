@@ -188,7 +188,12 @@ impl LoopInner {
     /// the earliest deadline.
     #[inline(always)]
     fn fire_due_timers(&self, now: std::time::Instant) {
-        if self.timers.borrow().next_deadline().is_some_and(|d| d <= now) {
+        if self
+            .timers
+            .borrow()
+            .next_deadline()
+            .is_some_and(|d| d <= now)
+        {
             self.fire_timers_due(now);
         }
     }
