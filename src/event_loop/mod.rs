@@ -78,18 +78,23 @@ impl LoopInner {
     /// compared with the earliest deadline in the same terms (`Clock::nanos_of`). The loop's
     /// `Instant` is read only when a timer is due.
     fn look_on_system_clock(&self, yielded: bool) {
-        let before = crate::time::monotonic_nanos();
         let mut due = self.first_deadline_nanos();
-        if due.is_some_and(|d| d <= before) {
+        // Read when a timer may be due or the park may sleep (and is timed): a busy turn without
+        // timers reads no clock.
+        let before = (due.is_some() || !(yielded || self.executor.has_work()))
+            .then(crate::time::monotonic_nanos);
+        if let (Some(d), Some(before)) = (due, before)
+            && d <= before
+        {
             self.fire_timers_due(self.clock.now());
             due = self.first_deadline_nanos();
         }
         let timeout = if yielded || self.executor.has_work() {
             Some(Duration::ZERO)
         } else {
-            due.map(|d| Duration::from_nanos(d.saturating_sub(before)))
+            due.map(|d| Duration::from_nanos(d.saturating_sub(before.unwrap_or(d))))
         };
-        let after = self.park(timeout, Some(before));
+        let after = self.park(timeout, before);
         self.collect_remote();
         if let Some(d) = self.first_deadline_nanos()
             && d <= after.unwrap_or_else(crate::time::monotonic_nanos)
