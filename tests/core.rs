@@ -253,6 +253,19 @@ both_backends! {
         });
     }
 
+    fn a_sleeping_loop_counts_its_park_time(lp: &mut EventLoop) {
+        // The loop has nothing to do but wait for the timer: its parks (timed from the clock
+        // read that also decides the wait) cover most of the sleep, and never more than it took.
+        let before = lp.stats().park_time;
+        let start = std::time::Instant::now();
+        lp.run_until_complete(sleep(Duration::from_millis(40)));
+        let took = start.elapsed();
+        let parked = lp.stats().park_time - before;
+        assert!(took >= Duration::from_millis(40), "the sleep ended early");
+        assert!(parked >= Duration::from_millis(20), "parked {parked:?} of {took:?}");
+        assert!(parked <= took, "parked {parked:?} of {took:?}");
+    }
+
     fn many_timers_armed_and_dropped(lp: &mut EventLoop) {
         lp.run_until_complete(async {
             // Arm and cancel many timeouts that never fire, then check one still fires.

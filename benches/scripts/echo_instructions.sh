@@ -31,8 +31,8 @@ if ! command -v valgrind >/dev/null; then
     sudo apt-get install -y valgrind >/dev/null 2>&1 || apt-get install -y valgrind >/dev/null
 fi
 cargo build -q --release --example echo --example loadgen
-echo_bin=$root/target/release/examples/echo
-loadgen=$root/target/release/examples/loadgen
+echo_bin=${CARGO_TARGET_DIR:-$root/target}/release/examples/echo
+loadgen=${CARGO_TARGET_DIR:-$root/target}/release/examples/loadgen
 raw_bin=""
 peers_loadgen=""
 if [ -d "$peers_src" ]; then

@@ -23,6 +23,7 @@ use crate::backend::FastPaths;
 use crate::buf::pool::Pool;
 use crate::faults::Fault;
 use crate::stats::Counters;
+use crate::time::monotonic_nanos;
 use epoll::EpollDriver;
 use fd::SharedFd;
 use op::{AtOnce, Deliver, OpCore, Operation, Orphan, Slot};
@@ -324,11 +325,18 @@ impl DriverCell {
     }
 
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
-    pub(crate) fn park(&self, timeout: Option<Duration>, shared: &Shared) -> io::Result<()> {
+    pub(crate) fn park(
+        &self,
+        timeout: Option<Duration>,
+        shared: &Shared,
+        before: Option<u64>,
+    ) -> io::Result<Option<u64>> {
         let mut driver = self.driver.borrow_mut();
         // Only a park that may sleep is timed (`Stats::park_time`): one that only looks costs
-        // no clock reads, which a busy loop would pay every turn.
-        let start = (timeout != Some(Duration::ZERO)).then(monotonic_nanos);
+        // no clock reads, which a busy loop would pay every turn. The caller's own reading, if
+        // it just took one, is the start.
+        let start =
+            (timeout != Some(Duration::ZERO)).then(|| before.unwrap_or_else(monotonic_nanos));
         let res = match &mut *driver {
             Driver::Uring(u) => {
                 let mut pending = self.direct_pending.borrow_mut();
@@ -343,19 +351,22 @@ impl DriverCell {
             Driver::Epoll(e) => e.park(timeout, shared),
             Driver::Closed => Ok(()),
         };
-        if let Some(start) = start {
-            let parked = monotonic_nanos().saturating_sub(start);
+        let end = start.map(|start| {
+            let end = monotonic_nanos();
             self.counters
                 .park_nanos
-                .set(self.counters.park_nanos.get() + parked);
-        }
+                .set(self.counters.park_nanos.get() + end.saturating_sub(start));
+            end
+        });
         let orphans = match &mut *driver {
-            Driver::Uring(u) if u.has_orphans() => u.take_orphans(),
-            _ => Vec::new(),
+            Driver::Uring(u) if u.has_orphans() => Some(u.take_orphans()),
+            _ => None,
         };
         drop(driver);
-        release_orphans(orphans);
-        res
+        if let Some(orphans) = orphans {
+            release_orphans(orphans);
+        }
+        res.map(|()| end)
     }
 
     /// Cancels everything in flight, waits until the kernel is done with every buffer, releases
@@ -713,19 +724,6 @@ impl DriverCell {
             data.orphaned(res);
         }
     }
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: what `Instant` reads, without its checked arithmetic.
-fn monotonic_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC cannot fail on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
 }
 
 fn release_orphans(orphans: Vec<(Box<dyn Orphan>, io::Result<u32>)>) {

@@ -66,14 +66,82 @@ impl LoopInner {
         }
         self.polls_since_io.set(0);
         self.collect_remote();
-        self.fire_timers();
-        let mut timeout = if yielded || self.executor.has_work() {
+        if self.clock.is_system() {
+            self.look_on_system_clock(yielded);
+        } else {
+            self.look_on_loop_clock(yielded);
+        }
+    }
+
+    /// The turn's look at I/O and timers while the clock shows the system's (the common case):
+    /// one raw clock read before the park and one after, which the park's timing shares, each
+    /// compared with the earliest deadline in the same terms (`Clock::nanos_of`). The loop's
+    /// `Instant` is read only when a timer is due.
+    fn look_on_system_clock(&self, yielded: bool) {
+        let mut due = self.first_deadline_nanos();
+        // Read when a timer may be due or the park may sleep (and is timed): a busy turn without
+        // timers reads no clock.
+        let before = (due.is_some() || !(yielded || self.executor.has_work()))
+            .then(crate::time::monotonic_nanos);
+        if let (Some(d), Some(before)) = (due, before)
+            && d <= before
+        {
+            self.fire_timers_due(self.clock.now());
+            due = self.first_deadline_nanos();
+        }
+        let timeout = if yielded || self.executor.has_work() {
             Some(Duration::ZERO)
         } else {
-            self.timers
+            due.map(|d| Duration::from_nanos(d.saturating_sub(before.unwrap_or(d))))
+        };
+        let after = self.park(timeout, before);
+        self.collect_remote();
+        if let Some(d) = self.first_deadline_nanos()
+            && d <= after.unwrap_or_else(crate::time::monotonic_nanos)
+        {
+            self.fire_timers_due(self.clock.now());
+        }
+        if yielded {
+            self.wake_yielded();
+        }
+    }
+
+    /// The earliest timer's deadline in `monotonic_nanos` terms (see `Clock::nanos_of`).
+    #[inline(always)]
+    fn first_deadline_nanos(&self) -> Option<u64> {
+        let first = self.timers.borrow().next_deadline()?;
+        Some(self.clock.nanos_of(first))
+    }
+
+    /// One trip to the kernel; the raw clock reading at its end when it was timed.
+    fn park(&self, timeout: Option<Duration>, before: Option<u64>) -> Option<u64> {
+        match self.driver.park(timeout, &self.shared, before) {
+            Ok(after) => after,
+            Err(e) => panic!(
+                "ringloop: the {} backend failed to wait for I/O: {e}",
+                self.driver.backend()
+            ),
+        }
+    }
+
+    /// The turn's look at I/O and timers on a clock paused or moved (tests).
+    fn look_on_loop_clock(&self, yielded: bool) {
+        // One clock read serves both the timers due now and the wait until the next one.
+        let now = if self.timers.borrow().is_empty() {
+            None
+        } else {
+            let now = self.clock.now();
+            self.fire_due_timers(now);
+            Some(now)
+        };
+        let mut timeout = match now {
+            _ if yielded || self.executor.has_work() => Some(Duration::ZERO),
+            None => None,
+            Some(now) => self
+                .timers
                 .borrow()
                 .next_deadline()
-                .map(|d| d.saturating_duration_since(self.clock.now()))
+                .map(|d| d.saturating_duration_since(now)),
         };
         // A paused clock does not wait for a timer: it looks at I/O without blocking and, if that
         // delivered nothing, jumps to the timer. An op that holds the clock (a file op) is waited
@@ -86,12 +154,7 @@ impl LoopInner {
                 Some(Duration::ZERO)
             };
         }
-        if let Err(e) = self.driver.park(timeout, &self.shared) {
-            panic!(
-                "ringloop: the {} backend failed to wait for I/O: {e}",
-                self.driver.backend()
-            );
-        }
+        self.park(timeout, None);
         self.collect_remote();
         if jump
             && timeout.is_some()
@@ -119,17 +182,32 @@ impl LoopInner {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn fire_timers(&self) {
         if !self.timers.borrow().is_empty() {
-            self.fire_due_timers();
+            self.fire_due_timers(self.clock.now());
         }
     }
 
-    /// `fire_timers` once there are timers (kept out of line: most turns have none due).
-    fn fire_due_timers(&self) {
+    /// Wakes the timers due at `now`; most turns have none, and those return after one look at
+    /// the earliest deadline.
+    #[inline(always)]
+    fn fire_due_timers(&self, now: std::time::Instant) {
+        if self
+            .timers
+            .borrow()
+            .next_deadline()
+            .is_some_and(|d| d <= now)
+        {
+            self.fire_timers_due(now);
+        }
+    }
+
+    /// `fire_due_timers` once a timer is due (kept out of line: the look before it stays small).
+    #[inline(never)]
+    fn fire_timers_due(&self, now: std::time::Instant) {
         let mut fired = self.scratch_wakers.borrow_mut();
-        self.timers.borrow_mut().fire(self.clock.now(), &mut fired);
+        self.timers.borrow_mut().fire(now, &mut fired);
         for w in fired.drain(..) {
             crate::blocking::wake_contained(w);
         }

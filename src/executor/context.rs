@@ -93,7 +93,17 @@ pub(crate) fn schedule_local(shared: &Arc<Shared>, id: u64, first: impl FnOnce()
 /// Whether the running loop has no task (nor main future) waiting to be polled besides the one
 /// being polled now.
 pub(crate) fn nothing_else_ready() -> bool {
-    current().is_some_and(|l| !l.executor.has_work())
+    // Through `LOCAL` rather than `current()`: no `RefCell` borrow and no `Rc` clone (this runs
+    // for every op tried at once).
+    let Ok((_, inner)) = LOCAL.try_with(Cell::get) else {
+        return false;
+    };
+    if inner.is_null() {
+        return false;
+    }
+    // SAFETY: as in `schedule_local`: `LOCAL` names the loop entered on this thread, which
+    // `CURRENT` keeps alive until `Enter`'s drop clears both.
+    !unsafe { &*inner }.executor.has_work()
 }
 
 /// The shared (cross-thread) part of the loop running on this thread.

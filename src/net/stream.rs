@@ -211,6 +211,12 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
                     let slice = buf.slice(this.written..total);
                     // Tried at once first: a send that goes out now is never boxed.
                     match Op::at_once(Send::new(this.fd.clone(), slice, this.pipe)) {
+                        // The common case: the rest went out at once, the buffer goes straight
+                        // back to the caller (the state stays `Idle(None)`, as after a last send).
+                        Ok((Ok(n), slice)) if n == total - this.written => {
+                            this.written = total;
+                            return Poll::Ready((Ok(()), slice.into_inner()));
+                        }
                         Ok(done) => {
                             if let Some(out) = this.sent(done) {
                                 return Poll::Ready(out);

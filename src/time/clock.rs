@@ -45,12 +45,30 @@ struct State {
     jumped: Duration,
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: what `std::time::Instant` reads, without its checked
+/// arithmetic.
+pub(crate) fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC cannot fail on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
 /// One loop's clock.
 #[derive(Debug)]
 pub(crate) struct Clock {
     state: Cell<State>,
     /// When the loop was built (system time): the origin of [`Clock::busy`].
     origin: std::time::Instant,
+    /// `monotonic_nanos` read just after `origin`: never behind it.
+    origin_nanos: u64,
+    /// The last deadline `nanos_of` converted, and what it gave.
+    converted: Cell<Option<(std::time::Instant, u64)>>,
     /// Ops that must finish before the paused clock may jump (file ops, `spawn_blocking`): they
     /// complete without the loop waiting for anything outside the process.
     holds: Arc<AtomicUsize>,
@@ -67,8 +85,37 @@ impl Clock {
                 jumped: Duration::ZERO,
             }),
             origin: now,
+            origin_nanos: monotonic_nanos(),
+            converted: Cell::new(None),
             holds: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Whether the clock shows the system's monotonic clock as it is: never paused nor moved.
+    /// Then `monotonic_nanos() >= nanos_of(deadline)` means `now() >= deadline`.
+    #[inline]
+    pub(crate) fn is_system(&self) -> bool {
+        let s = self.state.get();
+        !s.paused && s.base == s.resumed_at
+    }
+
+    /// `deadline` in `monotonic_nanos` terms, never earlier than the deadline itself (the origin
+    /// was read before its nanoseconds were), so a timer due by a raw clock read is due by
+    /// `now()` read after it. Meaningful while `is_system`. The last deadline converted is
+    /// remembered: the loop asks for the same earliest deadline every turn.
+    #[inline]
+    pub(crate) fn nanos_of(&self, deadline: std::time::Instant) -> u64 {
+        if let Some((d, nanos)) = self.converted.get()
+            && d == deadline
+        {
+            return nanos;
+        }
+        let since = deadline.saturating_duration_since(self.origin).as_nanos();
+        let nanos = self
+            .origin_nanos
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX));
+        self.converted.set(Some((deadline, nanos)));
+        nanos
     }
 
     /// The time the clock shows.

@@ -59,7 +59,7 @@
 mod clock;
 mod store;
 
-pub(crate) use clock::{Clock, ClockHold};
+pub(crate) use clock::{Clock, ClockHold, monotonic_nanos};
 pub use clock::{Instant, advance, pause, resume};
 pub(crate) use store::{TimerKey, TimerStore};
 

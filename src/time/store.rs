@@ -12,6 +12,9 @@ pub(crate) type TimerKey = (Instant, u64);
 #[derive(Debug)]
 pub(crate) struct TimerStore {
     timers: BTreeMap<TimerKey, Waker>,
+    /// The earliest deadline armed (the first key's), kept beside the map: the loop looks at it
+    /// twice a turn.
+    first: Option<Instant>,
     next_id: u64,
     /// Unique in the process: a timer armed from a `Send` handle finds its own store by it.
     store_id: u64,
@@ -22,6 +25,7 @@ impl Default for TimerStore {
         static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
         TimerStore {
             timers: BTreeMap::new(),
+            first: None,
             next_id: 0,
             store_id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
         }
@@ -40,6 +44,9 @@ impl TimerStore {
         let key = (deadline, self.next_id);
         self.next_id += 1;
         self.timers.insert(key, waker);
+        if self.first.is_none_or(|f| deadline < f) {
+            self.first = Some(deadline);
+        }
         key
     }
 
@@ -58,12 +65,18 @@ impl TimerStore {
 
     /// Disarms a timer (no effect if it fired already).
     pub(crate) fn remove(&mut self, key: &TimerKey) {
-        self.timers.remove(key);
+        if self.timers.remove(key).is_some() && self.first == Some(key.0) {
+            self.first = self.first_in_map();
+        }
+    }
+
+    fn first_in_map(&self) -> Option<Instant> {
+        self.timers.first_key_value().map(|((d, _), _)| *d)
     }
 
     /// The earliest deadline still armed.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.first_key_value().map(|((d, _), _)| *d)
+        self.first
     }
 
     /// Removes every timer whose deadline is at or before `now` and appends its waker to `out`,
@@ -75,6 +88,7 @@ impl TimerStore {
             }
             out.push(entry.remove());
         }
+        self.first = self.first_in_map();
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -87,6 +101,7 @@ impl TimerStore {
 
     pub(crate) fn clear(&mut self) {
         self.timers.clear();
+        self.first = None;
     }
 }
 
@@ -144,6 +159,36 @@ mod tests {
         out.drain(..).for_each(Waker::wake);
         assert_eq!(*log.lock().unwrap(), vec![2, 3]);
         assert!(store.is_empty());
+        assert_eq!(store.next_deadline(), None);
+    }
+
+    #[test]
+    fn next_deadline_follows_inserts_removals_fires_and_clear() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut store = TimerStore::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let late = store.insert(t0 + ms(30), waker(3, &log));
+        assert_eq!(store.next_deadline(), Some(t0 + ms(30)));
+        let early = store.insert(t0 + ms(10), waker(1, &log));
+        let tie = store.insert(t0 + ms(10), waker(2, &log));
+        store.insert(t0 + ms(20), waker(4, &log));
+        assert_eq!(store.next_deadline(), Some(t0 + ms(10)));
+        // Removing one of two timers at the earliest deadline leaves it; the other moves it on.
+        store.remove(&early);
+        assert_eq!(store.next_deadline(), Some(t0 + ms(10)));
+        store.remove(&tie);
+        assert_eq!(store.next_deadline(), Some(t0 + ms(20)));
+        // Removing a later timer, or one already gone, leaves it too.
+        store.remove(&late);
+        store.remove(&early);
+        assert_eq!(store.next_deadline(), Some(t0 + ms(20)));
+        store.insert(t0 + ms(40), waker(5, &log));
+        let mut out = Vec::new();
+        store.fire(t0 + ms(25), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(store.next_deadline(), Some(t0 + ms(40)));
+        store.clear();
         assert_eq!(store.next_deadline(), None);
     }
 }

@@ -213,3 +213,42 @@ fn a_stale_cancel_misses_the_next_op_in_its_slot() {
     drop(d);
     drop((every, long));
 }
+
+/// A reap copies CQEs out a chunk at a time: one with many more completions than a chunk
+/// dispatches every one of them, each to its own op, and leaves the CQ empty.
+#[test]
+fn a_reap_of_many_chunks_dispatches_every_completion() {
+    const OPS: usize = 100;
+    let shared = Shared::new().unwrap();
+    let mut d = UringDriver::new(
+        128,
+        &shared,
+        Rc::new(Counters::default()),
+        FastPaths::ALL,
+        0,
+    )
+    .expect("io_uring is required");
+    let waker = std::task::Waker::noop();
+    let keys: Vec<usize> = (0..OPS)
+        .map(|_| d.submit_op(opcode::Nop::new().build(), waker).unwrap())
+        .collect();
+    let start = Instant::now();
+    while d.ring.completion().len() < OPS {
+        d.enter(OPS as u32, Some(Duration::from_millis(10)))
+            .unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the nops never completed"
+        );
+    }
+    d.reap();
+    assert_eq!(d.last_reaped, OPS);
+    assert!(d.ring.completion().is_empty());
+    for key in keys {
+        assert!(
+            matches!(d.ops.get(key), Some(Lifecycle::Completed(0))),
+            "op {key} was not completed"
+        );
+    }
+    d.shutdown();
+}
