@@ -573,7 +573,7 @@ impl Pool {
     /// `last`) and marks the buffer out of the ring once its bytes are used up, as the kernel
     /// does; `kernel_more` is the completion's `IORING_CQE_F_BUF_MORE`, checked for the last
     /// part against the pool's count.
-    #[inline]
+    #[inline(always)]
     fn take_part(
         self: &Rc<Self>,
         inc: &Incremental,
@@ -597,19 +597,7 @@ impl Pool {
         // The kernel's rule: its head moves past a buffer once its bytes are used up.
         let done = end == self.size;
         if last && n > 0 && done == kernel_more {
-            // The kernel and the pool disagree on where this buffer stands: its bytes may be
-            // elsewhere than the pool thinks. They are not handed out; the buffer follows the
-            // kernel's word (kept while it says it may write more).
-            if !kernel_more {
-                held.set(false);
-                avail.set(avail.get().saturating_sub(1));
-            }
-            return Err(io::Error::other(format!(
-                "the kernel reported {n} bytes into buffer {bid} at offset {start} of {} and \
-                 that the buffer is {}used up; the loop's count of its bytes says otherwise",
-                self.size,
-                if kernel_more { "not " } else { "" }
-            )));
+            return Err(self.disagree(bid, start, n, kernel_more));
         }
         state.used.set(end);
         if done {
@@ -629,6 +617,25 @@ impl Pool {
             bid,
             start as usize,
             end as usize,
+        ))
+    }
+
+    /// The kernel and the pool disagree on where buffer `bid` stands: its bytes may be elsewhere
+    /// than the pool thinks. They are not handed out; the buffer follows the kernel's word (kept
+    /// while it says it may write more).
+    #[cold]
+    fn disagree(&self, bid: u16, start: u32, n: u32, kernel_more: bool) -> io::Error {
+        if let Free::Ring { in_ring, avail, .. } = &self.free
+            && !kernel_more
+        {
+            in_ring[usize::from(bid)].set(false);
+            avail.set(avail.get().saturating_sub(1));
+        }
+        io::Error::other(format!(
+            "the kernel reported {n} bytes into buffer {bid} at offset {start} of {} and that \
+             the buffer is {}used up; the loop's count of its bytes says otherwise",
+            self.size,
+            if kernel_more { "not " } else { "" }
         ))
     }
 
@@ -713,22 +720,33 @@ impl Pool {
             in_ring,
             ..
         } = &self.free
+            && let (Some(parts), Some(held)) = (
+                inc.parts.get(usize::from(bid)),
+                in_ring.get(usize::from(bid)),
+            )
         {
-            let parts = &inc.parts[bid as usize];
-            parts.users.set(parts.users.get().saturating_sub(1));
-            if parts.users.get() > 0 {
+            let users = parts.users.get().saturating_sub(1);
+            parts.users.set(users);
+            if users > 0 {
                 return; // other parts of the buffer are still held
             }
             let c = &self.counters.pool_in_use;
             c.set(c.get().saturating_sub(1));
-            if in_ring[bid as usize].get() {
+            if held.get() {
                 return; // the kernel goes on filling the rest of it
             }
             parts.used.set(0);
-        } else {
-            let c = &self.counters.pool_in_use;
-            c.set(c.get().saturating_sub(1));
+            self.put_back(bid);
+            return;
         }
+        let c = &self.counters.pool_in_use;
+        c.set(c.get().saturating_sub(1));
+        self.put_back(bid);
+    }
+
+    /// Buffer `bid`, with no user left, goes back to the free buffers, and readers waiting for
+    /// one are woken.
+    fn put_back(&self, bid: u16) {
         match &self.free {
             // Back in the ring at the loop's next trip to the kernel (`refill`).
             Free::Ring { spare, .. } => spare.borrow_mut().push(bid),
