@@ -316,12 +316,23 @@ fn foreign_waker_of_a_pooled_receive(backend: Backend) {
         let (a, b) = common::tcp_pair().await;
         let (c, d) = common::tcp_pair().await;
         let (e, f) = common::tcp_pair().await;
-        // Hold both buffers of the pool.
+        // Hold both buffers of the pool: each message fills one (on an incremental ring, small
+        // messages would share a buffer).
         let mut held = Vec::new();
-        for msg in [&b"one"[..], b"two"] {
-            a.write_all(msg.to_vec()).await.0.unwrap();
-            held.push(b.recv_pooled().await.unwrap());
+        for byte in [1u8, 2] {
+            a.write_all(vec![byte; 64]).await.0.unwrap();
+            let mut got = Vec::new();
+            while got
+                .iter()
+                .map(|b: &ringloop::buf::PooledBuf| b.len())
+                .sum::<usize>()
+                < 64
+            {
+                got.push(b.recv_pooled().await.unwrap());
+            }
+            held.extend(got);
         }
+        assert_eq!(ringloop::current_stats().unwrap().pool_buffers_in_use, 2);
         let waker = Arc::new(PanicWaker::default());
         let foreign = Waker::from(waker.clone());
         let mut recv = pin!(d.recv_pooled());
