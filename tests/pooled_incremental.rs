@@ -10,6 +10,8 @@ use common::{Rng, pattern, tcp_pair};
 
 use ringloop::buf::PooledBuf;
 use ringloop::net::TcpStream;
+use std::time::Duration;
+
 use ringloop::{Backend, EventLoop};
 
 fn lp(backend: Backend, disable: &str, pool: (u16, u32)) -> EventLoop {
@@ -165,5 +167,89 @@ fn end_of_stream_leaves_the_shared_buffer_in_the_ring() {
             assert_eq!(&parts[0][..], b"first");
             assert_eq!(&parts[1][..], b"x");
         });
+    }
+}
+
+/// A reader that waits for a buffer (the pool of one buffer looked exhausted) is woken when the
+/// only part held is dropped, though its buffer is still in the ring; found by review: it waited
+/// until some other buffer came back, forever here.
+#[test]
+fn dropping_the_last_part_of_a_buffer_wakes_a_waiting_reader() {
+    for (backend, disable, _) in paths() {
+        let mut lp = lp(backend, disable, (1, 4096));
+        lp.run_until_complete(async {
+            let (c1, s1) = tcp_pair().await;
+            let (c2, s2) = tcp_pair().await;
+            c1.write_all(b"a" as &'static [u8]).await.0.unwrap();
+            let part = s1.recv_pooled().await.unwrap();
+            assert_eq!(&part[..], b"a");
+            c2.write_all(b"b" as &'static [u8]).await.0.unwrap();
+            let dropper = ringloop::spawn(async move {
+                ringloop::time::sleep(Duration::from_millis(50)).await;
+                drop(part);
+            });
+            let got = ringloop::time::timeout(Duration::from_secs(10), s2.recv_pooled())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{backend} {disable:?}: the reader still waits after the part went")
+                })
+                .unwrap();
+            assert_eq!(&got[..], b"b");
+            dropper.await.unwrap();
+        });
+    }
+}
+
+/// Streams whose readers hold nothing, random small writes in bursts, through pools of one
+/// 4 KiB buffer and of two 3-byte buffers: every byte arrives in order, nobody waits forever.
+#[test]
+fn tiny_pools_serve_bursts_of_small_writes() {
+    for (backend, disable, _) in paths() {
+        for pool in [(1, 4096), (2, 3)] {
+            let mut lp = lp(backend, disable, pool);
+            lp.run_until_complete(async {
+                const EACH: usize = 20_000;
+                let mut writers = Vec::new();
+                let mut readers = Vec::new();
+                for i in 0..4usize {
+                    let (c, s) = tcp_pair().await;
+                    readers.push(ringloop::spawn(async move {
+                        let mut got = 0;
+                        while got < EACH {
+                            let b = s.recv_pooled().await.unwrap();
+                            assert!(!b.is_empty(), "end of stream after {got} bytes");
+                            assert!(b[..] == pattern(got + i * 31, b.len())[..], "stream {i}");
+                            got += b.len();
+                        }
+                    }));
+                    writers.push(ringloop::spawn(async move {
+                        let mut rng = Rng(0x5eed + i as u64);
+                        let mut sent = 0;
+                        while sent < EACH {
+                            let len = (1 + rng.below(120) as usize).min(EACH - sent);
+                            c.write_all(pattern(sent + i * 31, len)).await.0.unwrap();
+                            sent += len;
+                            if rng.below(8) == 0 {
+                                ringloop::yield_now().await;
+                            }
+                        }
+                        c
+                    }));
+                }
+                let all = async {
+                    let mut clients = Vec::new();
+                    for w in writers {
+                        clients.push(w.await.unwrap());
+                    }
+                    for r in readers {
+                        r.await.unwrap();
+                    }
+                };
+                ringloop::time::timeout(Duration::from_secs(60), all)
+                    .await
+                    .unwrap_or_else(|_| panic!("{backend} {disable:?} pool {pool:?}: stuck"));
+                assert_eq!(ringloop::current_stats().unwrap().pool_buffers_in_use, 0);
+            });
+        }
     }
 }

@@ -343,9 +343,19 @@ impl Pool {
         self.counters.pool_in_use.get()
     }
 
-    /// Whether every buffer is out (with users, or queued on streams).
+    /// Whether every buffer is out (with users, or queued on streams). On an incremental ring a
+    /// buffer whose parts are held may still be in the ring, with room the kernel fills: the
+    /// pool is exhausted only when the ring and the spare list are both empty.
     pub(crate) fn exhausted(&self) -> bool {
-        self.in_use() >= u64::from(self.count)
+        match &self.free {
+            Free::Ring {
+                inc: Some(_),
+                avail,
+                spare,
+                ..
+            } => avail.get() == 0 && spare.borrow().is_empty(),
+            _ => self.in_use() >= u64::from(self.count),
+        }
     }
 
     /// Remembers a reader to wake when a buffer comes back.
@@ -733,7 +743,10 @@ impl Pool {
             let c = &self.counters.pool_in_use;
             c.set(c.get().saturating_sub(1));
             if held.get() {
-                return; // the kernel goes on filling the rest of it
+                // The kernel goes on filling the rest of it. Readers waiting for a buffer are
+                // told all the same: they look again at whether the pool is exhausted.
+                self.wake_waiters();
+                return;
             }
             parts.used.set(0);
             self.put_back(bid);
@@ -752,6 +765,12 @@ impl Pool {
             Free::Ring { spare, .. } => spare.borrow_mut().push(bid),
             Free::List(list) => list.borrow_mut().push(bid),
         }
+        self.wake_waiters();
+    }
+
+    /// Wakes the readers waiting for a buffer to come back.
+    #[inline]
+    fn wake_waiters(&self) {
         if self.waiters.borrow().is_empty() {
             return;
         }
