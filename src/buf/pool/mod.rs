@@ -164,12 +164,14 @@ enum Free {
 ///
 /// A completion names the buffer and the length, not the offset: each completion of a buffer
 /// continues where the one before it left off (the kernel's documented contract), so the pool
-/// counts what it handed out of each buffer. The kernel moves its head past a buffer exactly
-/// when the buffer's bytes are used up (`IORING_CQE_F_BUF_MORE` is set while they are not): the
-/// pool applies the same rule, so it knows which buffers the kernel may still write without
-/// trusting the flag, which some kernels set wrongly on zero-length completions. A buffer goes
-/// back to the spare list once the kernel is past it and the last [`PooledBuf`] cut from it is
-/// dropped.
+/// counts what it handed out of each buffer. The kernel moves its head past a buffer when the
+/// buffer's bytes are used up, and says so in each completion (`IORING_CQE_F_BUF_MORE` is set
+/// while it stays at the head): the pool follows that word, except on zero-length completions,
+/// where some kernels clear the flag without moving on, and refuses a completion that says the
+/// kernel goes on filling a buffer the pool counts as used up. (A receive the kernel runs from
+/// a worker thread takes the whole buffer at once: its bytes are where the pool counts them, and
+/// the flag says the kernel is past the buffer.) A buffer goes back to the spare list once the
+/// kernel is past it and the last [`PooledBuf`] cut from it is dropped.
 struct Incremental {
     /// Each buffer's count (by buffer id).
     parts: Box<[Parts]>,
@@ -580,9 +582,9 @@ impl Pool {
     }
 
     /// Cuts the part `start..start + n` of buffer `bid` (the last part of a completion when
-    /// `last`) and marks the buffer out of the ring once its bytes are used up, as the kernel
-    /// does; `kernel_more` is the completion's `IORING_CQE_F_BUF_MORE`, checked for the last
-    /// part against the pool's count.
+    /// `last`) and marks the buffer out of the ring once the kernel is past it: once its bytes
+    /// are used up, or as the last part's `kernel_more` (the completion's
+    /// `IORING_CQE_F_BUF_MORE`) says.
     #[inline(always)]
     fn take_part(
         self: &Rc<Self>,
@@ -604,10 +606,17 @@ impl Pool {
             return Err(self.not_in_ring(bid));
         }
         let end = start + n;
-        // The kernel's rule: its head moves past a buffer once its bytes are used up.
-        let done = end == self.size;
-        if last && n > 0 && done == kernel_more {
-            return Err(self.disagree(bid, start, n, kernel_more));
+        // The kernel's rule: its head moves past a buffer once its bytes are used up. The last
+        // part's flag is the kernel's own word, and the pool follows it: a receive the kernel
+        // ran from a worker thread took the whole buffer up front, its bytes still where the
+        // pool counts them. (Not on a zero-length completion, where some kernels clear the flag
+        // without moving past the buffer.)
+        let mut done = end == self.size;
+        if last && n > 0 {
+            if done && kernel_more {
+                return Err(self.disagree(bid, start, n));
+            }
+            done = !kernel_more;
         }
         state.used.set(end);
         if done {
@@ -630,22 +639,15 @@ impl Pool {
         ))
     }
 
-    /// The kernel and the pool disagree on where buffer `bid` stands: its bytes may be elsewhere
-    /// than the pool thinks. They are not handed out; the buffer follows the kernel's word (kept
-    /// while it says it may write more).
+    /// The kernel says it goes on filling buffer `bid` though by the pool's count its bytes are
+    /// used up: its bytes may be elsewhere than the pool thinks. They are not handed out, and
+    /// the buffer stays the kernel's, as it says.
     #[cold]
-    fn disagree(&self, bid: u16, start: u32, n: u32, kernel_more: bool) -> io::Error {
-        if let Free::Ring { in_ring, avail, .. } = &self.free
-            && !kernel_more
-        {
-            in_ring[usize::from(bid)].set(false);
-            avail.set(avail.get().saturating_sub(1));
-        }
+    fn disagree(&self, bid: u16, start: u32, n: u32) -> io::Error {
         io::Error::other(format!(
             "the kernel reported {n} bytes into buffer {bid} at offset {start} of {} and that \
-             the buffer is {}used up; the loop's count of its bytes says otherwise",
+             it goes on filling the buffer; the loop's count of its bytes says it is used up",
             self.size,
-            if kernel_more { "not " } else { "" }
         ))
     }
 
@@ -814,6 +816,96 @@ mod tests {
         drop(bufs);
         assert!(!pool.exhausted());
         assert_eq!(pool.in_use(), 0);
+    }
+
+    /// The completion flag that says the kernel goes on filling the buffer.
+    const BUF_MORE: u32 = 1 << 4;
+
+    fn incremental(count: u16, size: u32) -> Rc<Pool> {
+        let mut pool = Pool::with_ring(count, size, Rc::default()).unwrap();
+        pool.set_incremental();
+        Rc::new(pool)
+    }
+
+    /// Takes what a completion of `len` bytes naming `bid` reports, as the loop does.
+    fn take(pool: &Rc<Pool>, bid: u16, len: u32, flags: u32) -> io::Result<Vec<PooledBuf>> {
+        let mut parts = Vec::new();
+        // SAFETY: no kernel here: the completions are made up, and nothing writes the memory.
+        unsafe { pool.take_bundle(bid, len, flags, |b| parts.push(b)) }?;
+        Ok(parts)
+    }
+
+    fn is_spare(pool: &Pool, bid: u16) -> bool {
+        let Free::Ring { spare, .. } = &pool.free else {
+            unreachable!()
+        };
+        spare.borrow().contains(&bid)
+    }
+
+    #[test]
+    fn incremental_parts_follow_one_another_and_the_buffer_comes_back_after_the_last() {
+        let pool = incremental(4, 16);
+        let a = take(&pool, 0, 5, BUF_MORE).unwrap();
+        let b = take(&pool, 0, 11, 0).unwrap(); // used up: the kernel is past it
+        assert_eq!(b[0].stable_ptr(), a[0].stable_ptr().wrapping_add(5));
+        assert_eq!((a[0].len(), b[0].len()), (5, 11));
+        assert_eq!(pool.in_use(), 1, "two parts of one buffer");
+        drop(a);
+        assert!(!is_spare(&pool, 0), "a part is still held");
+        drop(b);
+        assert!(is_spare(&pool, 0));
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_part_of_a_buffer_still_in_the_ring_does_not_bring_it_back() {
+        let pool = incremental(4, 16);
+        drop(take(&pool, 0, 3, BUF_MORE).unwrap());
+        assert!(!is_spare(&pool, 0), "the kernel goes on filling buffer 0");
+        // An empty completion (end of stream) naming it, with the flag cleared as some kernels
+        // do: the kernel did not move on, so neither does the pool.
+        drop(take(&pool, 0, 0, 0).unwrap());
+        assert!(!is_spare(&pool, 0));
+        let c = take(&pool, 0, 4, BUF_MORE).unwrap();
+        assert_eq!(c[0].stable_ptr(), pool.buffer_ptr(0).wrapping_add(3));
+    }
+
+    #[test]
+    fn the_kernels_word_that_it_is_past_a_buffer_is_followed() {
+        // A receive run by a kernel worker takes the whole buffer at once and says so: the
+        // bytes are handed out and the buffer comes back once they are dropped.
+        let pool = incremental(4, 16);
+        let a = take(&pool, 0, 4, 0).unwrap();
+        assert_eq!(a[0].stable_ptr(), pool.buffer_ptr(0));
+        drop(a);
+        assert!(is_spare(&pool, 0));
+    }
+
+    #[test]
+    fn a_kernel_that_goes_on_filling_a_used_up_buffer_gets_an_error_not_bytes() {
+        let pool = incremental(4, 16);
+        drop(take(&pool, 0, 10, BUF_MORE).unwrap());
+        let e = take(&pool, 0, 6, BUF_MORE).unwrap_err();
+        assert!(e.to_string().contains("used up"), "{e}");
+        assert!(!is_spare(&pool, 0), "the kernel said it still fills it");
+        let e = take(&pool, 9, 1, 0).unwrap_err();
+        assert!(
+            e.to_string().contains("not in the loop's buffer ring"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_incremental_bundle_spans_the_rest_of_a_buffer_and_the_next_ones() {
+        let pool = incremental(4, 16);
+        drop(take(&pool, 0, 10, BUF_MORE).unwrap());
+        // 6 bytes left in buffer 0, then all of buffer 1 and 2 bytes of buffer 2.
+        let parts = take(&pool, 0, 24, BUF_MORE).unwrap();
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(lens, [6, 16, 2]);
+        assert_eq!(parts[1].stable_ptr(), pool.buffer_ptr(1));
+        drop(parts);
+        assert!(is_spare(&pool, 0) && is_spare(&pool, 1) && !is_spare(&pool, 2));
     }
 
     #[test]
