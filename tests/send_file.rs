@@ -379,6 +379,62 @@ both_backends! {
     fn send_file_on_a_unix_stream_and_its_errors(lp: &mut EventLoop) {
         unix_stream_and_errors(lp);
     }
+
+    fn send_file_of_what_is_not_a_regular_file_is_one_error_on_every_path(lp: &mut EventLoop) {
+        not_a_regular_file(lp);
+    }
+}
+
+/// A directory, `/dev/null` and a FIFO as the file: the same `InvalidInput` error naming the
+/// file's kind on every backend and path (the splice path said `EINVAL`, the blocking pool's
+/// reads `EISDIR`, and `/dev/null` sent nothing, before), with a head too; the stream stays
+/// usable.
+fn not_a_regular_file(lp: &mut EventLoop) {
+    lp.run_until_complete(async {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        // Opened for reading and writing, so the open does not wait for a writer.
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        let files = [
+            (
+                "a directory",
+                ringloop::fs::File::open(dir.path()).await.unwrap(),
+            ),
+            (
+                "a character device",
+                ringloop::fs::File::open("/dev/null").await.unwrap(),
+            ),
+            ("a FIFO", ringloop::fs::File::from_std(fifo)),
+        ];
+        let (a, b) = tcp_pair().await;
+        for (kind, file) in &files {
+            for head in [&b""[..], b"HEAD"] {
+                let err = a
+                    .send_file_with_head(head, file, 0, 4096)
+                    .await
+                    .unwrap_err();
+                assert_eq!(
+                    err.kind(),
+                    std::io::ErrorKind::InvalidInput,
+                    "{kind}: {err}"
+                );
+                assert!(err.to_string().contains(kind), "{kind}: {err}");
+            }
+        }
+        // The heads went (pushed when the body failed); the stream still works.
+        a.write_all(b"after" as &'static [u8]).await.0.unwrap();
+        let got = read_n(&b, 3 * 4 + 5).await;
+        assert_eq!(&got[..], b"HEADHEADHEADafter");
+        // An empty range asks nothing of the file: Ok(0), as for a regular file.
+        assert_eq!(a.send_file(&files[0].1, 0, 0).await.unwrap(), 0);
+    });
 }
 
 /// uring with the splice path off: send_file reads an uncached file on the blocking pool.
@@ -411,5 +467,10 @@ mod uring_sendfile {
     #[test]
     fn head_then_body() {
         super::head_then_body(&mut lp());
+    }
+
+    #[test]
+    fn not_a_regular_file() {
+        super::not_a_regular_file(&mut lp());
     }
 }

@@ -443,9 +443,10 @@ macro_rules! stream_methods {
         ///
         /// # Errors
         ///
-        /// The kernel's error (`BrokenPipe` once the peer is gone, `EINVAL` for a file that
-        /// cannot be spliced or sent, such as a directory), with the bytes sent so far lost
-        /// to the count; `InvalidInput` for an offset past `i64::MAX`.
+        /// The kernel's error (`BrokenPipe` once the peer is gone), with the bytes sent so far
+        /// lost to the count; `InvalidInput` for a file that is neither a regular file nor a
+        /// block device (a directory, a FIFO, `/dev/null`: the same error on both backends, its
+        /// message naming the file's kind) and for an offset past `i64::MAX`.
         pub async fn send_file(
             &self,
             file: &$crate::fs::File,

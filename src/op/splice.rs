@@ -223,14 +223,69 @@ pub(crate) async fn send_file(
         // body sends nothing, fails, or the future is dropped (the guard's drop).
         let held = HeldHead(stream);
         send_head(&driver, stream, head).await?;
-        let sent = send_body(&driver, stream, file, offset, len).await?;
+        let sent = checked(
+            file,
+            len,
+            send_body(&driver, stream, file, offset, len).await,
+        )?;
         if sent > 0 {
             // The body's last send carried no MSG_MORE: nothing is held.
             std::mem::forget(held);
         }
         return Ok(sent);
     }
-    send_body(&driver, stream, file, offset, len).await
+    checked(
+        file,
+        len,
+        send_body(&driver, stream, file, offset, len).await,
+    )
+}
+
+/// What the body's send gave, except for a file that is neither a regular file nor a block
+/// device (a directory, a FIFO, a socket, a character device such as `/dev/null`): the
+/// backends' paths answer those differently (`EINVAL` from a splice, `EISDIR` from a read, or
+/// nothing sent), so they all get one `InvalidInput` error that names the file's kind. Looked at only when nothing or an
+/// error came of a non-empty range, so a regular file's send pays no syscall for it.
+fn checked(file: &FileFd, len: u64, res: io::Result<u64>) -> io::Result<u64> {
+    match res {
+        Ok(0) if len > 0 => not_sendable(file).map_or(Ok(0), Err),
+        Err(e) => Err(not_sendable(file).unwrap_or(e)),
+        ok => ok,
+    }
+}
+
+/// `EINVAL` with the file's kind when `send_file` cannot send it (see `checked`). The look is
+/// a `statx` of the open file from cached attributes (`AT_STATX_DONT_SYNC`: no trip to a
+/// network file system's server from the loop thread).
+fn not_sendable(file: &FileFd) -> Option<io::Error> {
+    // SAFETY: statx is plain data; an all-zero value is valid and the kernel fills it.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the open fd; `stx` is
+    // writable.
+    let ok = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            libc::STATX_TYPE,
+            &mut stx,
+        )
+    } == 0;
+    if !ok || stx.stx_mask & libc::STATX_TYPE == 0 {
+        return None;
+    }
+    let kind = match u32::from(stx.stx_mode) & libc::S_IFMT {
+        libc::S_IFREG | libc::S_IFBLK => return None,
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFCHR => "a character device",
+        _ => "not a regular file",
+    };
+    Some(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("send_file: the file is {kind}; it sends regular files and block devices (EINVAL)"),
+    ))
 }
 
 /// Sends all of `head` with `MSG_MORE` (the kernel keeps a partial segment for what follows).
