@@ -637,6 +637,7 @@ impl DriverCell {
     /// always (unless the fd is known not ready since its last edge), on uring when the op is
     /// worth trying inline. Fault injection, the cooperative budget and the counters are as in
     /// `poll_op`.
+    #[inline]
     pub(crate) fn try_at_once<T: Operation>(self: &Rc<Self>, op: &mut T) -> AtOnce {
         match &mut *self.driver.borrow_mut() {
             Driver::Uring(u) => {
