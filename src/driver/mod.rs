@@ -343,6 +343,8 @@ impl DriverCell {
     }
 
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
+    /// Inline in the loop's turn, as the uring park and its reap are in it.
+    #[inline]
     pub(crate) fn park(
         &self,
         timeout: Option<Duration>,

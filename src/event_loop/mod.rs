@@ -55,6 +55,7 @@ fn debug_from_env() -> io::Result<bool> {
 impl LoopInner {
     /// One loop turn: run ready tasks, then one trip to the kernel (not blocking if there is more
     /// to run), then timers and wakes from other threads.
+    #[inline]
     fn turn(&self) {
         let polled = self.polls_since_io.get() + self.executor.run_ready(&self.counters);
         let yielded = !self.yielded.borrow().is_empty();
