@@ -425,6 +425,45 @@ both_backends! {
         let dbg = format!("{lp:?}");
         assert!(dbg.contains(&format!("{:?}", lp.backend())), "{dbg}");
     }
+
+    /// A wake of a finished task whose slab slot a newer task took (the same key, a newer
+    /// generation) polls neither: the task checks the woken id itself before its poll.
+    fn a_stale_wake_does_not_poll_the_task_in_a_reused_slot(lp: &mut EventLoop) {
+        let stale: Rc<RefCell<Option<std::task::Waker>>> = Rc::default();
+        let s = stale.clone();
+        let polls = Rc::new(Cell::new(0u32));
+        let p = polls.clone();
+        let before = lp.stats().task_polls;
+        lp.run_until_complete(async move {
+            let first = spawn(std::future::poll_fn(move |cx| {
+                *s.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Ready(())
+            }));
+            first.await.unwrap();
+            // The first task is gone: the second takes its slot.
+            let second = spawn(std::future::poll_fn(move |_| {
+                p.set(p.get() + 1);
+                std::task::Poll::<()>::Pending
+            }));
+            for _ in 0..10 {
+                if polls.get() > 0 {
+                    break;
+                }
+                yield_now().await;
+            }
+            assert_eq!(polls.get(), 1, "the second task's first poll");
+            stale.borrow_mut().take().expect("the first task's waker").wake();
+            for _ in 0..3 {
+                yield_now().await;
+            }
+            assert_eq!(polls.get(), 1, "a stale wake polled the task in the reused slot");
+            second.abort();
+        });
+        // Polls counted: the first task once, the second once, the main future's; never the
+        // stale id.
+        let counted = lp.stats().task_polls - before;
+        assert!(counted >= 3, "{counted} polls counted");
+    }
 }
 
 #[test]

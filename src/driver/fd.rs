@@ -496,15 +496,23 @@ impl SharedFd {
         poll_fn(|cx| self.poll_settled(dir, cx)).await
     }
 
-    /// `settled` for a caller that polls.
-    #[inline]
+    /// `settled` for a caller that polls. The common case (nothing dropped in flight) is one
+    /// load inline in the caller.
+    #[inline(always)]
     pub(crate) fn poll_settled(&self, dir: Interest, cx: &mut Context<'_>) -> Poll<()> {
         if self.inner.orphans[dir as usize].get() == 0 {
             Poll::Ready(())
         } else {
-            self.rare().settle_wakers.add(cx.waker());
-            Poll::Pending
+            self.wait_settled(cx)
         }
+    }
+
+    /// `poll_settled` while a dropped op of the direction is still in the kernel.
+    #[cold]
+    #[inline(never)]
+    fn wait_settled(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.rare().settle_wakers.add(cx.waker());
+        Poll::Pending
     }
 
     fn rare(&self) -> RefMut<'_, Rare> {

@@ -81,6 +81,24 @@ pub(crate) fn current() -> Option<Rc<DriverCell>> {
         .flatten()
 }
 
+/// Runs `f` with the driver of the loop running on this thread (`None` outside a loop), without
+/// the `RefCell` borrow and the `Rc` clone of [`current`]: for the write path's send tried at
+/// once, which clones the `Rc` only when the op must wait.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Rc<DriverCell>) -> R) -> Option<R> {
+    let addr = CURRENT_ADDR.try_with(std::cell::Cell::get).unwrap_or(0);
+    if addr == 0 {
+        return None;
+    }
+    // SAFETY: `CURRENT_ADDR` is not 0 only while a loop is entered on this thread (the loop's
+    // context calls `set_current` with its own driver on entering and with `None` on leaving),
+    // and it is the address of that loop's `Rc<DriverCell>`, which `CURRENT` and the loop
+    // itself hold meanwhile. `f` gets a borrow and runs within this call; `ManuallyDrop` keeps
+    // the count `from_raw` did not take from being given back.
+    let driver = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(addr as *const DriverCell) });
+    Some(f(&driver))
+}
+
 /// Makes `driver` the current one on this thread (`None`: no loop runs here any more).
 pub(crate) fn set_current(driver: Option<Rc<DriverCell>>) {
     let addr = driver.as_ref().map_or(0, |d| Rc::as_ptr(d) as usize);
@@ -325,6 +343,8 @@ impl DriverCell {
     }
 
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
+    /// Inline in the loop's turn, as the uring park and its reap are in it.
+    #[inline]
     pub(crate) fn park(
         &self,
         timeout: Option<Duration>,
@@ -619,6 +639,7 @@ impl DriverCell {
     /// always (unless the fd is known not ready since its last edge), on uring when the op is
     /// worth trying inline. Fault injection, the cooperative budget and the counters are as in
     /// `poll_op`.
+    #[inline]
     pub(crate) fn try_at_once<T: Operation>(self: &Rc<Self>, op: &mut T) -> AtOnce {
         match &mut *self.driver.borrow_mut() {
             Driver::Uring(u) => {

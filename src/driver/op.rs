@@ -265,14 +265,17 @@ impl<T: Operation> Op<T> {
     /// goes out at once costs no allocation and no second poll.
     #[inline]
     pub(crate) fn at_once(mut data: T) -> Result<T::Output, Self> {
-        let Some(driver) = crate::driver::current() else {
+        // The driver is borrowed, not cloned: an op that goes out at once takes no count.
+        let tried = crate::driver::with_current(|driver| match driver.try_at_once(&mut data) {
+            AtOnce::Done(res) => Ok(res),
+            AtOnce::WouldBlock => Err((Slot::Tried, driver.clone())),
+            AtOnce::NotTried => Err((Slot::Idle, driver.clone())),
+        });
+        let (slot, driver) = match tried {
+            Some(Ok(res)) => return Ok(data.complete(res)),
+            Some(Err(waits)) => waits,
             // `Op`'s poll reports the missing loop.
-            return Err(Op::new(data));
-        };
-        let slot = match driver.try_at_once(&mut data) {
-            AtOnce::Done(res) => return Ok(data.complete(res)),
-            AtOnce::WouldBlock => Slot::Tried,
-            AtOnce::NotTried => Slot::Idle,
+            None => return Err(Op::new(data)),
         };
         Err(Op {
             driver: Some(driver),

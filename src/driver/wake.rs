@@ -157,6 +157,7 @@ impl Shared {
 
     /// Whether other threads queued anything since the last `take_remote` (a hint: a sender that
     /// comes later is seen by the next call, or wakes the loop if it sleeps).
+    #[inline]
     pub(crate) fn remote_pending(&self) -> bool {
         self.has_remote.load(Ordering::Acquire)
     }

@@ -55,6 +55,7 @@ fn debug_from_env() -> io::Result<bool> {
 impl LoopInner {
     /// One loop turn: run ready tasks, then one trip to the kernel (not blocking if there is more
     /// to run), then timers and wakes from other threads.
+    #[inline]
     fn turn(&self) {
         let polled = self.polls_since_io.get() + self.executor.run_ready(&self.counters);
         let yielded = !self.yielded.borrow().is_empty();
@@ -79,17 +80,18 @@ impl LoopInner {
     /// `Instant` is read only when a timer is due.
     fn look_on_system_clock(&self, yielded: bool) {
         let mut due = self.first_deadline_nanos();
+        let mut busy = yielded || self.executor.has_work();
         // Read when a timer may be due or the park may sleep (and is timed): a busy turn without
         // timers reads no clock.
-        let before = (due.is_some() || !(yielded || self.executor.has_work()))
-            .then(crate::time::monotonic_nanos);
+        let before = (due.is_some() || !busy).then(crate::time::monotonic_nanos);
         if let (Some(d), Some(before)) = (due, before)
             && d <= before
         {
             self.fire_timers_due(self.clock.now());
             due = self.first_deadline_nanos();
+            busy = yielded || self.executor.has_work();
         }
-        let timeout = if yielded || self.executor.has_work() {
+        let timeout = if busy {
             Some(Duration::ZERO)
         } else {
             due.map(|d| Duration::from_nanos(d.saturating_sub(before.unwrap_or(d))))

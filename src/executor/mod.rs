@@ -165,18 +165,21 @@ impl Executor {
                 break;
             };
             let (key, _) = split_id(id);
-            let task = match self.tasks.borrow().get(key) {
-                Some(t) if t.header().id == id => t.clone(),
-                _ => continue, // finished since it was woken
+            let Some(task) = self.tasks.borrow().get(key).cloned() else {
+                continue; // finished since it was woken
             };
-            Counters::bump(&counters.task_polls);
-            polled += 1;
             crate::coop::reset();
             self.current.set(Some(id));
             // Timed on the loop's clock: a paused clock makes every poll take no time.
             let started = self.slow_poll.as_ref().map(|_| crate::time::busy_now());
-            let finished = task.run();
+            // The id is checked by the task itself: a newer task in the slot is not polled.
+            let ran = task.run(id);
             self.current.set(None);
+            let Some(finished) = ran else {
+                continue; // finished since it was woken, and its slot reused
+            };
+            Counters::bump(&counters.task_polls);
+            polled += 1;
             if let (Some(watch), Some(started)) = (&self.slow_poll, started) {
                 let took = crate::time::busy_now().saturating_sub(started);
                 watch.check(|| self.info(&*task, id), took);

@@ -13,8 +13,10 @@ use crate::blocking::drop_contained;
 
 /// The side of a task the executor sees.
 pub(crate) trait Runnable {
-    /// Polls the task once; true when it has finished.
-    fn run(&self) -> bool;
+    /// Polls the task once if its id is `id` (else it is a newer task in a finished one's slab
+    /// slot, woken under the old id: `None`, and it is not polled); `Some(true)` when it has
+    /// finished. One virtual call per poll checks the id and polls.
+    fn run(&self, id: u64) -> Option<bool>;
     /// Drops the future (the loop is closing).
     fn cancel(&self);
     /// The task's waker state.
@@ -110,15 +112,18 @@ impl<F: Future> Task<F> {
 }
 
 impl<F: Future> Runnable for Task<F> {
-    fn run(&self) -> bool {
+    fn run(&self, id: u64) -> Option<bool> {
+        if self.header.id != id {
+            return None;
+        }
         self.header.clear_scheduled();
         let mut stage = self.stage.borrow_mut();
         let Stage::Running(future) = &mut *stage else {
-            return true;
+            return Some(true);
         };
         if self.aborted.get() {
             self.finish(&mut stage, Err(JoinError::cancelled()));
-            return true;
+            return Some(true);
         }
         // SAFETY: the task lives in an `Rc` allocation that never moves, and the future inside
         // `Stage::Running` is never moved out: it is only ever dropped in place, by assigning a new
@@ -135,14 +140,14 @@ impl<F: Future> Runnable for Task<F> {
         #[cfg(feature = "tracing")]
         let _entered = self.span.enter();
         match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
-            Ok(Poll::Pending) => false,
+            Ok(Poll::Pending) => Some(false),
             Ok(Poll::Ready(v)) => {
                 self.finish(&mut stage, Ok(v));
-                true
+                Some(true)
             }
             Err(payload) => {
                 self.finish(&mut stage, Err(JoinError::panic(payload)));
-                true
+                Some(true)
             }
         }
     }

@@ -66,6 +66,7 @@ impl TaskWaker {
 
     /// Called on the loop's thread right before the task is polled: a wake from now on queues
     /// it again.
+    #[inline]
     pub(crate) fn clear_scheduled(&self) {
         self.queued.store(false, Ordering::Relaxed);
     }

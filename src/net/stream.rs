@@ -196,18 +196,17 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
         let this = self.get_mut();
         loop {
             match &mut this.state {
-                WriteAllState::Idle(buf) => {
-                    let total = buf
-                        .as_ref()
-                        .expect("WriteAll polled after it completed")
-                        .bytes_init();
+                WriteAllState::Idle(slot) => {
+                    let buf = slot.take().expect("WriteAll polled after it completed");
+                    let total = buf.bytes_init();
                     if this.written >= total {
-                        let buf = buf.take().expect("WriteAll polled after it completed");
                         return Poll::Ready((Ok(()), buf));
                     }
                     // A dropped write still in the kernel goes first.
-                    ready!(this.fd.poll_settled(Interest::Write, cx));
-                    let buf = buf.take().expect("WriteAll polled after it completed");
+                    if this.fd.poll_settled(Interest::Write, cx).is_pending() {
+                        *slot = Some(buf);
+                        return Poll::Pending;
+                    }
                     let slice = buf.slice(this.written..total);
                     // Tried at once first: a send that goes out now is never boxed.
                     match Op::at_once(Send::new(this.fd.clone(), slice, this.pipe)) {

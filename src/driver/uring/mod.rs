@@ -248,12 +248,14 @@ impl UringDriver {
     }
 
     /// Whether no SQE waits to be submitted.
+    #[inline]
     pub(super) fn sq_empty(&mut self) -> bool {
         self.ring.submission().is_empty()
     }
 
     /// Whether no op is queued or in the kernel (the loop's own wake read and timeouts aside): a
     /// new op would make the next ring trip alone.
+    #[inline]
     pub(super) fn no_ops(&mut self) -> bool {
         self.ops.len() == self.multis && self.sq_empty()
     }

@@ -103,6 +103,7 @@ impl UringDriver {
     }
 
     /// One `io_uring_enter`: submits what is queued and waits for `want` completions or `timeout`.
+    #[inline]
     pub(super) fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
         let res = match timeout {
             Some(t) => {
@@ -162,7 +163,9 @@ impl UringDriver {
     }
 
     /// One loop turn's trip to the kernel: submit, then wait up to `timeout` (`None` = until a
-    /// completion), then dispatch every completion.
+    /// completion), then dispatch every completion. Inline in `DriverCell::park`, its one caller
+    /// outside tests, with the reap: a turn runs through them once.
+    #[inline]
     pub(in crate::driver) fn park(
         &mut self,
         timeout: Option<Duration>,
@@ -209,6 +212,7 @@ impl UringDriver {
     /// completions held back before (`late`) go first; fault injection may hold back some of
     /// these for the next reap (never one of an op that already has one waiting, so each op's
     /// completions keep their order).
+    #[inline]
     pub(super) fn reap(&mut self) {
         self.reap_with(true);
     }
@@ -226,6 +230,7 @@ impl UringDriver {
             && self.pool.as_ref().is_some_and(|p| p.is_incremental())
     }
 
+    #[inline]
     pub(super) fn reap_with(&mut self, may_hold: bool) {
         if self.late.is_empty() && !self.counters.faults.enabled() {
             self.reap_direct();
@@ -237,6 +242,7 @@ impl UringDriver {
     /// `reap_with` without completions held back, injected or earlier (the common case): the
     /// CQEs are copied out a chunk at a time onto the stack, the CQ's head released, and the
     /// chunk dispatched. A chunk that came back full is followed by another.
+    #[inline]
     fn reap_direct(&mut self) {
         const CHUNK: usize = 32;
         let mut stop = Vec::new();
@@ -320,7 +326,8 @@ impl UringDriver {
         }
     }
 
-    /// Dispatches one completion.
+    /// Dispatches one completion. Inline in the reaps (a turn dispatches one or two).
+    #[inline(always)]
     pub(super) fn dispatch(
         &mut self,
         user_data: u64,
