@@ -87,7 +87,7 @@ impl LoopInner {
         if let (Some(d), Some(before)) = (due, before)
             && d <= before
         {
-            self.fire_timers_due(self.clock.now());
+            self.wake_timers_at(self.clock.now());
             due = self.first_deadline_nanos();
             busy = yielded || self.executor.has_work();
         }
@@ -101,7 +101,7 @@ impl LoopInner {
         if let Some(d) = self.first_deadline_nanos()
             && d <= after.unwrap_or_else(crate::time::monotonic_nanos)
         {
-            self.fire_timers_due(self.clock.now());
+            self.wake_timers_at(self.clock.now());
         }
         if yielded {
             self.wake_yielded();
@@ -165,7 +165,9 @@ impl LoopInner {
         {
             self.clock.jump_to(next);
         }
-        self.fire_timers();
+        if !self.timers.borrow().is_empty() {
+            self.fire_due_timers(self.clock.now());
+        }
         if yielded {
             self.wake_yielded();
         }
@@ -184,13 +186,6 @@ impl LoopInner {
         }
     }
 
-    #[inline(always)]
-    fn fire_timers(&self) {
-        if !self.timers.borrow().is_empty() {
-            self.fire_due_timers(self.clock.now());
-        }
-    }
-
     /// Wakes the timers due at `now`; most turns have none, and those return after one look at
     /// the earliest deadline.
     #[inline(always)]
@@ -201,13 +196,14 @@ impl LoopInner {
             .next_deadline()
             .is_some_and(|d| d <= now)
         {
-            self.fire_timers_due(now);
+            self.wake_timers_at(now);
         }
     }
 
-    /// `fire_due_timers` once a timer is due (kept out of line: the look before it stays small).
+    /// Wakes every timer due at `now`, once one is (kept out of line: the look before it stays
+    /// small).
     #[inline(never)]
-    fn fire_timers_due(&self, now: std::time::Instant) {
+    fn wake_timers_at(&self, now: std::time::Instant) {
         let mut fired = self.scratch_wakers.borrow_mut();
         self.timers.borrow_mut().fire(now, &mut fired);
         for w in fired.drain(..) {
