@@ -4,16 +4,18 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use socket2::SockRef;
 
 use crate::buf::{BufResult, IoBuf, IoBufMut, Slice};
+use crate::driver::DriverCell;
 use crate::driver::fd::SharedFd;
-use crate::driver::op::{Interest, Op};
+use crate::driver::op::{Interest, Op, WriteAtOnce};
 use crate::op::msg::{RecvMsg, SendMsg};
 use crate::op::pooled::poll_queued_into;
-use crate::op::rw::{Recv, Send, Source};
+use crate::op::rw::{Recv, Send, Source, send_at_once};
 
 /// A connected stream socket, or a pipe.
 #[derive(Debug)]
@@ -197,17 +199,44 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
         loop {
             match &mut this.state {
                 WriteAllState::Idle(slot) => {
-                    let buf = slot.take().expect("WriteAll polled after it completed");
+                    // The buffer stays in its slot until it leaves the future: a send that goes
+                    // out at once never moves it.
+                    let buf = slot.as_ref().expect("WriteAll polled after it completed");
                     let total = buf.bytes_init();
                     if this.written >= total {
-                        return Poll::Ready((Ok(()), buf));
+                        return Poll::Ready((Ok(()), take(slot)));
                     }
                     // A dropped write still in the kernel goes first.
                     if this.fd.poll_settled(Interest::Write, cx).is_pending() {
-                        *slot = Some(buf);
                         return Poll::Pending;
                     }
-                    let slice = buf.slice(this.written..total);
+                    // A socket's send, straight from the buffer with the fd borrowed: the op
+                    // (and the slice `buf.slice` would check) is made only if it must wait.
+                    if !this.pipe && total <= buf.bytes_total() {
+                        let rest = total - this.written;
+                        let ptr = buf.stable_ptr().wrapping_add(this.written);
+                        // SAFETY: `written < total == bytes_init <= bytes_total`, so `ptr` is
+                        // followed by `rest` initialised bytes of the buffer, which the future
+                        // owns (and does not move) during the call.
+                        match unsafe { send_at_once(this.fd, ptr, rest) } {
+                            WriteAtOnce::Done(Ok(n)) if n as usize == rest => {
+                                this.written = total;
+                                return Poll::Ready((Ok(()), take(slot)));
+                            }
+                            WriteAtOnce::Done(res) => {
+                                if let Some(out) = this.sent_in_place(res) {
+                                    return Poll::Ready(out);
+                                }
+                                continue;
+                            }
+                            WriteAtOnce::Wait { tried, driver } => {
+                                this.wait(tried, driver);
+                                continue;
+                            }
+                            WriteAtOnce::Slow => {}
+                        }
+                    }
+                    let slice = take(slot).slice(this.written..total);
                     // Tried at once first: a send that goes out now is never boxed.
                     match Op::at_once(Send::new(this.fd.clone(), slice, this.pipe)) {
                         // The common case: the rest went out at once, the buffer goes straight
@@ -235,7 +264,47 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
     }
 }
 
+/// The buffer out of `WriteAll`'s slot, which holds it while the future runs.
+#[inline]
+fn take<B>(slot: &mut Option<B>) -> B {
+    slot.take().expect("checked by the caller")
+}
+
 impl<B: IoBuf> WriteAll<'_, B> {
+    /// The send made at once must wait: the rest of the buffer goes into its op.
+    #[cold]
+    #[inline(never)]
+    fn wait(&mut self, tried: bool, driver: Rc<DriverCell>) {
+        let WriteAllState::Idle(slot) = &mut self.state else {
+            unreachable!("a send made at once leaves the buffer in Idle")
+        };
+        let buf = take(slot);
+        let total = buf.bytes_init();
+        let send = Send::new(self.fd.clone(), buf.slice(self.written..total), false);
+        self.state = WriteAllState::Writing(Op::waiting(send, tried, driver));
+    }
+
+    /// As [`sent`](Self::sent), for a send made at once while the buffer stayed in `Idle`.
+    #[inline]
+    fn sent_in_place(&mut self, res: io::Result<u32>) -> Option<BufResult<(), B>> {
+        let err = match res {
+            Ok(0) => io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the kernel accepted no more bytes",
+            ),
+            Ok(n) => {
+                self.written += n as usize;
+                return None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
+            Err(e) => e,
+        };
+        let WriteAllState::Idle(slot) = &mut self.state else {
+            unreachable!("a send made at once leaves the buffer in Idle")
+        };
+        Some((Err(err), take(slot)))
+    }
+
     /// One send's result: the output when the write ends here (an error), else `None` with
     /// the buffer back in `Idle` for the next send.
     #[inline]
