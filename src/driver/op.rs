@@ -304,8 +304,10 @@ impl<T: Operation> Op<T> {
 
 /// What [`write_at_once`] did with a stream write.
 pub(crate) enum WriteAtOnce {
-    /// The syscall ran, with this result (never `EAGAIN`, nor `EINTR`).
-    Done(io::Result<u32>),
+    /// The syscall ran and moved this many bytes.
+    Sent(u32),
+    /// The syscall ran and failed with this error (never `EAGAIN`, nor `EINTR`).
+    Failed(io::Error),
     /// The write must wait: its op goes on `driver`, `tried` if the syscall said `EAGAIN` (or
     /// was interrupted, on uring), else untried; see [`Op::waiting`].
     Wait { tried: bool, driver: Rc<DriverCell> },
@@ -327,8 +329,11 @@ pub(crate) fn write_at_once(
     len: u32,
     syscall: impl FnMut() -> isize,
 ) -> WriteAtOnce {
-    crate::driver::with_current(|driver| driver.write_at_once(fd, len, syscall))
-        .unwrap_or(WriteAtOnce::Slow)
+    crate::driver::with_current(
+        #[inline(always)]
+        |driver| driver.write_at_once(fd, len, syscall),
+    )
+    .unwrap_or(WriteAtOnce::Slow)
 }
 
 impl DriverCell {
@@ -348,10 +353,13 @@ impl DriverCell {
             Driver::Uring(u) => {
                 // As `Send::offer_zero_copy` and `worth_inline` decide: a zero-copy send, or
                 // one that would share its ring trip, goes to the ring untried.
-                let zero_copy = self.zero_copy.is_some_and(|min| len >= min)
-                    && fd.zero_copy_allowed();
+                let zero_copy =
+                    self.zero_copy.is_some_and(|min| len >= min) && fd.zero_copy_allowed();
                 if zero_copy || !(u.no_ops() && (self.nothing_else_ready)()) {
-                    return WriteAtOnce::Wait { tried: false, driver: self.clone() };
+                    return WriteAtOnce::Wait {
+                        tried: false,
+                        driver: self.clone(),
+                    };
                 }
                 None
             }
@@ -360,14 +368,25 @@ impl DriverCell {
                 if let Some(token) = token
                     && e.known_not_ready(token, Interest::Write)
                 {
-                    return WriteAtOnce::Wait { tried: false, driver: self.clone() };
+                    return WriteAtOnce::Wait {
+                        tried: false,
+                        driver: self.clone(),
+                    };
                 }
                 Some((e, token))
             }
-            Driver::Closed => return WriteAtOnce::Wait { tried: false, driver: self.clone() },
+            Driver::Closed => {
+                return WriteAtOnce::Wait {
+                    tried: false,
+                    driver: self.clone(),
+                };
+            }
         };
         if !crate::coop::proceed() {
-            return WriteAtOnce::Wait { tried: false, driver: self.clone() };
+            return WriteAtOnce::Wait {
+                tried: false,
+                driver: self.clone(),
+            };
         }
         if epoll.is_some() {
             Counters::bump(&self.counters.ops_submitted);
@@ -383,16 +402,19 @@ impl DriverCell {
                 {
                     e.clear_ready(*token, Interest::Write, Some(fd.raw()));
                 }
-                return WriteAtOnce::Done(Ok(n));
+                return WriteAtOnce::Sent(n);
             }
             let err = io::Error::last_os_error();
             match err.raw_os_error() {
                 // epoll retries an interrupted syscall; uring lets the ring run it.
                 Some(libc::EINTR) if epoll.is_some() => continue,
                 Some(libc::EAGAIN | libc::EINTR) => {
-                    return WriteAtOnce::Wait { tried: true, driver: self.clone() };
+                    return WriteAtOnce::Wait {
+                        tried: true,
+                        driver: self.clone(),
+                    };
                 }
-                _ => return WriteAtOnce::Done(Err(err)),
+                _ => return WriteAtOnce::Failed(err),
             }
         }
     }

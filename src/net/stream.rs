@@ -219,12 +219,18 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
                         // followed by `rest` initialised bytes of the buffer, which the future
                         // owns (and does not move) during the call.
                         match unsafe { send_at_once(this.fd, ptr, rest) } {
-                            WriteAtOnce::Done(Ok(n)) if n as usize == rest => {
+                            WriteAtOnce::Sent(n) if n as usize == rest => {
                                 this.written = total;
                                 return Poll::Ready((Ok(()), take(slot)));
                             }
-                            WriteAtOnce::Done(res) => {
-                                if let Some(out) = this.sent_in_place(res) {
+                            WriteAtOnce::Sent(n) => {
+                                if let Some(out) = this.sent_in_place(Ok(n)) {
+                                    return Poll::Ready(out);
+                                }
+                                continue;
+                            }
+                            WriteAtOnce::Failed(e) => {
+                                if let Some(out) = this.sent_in_place(Err(e)) {
                                     return Poll::Ready(out);
                                 }
                                 continue;
