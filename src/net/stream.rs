@@ -242,21 +242,8 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
                             WriteAtOnce::Slow => {}
                         }
                     }
-                    let slice = take(slot).slice(this.written..total);
-                    // Tried at once first: a send that goes out now is never boxed.
-                    match Op::at_once(Send::new(this.fd.clone(), slice, this.pipe)) {
-                        // The common case: the rest went out at once, the buffer goes straight
-                        // back to the caller (the state stays `Idle(None)`, as after a last send).
-                        Ok((Ok(n), slice)) if n == total - this.written => {
-                            this.written = total;
-                            return Poll::Ready((Ok(()), slice.into_inner()));
-                        }
-                        Ok(done) => {
-                            if let Some(out) = this.sent(done) {
-                                return Poll::Ready(out);
-                            }
-                        }
-                        Err(op) => this.state = WriteAllState::Writing(op),
+                    if let Some(out) = this.send_op_at_once() {
+                        return Poll::Ready(out);
                     }
                 }
                 WriteAllState::Writing(op) => {
@@ -277,6 +264,32 @@ fn take<B>(slot: &mut Option<B>) -> B {
 }
 
 impl<B: IoBuf> WriteAll<'_, B> {
+    /// A send as an op tried at once (`Op::at_once`): for a pipe, with faults on, outside a
+    /// loop. Out of line, so the common path above keeps fewer registers on the stack.
+    #[inline(never)]
+    fn send_op_at_once(&mut self) -> Option<BufResult<(), B>> {
+        let WriteAllState::Idle(slot) = &mut self.state else {
+            unreachable!("a send starts from Idle")
+        };
+        let buf = take(slot);
+        let total = buf.bytes_init();
+        let slice = buf.slice(self.written..total);
+        // Tried at once first: a send that goes out now is never boxed.
+        match Op::at_once(Send::new(self.fd.clone(), slice, self.pipe)) {
+            // The rest went out at once: the buffer goes straight back to the caller (the state
+            // stays `Idle(None)`, as after a last send).
+            Ok((Ok(n), slice)) if n == total - self.written => {
+                self.written = total;
+                Some((Ok(()), slice.into_inner()))
+            }
+            Ok(done) => self.sent(done),
+            Err(op) => {
+                self.state = WriteAllState::Writing(op);
+                None
+            }
+        }
+    }
+
     /// The send made at once must wait: the rest of the buffer goes into its op.
     #[cold]
     #[inline(never)]
