@@ -337,6 +337,14 @@ pub(crate) fn write_at_once(
 }
 
 impl DriverCell {
+    /// `write_at_once`'s answer for a write that must wait (`tried`: its syscall said so).
+    fn wait(self: &Rc<Self>, tried: bool) -> WriteAtOnce {
+        WriteAtOnce::Wait {
+            tried,
+            driver: self.clone(),
+        }
+    }
+
     #[inline(always)]
     fn write_at_once(
         self: &Rc<Self>,
@@ -356,10 +364,7 @@ impl DriverCell {
                 let zero_copy =
                     self.zero_copy.is_some_and(|min| len >= min) && fd.zero_copy_allowed();
                 if zero_copy || !(u.no_ops() && (self.nothing_else_ready)()) {
-                    return WriteAtOnce::Wait {
-                        tried: false,
-                        driver: self.clone(),
-                    };
+                    return self.wait(false);
                 }
                 None
             }
@@ -368,25 +373,14 @@ impl DriverCell {
                 if let Some(token) = token
                     && e.known_not_ready(token, Interest::Write)
                 {
-                    return WriteAtOnce::Wait {
-                        tried: false,
-                        driver: self.clone(),
-                    };
+                    return self.wait(false);
                 }
                 Some((e, token))
             }
-            Driver::Closed => {
-                return WriteAtOnce::Wait {
-                    tried: false,
-                    driver: self.clone(),
-                };
-            }
+            Driver::Closed => return self.wait(false),
         };
         if !crate::coop::proceed() {
-            return WriteAtOnce::Wait {
-                tried: false,
-                driver: self.clone(),
-            };
+            return self.wait(false);
         }
         if epoll.is_some() {
             Counters::bump(&self.counters.ops_submitted);
@@ -408,12 +402,7 @@ impl DriverCell {
             match err.raw_os_error() {
                 // epoll retries an interrupted syscall; uring lets the ring run it.
                 Some(libc::EINTR) if epoll.is_some() => continue,
-                Some(libc::EAGAIN | libc::EINTR) => {
-                    return WriteAtOnce::Wait {
-                        tried: true,
-                        driver: self.clone(),
-                    };
-                }
+                Some(libc::EAGAIN | libc::EINTR) => return self.wait(true),
                 _ => return WriteAtOnce::Failed(err),
             }
         }
