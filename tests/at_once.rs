@@ -100,6 +100,81 @@ both_backends! {
         });
         reader.join().unwrap();
     }
+
+    /// Writes that always go out at once never return `Pending` by themselves: each spends
+    /// cooperative budget, so a task making many lets another ready task run.
+    fn writes_that_always_go_out_at_once_do_not_starve_others(lp: &mut EventLoop) {
+        let (stream, peer) = pair();
+        // The peer drains in the background, so the socket always has room.
+        let drain = std::thread::spawn(move || {
+            let mut peer = peer;
+            let mut sink = Vec::new();
+            peer.read_to_end(&mut sink).unwrap();
+            sink.len()
+        });
+        lp.run_until_complete(async {
+            let stream = &stream;
+            common::busy_reader_lets_others_run(|i| async move {
+                let (res, _) = stream.write_all(i.to_le_bytes().to_vec()).await;
+                res.unwrap();
+            })
+            .await;
+        });
+        drop(stream);
+        assert_eq!(drain.join().unwrap(), 4096 * 8, "every byte arrived once");
+    }
+
+    /// A write of a slice sends the slice's bytes only, from its start in the buffer, and gives
+    /// the slice back; one of nothing sends nothing and completes.
+    fn a_write_of_a_slice_sends_its_range(lp: &mut EventLoop) {
+        use ringloop::buf::IoBuf;
+        let (stream, mut peer) = pair();
+        lp.run_until_complete(async {
+            let bytes: Vec<u8> = (0..32).collect();
+            let (res, slice) = stream.write_all(bytes.slice(5..12)).await;
+            res.unwrap();
+            assert_eq!((slice.begin(), slice.end()), (5, 12));
+            let (res, empty) = stream.write_all(slice.into_inner().slice(7..7)).await;
+            res.unwrap();
+            assert_eq!(empty.into_inner().len(), 32, "the buffer comes back whole");
+        });
+        let mut got = vec![0; 7];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, [5, 6, 7, 8, 9, 10, 11]);
+    }
+}
+
+/// epoll: each send tried at once counts as one op submitted and one syscall, as it did when the
+/// op was built first.
+#[test]
+fn epoll_lone_sends_count_an_op_and_a_syscall_each() {
+    let mut lp = common::new_loop(Backend::Epoll);
+    let (stream, mut peer) = pair();
+    lp.run_until_complete(async {
+        // The first write registers the socket with epoll.
+        stream.write_all(&b"warm"[..]).await.0.unwrap();
+    });
+    let before = lp.stats();
+    lp.run_until_complete(async {
+        for _ in 0..10 {
+            stream.write_all(&b"ping"[..]).await.0.unwrap();
+        }
+    });
+    let after = lp.stats();
+    lp.close();
+    let mut got = vec![0; 44];
+    peer.read_exact(&mut got).unwrap();
+    assert!(got[4..].chunks(4).all(|c| c == b"ping"));
+    if !common::faults_on() {
+        assert_eq!(
+            (
+                after.ops_submitted - before.ops_submitted,
+                after.io_syscalls - before.io_syscalls
+            ),
+            (10, 10),
+            "(ops submitted, syscalls)"
+        );
+    }
 }
 
 /// Runs `n` small writes on `stream` while a read on `other` stays in flight (an op beside

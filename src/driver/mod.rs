@@ -83,8 +83,9 @@ pub(crate) fn current() -> Option<Rc<DriverCell>> {
 
 /// Runs `f` with the driver of the loop running on this thread (`None` outside a loop), without
 /// the `RefCell` borrow and the `Rc` clone of [`current`]: for the write path's send tried at
-/// once, which clones the `Rc` only when the op must wait.
-#[inline]
+/// once, which clones the `Rc` only when the op must wait. Always inlined: it is a few
+/// instructions around `f`, and a call would move `f`'s result through memory.
+#[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Rc<DriverCell>) -> R) -> Option<R> {
     let addr = CURRENT_ADDR.try_with(std::cell::Cell::get).unwrap_or(0);
     if addr == 0 {

@@ -12,8 +12,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::DriverCell;
 use super::fd::SharedFd;
+use super::{Driver, DriverCell};
+use crate::stats::Counters;
 
 /// Which readiness an epoll op waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +288,127 @@ impl<T: Operation> Op<T> {
     }
 }
 
+impl<T: Operation> Op<T> {
+    /// An op whose syscall [`write_at_once`] just `tried` (it would block) or chose not to
+    /// try on `driver`: it is polled as if `at_once` had made it.
+    pub(crate) fn waiting(data: T, tried: bool, driver: Rc<DriverCell>) -> Self {
+        Op {
+            driver: Some(driver),
+            core: OpCore {
+                data: Some(Box::new(data)),
+                slot: if tried { Slot::Tried } else { Slot::Idle },
+            },
+        }
+    }
+}
+
+/// What [`write_at_once`] did with a stream write.
+pub(crate) enum WriteAtOnce {
+    /// The syscall ran and moved this many bytes.
+    Sent(u32),
+    /// The syscall ran and failed with this error (never `EAGAIN`, nor `EINTR`).
+    Failed(io::Error),
+    /// The write must wait: its op goes on `driver`, `tried` if the syscall said `EAGAIN` (or
+    /// was interrupted, on uring), else untried; see [`Op::waiting`].
+    Wait { tried: bool, driver: Rc<DriverCell> },
+    /// Not for this path (no loop runs here, or faults are on): [`Op::at_once`] takes it.
+    Slow,
+}
+
+/// The fast path of a plain stream write (`op::rw::send_at_once`) tried at once: what
+/// [`Op::at_once`] does with a stream socket's `Send` that wants no zero-copy, without building
+/// the op. `len` bytes (clamped to one op's most) go with `syscall` (the nonblocking call, its
+/// return value as libc gives it), which runs only when [`DriverCell::try_at_once`] would run
+/// the op's: on epoll unless the fd is known not ready, on uring when the send would make the
+/// ring trip alone and is not zero-copy; the cooperative budget, the counters and epoll's
+/// readiness bookkeeping are the same. With faults on it declines (`Slow`), so every fault
+/// injection stays where it is.
+#[inline(always)]
+pub(crate) fn write_at_once(
+    fd: &SharedFd,
+    len: u32,
+    syscall: impl FnMut() -> isize,
+) -> WriteAtOnce {
+    crate::driver::with_current(
+        #[inline(always)]
+        |driver| driver.write_at_once(fd, len, syscall),
+    )
+    .unwrap_or(WriteAtOnce::Slow)
+}
+
+impl DriverCell {
+    /// `write_at_once`'s answer for a write that must wait (`tried`: its syscall said so).
+    fn wait(self: &Rc<Self>, tried: bool) -> WriteAtOnce {
+        WriteAtOnce::Wait {
+            tried,
+            driver: self.clone(),
+        }
+    }
+
+    #[inline(always)]
+    fn write_at_once(
+        self: &Rc<Self>,
+        fd: &SharedFd,
+        len: u32,
+        mut syscall: impl FnMut() -> isize,
+    ) -> WriteAtOnce {
+        if self.counters.faults.enabled() {
+            return WriteAtOnce::Slow;
+        }
+        let mut driver = self.driver.borrow_mut();
+        // epoll: the driver and the fd's registration, for the readiness bookkeeping.
+        let mut epoll = match &mut *driver {
+            Driver::Uring(u) => {
+                // As `Send::offer_zero_copy` and `worth_inline` decide: a zero-copy send, or
+                // one that would share its ring trip, goes to the ring untried.
+                let zero_copy =
+                    self.zero_copy.is_some_and(|min| len >= min) && fd.zero_copy_allowed();
+                if zero_copy || !(u.no_ops() && (self.nothing_else_ready)()) {
+                    return self.wait(false);
+                }
+                None
+            }
+            Driver::Epoll(e) => {
+                let token = fd.registration(self);
+                if let Some(token) = token
+                    && e.known_not_ready(token, Interest::Write)
+                {
+                    return self.wait(false);
+                }
+                Some((e, token))
+            }
+            Driver::Closed => return self.wait(false),
+        };
+        if !crate::coop::proceed() {
+            return self.wait(false);
+        }
+        if epoll.is_some() {
+            Counters::bump(&self.counters.ops_submitted);
+        }
+        loop {
+            Counters::bump(&self.counters.io_syscalls);
+            let ret = syscall();
+            if ret >= 0 {
+                let n = ret as u32;
+                // epoll: a short write filled the socket; not ready until the next edge.
+                if n < len
+                    && let Some((e, Some(token))) = &mut epoll
+                {
+                    e.clear_ready(*token, Interest::Write, Some(fd.raw()));
+                }
+                return WriteAtOnce::Sent(n);
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                // epoll retries an interrupted syscall; uring lets the ring run it.
+                Some(libc::EINTR) if epoll.is_some() => continue,
+                Some(libc::EAGAIN | libc::EINTR) => return self.wait(true),
+                _ => return WriteAtOnce::Failed(err),
+            }
+        }
+    }
+}
+
 /// What [`DriverCell::try_at_once`] did with an op.
 pub(crate) enum AtOnce {
     /// The syscall ran, with this result.
@@ -320,7 +442,10 @@ impl<T: Operation> Future for Op<T> {
 
 impl<T: Operation> Drop for Op<T> {
     fn drop(&mut self) {
-        if let Some(driver) = &self.driver {
+        // Only a submitted op holds anything the kernel uses (see `DriverCell::drop_op`).
+        if let Some(driver) = &self.driver
+            && matches!(self.core.slot, Slot::Submitted(_))
+        {
             driver.drop_op(&mut self.core);
         }
     }

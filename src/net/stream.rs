@@ -4,16 +4,18 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
 use socket2::SockRef;
 
 use crate::buf::{BufResult, IoBuf, IoBufMut, Slice};
+use crate::driver::DriverCell;
 use crate::driver::fd::SharedFd;
-use crate::driver::op::{Interest, Op};
+use crate::driver::op::{Interest, Op, WriteAtOnce};
 use crate::op::msg::{RecvMsg, SendMsg};
 use crate::op::pooled::poll_queued_into;
-use crate::op::rw::{Recv, Send, Source};
+use crate::op::rw::{Recv, Send, Source, send_at_once};
 
 /// A connected stream socket, or a pipe.
 #[derive(Debug)]
@@ -197,31 +199,51 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
         loop {
             match &mut this.state {
                 WriteAllState::Idle(slot) => {
-                    let buf = slot.take().expect("WriteAll polled after it completed");
+                    // The buffer stays in its slot until it leaves the future: a send that goes
+                    // out at once never moves it.
+                    let buf = slot.as_ref().expect("WriteAll polled after it completed");
                     let total = buf.bytes_init();
                     if this.written >= total {
-                        return Poll::Ready((Ok(()), buf));
+                        return Poll::Ready((Ok(()), take(slot)));
                     }
                     // A dropped write still in the kernel goes first.
                     if this.fd.poll_settled(Interest::Write, cx).is_pending() {
-                        *slot = Some(buf);
                         return Poll::Pending;
                     }
-                    let slice = buf.slice(this.written..total);
-                    // Tried at once first: a send that goes out now is never boxed.
-                    match Op::at_once(Send::new(this.fd.clone(), slice, this.pipe)) {
-                        // The common case: the rest went out at once, the buffer goes straight
-                        // back to the caller (the state stays `Idle(None)`, as after a last send).
-                        Ok((Ok(n), slice)) if n == total - this.written => {
-                            this.written = total;
-                            return Poll::Ready((Ok(()), slice.into_inner()));
-                        }
-                        Ok(done) => {
-                            if let Some(out) = this.sent(done) {
-                                return Poll::Ready(out);
+                    // A socket's send, straight from the buffer with the fd borrowed: the op
+                    // (and the slice `buf.slice` would check) is made only if it must wait.
+                    if !this.pipe && total <= buf.bytes_total() {
+                        let rest = total - this.written;
+                        let ptr = buf.stable_ptr().wrapping_add(this.written);
+                        // SAFETY: `written < total == bytes_init <= bytes_total`, so `ptr` is
+                        // followed by `rest` initialised bytes of the buffer, which the future
+                        // owns (and does not move) during the call.
+                        match unsafe { send_at_once(this.fd, ptr, rest) } {
+                            WriteAtOnce::Sent(n) if n as usize == rest => {
+                                this.written = total;
+                                return Poll::Ready((Ok(()), take(slot)));
                             }
+                            WriteAtOnce::Sent(n) => {
+                                if let Some(out) = this.sent_in_place(Ok(n)) {
+                                    return Poll::Ready(out);
+                                }
+                                continue;
+                            }
+                            WriteAtOnce::Failed(e) => {
+                                if let Some(out) = this.sent_in_place(Err(e)) {
+                                    return Poll::Ready(out);
+                                }
+                                continue;
+                            }
+                            WriteAtOnce::Wait { tried, driver } => {
+                                this.wait(tried, driver);
+                                continue;
+                            }
+                            WriteAtOnce::Slow => {}
                         }
-                        Err(op) => this.state = WriteAllState::Writing(op),
+                    }
+                    if let Some(out) = this.send_op_at_once() {
+                        return Poll::Ready(out);
                     }
                 }
                 WriteAllState::Writing(op) => {
@@ -235,7 +257,73 @@ impl<B: IoBuf> Future for WriteAll<'_, B> {
     }
 }
 
+/// The buffer out of `WriteAll`'s slot, which holds it while the future runs.
+#[inline]
+fn take<B>(slot: &mut Option<B>) -> B {
+    slot.take().expect("checked by the caller")
+}
+
 impl<B: IoBuf> WriteAll<'_, B> {
+    /// A send as an op tried at once (`Op::at_once`): for a pipe, with faults on, outside a
+    /// loop. Out of line, so the common path above keeps fewer registers on the stack.
+    #[inline(never)]
+    fn send_op_at_once(&mut self) -> Option<BufResult<(), B>> {
+        let WriteAllState::Idle(slot) = &mut self.state else {
+            unreachable!("a send starts from Idle")
+        };
+        let buf = take(slot);
+        let total = buf.bytes_init();
+        let slice = buf.slice(self.written..total);
+        // Tried at once first: a send that goes out now is never boxed.
+        match Op::at_once(Send::new(self.fd.clone(), slice, self.pipe)) {
+            // The rest went out at once: the buffer goes straight back to the caller (the state
+            // stays `Idle(None)`, as after a last send).
+            Ok((Ok(n), slice)) if n == total - self.written => {
+                self.written = total;
+                Some((Ok(()), slice.into_inner()))
+            }
+            Ok(done) => self.sent(done),
+            Err(op) => {
+                self.state = WriteAllState::Writing(op);
+                None
+            }
+        }
+    }
+
+    /// The send made at once must wait: the rest of the buffer goes into its op.
+    #[cold]
+    #[inline(never)]
+    fn wait(&mut self, tried: bool, driver: Rc<DriverCell>) {
+        let WriteAllState::Idle(slot) = &mut self.state else {
+            unreachable!("a send made at once leaves the buffer in Idle")
+        };
+        let buf = take(slot);
+        let total = buf.bytes_init();
+        let send = Send::new(self.fd.clone(), buf.slice(self.written..total), false);
+        self.state = WriteAllState::Writing(Op::waiting(send, tried, driver));
+    }
+
+    /// As [`sent`](Self::sent), for a send made at once while the buffer stayed in `Idle`.
+    #[inline]
+    fn sent_in_place(&mut self, res: io::Result<u32>) -> Option<BufResult<(), B>> {
+        let err = match res {
+            Ok(0) => io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the kernel accepted no more bytes",
+            ),
+            Ok(n) => {
+                self.written += n as usize;
+                return None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
+            Err(e) => e,
+        };
+        let WriteAllState::Idle(slot) = &mut self.state else {
+            unreachable!("a send made at once leaves the buffer in Idle")
+        };
+        Some((Err(err), take(slot)))
+    }
+
     /// One send's result: the output when the write ends here (an error), else `None` with
     /// the buffer back in `Idle` for the next send.
     #[inline]

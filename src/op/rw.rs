@@ -9,7 +9,7 @@ use super::{clamp_len, cvt};
 use crate::backend::uring_features;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::fd::{SharedFd, StashedDatagram};
-use crate::driver::op::{Interest, Operation};
+use crate::driver::op::{Interest, Operation, WriteAtOnce, write_at_once};
 
 /// `IORING_RECVSEND_POLL_FIRST`, in the SQE's ioprio field of a receive (Linux 5.19).
 const RECVSEND_POLL_FIRST: u16 = 1;
@@ -175,6 +175,22 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
             Err(e) => self.fd.stash_error(e),
         }
     }
+}
+
+/// A stream socket's send of `len` bytes at `ptr`, tried at once without building its op (see
+/// `driver::op::write_at_once`): the syscall `Send::try_syscall` makes, with the fd borrowed.
+///
+/// # Safety
+///
+/// `ptr` points at `len` initialised bytes that stay in place during the call.
+#[inline(always)]
+pub(crate) unsafe fn send_at_once(fd: &SharedFd, ptr: *const u8, len: usize) -> WriteAtOnce {
+    let len = clamp_len(len);
+    write_at_once(fd, len, || {
+        // SAFETY: the caller's promise: `len` initialised bytes at `ptr`. MSG_NOSIGNAL turns a
+        // closed peer into EPIPE instead of SIGPIPE, as in `Send::try_syscall`.
+        unsafe { libc::send(fd.raw(), ptr.cast(), len as usize, libc::MSG_NOSIGNAL) }
+    })
 }
 
 /// Sends a buffer's initialised bytes (to a socket, or with `pipe` to a pipe).
