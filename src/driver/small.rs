@@ -37,6 +37,15 @@ impl WakerList {
         if let Some(w) = self.first.take() {
             crate::blocking::wake_contained(w);
         }
+        if self.rest.is_some() {
+            self.wake_rest();
+        }
+    }
+
+    /// `wake_all` of the wakers past the first (out of line: most lists hold one).
+    #[cold]
+    #[inline(never)]
+    fn wake_rest(&mut self) {
         if let Some(rest) = self.rest.take() {
             rest.into_iter().for_each(crate::blocking::wake_contained);
         }
@@ -74,8 +83,14 @@ impl<T> SmallQueue<T> {
         if self.head.is_none() {
             self.head = Some(item);
         } else {
-            self.rest.get_or_insert_with(Box::default).push_back(item);
+            self.push_behind(item);
         }
+    }
+
+    /// `push_back` behind the inline head (out of line: the common queue holds one item).
+    #[inline(never)]
+    fn push_behind(&mut self, item: T) {
+        self.rest.get_or_insert_with(Box::default).push_back(item);
     }
 
     #[inline]
