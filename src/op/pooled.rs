@@ -189,9 +189,15 @@ impl Future for RecvPooled<'_> {
         if matches!(*this.state, RecvState::Start)
             && this.fd.plain(Interest::Read)
             && let Some(mut queue) = this.fd.recv_queue_if_any()
-            && let Some(next) = queue.poll_next(cx)
         {
-            return next;
+            // `MultiQueue::poll_next`, written out: the item goes straight to the output.
+            if let Some(item) = queue.items.pop_front() {
+                return Poll::Ready(item);
+            }
+            if queue.is_armed() {
+                queue.wait(cx.waker());
+                return Poll::Pending;
+            }
         }
         this.poll_slow(cx)
     }

@@ -807,7 +807,7 @@ impl Pool {
     }
 
     /// Wakes the readers waiting for a buffer to come back.
-    #[inline]
+    #[inline(always)]
     fn wake_waiters(&self) {
         if !self.waiters.borrow().is_empty() {
             self.wake_waiters_now();
