@@ -96,7 +96,7 @@ impl<T> MultiQueue<T> {
             self.armed = None;
         }
         self.wakers.wake_all();
-        self.items.len() < bound
+        self.items.len_below(bound)
     }
 
     /// The next delivery; `Pending` (the waker kept) while the op is armed and nothing came yet;

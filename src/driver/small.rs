@@ -117,6 +117,16 @@ impl<T> SmallQueue<T> {
         usize::from(self.head.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
+    /// Whether fewer than `bound` items are queued: with the common queue of at most its
+    /// inline item, a compare against a constant `bound` that folds away.
+    #[inline]
+    pub(crate) fn len_below(&self, bound: usize) -> bool {
+        match &self.rest {
+            None => usize::from(self.head.is_some()) < bound,
+            Some(rest) => usize::from(self.head.is_some()) + rest.len() < bound,
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.head.is_none()
     }
@@ -133,6 +143,7 @@ mod tests {
             q.push_back(i);
         }
         assert_eq!(q.len(), 5);
+        assert!(q.len_below(6) && !q.len_below(5));
         assert_eq!(q.pop_front(), Some(0));
         q.push_back(5);
         let rest: Vec<_> = std::iter::from_fn(|| q.pop_front()).collect();
