@@ -763,24 +763,24 @@ impl Pool {
 
     #[inline]
     pub(super) fn give_back(&self, bid: u16) {
+        let b = usize::from(bid);
         if let Free::Ring {
             inc: Some(inc),
             in_ring,
             ..
         } = &self.free
-            && let (Some(parts), Some(held)) = (
-                inc.parts.get(usize::from(bid)),
-                in_ring.get(usize::from(bid)),
-            )
+            && let Some(parts) = inc.parts.get(b)
         {
-            let users = parts.users.get().saturating_sub(1);
-            parts.users.set(users);
-            if users > 0 {
+            let users = parts.users.get();
+            if users > 1 {
+                parts.users.set(users - 1);
                 return; // other parts of the buffer are still held
             }
+            parts.users.set(0);
             let c = &self.counters.pool_in_use;
             c.set(c.get().saturating_sub(1));
-            if held.get() {
+            // (`in_ring` has an entry per buffer, as `parts` does.)
+            if in_ring.get(b).is_some_and(Cell::get) {
                 // The kernel goes on filling the rest of it. Readers waiting for a buffer are
                 // told all the same: they look again at whether the pool is exhausted.
                 self.wake_waiters();
