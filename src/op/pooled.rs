@@ -439,3 +439,89 @@ pub(crate) unsafe fn poll_queued_into(
         None => Poll::Ready(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Counters;
+    use std::os::fd::OwnedFd;
+
+    /// `IORING_CQE_F_BUFFER` and `IORING_CQE_F_BUF_MORE`.
+    const F_BUFFER: u32 = 1;
+    const F_BUF_MORE: u32 = 1 << 4;
+
+    /// A completion's flags naming buffer `bid` (`IORING_CQE_BUFFER_SHIFT` is 16).
+    fn names(bid: u16, extra: u32) -> u32 {
+        F_BUFFER | (u32::from(bid) << 16) | extra
+    }
+
+    fn stream() -> SharedFd {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        SharedFd::new(OwnedFd::from(a))
+    }
+
+    /// An incremental ring of 4 buffers of 16 bytes, and its counters.
+    fn pool() -> (Rc<Pool>, Rc<Counters>) {
+        let counters = Rc::new(Counters::default());
+        let mut pool = Pool::with_ring(4, 16, counters.clone()).unwrap();
+        pool.set_incremental();
+        (Rc::new(pool), counters)
+    }
+
+    fn lens(fd: &SharedFd) -> Vec<Option<usize>> {
+        let mut queue = fd.recv_queue();
+        std::iter::from_fn(|| queue.items.pop_front())
+            .map(|item| item.ok().map(|buf| buf.len()))
+            .collect()
+    }
+
+    #[test]
+    fn deliveries_to_a_live_stream_are_queued_in_order_up_to_the_bound() {
+        let (pool, counters) = pool();
+        let fd = stream();
+        let weak = fd.downgrade();
+        assert!(deliver_recv(
+            &weak,
+            Some(&pool),
+            Ok(5),
+            names(0, F_BUF_MORE),
+            true
+        ));
+        assert!(deliver_recv(
+            &weak,
+            Some(&pool),
+            Ok(3),
+            names(0, F_BUF_MORE),
+            true
+        ));
+        // Not a buffer of the ring: the reader gets the error, in its place.
+        assert!(deliver_recv(&weak, Some(&pool), Ok(1), names(9, 0), true));
+        // The end of stream, and the op's last completion.
+        assert!(deliver_recv(&weak, Some(&pool), Ok(0), names(0, 0), false));
+        assert_eq!(lens(&fd), [Some(5), Some(3), None, Some(0)]);
+        assert_eq!(counters.pool_in_use.get(), 0, "every part was dropped");
+        for i in 1..QUEUE_BOUND {
+            assert!(
+                deliver_recv(&weak, Some(&pool), Ok(1), names(0, F_BUF_MORE), true),
+                "{i}"
+            );
+        }
+        assert!(
+            !deliver_recv(&weak, Some(&pool), Ok(1), names(0, F_BUF_MORE), true),
+            "a full queue stops the receive"
+        );
+        assert_eq!(lens(&fd).len(), QUEUE_BOUND);
+    }
+
+    #[test]
+    fn a_delivery_to_a_dropped_stream_goes_back_to_the_pool() {
+        let (pool, counters) = pool();
+        let fd = stream();
+        let weak = fd.downgrade();
+        drop(fd);
+        // All 16 bytes of buffer 0: the kernel is past it, and nobody holds a part.
+        assert!(!deliver_recv(&weak, Some(&pool), Ok(16), names(0, 0), true));
+        assert_eq!(counters.pool_in_use.get(), 0);
+        assert_eq!(counters.pool_received.get(), 1);
+    }
+}
