@@ -77,13 +77,26 @@ impl<T> MultiQueue<T> {
         bound: usize,
     ) -> bool {
         if let Some(item) = item {
-            self.items.push_back(item);
+            self.push(item);
         }
+        self.delivered(more, bound)
+    }
+
+    /// Queues one item of a completion; [`delivered`](Self::delivered) follows once all are in.
+    #[inline]
+    pub(crate) fn push(&mut self, item: io::Result<T>) {
+        self.items.push_back(item);
+    }
+
+    /// A completion's items are queued ([`push`](Self::push)): notes the op's end (`!more`) and
+    /// wakes the readers. Returns whether the op may stay armed: the queue is below `bound`.
+    #[inline(always)]
+    pub(crate) fn delivered(&mut self, more: bool, bound: usize) -> bool {
         if !more {
             self.armed = None;
         }
         self.wakers.wake_all();
-        self.items.len() < bound
+        self.items.len_below(bound)
     }
 
     /// The next delivery; `Pending` (the waker kept) while the op is armed and nothing came yet;

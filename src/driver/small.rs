@@ -37,6 +37,15 @@ impl WakerList {
         if let Some(w) = self.first.take() {
             crate::blocking::wake_contained(w);
         }
+        if self.rest.is_some() {
+            self.wake_rest();
+        }
+    }
+
+    /// `wake_all` of the wakers past the first (out of line: most lists hold one).
+    #[cold]
+    #[inline(never)]
+    fn wake_rest(&mut self) {
         if let Some(rest) = self.rest.take() {
             rest.into_iter().for_each(crate::blocking::wake_contained);
         }
@@ -74,8 +83,14 @@ impl<T> SmallQueue<T> {
         if self.head.is_none() {
             self.head = Some(item);
         } else {
-            self.rest.get_or_insert_with(Box::default).push_back(item);
+            self.push_behind(item);
         }
+    }
+
+    /// `push_back` behind the inline head (out of line: the common queue holds one item).
+    #[inline(never)]
+    fn push_behind(&mut self, item: T) {
+        self.rest.get_or_insert_with(Box::default).push_back(item);
     }
 
     #[inline]
@@ -102,6 +117,16 @@ impl<T> SmallQueue<T> {
         usize::from(self.head.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
+    /// Whether fewer than `bound` items are queued: with the common queue of at most its
+    /// inline item, a compare against a constant `bound` that folds away.
+    #[inline]
+    pub(crate) fn len_below(&self, bound: usize) -> bool {
+        match &self.rest {
+            None => usize::from(self.head.is_some()) < bound,
+            Some(rest) => usize::from(self.head.is_some()) + rest.len() < bound,
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.head.is_none()
     }
@@ -118,6 +143,7 @@ mod tests {
             q.push_back(i);
         }
         assert_eq!(q.len(), 5);
+        assert!(q.len_below(6) && !q.len_below(5));
         assert_eq!(q.pop_front(), Some(0));
         q.push_back(5);
         let rest: Vec<_> = std::iter::from_fn(|| q.pop_front()).collect();

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
@@ -26,7 +27,7 @@ use crate::buf::PooledBuf;
 use crate::buf::pool::{POOL_GROUP, Pool};
 use crate::driver::DriverCell;
 use crate::driver::current as current_driver;
-use crate::driver::fd::{SharedFd, WeakFd};
+use crate::driver::fd::{MultiQueue, SharedFd, WeakFd};
 use crate::driver::op::Interest;
 
 /// The most deliveries a stream's queue holds before its multishot receive is stopped (a few more
@@ -38,6 +39,9 @@ pub(crate) const QUEUE_BOUND: usize = 16;
 /// per pool buffer (a bundled receive fills several in one completion). `None` goes in for an
 /// end that is not the reader's business (the pool ran dry, or the receive was cancelled): the
 /// reader arms it again.
+///
+/// The common completion (bytes in buffers of the pool, the stream still there) is taken apart
+/// straight into the queue, inline; the rest is `deliver_rare`.
 fn deliver_recv(
     fd: &WeakFd,
     pool: Option<&Rc<Pool>>,
@@ -46,8 +50,37 @@ fn deliver_recv(
     more: bool,
 ) -> bool {
     // Without the stream, the buffers are dropped: they go back to the pool.
-    let stream = fd.upgrade();
-    let mut queue = stream.as_ref().map(|fd| fd.recv_queue());
+    let Some(stream) = fd.upgrade() else {
+        deliver_rare(None, pool, res, flags, more);
+        return false;
+    };
+    let mut queue = stream.recv_queue();
+    let queue = &mut *queue;
+    if let Ok(n @ 1..) = res
+        && let (Some(bid), Some(pool)) = (io_uring::cqueue::buffer_select(flags), pool)
+    {
+        // SAFETY: the kernel selected `bid` (and for a bundle the ring entries after it) from
+        // the pool's group for this completion and is done with them.
+        let taken = unsafe { pool.take_bundle(bid, n, flags, |buf| queue.push(Ok(buf))) };
+        if let Err(e) = taken {
+            queue.push(Err(e));
+        }
+        // The op's last completion (`!more`) tells the queue that it ended.
+        return queue.delivered(more, QUEUE_BOUND);
+    }
+    deliver_rare(Some(queue), pool, res, flags, more)
+}
+
+/// `deliver_recv` for every completion but bytes in buffers of the pool delivered to a live
+/// stream: the end of stream, errors, a dropped stream (`queue` is `None`: buffers go back).
+#[inline(never)]
+fn deliver_rare(
+    mut queue: Option<&mut MultiQueue<PooledBuf>>,
+    pool: Option<&Rc<Pool>>,
+    res: io::Result<u32>,
+    flags: u32,
+    more: bool,
+) -> bool {
     let mut push = |item: Option<io::Result<PooledBuf>>, more: bool| match &mut queue {
         Some(q) => q.deliver(item, more, QUEUE_BOUND),
         None => false,
@@ -63,15 +96,14 @@ fn deliver_recv(
         }
         Ok(n) => match (io_uring::cqueue::buffer_select(flags), pool) {
             (Some(bid), Some(pool)) => {
+                // Without the stream (`deliver_recv` takes the rest): the buffers go back.
                 let mut go_on = true;
-                // SAFETY: the kernel selected `bid` (and for a bundle the ring entries after it)
-                // from the pool's group for this completion and is done with them.
+                // SAFETY: as in `deliver_recv`.
                 let taken = unsafe {
                     pool.take_bundle(bid, n, flags, |buf| go_on = push(Some(Ok(buf)), true))
                 };
                 match taken {
                     Ok(()) if more => go_on,
-                    // The op's last completion: the queue must hear that it ended.
                     Ok(()) => push(None, false),
                     Err(e) => push(Some(Err(e)), more),
                 }
@@ -114,15 +146,35 @@ enum RecvState {
 /// holds it while the connection is idle, stays small.
 pub(crate) struct RecvPooled<'a> {
     fd: &'a SharedFd,
-    state: RecvState,
+    /// Dropped by `RecvPooled`'s drop, which skips the common `Start` inline.
+    state: ManuallyDrop<RecvState>,
 }
 
 impl<'a> RecvPooled<'a> {
     pub(crate) fn new(fd: &'a SharedFd) -> Self {
         RecvPooled {
             fd,
-            state: RecvState::Start,
+            state: ManuallyDrop::new(RecvState::Start),
         }
+    }
+}
+
+impl Drop for RecvPooled<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if !matches!(*self.state, RecvState::Start) {
+            self.drop_state();
+        }
+    }
+}
+
+impl RecvPooled<'_> {
+    /// The drop of a state that holds the driver and the pool (out of line, so that the drop
+    /// of a `RecvPooled` that answered from its queue stays a compare in its caller).
+    #[inline(never)]
+    fn drop_state(&mut self) {
+        // SAFETY: only `RecvPooled`'s drop calls this, once; `state` is not used after.
+        unsafe { ManuallyDrop::drop(&mut self.state) };
     }
 }
 
@@ -134,12 +186,18 @@ impl Future for RecvPooled<'_> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if matches!(this.state, RecvState::Start)
+        if matches!(*this.state, RecvState::Start)
             && this.fd.plain(Interest::Read)
             && let Some(mut queue) = this.fd.recv_queue_if_any()
-            && let Some(next) = queue.poll_next(cx)
         {
-            return next;
+            // `MultiQueue::poll_next`, written out: the item goes straight to the output.
+            if let Some(item) = queue.items.pop_front() {
+                return Poll::Ready(item);
+            }
+            if queue.is_armed() {
+                queue.wait(cx.waker());
+                return Poll::Pending;
+            }
         }
         this.poll_slow(cx)
     }
@@ -149,7 +207,7 @@ impl RecvPooled<'_> {
     fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<PooledBuf>> {
         let this = self;
         let fd = this.fd;
-        match &mut this.state {
+        match &mut *this.state {
             RecvState::Start => {
                 ready!(fd.poll_settled(Interest::Read, cx));
                 if fd.has_stash() {
@@ -173,7 +231,7 @@ impl RecvPooled<'_> {
                 }
                 let driver = current_driver().ok_or_else(outside_loop)?;
                 let pool = driver.recv_pool()?;
-                this.state = if pool.is_ring() {
+                *this.state = if pool.is_ring() {
                     RecvState::Ring(driver, pool)
                 } else {
                     RecvState::List(driver, pool, ReadyWait::new(Interest::Read))
@@ -379,5 +437,91 @@ pub(crate) unsafe fn poll_queued_into(
             Poll::Pending
         }
         None => Poll::Ready(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Counters;
+    use std::os::fd::OwnedFd;
+
+    /// `IORING_CQE_F_BUFFER` and `IORING_CQE_F_BUF_MORE`.
+    const F_BUFFER: u32 = 1;
+    const F_BUF_MORE: u32 = 1 << 4;
+
+    /// A completion's flags naming buffer `bid` (`IORING_CQE_BUFFER_SHIFT` is 16).
+    fn names(bid: u16, extra: u32) -> u32 {
+        F_BUFFER | (u32::from(bid) << 16) | extra
+    }
+
+    fn stream() -> SharedFd {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        SharedFd::new(OwnedFd::from(a))
+    }
+
+    /// An incremental ring of 4 buffers of 16 bytes, and its counters.
+    fn pool() -> (Rc<Pool>, Rc<Counters>) {
+        let counters = Rc::new(Counters::default());
+        let mut pool = Pool::with_ring(4, 16, counters.clone()).unwrap();
+        pool.set_incremental();
+        (Rc::new(pool), counters)
+    }
+
+    fn lens(fd: &SharedFd) -> Vec<Option<usize>> {
+        let mut queue = fd.recv_queue();
+        std::iter::from_fn(|| queue.items.pop_front())
+            .map(|item| item.ok().map(|buf| buf.len()))
+            .collect()
+    }
+
+    #[test]
+    fn deliveries_to_a_live_stream_are_queued_in_order_up_to_the_bound() {
+        let (pool, counters) = pool();
+        let fd = stream();
+        let weak = fd.downgrade();
+        assert!(deliver_recv(
+            &weak,
+            Some(&pool),
+            Ok(5),
+            names(0, F_BUF_MORE),
+            true
+        ));
+        assert!(deliver_recv(
+            &weak,
+            Some(&pool),
+            Ok(3),
+            names(0, F_BUF_MORE),
+            true
+        ));
+        // Not a buffer of the ring: the reader gets the error, in its place.
+        assert!(deliver_recv(&weak, Some(&pool), Ok(1), names(9, 0), true));
+        // The end of stream, and the op's last completion.
+        assert!(deliver_recv(&weak, Some(&pool), Ok(0), names(0, 0), false));
+        assert_eq!(lens(&fd), [Some(5), Some(3), None, Some(0)]);
+        assert_eq!(counters.pool_in_use.get(), 0, "every part was dropped");
+        for i in 1..QUEUE_BOUND {
+            assert!(
+                deliver_recv(&weak, Some(&pool), Ok(1), names(0, F_BUF_MORE), true),
+                "{i}"
+            );
+        }
+        assert!(
+            !deliver_recv(&weak, Some(&pool), Ok(1), names(0, F_BUF_MORE), true),
+            "a full queue stops the receive"
+        );
+        assert_eq!(lens(&fd).len(), QUEUE_BOUND);
+    }
+
+    #[test]
+    fn a_delivery_to_a_dropped_stream_goes_back_to_the_pool() {
+        let (pool, counters) = pool();
+        let fd = stream();
+        let weak = fd.downgrade();
+        drop(fd);
+        // All 16 bytes of buffer 0: the kernel is past it, and nobody holds a part.
+        assert!(!deliver_recv(&weak, Some(&pool), Ok(16), names(0, 0), true));
+        assert_eq!(counters.pool_in_use.get(), 0);
+        assert_eq!(counters.pool_received.get(), 1);
     }
 }

@@ -259,20 +259,35 @@ impl Pool {
     /// every `io_uring_enter`: with `DEFER_TASKRUN` the kernel takes buffers from the ring only
     /// inside an enter, so one refill there does what a refill after every take and every give
     /// back did, with one tail update per trip instead of one per buffer.
+    ///
+    /// Inline in the caller: most trips find the ring full (`refill_slow` tops it up).
+    #[inline]
     pub(crate) fn refill(&self) {
+        if let Free::Ring {
+            avail,
+            target,
+            live,
+            ..
+        } = &self.free
+            && avail.get() < target.get()
+            && live.get()
+        {
+            self.refill_slow();
+        }
+    }
+
+    /// [`refill`](Self::refill) of a ring below its target.
+    #[inline(never)]
+    fn refill_slow(&self) {
         let Free::Ring {
             avail,
             target,
             spare,
-            live,
             ..
         } = &self.free
         else {
             return;
         };
-        if !live.get() || avail.get() >= target.get() {
-            return;
-        }
         let mut spare = spare.borrow_mut();
         let mut pushed = false;
         while avail.get() < target.get() && self.ring_push_spare(&mut spare) {
@@ -481,17 +496,38 @@ impl Pool {
     ///
     /// As [`take_selected`](Self::take_selected): the completion of an op that selected from this
     /// pool's ring reported `first` and `len`.
+    ///
+    /// The common case, an incremental ring and bytes that fit in the rest of the named buffer,
+    /// is inline in the caller (one part, `each` called once); the rest is out of line.
+    #[inline]
     pub(crate) unsafe fn take_bundle(
         self: &Rc<Self>,
         first: u16,
         len: u32,
         flags: u32,
-        mut each: impl FnMut(PooledBuf),
+        each: impl FnMut(PooledBuf),
     ) -> io::Result<()> {
         if let Free::Ring { inc: Some(inc), .. } = &self.free {
             // SAFETY: the caller's promise, passed on.
             return unsafe { self.take_incremental(inc, first, len, flags, each) };
         }
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.take_whole(first, len, each) }
+    }
+
+    /// [`take_bundle`](Self::take_bundle) on a ring that is not incremental (or a free-list
+    /// pool): each buffer whole.
+    ///
+    /// # Safety
+    ///
+    /// As [`take_selected`](Self::take_selected).
+    #[inline(never)]
+    unsafe fn take_whole(
+        self: &Rc<Self>,
+        first: u16,
+        len: u32,
+        mut each: impl FnMut(PooledBuf),
+    ) -> io::Result<()> {
         let Free::Ring {
             entry_bid,
             bid_entry,
@@ -727,24 +763,24 @@ impl Pool {
 
     #[inline]
     pub(super) fn give_back(&self, bid: u16) {
+        let b = usize::from(bid);
         if let Free::Ring {
             inc: Some(inc),
             in_ring,
             ..
         } = &self.free
-            && let (Some(parts), Some(held)) = (
-                inc.parts.get(usize::from(bid)),
-                in_ring.get(usize::from(bid)),
-            )
+            && let Some(parts) = inc.parts.get(b)
         {
-            let users = parts.users.get().saturating_sub(1);
-            parts.users.set(users);
-            if users > 0 {
+            let users = parts.users.get();
+            if users > 1 {
+                parts.users.set(users - 1);
                 return; // other parts of the buffer are still held
             }
+            parts.users.set(0);
             let c = &self.counters.pool_in_use;
             c.set(c.get().saturating_sub(1));
-            if held.get() {
+            // (`in_ring` has an entry per buffer, as `parts` does.)
+            if in_ring.get(b).is_some_and(Cell::get) {
                 // The kernel goes on filling the rest of it. Readers waiting for a buffer are
                 // told all the same: they look again at whether the pool is exhausted.
                 self.wake_waiters();
@@ -771,11 +807,17 @@ impl Pool {
     }
 
     /// Wakes the readers waiting for a buffer to come back.
-    #[inline]
+    #[inline(always)]
     fn wake_waiters(&self) {
-        if self.waiters.borrow().is_empty() {
-            return;
+        if !self.waiters.borrow().is_empty() {
+            self.wake_waiters_now();
         }
+    }
+
+    /// [`wake_waiters`](Self::wake_waiters) when some wait.
+    #[cold]
+    #[inline(never)]
+    fn wake_waiters_now(&self) {
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         // Contained: a waiter may be a foreign executor's waker (a `recv_pooled` it polls), and
         // a panic in its `wake` must neither skip the other waiters nor unwind into the code
