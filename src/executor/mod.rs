@@ -7,6 +7,7 @@ mod group;
 pub(crate) mod info;
 mod join;
 mod join_set;
+mod ready;
 mod spawn;
 mod task;
 #[cfg(feature = "tracing")]
@@ -24,7 +25,6 @@ pub use spawn::{spawn, spawn_named};
 pub use wait::{ReturnWhen, gather, wait, yield_now};
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::Location;
 use std::rc::Rc;
@@ -48,7 +48,7 @@ pub(crate) struct Executor {
     /// stale id (a finished task's, its key reused) is told apart without a generation here.
     tasks: RefCell<Slab<Rc<dyn Runnable>>>,
     next_gen: Cell<u32>,
-    ready: RefCell<VecDeque<u64>>,
+    ready: ready::ReadyQueue,
     main_woken: Cell<bool>,
     /// The task being polled (`MAIN_ID` for the main future, 0 for none: no task id is 0 while
     /// another task is being polled, since ids carry a generation).
@@ -113,7 +113,7 @@ impl Executor {
         }
         entry.insert(task.clone());
         drop(tasks);
-        self.ready.borrow_mut().push_back(id);
+        self.ready.push_back(id);
         Counters::bump(&counters.tasks_spawned);
         JoinHandle::new(task)
     }
@@ -134,7 +134,7 @@ impl Executor {
         if id == MAIN_ID {
             self.main_woken.set(true);
         } else {
-            self.ready.borrow_mut().push_back(id);
+            self.ready.push_back(id);
         }
     }
 
@@ -144,30 +144,38 @@ impl Executor {
     }
 
     pub(crate) fn has_work(&self) -> bool {
-        self.main_woken.get() || !self.ready.borrow().is_empty()
+        self.main_woken.get() || !self.ready.is_empty()
     }
 
     /// Whether a spawned task (not the main future) waits in the ready queue.
     pub(crate) fn has_ready_tasks(&self) -> bool {
-        !self.ready.borrow().is_empty()
+        !self.ready.is_empty()
     }
 
     /// Polls the tasks that were ready when the call began, and the tasks those polls wake, up to
     /// `POLLS_PER_TURN` polls in all (or the ready count, if larger). Returns how many it polled.
+    /// Inline in the loop's turn, its caller.
+    #[inline(always)]
     pub(crate) fn run_ready(&self, counters: &Counters) -> usize {
         // Everything ready now, plus what those polls wake, up to a bound: a task woken by another
         // task runs in the same turn (no I/O poll between the two), yet I/O is still polled at
         // least every `POLLS_PER_TURN` polls.
-        let n = self.ready.borrow().len().max(POLLS_PER_TURN);
+        let n = self.ready.len().max(POLLS_PER_TURN);
         let mut polled = 0;
         for _ in 0..n {
-            let Some(id) = self.ready.borrow_mut().pop_front() else {
+            let Some(id) = self.ready.pop_front() else {
                 break;
             };
             let (key, _) = split_id(id);
-            let Some(task) = self.tasks.borrow().get(key).cloned() else {
+            let Some(task) = self.tasks.borrow().get(key).map(Rc::as_ptr) else {
                 continue; // finished since it was woken
             };
+            // SAFETY: the slab's `Rc` keeps the task alive until this iteration removes it
+            // (below, after its last use here): a task leaves the slab only here and in
+            // `cancel_all`, which runs when the loop closes, never while one of its tasks is
+            // polled (closing takes the `EventLoop` by `&mut`, which `run_until_complete`
+            // holds). A spawn during the poll may move the slab's entries, not the task.
+            let task = unsafe { &*task };
             crate::coop::reset();
             self.current.set(Some(id));
             // Timed on the loop's clock: a paused clock makes every poll take no time.
@@ -182,17 +190,26 @@ impl Executor {
             polled += 1;
             if let (Some(watch), Some(started)) = (&self.slow_poll, started) {
                 let took = crate::time::busy_now().saturating_sub(started);
-                watch.check(|| self.info(&*task, id), took);
+                watch.check(|| self.info(task, id), took);
             }
             if finished {
-                let mut tasks = self.tasks.borrow_mut();
-                if matches!(tasks.get(key), Some(t) if t.header().id == id) {
-                    tasks.remove(key);
-                    self.forget_name(id);
-                }
+                self.remove_finished(key, id);
             }
         }
         polled
+    }
+
+    /// Takes finished task `id` out of the slab. The slab's `Rc` is dropped after the borrow
+    /// ends: it may be the last one, and the task's drop may run user code (a detached task's
+    /// span, its header's last waker) that spawns.
+    fn remove_finished(&self, key: usize, id: u64) {
+        let mut tasks = self.tasks.borrow_mut();
+        if matches!(tasks.get(key), Some(t) if t.header().id == id) {
+            let task = tasks.remove(key);
+            drop(tasks);
+            self.forget_name(id);
+            drop(task);
+        }
     }
 
     /// Whether the main future was woken and waits for its poll.
@@ -213,7 +230,7 @@ impl Executor {
             }
             self.names.borrow_mut().clear();
         }
-        self.ready.borrow_mut().clear();
+        self.ready.clear();
         self.main_woken.set(false);
     }
 

@@ -165,7 +165,7 @@ impl UringDriver {
     /// One loop turn's trip to the kernel: submit, then wait up to `timeout` (`None` = until a
     /// completion), then dispatch every completion. Inline in `DriverCell::park`, its one caller
     /// outside tests, with the reap: a turn runs through them once.
-    #[inline]
+    #[inline(always)]
     pub(in crate::driver) fn park(
         &mut self,
         timeout: Option<Duration>,
@@ -204,7 +204,7 @@ impl UringDriver {
                 Ok(())
             }
         };
-        self.reap();
+        self.reap_with(true);
         res
     }
 
@@ -212,14 +212,17 @@ impl UringDriver {
     /// completions held back before (`late`) go first; fault injection may hold back some of
     /// these for the next reap (never one of an op that already has one waiting, so each op's
     /// completions keep their order).
-    #[inline]
+    /// Out of line: the park has its own copy of the reap inline, and the other callers (a full
+    /// SQ's submit, tests) are rare.
+    #[inline(never)]
     pub(super) fn reap(&mut self) {
         self.reap_with(true);
     }
 
     /// As `reap`, but holds nothing back: every completion that came is dispatched now.
     pub(super) fn reap_all(&mut self) {
-        self.reap_with(false);
+        // Without completions held back this dispatches as `reap_direct` does.
+        self.reap_holding(false);
     }
 
     /// Whether a completion must keep its place in the CQ (fault injection holds it back
@@ -230,7 +233,8 @@ impl UringDriver {
             && self.pool.as_ref().is_some_and(|p| p.is_incremental())
     }
 
-    #[inline]
+    /// `reap`, or the park's own copy of it (inline there: the park runs every turn).
+    #[inline(always)]
     pub(super) fn reap_with(&mut self, may_hold: bool) {
         if self.late.is_empty() && !self.counters.faults.enabled() {
             self.reap_direct();
@@ -239,32 +243,23 @@ impl UringDriver {
         }
     }
 
-    /// `reap_with` without completions held back, injected or earlier (the common case): the
-    /// CQEs are copied out a chunk at a time onto the stack, the CQ's head released, and the
-    /// chunk dispatched. A chunk that came back full is followed by another.
-    #[inline]
+    /// `reap_with` without completions held back, injected or earlier (the common case): each
+    /// CQE is copied out and its slot handed back to the kernel before it is dispatched (the
+    /// dispatch needs the driver), until the CQ is empty. A turn reaps one or two: no chunk to
+    /// set up, and the empty CQ is seen in one look at its tail.
+    #[inline(always)]
     fn reap_direct(&mut self) {
-        const CHUNK: usize = 32;
         let mut stop = Vec::new();
         let mut reaped = 0;
         loop {
-            let mut chunk = [mem::MaybeUninit::<(u64, i32, u32)>::uninit(); CHUNK];
-            let mut n = 0;
-            {
+            let next = {
                 let mut cq = self.ring.completion();
-                for (slot, c) in chunk.iter_mut().zip(&mut cq) {
-                    slot.write((c.user_data(), c.result(), c.flags()));
-                    n += 1;
-                }
-                // Dropping `cq` hands the slots back to the kernel: the chunk is a copy.
-            }
-            reaped += n;
-            for slot in &chunk[..n] {
-                // SAFETY: the first `n` entries were written above.
-                let (user_data, result, flags) = unsafe { slot.assume_init() };
+                cq.next().map(|c| (c.user_data(), c.result(), c.flags()))
+                // Dropping `cq` hands the slot back to the kernel: the CQE is a copy.
+            };
+            if let Some((user_data, result, flags)) = next {
+                reaped += 1;
                 self.dispatch(user_data, result, flags, &mut stop);
-            }
-            if n == CHUNK {
                 continue;
             }
             // With IORING_FEAT_NODROP an overflowing CQ parks completions in the kernel; an enter
@@ -283,6 +278,7 @@ impl UringDriver {
     }
 
     /// `reap_with` when completions may be held back (fault injection) or some were.
+    #[inline(never)]
     fn reap_holding(&mut self, may_hold: bool) {
         let mut stop = Vec::new();
         let mut late = mem::take(&mut self.late);
