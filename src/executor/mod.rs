@@ -41,8 +41,11 @@ use waker::{MAIN_ID, TaskWaker};
 /// polls for I/O and timers again.
 pub(crate) const POLLS_PER_TURN: usize = 64;
 
+/// `Executor::current` while no task is polled: no id (a task's key is below `u32::MAX`) and
+/// not `MAIN_ID`.
+const NO_TASK: u64 = u32::MAX as u64;
+
 /// Tasks and the ready queue of one loop.
-#[derive(Default)]
 pub(crate) struct Executor {
     /// The live tasks by slab key; a task's id (key and generation) is in its header, so a
     /// stale id (a finished task's, its key reused) is told apart without a generation here.
@@ -50,13 +53,26 @@ pub(crate) struct Executor {
     next_gen: Cell<u32>,
     ready: ready::ReadyQueue,
     main_woken: Cell<bool>,
-    /// The task being polled (`MAIN_ID` for the main future, 0 for none: no task id is 0 while
-    /// another task is being polled, since ids carry a generation).
-    current: Cell<Option<u64>>,
+    /// The id of the task being polled (`MAIN_ID` for the main future, `NO_TASK` for none).
+    current: Cell<u64>,
     /// Debug mode's slow-poll watch; `None` when debug mode is off.
     pub(crate) slow_poll: Option<info::SlowPoll>,
     /// The names of the live tasks spawned with a name, by task id.
     names: RefCell<std::collections::HashMap<u64, Rc<str>>>,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor {
+            tasks: RefCell::default(),
+            next_gen: Cell::default(),
+            ready: ready::ReadyQueue::default(),
+            main_woken: Cell::default(),
+            current: Cell::new(NO_TASK),
+            slow_poll: None,
+            names: RefCell::default(),
+        }
+    }
 }
 
 impl Executor {
@@ -177,26 +193,37 @@ impl Executor {
             // holds). A spawn during the poll may move the slab's entries, not the task.
             let task = unsafe { &*task };
             crate::coop::reset();
-            self.current.set(Some(id));
-            // Timed on the loop's clock: a paused clock makes every poll take no time.
-            let started = self.slow_poll.as_ref().map(|_| crate::time::busy_now());
+            self.current.set(id);
             // The id is checked by the task itself: a newer task in the slot is not polled.
-            let ran = task.run(id);
-            self.current.set(None);
+            let ran = match &self.slow_poll {
+                None => task.run(id),
+                Some(watch) => self.run_watched(watch, task, id),
+            };
+            self.current.set(NO_TASK);
             let Some(finished) = ran else {
                 continue; // finished since it was woken, and its slot reused
             };
             Counters::bump(&counters.task_polls);
             polled += 1;
-            if let (Some(watch), Some(started)) = (&self.slow_poll, started) {
-                let took = crate::time::busy_now().saturating_sub(started);
-                watch.check(|| self.info(task, id), took);
-            }
             if finished {
                 self.remove_finished(key, id);
             }
         }
         polled
+    }
+
+    /// `task.run(id)` timed for debug mode's slow-poll watch (out of line: debug mode is rare).
+    #[cold]
+    #[inline(never)]
+    fn run_watched(&self, watch: &info::SlowPoll, task: &dyn Runnable, id: u64) -> Option<bool> {
+        // Timed on the loop's clock: a paused clock makes every poll take no time.
+        let started = crate::time::busy_now();
+        let ran = task.run(id);
+        if ran.is_some() {
+            let took = crate::time::busy_now().saturating_sub(started);
+            watch.check(|| self.info(task, id), took);
+        }
+        ran
     }
 
     /// Takes finished task `id` out of the slab. The slab's `Rc` is dropped after the borrow
@@ -249,7 +276,10 @@ impl Executor {
 
     /// The task being polled, if it is a spawned task.
     pub(crate) fn current_task(&self) -> Option<TaskInfo> {
-        let id = self.current.get().filter(|&id| id != MAIN_ID)?;
+        let id = self.current.get();
+        if id == MAIN_ID || id == NO_TASK {
+            return None;
+        }
         let (key, _) = split_id(id);
         let task = match self.tasks.borrow().get(key) {
             Some(t) if t.header().id == id => t.clone(),
@@ -275,6 +305,6 @@ impl Executor {
 
     /// Marks the main future as being polled (or not).
     pub(crate) fn set_main_current(&self, polling: bool) {
-        self.current.set(polling.then_some(MAIN_ID));
+        self.current.set(if polling { MAIN_ID } else { NO_TASK });
     }
 }

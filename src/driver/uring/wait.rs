@@ -55,6 +55,7 @@ impl UringDriver {
     /// # Safety
     ///
     /// `arg` must be null (with `argsz` 0) or what `flags` says it is, valid for the call.
+    #[inline(always)]
     pub(super) unsafe fn sys_enter(
         &mut self,
         min_complete: u32,
@@ -103,28 +104,34 @@ impl UringDriver {
     }
 
     /// One `io_uring_enter`: submits what is queued and waits for `want` completions or `timeout`.
-    #[inline]
+    #[inline(never)]
     pub(super) fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
-        let res = match timeout {
+        self.enter_inline(want, timeout)
+    }
+
+    /// `enter`, inline in the park's wait (which most turns at a moderate load run): one
+    /// `sys_enter` for both kinds of wait.
+    #[inline(always)]
+    fn enter_inline(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
+        let ts;
+        let args;
+        let (flags, arg, argsz) = match timeout {
             Some(t) => {
-                let ts = Timespec::from(t);
-                let args = SubmitArgs::new().timespec(&ts);
+                ts = Timespec::from(t);
+                args = SubmitArgs::new().timespec(&ts);
                 let arg: *const SubmitArgs<'_, '_> = &args;
-                // SAFETY: `args` is a valid `io_uring_getevents_arg` for this call (EXT_ARG); we
-                // always pass GETEVENTS, so a `min_complete` of 0 still runs deferred task work
-                // and posts completions, as DEFER_TASKRUN requires.
-                unsafe {
-                    self.sys_enter(
-                        want,
-                        IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-                        arg.cast(),
-                        std::mem::size_of::<SubmitArgs<'_, '_>>(),
-                    )
-                }
+                (
+                    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                    arg.cast(),
+                    std::mem::size_of::<SubmitArgs<'_, '_>>(),
+                )
             }
-            None => self.submit_and_wait(want),
+            None => (IORING_ENTER_GETEVENTS, std::ptr::null(), 0),
         };
-        wait_ended(res)
+        // SAFETY: `arg` is null (no timeout) or `args`, a valid `io_uring_getevents_arg` for this
+        // call (EXT_ARG) whose `ts` outlives it; we always pass GETEVENTS, so a `min_complete` of
+        // 0 still runs deferred task work and posts completions, as DEFER_TASKRUN requires.
+        wait_ended(unsafe { self.sys_enter(want, flags, arg, argsz) })
     }
 
     /// A busy loop's wait: for `want` completions, but for at most [`BATCH_WAIT_USEC`] once one
@@ -189,7 +196,7 @@ impl UringDriver {
                 // All but one of the ops in flight, at least two and at most three.
                 self.enter_batched((ops_in_flight as u32 - 1).clamp(2, 3), timeout)
             } else {
-                self.enter(1, timeout)
+                self.enter_inline(1, timeout)
             };
             shared.finish_sleep();
             r
