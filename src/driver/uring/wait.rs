@@ -27,6 +27,7 @@ const BATCH_MAX_IN_FLIGHT: usize = 8;
 
 /// A waiting enter's result: a timeout, a signal, or completions backed up (`EBUSY`, `EAGAIN`)
 /// only end the wait early, which the next loop turn handles.
+#[inline]
 pub(super) fn wait_ended(res: io::Result<()>) -> io::Result<()> {
     match res {
         Err(e)
