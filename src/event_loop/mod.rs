@@ -117,7 +117,7 @@ impl LoopInner {
     /// The earliest timer's deadline in `monotonic_nanos` terms (see `Clock::nanos_of`).
     #[inline(always)]
     fn first_deadline_nanos(&self) -> Option<u64> {
-        let first = self.timers.borrow().next_deadline()?;
+        let first = self.first_deadline.get()?;
         Some(self.clock.nanos_of(first))
     }
 
