@@ -1,5 +1,13 @@
 //! `EventLoop` (its `Builder` is in `builder`), `run`, `current_task` and `current_stats`; the loop
 //! turn itself (`LoopInner::turn`).
+//!
+//! The turn is one out-of-line function: the polls of the ready tasks (`Executor::run_ready`),
+//! the look at the system clock, the driver's park with its enter and its reap are inlined into
+//! it, so a turn pays one frame rather than one per step (at about one message per turn, every
+//! step's prologue is paid per message). Rare paths stay out of line: a paused or moved clock
+//! (`look_on_loop_clock`), futures that yielded, wakes from other threads, debug mode's timed
+//! polls, a park that failed. What the turn reads every time sits in plain cells: the ready
+//! queue (a ring of ids), the clock's "system" flag, the timers' earliest deadline.
 
 mod builder;
 
