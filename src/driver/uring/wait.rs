@@ -220,6 +220,7 @@ impl UringDriver {
     /// completions held back before (`late`) go first; fault injection may hold back some of
     /// these for the next reap (never one of an op that already has one waiting, so each op's
     /// completions keep their order).
+    ///
     /// Out of line: the park has its own copy of the reap inline, and the other callers (a full
     /// SQ's submit, tests) are rare.
     #[inline(never)]
