@@ -42,7 +42,8 @@ pub(crate) fn defer_yield(waker: &Waker) -> bool {
         .unwrap_or(false)
 }
 
-/// Called before each task (or main future) poll.
+/// Called before each task (or main future) poll (inline in the loop's turn: it runs per poll).
+#[inline]
 pub(crate) fn reset() {
     REMAINING.with(|r| r.set(BUDGET));
 }

@@ -52,6 +52,36 @@ both_backends! {
         });
     }
 
+    /// The ready queue is a ring that grows: a burst of woken tasks far beyond its first size
+    /// still runs, first woken first.
+    fn a_burst_of_spawned_tasks_runs_in_spawn_order(lp: &mut EventLoop) {
+        let order = lp.run_until_complete(async {
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let handles: Vec<_> = (0..1000u32)
+                .map(|i| {
+                    let order = order.clone();
+                    spawn(async move { order.borrow_mut().push(i) })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+            Rc::try_unwrap(order).unwrap().into_inner()
+        });
+        assert_eq!(order, (0..1000).collect::<Vec<_>>());
+    }
+
+    /// The first task a loop spawns (slab key 0, generation 0: id 0) is its own current task,
+    /// and the main future is none, before and after it.
+    fn the_first_task_of_a_loop_is_the_current_task_while_it_runs(lp: &mut EventLoop) {
+        let (before, inside, after) = lp.run_until_complete(async {
+            let before = ringloop::current_task().is_none();
+            let inside = spawn(async { ringloop::current_task().is_some() }).await.unwrap();
+            (before, inside, ringloop::current_task().is_none())
+        });
+        assert!(before && inside && after);
+    }
+
     fn spawn_and_join(lp: &mut EventLoop) {
         let out = lp.run_until_complete(async {
             let handles: Vec<_> = (0..100u64).map(|i| spawn(async move { i * 2 })).collect();

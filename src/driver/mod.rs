@@ -347,7 +347,7 @@ impl DriverCell {
 
     /// One trip to the kernel: submit what is queued, wait up to `timeout`, wake what completed.
     /// Inline in the loop's turn, as the uring park and its reap are in it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn park(
         &self,
         timeout: Option<Duration>,
@@ -362,13 +362,9 @@ impl DriverCell {
             (timeout != Some(Duration::ZERO)).then(|| before.unwrap_or_else(monotonic_nanos));
         let res = match &mut *driver {
             Driver::Uring(u) => {
-                let mut pending = self.direct_pending.borrow_mut();
-                if !pending.is_empty() {
-                    for slot in pending.drain(..) {
-                        u.close_direct(slot);
-                    }
+                if !self.direct_pending.borrow().is_empty() {
+                    self.close_pending_direct(u);
                 }
-                drop(pending);
                 u.park(timeout, shared)
             }
             Driver::Epoll(e) => e.park(timeout, shared),
@@ -390,6 +386,16 @@ impl DriverCell {
             release_orphans(orphans);
         }
         res.map(|()| end)
+    }
+
+    /// Queues the closes of the file-table slots whose connection closed while the driver was
+    /// busy (out of line: most parks have none).
+    #[cold]
+    #[inline(never)]
+    fn close_pending_direct(&self, u: &mut UringDriver) {
+        for slot in self.direct_pending.borrow_mut().drain(..) {
+            u.close_direct(slot);
+        }
     }
 
     /// Cancels everything in flight, waits until the kernel is done with every buffer, releases

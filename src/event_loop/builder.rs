@@ -323,6 +323,7 @@ impl Builder {
                 Backend::Epoll => e,
             })?;
         let main = Arc::new(TaskWaker::new(MAIN_ID, shared.clone(), false));
+        let timers = TimerStore::default();
         Ok(EventLoop {
             inner: Rc::new(LoopInner {
                 executor: Executor::with_slow_poll(debug.then(|| {
@@ -331,7 +332,8 @@ impl Builder {
                         hook: self.on_slow_poll.clone(),
                     }
                 })),
-                timers: Rc::new(RefCell::new(TimerStore::default())),
+                first_deadline: timers.first_cell(),
+                timers: Rc::new(RefCell::new(timers)),
                 clock: Rc::new(crate::time::Clock::new(self.start_paused)),
                 driver,
                 shared,

@@ -1,5 +1,13 @@
 //! `EventLoop` (its `Builder` is in `builder`), `run`, `current_task` and `current_stats`; the loop
 //! turn itself (`LoopInner::turn`).
+//!
+//! The turn is one out-of-line function: the polls of the ready tasks (`Executor::run_ready`),
+//! the look at the system clock, the driver's park with its enter and its reap are inlined into
+//! it, so a turn pays one frame rather than one per step (at about one message per turn, every
+//! step's prologue is paid per message). Rare paths stay out of line: a paused or moved clock
+//! (`look_on_loop_clock`), futures that yielded, wakes from other threads, debug mode's timed
+//! polls, a park that failed. What the turn reads every time sits in plain cells: the ready
+//! queue (a ring of ids), the clock's "system" flag, the timers' earliest deadline.
 
 mod builder;
 
@@ -55,7 +63,12 @@ fn debug_from_env() -> io::Result<bool> {
 impl LoopInner {
     /// One loop turn: run ready tasks, then one trip to the kernel (not blocking if there is more
     /// to run), then timers and wakes from other threads.
-    #[inline]
+    ///
+    /// One function for the common turn, out of line from the (generic) `run_until_complete`:
+    /// the ready tasks' polls, the look at the system clock, the park and the reap are inlined
+    /// into it, so a turn pays one call's prologue and epilogue rather than one per step, and
+    /// the rare paths (a moved clock, yielded futures, remote wakes) stay out of line.
+    #[inline(never)]
     fn turn(&self) {
         let polled = self.polls_since_io.get() + self.executor.run_ready(&self.counters);
         let yielded = !self.yielded.borrow().is_empty();
@@ -78,6 +91,7 @@ impl LoopInner {
     /// one raw clock read before the park and one after, which the park's timing shares, each
     /// compared with the earliest deadline in the same terms (`Clock::nanos_of`). The loop's
     /// `Instant` is read only when a timer is due.
+    #[inline(always)]
     fn look_on_system_clock(&self, yielded: bool) {
         let mut due = self.first_deadline_nanos();
         let mut busy = yielded || self.executor.has_work();
@@ -111,22 +125,30 @@ impl LoopInner {
     /// The earliest timer's deadline in `monotonic_nanos` terms (see `Clock::nanos_of`).
     #[inline(always)]
     fn first_deadline_nanos(&self) -> Option<u64> {
-        let first = self.timers.borrow().next_deadline()?;
+        let first = self.first_deadline.get()?;
         Some(self.clock.nanos_of(first))
     }
 
     /// One trip to the kernel; the raw clock reading at its end when it was timed.
+    #[inline(always)]
     fn park(&self, timeout: Option<Duration>, before: Option<u64>) -> Option<u64> {
         match self.driver.park(timeout, &self.shared, before) {
             Ok(after) => after,
-            Err(e) => panic!(
-                "ringloop: the {} backend failed to wait for I/O: {e}",
-                self.driver.backend()
-            ),
+            Err(e) => self.park_failed(e),
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn park_failed(&self, e: io::Error) -> ! {
+        panic!(
+            "ringloop: the {} backend failed to wait for I/O: {e}",
+            self.driver.backend()
+        )
+    }
+
     /// The turn's look at I/O and timers on a clock paused or moved (tests).
+    #[inline(never)]
     fn look_on_loop_clock(&self, yielded: bool) {
         // One clock read serves both the timers due now and the wait until the next one.
         let now = if self.timers.borrow().is_empty() {
@@ -175,6 +197,7 @@ impl LoopInner {
 
     /// Wakes the futures that yielded, behind every task that the look at I/O, timers and other
     /// threads just woke. If the main future yielded, those tasks run before it resumes too.
+    #[inline(never)]
     fn wake_yielded(&self) {
         let yielded = std::mem::take(&mut *self.yielded.borrow_mut());
         for w in yielded {
@@ -220,6 +243,7 @@ impl LoopInner {
     }
 
     /// `collect_remote` once something came from other threads.
+    #[inline(never)]
     fn take_remote(&self) {
         let mut ids = self.scratch_ids.borrow_mut();
         let mut jobs = Vec::new();

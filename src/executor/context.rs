@@ -30,6 +30,9 @@ thread_local! {
 pub(crate) struct LoopInner {
     pub(crate) executor: Executor,
     pub(crate) timers: Rc<RefCell<TimerStore>>,
+    /// The timers' earliest deadline (`TimerStore::first_cell`), read every turn without a
+    /// borrow of the store.
+    pub(crate) first_deadline: Rc<Cell<Option<std::time::Instant>>>,
     /// The loop's clock (pausable, for tests).
     pub(crate) clock: Rc<crate::time::Clock>,
     pub(crate) driver: Rc<DriverCell>,

@@ -7,6 +7,7 @@ mod group;
 pub(crate) mod info;
 mod join;
 mod join_set;
+mod ready;
 mod spawn;
 mod task;
 #[cfg(feature = "tracing")]
@@ -24,7 +25,6 @@ pub use spawn::{spawn, spawn_named};
 pub use wait::{ReturnWhen, gather, wait, yield_now};
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::Location;
 use std::rc::Rc;
@@ -41,22 +41,38 @@ use waker::{MAIN_ID, TaskWaker};
 /// polls for I/O and timers again.
 pub(crate) const POLLS_PER_TURN: usize = 64;
 
+/// `Executor::current` while no task is polled: no id (a task's key is below `u32::MAX`) and
+/// not `MAIN_ID`.
+const NO_TASK: u64 = u32::MAX as u64;
+
 /// Tasks and the ready queue of one loop.
-#[derive(Default)]
 pub(crate) struct Executor {
     /// The live tasks by slab key; a task's id (key and generation) is in its header, so a
     /// stale id (a finished task's, its key reused) is told apart without a generation here.
     tasks: RefCell<Slab<Rc<dyn Runnable>>>,
     next_gen: Cell<u32>,
-    ready: RefCell<VecDeque<u64>>,
+    ready: ready::ReadyQueue,
     main_woken: Cell<bool>,
-    /// The task being polled (`MAIN_ID` for the main future, 0 for none: no task id is 0 while
-    /// another task is being polled, since ids carry a generation).
-    current: Cell<Option<u64>>,
+    /// The id of the task being polled (`MAIN_ID` for the main future, `NO_TASK` for none).
+    current: Cell<u64>,
     /// Debug mode's slow-poll watch; `None` when debug mode is off.
     pub(crate) slow_poll: Option<info::SlowPoll>,
     /// The names of the live tasks spawned with a name, by task id.
     names: RefCell<std::collections::HashMap<u64, Rc<str>>>,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor {
+            tasks: RefCell::default(),
+            next_gen: Cell::default(),
+            ready: ready::ReadyQueue::default(),
+            main_woken: Cell::default(),
+            current: Cell::new(NO_TASK),
+            slow_poll: None,
+            names: RefCell::default(),
+        }
+    }
 }
 
 impl Executor {
@@ -113,7 +129,7 @@ impl Executor {
         }
         entry.insert(task.clone());
         drop(tasks);
-        self.ready.borrow_mut().push_back(id);
+        self.ready.push_back(id);
         Counters::bump(&counters.tasks_spawned);
         JoinHandle::new(task)
     }
@@ -134,7 +150,7 @@ impl Executor {
         if id == MAIN_ID {
             self.main_woken.set(true);
         } else {
-            self.ready.borrow_mut().push_back(id);
+            self.ready.push_back(id);
         }
     }
 
@@ -144,55 +160,83 @@ impl Executor {
     }
 
     pub(crate) fn has_work(&self) -> bool {
-        self.main_woken.get() || !self.ready.borrow().is_empty()
+        self.main_woken.get() || !self.ready.is_empty()
     }
 
     /// Whether a spawned task (not the main future) waits in the ready queue.
     pub(crate) fn has_ready_tasks(&self) -> bool {
-        !self.ready.borrow().is_empty()
+        !self.ready.is_empty()
     }
 
     /// Polls the tasks that were ready when the call began, and the tasks those polls wake, up to
     /// `POLLS_PER_TURN` polls in all (or the ready count, if larger). Returns how many it polled.
+    /// Inline in the loop's turn, its caller.
+    #[inline(always)]
     pub(crate) fn run_ready(&self, counters: &Counters) -> usize {
         // Everything ready now, plus what those polls wake, up to a bound: a task woken by another
         // task runs in the same turn (no I/O poll between the two), yet I/O is still polled at
         // least every `POLLS_PER_TURN` polls.
-        let n = self.ready.borrow().len().max(POLLS_PER_TURN);
+        let n = self.ready.len().max(POLLS_PER_TURN);
         let mut polled = 0;
         for _ in 0..n {
-            let Some(id) = self.ready.borrow_mut().pop_front() else {
+            let Some(id) = self.ready.pop_front() else {
                 break;
             };
             let (key, _) = split_id(id);
-            let Some(task) = self.tasks.borrow().get(key).cloned() else {
+            let Some(task) = self.tasks.borrow().get(key).map(Rc::as_ptr) else {
                 continue; // finished since it was woken
             };
+            // SAFETY: the slab's `Rc` keeps the task alive until this iteration removes it
+            // (below, after its last use here): a task leaves the slab only here and in
+            // `cancel_all`, which runs when the loop closes, never while one of its tasks is
+            // polled (closing takes the `EventLoop` by `&mut`, which `run_until_complete`
+            // holds). A spawn during the poll may move the slab's entries, not the task.
+            let task = unsafe { &*task };
             crate::coop::reset();
-            self.current.set(Some(id));
-            // Timed on the loop's clock: a paused clock makes every poll take no time.
-            let started = self.slow_poll.as_ref().map(|_| crate::time::busy_now());
+            self.current.set(id);
             // The id is checked by the task itself: a newer task in the slot is not polled.
-            let ran = task.run(id);
-            self.current.set(None);
+            let ran = match &self.slow_poll {
+                None => task.run(id),
+                Some(watch) => self.run_watched(watch, task, id),
+            };
+            self.current.set(NO_TASK);
             let Some(finished) = ran else {
                 continue; // finished since it was woken, and its slot reused
             };
             Counters::bump(&counters.task_polls);
             polled += 1;
-            if let (Some(watch), Some(started)) = (&self.slow_poll, started) {
-                let took = crate::time::busy_now().saturating_sub(started);
-                watch.check(|| self.info(&*task, id), took);
-            }
             if finished {
-                let mut tasks = self.tasks.borrow_mut();
-                if matches!(tasks.get(key), Some(t) if t.header().id == id) {
-                    tasks.remove(key);
-                    self.forget_name(id);
-                }
+                self.remove_finished(key, id);
             }
         }
         polled
+    }
+
+    /// `task.run(id)` timed for debug mode's slow-poll watch (out of line: debug mode is rare).
+    #[cold]
+    #[inline(never)]
+    fn run_watched(&self, watch: &info::SlowPoll, task: &dyn Runnable, id: u64) -> Option<bool> {
+        // Timed on the loop's clock: a paused clock makes every poll take no time.
+        let started = crate::time::busy_now();
+        let ran = task.run(id);
+        if ran.is_some() {
+            let took = crate::time::busy_now().saturating_sub(started);
+            watch.check(|| self.info(task, id), took);
+        }
+        ran
+    }
+
+    /// Takes finished task `id` out of the slab. The slab's `Rc` is dropped after the borrow
+    /// ends: it may be the last one, and the task's drop may run user code (a detached task's
+    /// span, its header's last waker) that spawns.
+    fn remove_finished(&self, key: usize, id: u64) {
+        let mut tasks = self.tasks.borrow_mut();
+        if matches!(tasks.get(key), Some(t) if t.header().id == id) {
+            let task = tasks.remove(key);
+            drop(tasks);
+            self.forget_name(id);
+            drop(task);
+        }
     }
 
     /// Whether the main future was woken and waits for its poll.
@@ -213,7 +257,7 @@ impl Executor {
             }
             self.names.borrow_mut().clear();
         }
-        self.ready.borrow_mut().clear();
+        self.ready.clear();
         self.main_woken.set(false);
     }
 
@@ -232,7 +276,10 @@ impl Executor {
 
     /// The task being polled, if it is a spawned task.
     pub(crate) fn current_task(&self) -> Option<TaskInfo> {
-        let id = self.current.get().filter(|&id| id != MAIN_ID)?;
+        let id = self.current.get();
+        if id == MAIN_ID || id == NO_TASK {
+            return None;
+        }
         let (key, _) = split_id(id);
         let task = match self.tasks.borrow().get(key) {
             Some(t) if t.header().id == id => t.clone(),
@@ -258,6 +305,6 @@ impl Executor {
 
     /// Marks the main future as being polled (or not).
     pub(crate) fn set_main_current(&self, polling: bool) {
-        self.current.set(polling.then_some(MAIN_ID));
+        self.current.set(if polling { MAIN_ID } else { NO_TASK });
     }
 }

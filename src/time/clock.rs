@@ -63,6 +63,8 @@ pub(crate) fn monotonic_nanos() -> u64 {
 #[derive(Debug)]
 pub(crate) struct Clock {
     state: Cell<State>,
+    /// `is_system`'s answer, kept with `state` (`set_state`): the loop asks every turn.
+    system: Cell<bool>,
     /// When the loop was built (system time): the origin of [`Clock::busy`].
     origin: std::time::Instant,
     /// `monotonic_nanos` read just after `origin`: never behind it.
@@ -84,6 +86,7 @@ impl Clock {
                 resumed_at: now,
                 jumped: Duration::ZERO,
             }),
+            system: Cell::new(!paused),
             origin: now,
             origin_nanos: monotonic_nanos(),
             converted: Cell::new(None),
@@ -95,8 +98,13 @@ impl Clock {
     /// Then `monotonic_nanos() >= nanos_of(deadline)` means `now() >= deadline`.
     #[inline]
     pub(crate) fn is_system(&self) -> bool {
-        let s = self.state.get();
-        !s.paused && s.base == s.resumed_at
+        self.system.get()
+    }
+
+    /// Sets the state, and `is_system`'s answer with it.
+    fn set_state(&self, s: State) {
+        self.system.set(!s.paused && s.base == s.resumed_at);
+        self.state.set(s);
     }
 
     /// `deadline` in `monotonic_nanos` terms, never earlier than the deadline itself (the origin
@@ -140,7 +148,7 @@ impl Clock {
         if !s.paused {
             s.base = self.now();
             s.paused = true;
-            self.state.set(s);
+            self.set_state(s);
         }
     }
 
@@ -149,7 +157,7 @@ impl Clock {
         if s.paused {
             s.paused = false;
             s.resumed_at = std::time::Instant::now();
-            self.state.set(s);
+            self.set_state(s);
         }
     }
 
@@ -164,7 +172,7 @@ impl Clock {
             None => return false,
         }
         s.jumped = s.jumped.saturating_add(by);
-        self.state.set(s);
+        self.set_state(s);
         true
     }
 

@@ -1,6 +1,8 @@
 //! The timer store: deadlines and the wakers to call when they pass. Pure data, no syscalls.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::Instant;
@@ -12,9 +14,9 @@ pub(crate) type TimerKey = (Instant, u64);
 #[derive(Debug)]
 pub(crate) struct TimerStore {
     timers: BTreeMap<TimerKey, Waker>,
-    /// The earliest deadline armed (the first key's), kept beside the map: the loop looks at it
-    /// twice a turn.
-    first: Option<Instant>,
+    /// The earliest deadline armed (the first key's), kept beside the map in a cell the loop
+    /// shares (`first_cell`): the loop looks at it twice a turn, without borrowing the store.
+    first: Rc<Cell<Option<Instant>>>,
     next_id: u64,
     /// Unique in the process: a timer armed from a `Send` handle finds its own store by it.
     store_id: u64,
@@ -25,7 +27,7 @@ impl Default for TimerStore {
         static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
         TimerStore {
             timers: BTreeMap::new(),
-            first: None,
+            first: Rc::new(Cell::new(None)),
             next_id: 0,
             store_id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
         }
@@ -44,8 +46,8 @@ impl TimerStore {
         let key = (deadline, self.next_id);
         self.next_id += 1;
         self.timers.insert(key, waker);
-        if self.first.is_none_or(|f| deadline < f) {
-            self.first = Some(deadline);
+        if self.first.get().is_none_or(|f| deadline < f) {
+            self.first.set(Some(deadline));
         }
         key
     }
@@ -65,8 +67,8 @@ impl TimerStore {
 
     /// Disarms a timer (no effect if it fired already).
     pub(crate) fn remove(&mut self, key: &TimerKey) {
-        if self.timers.remove(key).is_some() && self.first == Some(key.0) {
-            self.first = self.first_in_map();
+        if self.timers.remove(key).is_some() && self.first.get() == Some(key.0) {
+            self.first.set(self.first_in_map());
         }
     }
 
@@ -76,7 +78,12 @@ impl TimerStore {
 
     /// The earliest deadline still armed.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.first
+        self.first.get()
+    }
+
+    /// The cell that holds `next_deadline`, for the loop to read without borrowing the store.
+    pub(crate) fn first_cell(&self) -> Rc<Cell<Option<Instant>>> {
+        self.first.clone()
     }
 
     /// Removes every timer whose deadline is at or before `now` and appends its waker to `out`,
@@ -88,7 +95,7 @@ impl TimerStore {
             }
             out.push(entry.remove());
         }
-        self.first = self.first_in_map();
+        self.first.set(self.first_in_map());
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -101,7 +108,7 @@ impl TimerStore {
 
     pub(crate) fn clear(&mut self) {
         self.timers.clear();
-        self.first = None;
+        self.first.set(None);
     }
 }
 

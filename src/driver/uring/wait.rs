@@ -27,6 +27,7 @@ const BATCH_MAX_IN_FLIGHT: usize = 8;
 
 /// A waiting enter's result: a timeout, a signal, or completions backed up (`EBUSY`, `EAGAIN`)
 /// only end the wait early, which the next loop turn handles.
+#[inline]
 pub(super) fn wait_ended(res: io::Result<()>) -> io::Result<()> {
     match res {
         Err(e)
@@ -55,6 +56,7 @@ impl UringDriver {
     /// # Safety
     ///
     /// `arg` must be null (with `argsz` 0) or what `flags` says it is, valid for the call.
+    #[inline(always)]
     pub(super) unsafe fn sys_enter(
         &mut self,
         min_complete: u32,
@@ -103,28 +105,34 @@ impl UringDriver {
     }
 
     /// One `io_uring_enter`: submits what is queued and waits for `want` completions or `timeout`.
-    #[inline]
+    #[inline(never)]
     pub(super) fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
-        let res = match timeout {
+        self.enter_inline(want, timeout)
+    }
+
+    /// `enter`, inline in the park's wait (which most turns at a moderate load run): one
+    /// `sys_enter` for both kinds of wait.
+    #[inline(always)]
+    fn enter_inline(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
+        let ts;
+        let args;
+        let (flags, arg, argsz) = match timeout {
             Some(t) => {
-                let ts = Timespec::from(t);
-                let args = SubmitArgs::new().timespec(&ts);
+                ts = Timespec::from(t);
+                args = SubmitArgs::new().timespec(&ts);
                 let arg: *const SubmitArgs<'_, '_> = &args;
-                // SAFETY: `args` is a valid `io_uring_getevents_arg` for this call (EXT_ARG); we
-                // always pass GETEVENTS, so a `min_complete` of 0 still runs deferred task work
-                // and posts completions, as DEFER_TASKRUN requires.
-                unsafe {
-                    self.sys_enter(
-                        want,
-                        IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-                        arg.cast(),
-                        std::mem::size_of::<SubmitArgs<'_, '_>>(),
-                    )
-                }
+                (
+                    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                    arg.cast(),
+                    std::mem::size_of::<SubmitArgs<'_, '_>>(),
+                )
             }
-            None => self.submit_and_wait(want),
+            None => (IORING_ENTER_GETEVENTS, std::ptr::null(), 0),
         };
-        wait_ended(res)
+        // SAFETY: `arg` is null (no timeout) or `args`, a valid `io_uring_getevents_arg` for this
+        // call (EXT_ARG) whose `ts` outlives it; we always pass GETEVENTS, so a `min_complete` of
+        // 0 still runs deferred task work and posts completions, as DEFER_TASKRUN requires.
+        wait_ended(unsafe { self.sys_enter(want, flags, arg, argsz) })
     }
 
     /// A busy loop's wait: for `want` completions, but for at most [`BATCH_WAIT_USEC`] once one
@@ -165,7 +173,7 @@ impl UringDriver {
     /// One loop turn's trip to the kernel: submit, then wait up to `timeout` (`None` = until a
     /// completion), then dispatch every completion. Inline in `DriverCell::park`, its one caller
     /// outside tests, with the reap: a turn runs through them once.
-    #[inline]
+    #[inline(always)]
     pub(in crate::driver) fn park(
         &mut self,
         timeout: Option<Duration>,
@@ -189,7 +197,7 @@ impl UringDriver {
                 // All but one of the ops in flight, at least two and at most three.
                 self.enter_batched((ops_in_flight as u32 - 1).clamp(2, 3), timeout)
             } else {
-                self.enter(1, timeout)
+                self.enter_inline(1, timeout)
             };
             shared.finish_sleep();
             r
@@ -204,7 +212,7 @@ impl UringDriver {
                 Ok(())
             }
         };
-        self.reap();
+        self.reap_with(true);
         res
     }
 
@@ -212,14 +220,18 @@ impl UringDriver {
     /// completions held back before (`late`) go first; fault injection may hold back some of
     /// these for the next reap (never one of an op that already has one waiting, so each op's
     /// completions keep their order).
-    #[inline]
+    ///
+    /// Out of line: the park has its own copy of the reap inline, and the other callers (a full
+    /// SQ's submit, tests) are rare.
+    #[inline(never)]
     pub(super) fn reap(&mut self) {
         self.reap_with(true);
     }
 
     /// As `reap`, but holds nothing back: every completion that came is dispatched now.
     pub(super) fn reap_all(&mut self) {
-        self.reap_with(false);
+        // Without completions held back this dispatches as `reap_direct` does.
+        self.reap_holding(false);
     }
 
     /// Whether a completion must keep its place in the CQ (fault injection holds it back
@@ -230,7 +242,8 @@ impl UringDriver {
             && self.pool.as_ref().is_some_and(|p| p.is_incremental())
     }
 
-    #[inline]
+    /// `reap`, or the park's own copy of it (inline there: the park runs every turn).
+    #[inline(always)]
     pub(super) fn reap_with(&mut self, may_hold: bool) {
         if self.late.is_empty() && !self.counters.faults.enabled() {
             self.reap_direct();
@@ -239,32 +252,23 @@ impl UringDriver {
         }
     }
 
-    /// `reap_with` without completions held back, injected or earlier (the common case): the
-    /// CQEs are copied out a chunk at a time onto the stack, the CQ's head released, and the
-    /// chunk dispatched. A chunk that came back full is followed by another.
-    #[inline]
+    /// `reap_with` without completions held back, injected or earlier (the common case): each
+    /// CQE is copied out and its slot handed back to the kernel before it is dispatched (the
+    /// dispatch needs the driver), until the CQ is empty. A turn reaps one or two: no chunk to
+    /// set up, and the empty CQ is seen in one look at its tail.
+    #[inline(always)]
     fn reap_direct(&mut self) {
-        const CHUNK: usize = 32;
         let mut stop = Vec::new();
         let mut reaped = 0;
         loop {
-            let mut chunk = [mem::MaybeUninit::<(u64, i32, u32)>::uninit(); CHUNK];
-            let mut n = 0;
-            {
+            let next = {
                 let mut cq = self.ring.completion();
-                for (slot, c) in chunk.iter_mut().zip(&mut cq) {
-                    slot.write((c.user_data(), c.result(), c.flags()));
-                    n += 1;
-                }
-                // Dropping `cq` hands the slots back to the kernel: the chunk is a copy.
-            }
-            reaped += n;
-            for slot in &chunk[..n] {
-                // SAFETY: the first `n` entries were written above.
-                let (user_data, result, flags) = unsafe { slot.assume_init() };
+                cq.next().map(|c| (c.user_data(), c.result(), c.flags()))
+                // Dropping `cq` hands the slot back to the kernel: the CQE is a copy.
+            };
+            if let Some((user_data, result, flags)) = next {
+                reaped += 1;
                 self.dispatch(user_data, result, flags, &mut stop);
-            }
-            if n == CHUNK {
                 continue;
             }
             // With IORING_FEAT_NODROP an overflowing CQ parks completions in the kernel; an enter
@@ -283,6 +287,7 @@ impl UringDriver {
     }
 
     /// `reap_with` when completions may be held back (fault injection) or some were.
+    #[inline(never)]
     fn reap_holding(&mut self, may_hold: bool) {
         let mut stop = Vec::new();
         let mut late = mem::take(&mut self.late);
