@@ -20,7 +20,7 @@ log=$(mktemp)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp" "$log"; kill $(jobs -p) 2>/dev/null || true' EXIT
 specs=(1:0.05 2:0.1 3:0.2)
-tests=(differential storms compat pooled pooled_incremental signals toolbox axum hostile send_file zero_copy async_fd fs_ops direct_io buffers direct_fd)
+tests=(differential storms compat pooled pooled_incremental signals toolbox axum hostile send_file zero_copy async_fd fs_ops direct_io buffers direct_fd hot_path at_once)
 
 cargo build --workspace --all-features --tests --examples -q
 start=$(date +%s)

@@ -101,6 +101,39 @@ both_backends! {
         reader.join().unwrap();
     }
 
+    /// Under fault injection (ci/faults.sh runs this file) a send tried at once is cut short
+    /// and interrupted like any other syscall, and every byte still arrives in order; without
+    /// faults the same writes simply go out.
+    fn writes_at_once_take_the_injected_faults_and_lose_nothing(lp: &mut EventLoop) {
+        const N: usize = 2_000;
+        const LEN: usize = 1_000;
+        let (stream, mut peer) = pair();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; N * LEN];
+            peer.read_exact(&mut got).unwrap();
+            assert!(
+                got == common::pattern(0, N * LEN),
+                "the bytes arrived changed or out of order"
+            );
+        });
+        let (short, interrupted) = lp.run_until_complete(async {
+            for i in 0..N {
+                let (res, _) = stream.write_all(common::pattern(i * LEN, LEN)).await;
+                res.unwrap();
+            }
+            let injected = ringloop::current_stats().unwrap().faults_injected;
+            (injected.short_transfers, injected.interrupted)
+        });
+        reader.join().unwrap();
+        if common::faults_on() {
+            assert!(
+                short > 0 && interrupted > 0,
+                "{N} writes under fault injection met {short} short sends and {interrupted} \
+                 interrupted calls"
+            );
+        }
+    }
+
     /// Writes that always go out at once never return `Pending` by themselves: each spends
     /// cooperative budget, so a task making many lets another ready task run.
     fn writes_that_always_go_out_at_once_do_not_starve_others(lp: &mut EventLoop) {

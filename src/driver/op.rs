@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 
 use super::fd::SharedFd;
 use super::{Driver, DriverCell};
+use crate::faults::Fault;
 use crate::stats::Counters;
 
 /// Which readiness an epoll op waits for.
@@ -311,7 +312,7 @@ pub(crate) enum WriteAtOnce {
     /// The write must wait: its op goes on `driver`, `tried` if the syscall said `EAGAIN` (or
     /// was interrupted, on uring), else untried; see [`Op::waiting`].
     Wait { tried: bool, driver: Rc<DriverCell> },
-    /// Not for this path (no loop runs here, or faults are on): [`Op::at_once`] takes it.
+    /// Not for this path (no loop runs here): [`Op::at_once`] takes it.
     Slow,
 }
 
@@ -321,13 +322,14 @@ pub(crate) enum WriteAtOnce {
 /// return value as libc gives it), which runs only when [`DriverCell::try_at_once`] would run
 /// the op's: on epoll unless the fd is known not ready, on uring when the send would make the
 /// ring trip alone and is not zero-copy; the cooperative budget, the counters and epoll's
-/// readiness bookkeeping are the same. With faults on it declines (`Slow`), so every fault
-/// injection stays where it is.
+/// readiness bookkeeping are the same, and so are the faults injected (`RINGLOOP_FAULTS`: a
+/// send cut short, an interrupted call), so the fault suite runs this path too. `syscall` gets
+/// the bytes to send, at most `len`.
 #[inline(always)]
 pub(crate) fn write_at_once(
     fd: &SharedFd,
     len: u32,
-    syscall: impl FnMut() -> isize,
+    syscall: impl FnMut(u32) -> isize,
 ) -> WriteAtOnce {
     crate::driver::with_current(
         #[inline(always)]
@@ -350,11 +352,9 @@ impl DriverCell {
         self: &Rc<Self>,
         fd: &SharedFd,
         len: u32,
-        mut syscall: impl FnMut() -> isize,
+        mut syscall: impl FnMut(u32) -> isize,
     ) -> WriteAtOnce {
-        if self.counters.faults.enabled() {
-            return WriteAtOnce::Slow;
-        }
+        let faults = self.counters.faults.enabled();
         let mut driver = self.driver.borrow_mut();
         // epoll: the driver and the fd's registration, for the readiness bookkeeping.
         let mut epoll = match &mut *driver {
@@ -386,19 +386,29 @@ impl DriverCell {
             Counters::bump(&self.counters.ops_submitted);
         }
         loop {
+            // Fault injection, as `try_at_once` does it: the send cut short, or interrupted.
+            let (want, interrupted) = if faults {
+                self.write_faults(len)
+            } else {
+                (len, false)
+            };
             Counters::bump(&self.counters.io_syscalls);
-            let ret = syscall();
+            let ret = if interrupted { -1 } else { syscall(want) };
             if ret >= 0 {
                 let n = ret as u32;
                 // epoll: a short write filled the socket; not ready until the next edge.
-                if n < len
+                if n < want
                     && let Some((e, Some(token))) = &mut epoll
                 {
                     e.clear_ready(*token, Interest::Write, Some(fd.raw()));
                 }
                 return WriteAtOnce::Sent(n);
             }
-            let err = io::Error::last_os_error();
+            let err = if interrupted {
+                io::Error::from_raw_os_error(libc::EINTR)
+            } else {
+                io::Error::last_os_error()
+            };
             match err.raw_os_error() {
                 // epoll retries an interrupted syscall; uring lets the ring run it.
                 Some(libc::EINTR) if epoll.is_some() => continue,
@@ -406,6 +416,20 @@ impl DriverCell {
                 _ => return WriteAtOnce::Failed(err),
             }
         }
+    }
+
+    /// The faults injected into one try of a write of `len` bytes at once: the bytes it may
+    /// send (cut short as `maybe_shorten` cuts an op) and whether the call is interrupted.
+    #[cold]
+    #[inline(never)]
+    fn write_faults(&self, len: u32) -> (u32, bool) {
+        let faults = &self.counters.faults;
+        let mut want = len;
+        if faults.roll() {
+            want = want.min(1 + faults.below(512) as u32);
+            faults.count(Fault::ShortTransfer);
+        }
+        (want, faults.inject(Fault::Interrupted))
     }
 }
 

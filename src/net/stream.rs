@@ -264,8 +264,8 @@ fn take<B>(slot: &mut Option<B>) -> B {
 }
 
 impl<B: IoBuf> WriteAll<'_, B> {
-    /// A send as an op tried at once (`Op::at_once`): for a pipe, with faults on, outside a
-    /// loop. Out of line, so the common path above keeps fewer registers on the stack.
+    /// A send as an op tried at once (`Op::at_once`): for a pipe, or outside a loop. Out of
+    /// line, so the common path above keeps fewer registers on the stack.
     #[inline(never)]
     fn send_op_at_once(&mut self) -> Option<BufResult<(), B>> {
         let WriteAllState::Idle(slot) = &mut self.state else {

@@ -186,10 +186,10 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
 #[inline(always)]
 pub(crate) unsafe fn send_at_once(fd: &SharedFd, ptr: *const u8, len: usize) -> WriteAtOnce {
     let len = clamp_len(len);
-    write_at_once(fd, len, || {
-        // SAFETY: the caller's promise: `len` initialised bytes at `ptr`. MSG_NOSIGNAL turns a
-        // closed peer into EPIPE instead of SIGPIPE, as in `Send::try_syscall`.
-        unsafe { libc::send(fd.raw(), ptr.cast(), len as usize, libc::MSG_NOSIGNAL) }
+    write_at_once(fd, len, |want| {
+        // SAFETY: the caller's promise: `len >= want` initialised bytes at `ptr`. MSG_NOSIGNAL
+        // turns a closed peer into EPIPE instead of SIGPIPE, as in `Send::try_syscall`.
+        unsafe { libc::send(fd.raw(), ptr.cast(), want as usize, libc::MSG_NOSIGNAL) }
     })
 }
 
