@@ -647,7 +647,8 @@ impl DriverCell {
     /// stack (see `Op::at_once`), where the op's own first poll would try it too: on epoll
     /// always (unless the fd is known not ready since its last edge), on uring when the op is
     /// worth trying inline. Fault injection, the cooperative budget and the counters are as in
-    /// `poll_op`.
+    /// `poll_op`. A stream socket's write takes `op::write_at_once` instead, which makes these
+    /// same decisions without the op: a change here belongs there too.
     #[inline]
     pub(crate) fn try_at_once<T: Operation>(self: &Rc<Self>, op: &mut T) -> AtOnce {
         match &mut *self.driver.borrow_mut() {
