@@ -91,14 +91,13 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Rc<DriverCell>) -> R) -> Option<R>
     if addr == 0 {
         return None;
     }
-    let driver = std::mem::ManuallyDrop::new(
-        // SAFETY: `CURRENT_ADDR` is not 0 only while a loop is entered on this thread (the
-        // loop's context calls `set_current` with its own driver on entering and with `None` on
-        // leaving), and it is the address of that loop's `Rc<DriverCell>`, which `CURRENT` and
-        // the loop itself hold meanwhile. `f` gets a borrow and runs within this call;
-        // `ManuallyDrop` keeps the count `from_raw` did not take from being given back.
-        unsafe { Rc::from_raw(addr as *const DriverCell) },
-    );
+    // `CURRENT_ADDR` is not 0 only while a loop is entered on this thread (the loop's context
+    // calls `set_current` with its own driver on entering and with `None` on leaving), and it
+    // is the address of that loop's `Rc<DriverCell>`, which `CURRENT` and the loop itself hold
+    // meanwhile. `f` gets a borrow and runs within this call.
+    // SAFETY: `addr` is a live `Rc<DriverCell>`'s (above); `ManuallyDrop` keeps the count
+    // `from_raw` did not take from being given back.
+    let driver = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(addr as *const DriverCell) });
     Some(f(&driver))
 }
 

@@ -186,11 +186,11 @@ impl Executor {
             let Some(task) = self.tasks.borrow().get(key).map(Rc::as_ptr) else {
                 continue; // finished since it was woken
             };
-            // SAFETY: the slab's `Rc` keeps the task alive until this iteration removes it
-            // (below, after its last use here): a task leaves the slab only here and in
-            // `cancel_all`, which runs when the loop closes, never while one of its tasks is
-            // polled (closing takes the `EventLoop` by `&mut`, which `run_until_complete`
-            // holds). A spawn during the poll may move the slab's entries, not the task.
+            // A task leaves the slab only here (below, after its last use) and in `cancel_all`,
+            // which runs when the loop closes, never while one of its tasks is polled (closing
+            // takes the `EventLoop` by `&mut`, which `run_until_complete` holds). A spawn
+            // during the poll may move the slab's entries, not the task.
+            // SAFETY: so the slab's `Rc` keeps the task alive through this iteration.
             let task = unsafe { &*task };
             crate::coop::reset();
             self.current.set(id);
